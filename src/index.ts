@@ -4,3 +4,4 @@
  */
 export * from './codec/addr.js';
 export * from './tun/types.js';
+export * from './vtep/backend.js';

@@ -1,0 +1,53 @@
+/**
+ * The backend contract, after flannel's pkg/backend: a dataplane that owns its
+ * device and socket, and takes peers as subnet leases.
+ *
+ * Implemented by the UDP backend (src/vtep/udp) and the VXLAN VTEP (src/vtep/vxlan);
+ * driven by overlayd (src/overlayd) and the benchmark.
+ */
+
+/** A subnet lease: the unit of peer state, in flannel's etcd layout. */
+export interface Lease {
+  /** The host's overlay subnet, CIDR (e.g. "198.19.2.0/24"). */
+  subnet: string;
+  /** The host's underlay (public) IPv4 address. */
+  publicIp: string;
+  /** Backend the host runs. */
+  backendType: 'udp' | 'vxlan';
+  /** VXLAN only: the VNI the host's VTEP uses. */
+  vni?: number;
+  /** VXLAN only: the host's VTEP MAC, "aa:bb:cc:dd:ee:ff". */
+  vtepMac?: string;
+}
+
+/** Counters, readable as a plain object. */
+export interface DataplaneStats {
+  /** Packets/bytes read from the device and sent to the network. */
+  txPackets: number;
+  txBytes: number;
+  /** Packets/bytes received from the network and written to the device. */
+  rxPackets: number;
+  rxBytes: number;
+  /** Drops by reason (reason -> count). */
+  drops: Record<string, number>;
+  /** Per-peer counters keyed by the peer's public IP. */
+  peers: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
+}
+
+/** A running dataplane. */
+export interface Backend {
+  /** Backend type, as in a lease. */
+  readonly type: 'udp' | 'vxlan';
+  /** Create the device and socket, configure the kernel side, start forwarding. */
+  start(): Promise<void>;
+  /** This host's own lease (for peers to configure from). Valid after start(). */
+  localLease(): Lease;
+  /** Add or update a peer. Idempotent; a changed lease replaces the old one atomically. */
+  addPeer(lease: Lease): void;
+  /** Remove the peer owning `subnet` (CIDR). No-op if unknown. */
+  removePeer(subnet: string): void;
+  /** Current counters (a fresh plain object; not for the hot path). */
+  stats(): DataplaneStats;
+  /** Stop forwarding, close device and socket, remove what start() created. Idempotent. */
+  stop(): Promise<void>;
+}
