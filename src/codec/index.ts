@@ -1,0 +1,2 @@
+/** Public exports of src/codec (re-exported by src/index.ts). */
+export * from './addr.js';

@@ -1,0 +1,2 @@
+/** Public exports of src/overlayd (re-exported by src/index.ts). */
+export {};

@@ -1,0 +1,2 @@
+/** Public exports of src/tun (re-exported by src/index.ts). */
+export * from './types.js';
