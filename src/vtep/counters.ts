@@ -1,0 +1,115 @@
+/**
+ * Dataplane counters: packets/bytes each way, per peer, and drops by reason.
+ *
+ * Everything on the hot path is a preallocated number slot: drops are counted in a
+ * Float64Array indexed by a numeric reason code, and per-peer counters live as plain
+ * number fields on the peer object. Only `snapshot()` builds objects.
+ */
+import type { DataplaneStats } from './backend.js';
+import { u32ToIpv4 } from '../codec/addr.js';
+
+/** Every reason a packet can be dropped, in a fixed order (the index is the hot-path code). */
+export const DROP_REASONS = [
+  // towards the network (read from the device)
+  'tx_runt',
+  'tx_not_ipv4',
+  'tx_no_route',
+  'tx_ttl_exceeded',
+  'tx_too_big',
+  'tx_no_neighbour',
+  'tx_no_fdb',
+  'tx_l2miss',
+  'tx_l3miss',
+  'tx_unsupported_ethertype',
+  'tx_socket_full',
+  // from the network (read from the socket)
+  'rx_ipv6_underlay',
+  'rx_unknown_peer',
+  'rx_truncated',
+  'rx_bad_ipv4',
+  'rx_not_our_subnet',
+  'rx_spoofed_inner_source',
+  'rx_bad_vxlan_flags',
+  'rx_wrong_vni',
+  'rx_not_our_mac',
+  'rx_unsupported_ethertype',
+  'rx_arp_not_for_us',
+  'rx_device_full',
+] as const;
+
+/** A drop reason name. */
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/** Numeric drop codes for the hot path (`D.tx_no_route` etc.). */
+export const D: { readonly [K in DropReason]: number } = Object.freeze(
+  Object.fromEntries(DROP_REASONS.map((r, i) => [r, i])) as { [K in DropReason]: number },
+);
+
+/** Counters of one peer (kept on the peer object; read by snapshot). */
+export interface PeerCounters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+}
+
+/** Fresh zeroed per-peer counters. */
+export function newPeerCounters(): PeerCounters {
+  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
+}
+
+/** Aggregate counters of one dataplane. */
+export class Counters {
+  txPackets = 0;
+  txBytes = 0;
+  rxPackets = 0;
+  rxBytes = 0;
+  /** ICMP errors generated back into the device. */
+  icmpSent = 0;
+  /** ARP replies generated (L3 VTEP answers, L2 proxy). */
+  arpReplies = 0;
+  /** Frames flooded (head-end replicated) and the copies sent. */
+  floods = 0;
+  floodCopies = 0;
+  /** Drops by numeric reason code (see DROP_REASONS). */
+  readonly drops = new Float64Array(DROP_REASONS.length);
+
+  /** Count one drop (hot path, allocation-free). */
+  drop(code: number): void {
+    this.drops[code]!++;
+  }
+
+  /** Drops as a plain object; reasons with zero drops are left out. */
+  dropsObject(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let i = 0; i < DROP_REASONS.length; i++) if (this.drops[i]! > 0) out[DROP_REASONS[i]!] = this.drops[i]!;
+    return out;
+  }
+
+  /** Per-peer counters keyed by public IPv4 (uint32); kept after a peer is removed. */
+  readonly peers = new Map<number, PeerCounters>();
+
+  /** The counters of the peer at `publicIp` (created on first use; not for the hot path). */
+  peer(publicIp: number): PeerCounters {
+    let c = this.peers.get(publicIp);
+    if (!c) {
+      c = newPeerCounters();
+      this.peers.set(publicIp, c);
+    }
+    return c;
+  }
+
+  /** Build the DataplaneStats object. */
+  snapshot(): DataplaneStats {
+    const p: DataplaneStats['peers'] = {};
+    for (const [ip, c] of this.peers) p[u32ToIpv4(ip)] = { ...c };
+    return {
+      txPackets: this.txPackets,
+      txBytes: this.txBytes,
+      rxPackets: this.rxPackets,
+      rxBytes: this.rxBytes,
+      drops: this.dropsObject(),
+      peers: p,
+    };
+  }
+}

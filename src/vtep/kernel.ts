@@ -1,0 +1,75 @@
+/**
+ * Kernel-side configuration of a dataplane's device: MTU, MAC, address, up, and the
+ * per-peer routes flannel installs. Operations are queued and run in order, so the
+ * synchronous addPeer/removePeer can schedule route changes and stop() can wait for them.
+ *
+ * Implemented with iproute2 (`ip`) as a private helper of src/vtep (see report: the
+ * rtnetlink client of src/tun can replace it behind the same small interface).
+ */
+import { execFile } from 'node:child_process';
+
+/** What a dataplane needs from the kernel. */
+export interface KernelNet {
+  /** Set MTU, optional MAC, add `cidr` as address and bring the link up. */
+  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void>;
+  /** `ip route replace <dst> via <via> dev <dev> onlink`. */
+  replaceRoute(dst: string, via: string, dev: string): Promise<void>;
+  /** Delete the route to `dst` on `dev` (ignored when missing). */
+  deleteRoute(dst: string, dev: string): Promise<void>;
+  /** Write a per-device IPv4 sysctl (net.ipv4.conf.<dev>.<key>); ignored when missing. */
+  deviceSysctl(dev: string, key: string, value: string): Promise<void>;
+  /** Wait for every queued operation. */
+  flush(): Promise<void>;
+}
+
+function run(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
+      if (err) reject(new Error(`ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+/** KernelNet over iproute2, operations serialized in call order. */
+export class IpCommandNet implements KernelNet {
+  private chain: Promise<void> = Promise.resolve();
+  /** Errors of fire-and-forget operations (route updates from addPeer/removePeer). */
+  readonly errors: string[] = [];
+
+  private enqueue(fn: () => Promise<void>): Promise<void> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch((e: unknown) => {
+      this.errors.push(e instanceof Error ? e.message : String(e));
+    });
+    return p;
+  }
+
+  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void> {
+    return this.enqueue(async () => {
+      await run(['link', 'set', 'dev', dev, 'mtu', String(opts.mtu)]);
+      if (opts.mac) await run(['link', 'set', 'dev', dev, 'address', opts.mac]);
+      await run(['addr', 'replace', opts.cidr, 'dev', dev]);
+      await run(['link', 'set', 'dev', dev, 'up']);
+    });
+  }
+
+  replaceRoute(dst: string, via: string, dev: string): Promise<void> {
+    return this.enqueue(() => run(['route', 'replace', dst, 'via', via, 'dev', dev, 'onlink']));
+  }
+
+  deleteRoute(dst: string, dev: string): Promise<void> {
+    return this.enqueue(() => run(['route', 'del', dst, 'dev', dev]).catch(() => undefined));
+  }
+
+  deviceSysctl(dev: string, key: string, value: string): Promise<void> {
+    return this.enqueue(async () => {
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(`/proc/sys/net/ipv4/conf/${dev}/${key}`, value).catch(() => undefined);
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.chain;
+  }
+}

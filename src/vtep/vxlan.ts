@@ -1,0 +1,542 @@
+/**
+ * A userspace VXLAN tunnel endpoint, wire-compatible with the Linux kernel's vxlan
+ * device, over our own UDP socket (default VNI 1, port 8472 as flannel uses).
+ *
+ * L3 mode (flannel's current scheme, device flannel.<VNI>, a TUN): towards the
+ * network the inner IPv4 destination goes through route -> next hop -> neighbour
+ * (peer VTEP MAC) -> FDB (peer public IP); the inner Ethernet header (our VTEP MAC ->
+ * neighbour MAC) and the 8-byte VXLAN header are written in the slot headroom in front
+ * of the packet, and the datagram is sent. From the network: the VXLAN flags and VNI
+ * are validated, frames to our VTEP MAC or broadcast are accepted, ARP requests for our
+ * VTEP address are answered through the tunnel, and the IPv4 packet is written to TUN.
+ *
+ * L2 mode (a TAP, like a kernel vxlan bridge port): FDB lookup by destination MAC;
+ * broadcast, multicast and unknown unicast are flooded to the all-zeros FDB entries
+ * (head-end replication: every copy shares the same buffer); optional learning;
+ * optional ARP proxy from the neighbour table; l2miss/l3miss events.
+ *
+ * No allocation per packet: output batches are preallocated views onto input slots.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Backend, DataplaneStats, Lease } from './backend.js';
+import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
+import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
+import { Counters, D, type PeerCounters } from './counters.js';
+import { inPrefix, parseCidr, PrefixTable, type Prefix4 } from './tables.js';
+import { IpCommandNet, type KernelNet } from './kernel.js';
+import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
+import { defaultIo, preloadIo } from './io.js';
+import {
+  arpReplyInPlace, arpRequestTarget, buildIcmpError, formatMac, icmpErrorAllowed, ipv4DontFragment, ipv4TotLen,
+  ipv4Valid, macIsGroup, parseMac, readMac, vxlanFlagsValid, vxlanVni, writeMac, writeVxlan,
+  ETH_HLEN, ETH_P_ARP, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, MAC_BROADCAST, VXLAN_HLEN,
+} from './wire.js';
+import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
+
+/** flannel's VXLAN port (the kernel's legacy default). */
+export const FLANNEL_VXLAN_PORT = 8472;
+/** IANA VXLAN port. */
+export const IANA_VXLAN_PORT = 4789;
+/** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
+export const VXLAN_OVERHEAD = 50;
+
+interface VxPeer {
+  readonly lease: Lease;
+  readonly subnet: Prefix4;
+  /** The peer's VTEP address: its subnet's network address (flannel's next hop). */
+  readonly netAddr: number;
+  /** Peer VTEP MAC, or -1 when the lease has none (L2 mode may learn it). */
+  readonly mac: number;
+  readonly addr: number;
+}
+
+interface Route {
+  readonly nexthop: number;
+}
+
+const NO_COUNTERS: PeerCounters = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
+
+/** The userspace VXLAN VTEP. See the module comment. */
+export class VxlanBackend implements Backend {
+  readonly type = 'vxlan' as const;
+  readonly mode: 'l3' | 'l2';
+  readonly subnet: Prefix4;
+  readonly network: Prefix4;
+  readonly publicIp: number;
+  readonly port: number;
+  readonly vni: number;
+  readonly deviceName: string;
+  /** Device MTU (underlay MTU - 50 unless overridden). */
+  readonly deviceMtu: number;
+  /** Our VTEP MAC as a number. */
+  readonly vtepMac: number;
+  /** Our VTEP address: the subnet's network address (flannel puts it /32 on flannel.<VNI>). */
+  readonly vtepIp: number;
+
+  private readonly opts: VxlanBackendOptions;
+  private readonly io: DataplaneIo;
+  private readonly kernel: KernelNet;
+  private readonly counters = new Counters();
+  private readonly gbp: boolean;
+  private readonly gbpPolicy: number;
+  private readonly learning: boolean;
+  private readonly proxyArp: boolean;
+  private readonly strictSource: boolean;
+
+  // the three tables (plus the all-zeros flood list)
+  private readonly routes = new PrefixTable<Route>();
+  private readonly neigh = new Map<number, number>();
+  private readonly fdb = new Map<number, number[]>();
+  private zeros: number[] = [];
+  /** Known senders (public IP -> that peer's counters). */
+  private known = new Map<number, PeerCounters>();
+  /** Subnets owned by each sender (public IP), for the inner-source check. */
+  private senderSubnets = new Map<number, Prefix4[]>();
+  private readonly bySubnet = new Map<string, VxPeer>();
+  private readonly missSeen = new Map<number, number>();
+
+  private device: PacketDevice | undefined;
+  private transport: UdpTransport | undefined;
+  private running = false;
+  private stopping: Promise<void> | undefined;
+
+  // preallocated batch state
+  private readonly txViews: MutDatagramSlot[];
+  private readonly txCounters: PeerCounters[];
+  private readonly rxViews: MutPacketSlot[];
+  private readonly rxCounters: PeerCounters[];
+  private readonly replyViews: MutPacketSlot[];
+  private readonly icmpSlots: MutPacketSlot[];
+
+  constructor(opts: VxlanBackendOptions) {
+    this.opts = opts;
+    this.mode = opts.mode ?? 'l3';
+    this.subnet = parseCidr(opts.subnet);
+    this.network = parseCidr(opts.network);
+    this.publicIp = ipv4ToU32(opts.publicIp);
+    this.port = opts.port ?? FLANNEL_VXLAN_PORT;
+    this.vni = opts.vni ?? 1;
+    if (!Number.isInteger(this.vni) || this.vni < 0 || this.vni > 0xffffff) throw new Error(`invalid VNI ${opts.vni}`);
+    this.deviceName = opts.deviceName ?? `flannel.${this.vni}`;
+    this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - VXLAN_OVERHEAD;
+    this.io = opts.io ?? defaultIo;
+    this.kernel = opts.kernel ?? new IpCommandNet();
+    this.gbp = opts.gbp ?? false;
+    this.gbpPolicy = opts.gbpPolicy ?? 0;
+    this.learning = opts.learning ?? false;
+    this.proxyArp = opts.proxyArp ?? false;
+    this.strictSource = opts.strictSource ?? true;
+    if (opts.vtepMac) this.vtepMac = parseMac(opts.vtepMac);
+    else {
+      const r = randomBytes(6);
+      r[0] = (r[0]! & 0xfe) | 0x02; // unicast, locally administered
+      this.vtepMac = r.readUIntBE(0, 6);
+    }
+    this.vtepIp = this.subnet.net;
+    const n = Math.max(1, opts.batchSize ?? 64);
+    this.txViews = newDatagramViews(n);
+    this.txCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
+    this.rxViews = newPacketViews(n);
+    this.rxCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
+    this.replyViews = newPacketViews(n);
+    this.icmpSlots = allocReplySlots(n);
+  }
+
+  /** Create the device and socket, configure the kernel side, start forwarding. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    if (this.io === defaultIo) await preloadIo();
+    const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
+    try {
+      await tr.bind(this.port, this.opts.bindAddress);
+    } catch (e) {
+      tr.close();
+      throw e;
+    }
+    let dev: PacketDevice;
+    try {
+      dev = await (this.mode === 'l2' ? this.io.openTap(this.deviceName) : this.io.openTun(this.deviceName));
+    } catch (e) {
+      tr.close();
+      throw e;
+    }
+    this.device = dev;
+    this.transport = tr;
+    if (this.opts.configureKernel !== false) {
+      await this.kernel.configureDevice(dev.name, {
+        mtu: this.deviceMtu,
+        cidr: `${u32ToIpv4(this.vtepIp)}/32`,
+        mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
+      });
+      if (this.mode === 'l3') await this.kernel.deviceSysctl(dev.name, 'accept_local', '1');
+      for (const p of this.bySubnet.values()) void this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.netAddr), dev.name);
+      await this.kernel.flush();
+    }
+    this.running = true;
+    dev.onBatch(this.mode === 'l2' ? this.onTapBatch : this.onTunBatch);
+    tr.onBatch(this.onSocketBatch);
+  }
+
+  /** This host's lease (with our VNI and VTEP MAC). */
+  localLease(): Lease {
+    return {
+      subnet: `${u32ToIpv4(this.subnet.net)}/${this.subnet.len}`,
+      publicIp: u32ToIpv4(this.publicIp),
+      backendType: 'vxlan',
+      vni: this.vni,
+      vtepMac: formatMac(this.vtepMac),
+    };
+  }
+
+  /**
+   * Add or replace a peer: L3 mode installs 1 route (subnet via its network address),
+   * 1 neighbour (network address -> VTEP MAC) and 1 FDB entry (MAC -> public IP), plus
+   * the kernel route `subnet via X dev flannel.N onlink`. L2 mode adds the peer's public IP
+   * to the all-zeros flood list and, when the lease has a MAC, the FDB and neighbour entries.
+   */
+  addPeer(lease: Lease): void {
+    const subnet = parseCidr(lease.subnet);
+    if (subnet.net === this.subnet.net && subnet.len === this.subnet.len) return;
+    const key = `${u32ToIpv4(subnet.net)}/${subnet.len}`;
+    const mac = lease.vtepMac ? parseMac(lease.vtepMac) : -1;
+    if (this.mode === 'l3' && mac < 0) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, netAddr: subnet.net, mac, addr: ipv4ToU32(lease.publicIp) };
+    const old = this.bySubnet.get(key);
+    if (old) this.unlinkTables(old);
+    this.bySubnet.set(key, peer);
+    this.linkTables(peer);
+    this.rebuildKnown();
+    if (this.running && this.opts.configureKernel !== false) void this.kernel.replaceRoute(key, u32ToIpv4(peer.netAddr), this.device!.name);
+  }
+
+  /** Remove the peer owning `subnet` (tables and kernel route). */
+  removePeer(subnet: string): void {
+    const p = parseCidr(subnet);
+    const key = `${u32ToIpv4(p.net)}/${p.len}`;
+    const old = this.bySubnet.get(key);
+    if (!old) return;
+    this.bySubnet.delete(key);
+    this.unlinkTables(old);
+    this.rebuildKnown();
+    if (this.running && this.opts.configureKernel !== false) void this.kernel.deleteRoute(key, this.device!.name);
+  }
+
+  private linkTables(p: VxPeer): void {
+    if (this.mode === 'l3') this.routes.set(p.subnet, { nexthop: p.netAddr });
+    if (p.mac >= 0) {
+      this.neigh.set(p.netAddr, p.mac);
+      this.fdb.set(p.mac, [p.addr]);
+    }
+    if (this.mode === 'l2' && !this.zeros.includes(p.addr)) this.zeros = [...this.zeros, p.addr];
+  }
+
+  private unlinkTables(p: VxPeer): void {
+    if (this.mode === 'l3') this.routes.delete(p.subnet);
+    if (p.mac >= 0) {
+      if (this.neigh.get(p.netAddr) === p.mac) this.neigh.delete(p.netAddr);
+      this.fdb.delete(p.mac);
+    }
+    if (this.mode === 'l2') {
+      let stillUsed = false;
+      for (const o of this.bySubnet.values()) if (o !== p && o.addr === p.addr) stillUsed = true;
+      if (!stillUsed) this.zeros = this.zeros.filter((a) => a !== p.addr);
+    }
+  }
+
+  /** Add/replace an FDB entry (`mac` "00:00:00:00:00:00" = the flood list) for a control plane. */
+  setFdb(mac: string, publicIps: string[]): void {
+    const m = parseMac(mac);
+    const dsts = publicIps.map(ipv4ToU32);
+    if (m === 0) this.zeros = dsts;
+    else if (dsts.length === 0) this.fdb.delete(m);
+    else this.fdb.set(m, dsts);
+    this.rebuildKnown();
+  }
+
+  /** Add/replace (or with `mac` undefined, delete) a neighbour entry for a control plane. */
+  setNeighbour(ip: string, mac: string | undefined): void {
+    if (mac === undefined) this.neigh.delete(ipv4ToU32(ip));
+    else this.neigh.set(ipv4ToU32(ip), parseMac(mac));
+  }
+
+  /** The FDB as a plain object (mac -> public IPs; all-zeros = flood list). */
+  fdbEntries(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const [m, d] of this.fdb) out[formatMac(m)] = d.map(u32ToIpv4);
+    if (this.zeros.length) out['00:00:00:00:00:00'] = this.zeros.map(u32ToIpv4);
+    return out;
+  }
+
+  /** Peers currently configured. */
+  peers(): Lease[] {
+    return [...this.bySubnet.values()].map((p) => ({ ...p.lease }));
+  }
+
+  private rebuildKnown(): void {
+    const k = new Map<number, PeerCounters>();
+    const add = (a: number): void => { if (!k.has(a)) k.set(a, this.counters.peer(a)); };
+    for (const p of this.bySubnet.values()) add(p.addr);
+    for (const d of this.fdb.values()) d.forEach(add);
+    this.zeros.forEach(add);
+    this.known = k;
+    const ss = new Map<number, Prefix4[]>();
+    for (const p of this.bySubnet.values()) ss.set(p.addr, [...(ss.get(p.addr) ?? []), p.subnet]);
+    this.senderSubnets = ss;
+  }
+
+  /** Counters as a plain object, plus ARP replies, ICMP errors and flood counts. */
+  stats(): DataplaneStats & { arpReplies: number; icmpSent: number; floods: number; floodCopies: number } {
+    const c = this.counters;
+    return { ...c.snapshot(), arpReplies: c.arpReplies, icmpSent: c.icmpSent, floods: c.floods, floodCopies: c.floodCopies };
+  }
+
+  /** Stop forwarding, close device and socket (the kernel drops the device's address and routes with it). */
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        this.running = false;
+        this.device?.close();
+        this.transport?.close();
+        await this.kernel.flush().catch(() => undefined);
+      })();
+    }
+    return this.stopping;
+  }
+
+  private miss(kind: 'l2miss' | 'l3miss', key: number): void {
+    const cb = this.opts.onMiss;
+    if (!cb) return;
+    const k = kind === 'l3miss' ? key + 2 ** 48 : key;
+    const now = Date.now();
+    const last = this.missSeen.get(k);
+    if (last !== undefined && now - last < 1000) return;
+    if (this.missSeen.size > 4096) this.missSeen.clear();
+    this.missSeen.set(k, now);
+    const ev: MissEvent = kind === 'l2miss' ? { type: 'l2miss', vni: this.vni, mac: formatMac(key) } : { type: 'l3miss', vni: this.vni, ip: u32ToIpv4(key) };
+    try { cb(ev); } catch { /* control plane errors must not break the dataplane */ }
+  }
+
+  /** Queue one datagram view; flushes when the batch is full. Returns the new count. */
+  private pushTx(n: number, buf: Buffer, off: number, len: number, addr: number): number {
+    if (n === this.txViews.length) {
+      this.flushTx(n);
+      n = 0;
+    }
+    const v = this.txViews[n]!;
+    v.buf = buf;
+    v.off = off;
+    v.len = len;
+    v.family = 4;
+    v.addr = addr;
+    v.port = this.port;
+    this.txCounters[n] = this.known.get(addr) ?? NO_COUNTERS;
+    return n + 1;
+  }
+
+  private flushTx(n: number): void {
+    const c = this.counters;
+    const sent = this.transport!.sendBatch(this.txViews, n);
+    for (let j = 0; j < n; j++) {
+      const pc = this.txCounters[j]!;
+      this.txCounters[j] = NO_COUNTERS;
+      if (j < sent) {
+        const len = this.txViews[j]!.len;
+        c.txPackets++;
+        c.txBytes += len;
+        pc.txPackets++;
+        pc.txBytes += len;
+      } else c.drop(D.tx_socket_full);
+    }
+  }
+
+  /** L3: TUN -> network. */
+  private readonly onTunBatch = (slots: PacketSlot[], count: number): void => {
+    if (!this.running) return;
+    const c = this.counters;
+    const hdr = VXLAN_HLEN + ETH_HLEN;
+    let n = 0;
+    let nIcmp = 0;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i]!;
+      const b = s.buf;
+      const off = s.off;
+      const len = s.len;
+      if (len < 20) { c.drop(D.tx_runt); continue; }
+      if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); continue; }
+      const r = this.routes.lookup(b.readUInt32BE(off + 16));
+      if (r === undefined) {
+        c.drop(D.tx_no_route);
+        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
+          const o = this.icmpSlots[nIcmp++]!;
+          o.len = buildIcmpError(o.buf, o.off, b, off, len, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0, this.vtepIp);
+        }
+        continue;
+      }
+      if (len > this.deviceMtu && ipv4DontFragment(b, off)) {
+        c.drop(D.tx_too_big);
+        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
+          const o = this.icmpSlots[nIcmp++]!;
+          o.len = buildIcmpError(o.buf, o.off, b, off, len, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, this.deviceMtu, this.vtepIp);
+        }
+        continue;
+      }
+      const mac = this.neigh.get(r.nexthop);
+      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', r.nexthop); continue; }
+      const dsts = this.fdb.get(mac) ?? this.zeros;
+      if (dsts.length === 0) { c.drop(D.tx_no_fdb); this.miss('l2miss', mac); continue; }
+      if (off < hdr) { c.drop(D.tx_runt); continue; }
+      const e = off - ETH_HLEN;
+      writeMac(b, e, mac);
+      writeMac(b, e + 6, this.vtepMac);
+      b[e + 12] = ETH_P_IP >>> 8;
+      b[e + 13] = ETH_P_IP & 0xff;
+      writeVxlan(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
+      for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - hdr, len + hdr, dsts[k]!);
+    }
+    if (n > 0) this.flushTx(n);
+    if (nIcmp > 0) c.icmpSent += this.device!.writeBatch(this.icmpSlots, nIcmp);
+  };
+
+  /** L2: TAP -> network (bridge-port semantics). */
+  private readonly onTapBatch = (slots: PacketSlot[], count: number): void => {
+    if (!this.running) return;
+    const c = this.counters;
+    let n = 0;
+    let nReply = 0;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i]!;
+      const b = s.buf;
+      const off = s.off;
+      const len = s.len;
+      if (len < ETH_HLEN) { c.drop(D.tx_runt); continue; }
+      if (this.proxyArp && b.readUInt16BE(off + 12) === ETH_P_ARP) {
+        const target = arpRequestTarget(b, off, len);
+        if (target >= 0) {
+          const mac = this.neigh.get(target);
+          if (mac === undefined) { c.drop(D.tx_l3miss); this.miss('l3miss', target); continue; }
+          const v = this.replyViews[nReply++]!;
+          v.buf = b;
+          v.off = off;
+          v.len = arpReplyInPlace(b, off, mac, target);
+          c.arpReplies++;
+          if (nReply === this.replyViews.length) { this.device!.writeBatch(this.replyViews, nReply); nReply = 0; }
+          continue;
+        }
+      }
+      if (off < VXLAN_HLEN) { c.drop(D.tx_runt); continue; }
+      let dsts: number[] | undefined;
+      if (!macIsGroup(b, off)) {
+        dsts = this.fdb.get(readMac(b, off));
+        if (dsts === undefined) this.miss('l2miss', readMac(b, off));
+      }
+      if (dsts === undefined) {
+        dsts = this.zeros;
+        if (dsts.length === 0) { c.drop(D.tx_l2miss); continue; }
+        c.floods++;
+        c.floodCopies += dsts.length;
+      }
+      writeVxlan(b, off - VXLAN_HLEN, this.vni, this.gbp, this.gbpPolicy);
+      for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - VXLAN_HLEN, len + VXLAN_HLEN, dsts[k]!);
+    }
+    if (n > 0) this.flushTx(n);
+    if (nReply > 0) this.device!.writeBatch(this.replyViews, nReply);
+  };
+
+  /** Network -> device (both modes). */
+  private readonly onSocketBatch = (slots: DatagramSlot[], count: number): void => {
+    if (!this.running) return;
+    const c = this.counters;
+    const l2 = this.mode === 'l2';
+    let n = 0;
+    let nArp = 0;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i]!;
+      if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); continue; }
+      const pc = this.known.get(s.addr);
+      if (pc === undefined) { c.drop(D.rx_unknown_peer); continue; }
+      const b = s.buf;
+      const off = s.off;
+      const len = s.len;
+      if (len < VXLAN_HLEN + ETH_HLEN) { c.drop(D.rx_truncated); continue; }
+      if (!vxlanFlagsValid(b, off, this.gbp)) { c.drop(D.rx_bad_vxlan_flags); continue; }
+      if (vxlanVni(b, off) !== this.vni) { c.drop(D.rx_wrong_vni); continue; }
+      const e = off + VXLAN_HLEN;
+      const elen = len - VXLAN_HLEN;
+      if (l2) {
+        if (this.learning && !macIsGroup(b, e + 6)) {
+          const smac = readMac(b, e + 6);
+          const cur = this.fdb.get(smac);
+          if (cur === undefined || cur.length !== 1 || cur[0] !== s.addr) this.fdb.set(smac, [s.addr]);
+        }
+        n = this.pushRx(n, b, e, elen, pc);
+        continue;
+      }
+      const dmac = readMac(b, e);
+      if (dmac !== this.vtepMac && dmac !== MAC_BROADCAST) { c.drop(D.rx_not_our_mac); continue; }
+      const et = b.readUInt16BE(e + 12);
+      if (et === ETH_P_IP) {
+        const ip = e + ETH_HLEN;
+        const ilen = elen - ETH_HLEN;
+        if (!ipv4Valid(b, ip, ilen)) { c.drop(D.rx_bad_ipv4); continue; }
+        if (!inPrefix(b.readUInt32BE(ip + 16), this.subnet)) { c.drop(D.rx_not_our_subnet); continue; }
+        if (this.strictSource && !this.sourceOk(b.readUInt32BE(ip + 12), s.addr)) { c.drop(D.rx_spoofed_inner_source); continue; }
+        n = this.pushRx(n, b, ip, ipv4TotLen(b, ip), pc);
+      } else if (et === ETH_P_ARP) {
+        if (arpRequestTarget(b, e, elen) !== this.vtepIp) { c.drop(D.rx_arp_not_for_us); continue; }
+        const rl = arpReplyInPlace(b, e, this.vtepMac, this.vtepIp);
+        writeVxlan(b, off, this.vni, this.gbp, this.gbpPolicy);
+        // replies go out after the received batch; ARP is rare, so they share the tx views
+        const v = this.arpOut[nArp] ?? this.arpOut[this.arpOut.length - 1]!;
+        v.buf = b;
+        v.off = off;
+        v.len = VXLAN_HLEN + rl;
+        v.family = 4;
+        v.addr = s.addr;
+        v.port = this.port;
+        if (nArp < this.arpOut.length) nArp++;
+        c.arpReplies++;
+      } else c.drop(D.rx_unsupported_ethertype);
+    }
+    if (n > 0) this.flushRx(n);
+    if (nArp > 0) this.transport!.sendBatch(this.arpOut, nArp);
+  };
+
+  private readonly arpOut: MutDatagramSlot[] = newDatagramViews(8);
+
+  /** Inner source must be inside a subnet owned by the sender. */
+  private sourceOk(src: number, sender: number): boolean {
+    const subnets = this.senderSubnets.get(sender);
+    if (subnets === undefined) return false;
+    for (let i = 0; i < subnets.length; i++) if (inPrefix(src, subnets[i]!)) return true;
+    return false;
+  }
+
+  private pushRx(n: number, buf: Buffer, off: number, len: number, pc: PeerCounters): number {
+    if (n === this.rxViews.length) {
+      this.flushRx(n);
+      n = 0;
+    }
+    const v = this.rxViews[n]!;
+    v.buf = buf;
+    v.off = off;
+    v.len = len;
+    this.rxCounters[n] = pc;
+    return n + 1;
+  }
+
+  private flushRx(n: number): void {
+    const c = this.counters;
+    const w = this.device!.writeBatch(this.rxViews, n);
+    for (let j = 0; j < n; j++) {
+      const pc = this.rxCounters[j]!;
+      this.rxCounters[j] = NO_COUNTERS;
+      if (j < w) {
+        const len = this.rxViews[j]!.len;
+        c.rxPackets++;
+        c.rxBytes += len;
+        pc.rxPackets++;
+        pc.rxBytes += len;
+      } else c.drop(D.rx_device_full);
+    }
+  }
+}
