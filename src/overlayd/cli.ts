@@ -1,0 +1,174 @@
+/**
+ * overlayd's command line: flag parsing (node:util parseArgs), `--help`, `--version`.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError } from './config.js';
+
+/** Default path of the file the flannel CNI plugin reads. */
+export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
+/** Default --healthz-ip: loopback (flannel's default is 0.0.0.0; we do not expose metrics to the network unless asked). */
+export const DEFAULT_HEALTHZ_IP = '127.0.0.1';
+
+/** Parsed command line. */
+export interface CliOptions {
+  /** --net-conf FILE (required). */
+  netConf: string;
+  /** --subnet CIDR (required). */
+  subnet: string;
+  /** --public-ip IP. */
+  publicIp?: string;
+  /** --iface NAME|IP (repeatable). */
+  iface: string[];
+  /** --iface-regex RE (repeatable). */
+  ifaceRegex: string[];
+  /** --peers FILE. */
+  peers?: string;
+  /** --subnet-file PATH. */
+  subnetFile: string;
+  /** --lease-out FILE. */
+  leaseOut?: string;
+  /** --transport. */
+  transport: 'dgram' | 'mmsg';
+  /** --stats-interval SEC (0 = off). */
+  statsInterval: number;
+  /** --healthz-port (0 = off). */
+  healthzPort: number;
+  /** --healthz-ip. */
+  healthzIp: string;
+  /** --pcap FILE. */
+  pcap?: string;
+  /** --backend-module FILE (development: a module exporting a BackendFactory). */
+  backendModule?: string;
+  /** --peers-debounce-ms. */
+  peersDebounceMs: number;
+}
+
+/** What the command line asks for. */
+export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: CliOptions };
+
+/** The --help text (every flag). */
+export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]
+
+Runs a flannel-compatible overlay dataplane (flannel0-style UDP, or VXLAN) on this host.
+Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT; SIGHUP
+reloads the peers file.
+
+Configuration (flannel's formats):
+  --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
+                         "Backend": {"Type": "udp"|"vxlan", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
+                         Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
+                         MTU = underlay interface MTU - 28 (udp) or - 50 (vxlan).
+  --subnet CIDR          this host's lease, a SubnetLen-long subnet inside Network (198.19.1.0/24)
+  --peers FILE           remote hosts in flannel's etcd layout: {"198.19.2.0-24": {"PublicIP": "198.18.0.2",
+                         "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}}}
+                         Watched: added, changed and removed peers take effect live. A file that
+                         does not parse (mid-edit) is logged and the previous peers are kept.
+  --subnet-file PATH     written at start with FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU,
+                         FLANNEL_IPMASQ for the CNI plugin (default ${DEFAULT_SUBNET_FILE})
+  --lease-out FILE       also write this host's own lease, in the peers-file layout (it is
+                         always printed as one JSON line on stdout at start)
+
+Underlay interface (as flanneld; default: the interface of the default route):
+  --public-ip IP         address advertised to peers (default: the interface's first IPv4 address)
+  --iface NAME|IP        interface to use, by name or address (repeatable: first that exists)
+  --iface-regex RE       pick the first interface whose WHOLE address or name matches RE
+                         (compiled as ^(?:RE)$, so "eth1|bond1" does not match "veth17f90f70");
+                         repeatable. The choice and the reason are logged.
+
+Dataplane:
+  --transport dgram|mmsg UDP socket implementation: node:dgram or batched recvmmsg/sendmmsg (default mmsg)
+  --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
+                         (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
+
+Observability:
+  --stats-interval SEC   log a one-line stats summary every SEC seconds (default 0: off)
+  --healthz-port PORT    serve GET /healthz ("ok") and GET /metrics (Prometheus text) (default 0: off)
+  --healthz-ip IP        address for the healthz/metrics server (default ${DEFAULT_HEALTHZ_IP})
+
+Other:
+  --peers-debounce-ms MS wait this long after a change to the peers file before reloading (default 200)
+  --backend-module FILE  development: load the Backend from an ES module whose default export is a
+                         factory (params) => Backend, instead of src/vtep's UdpBackend/VxlanBackend
+  -h, --help             show this help
+  -V, --version          print the version
+
+Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
+left behind); 1 on a runtime failure.
+`;
+
+/** overlayd's version (package.json's). */
+export function version(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'overlay-dataplane' && pkg.version) return pkg.version;
+    } catch {
+      /* try the next */
+    }
+  }
+  return '0.0.0';
+}
+
+function intFlag(name: string, v: string | undefined, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new ConfigError(`--${name} "${v}" must be an integer in ${min}..${max}`);
+  return Number(v);
+}
+
+/** Parse argv (without node and script). Throws ConfigError on unknown flags, missing or malformed values. */
+export function parseCli(argv: string[]): CliCommand {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'net-conf': { type: 'string' },
+        subnet: { type: 'string' },
+        'public-ip': { type: 'string' },
+        iface: { type: 'string', multiple: true },
+        'iface-regex': { type: 'string', multiple: true },
+        peers: { type: 'string' },
+        'subnet-file': { type: 'string' },
+        'lease-out': { type: 'string' },
+        transport: { type: 'string' },
+        'stats-interval': { type: 'string' },
+        'healthz-port': { type: 'string' },
+        'healthz-ip': { type: 'string' },
+        pcap: { type: 'string' },
+        'backend-module': { type: 'string' },
+        'peers-debounce-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    }));
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`);
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  if (!values['net-conf']) throw new ConfigError('--net-conf FILE is required (see --help)');
+  if (!values.subnet) throw new ConfigError('--subnet CIDR is required (see --help)');
+  const transport = values.transport ?? 'mmsg';
+  if (transport !== 'dgram' && transport !== 'mmsg') throw new ConfigError(`--transport "${transport}" must be "dgram" or "mmsg"`);
+  const opts: CliOptions = {
+    netConf: values['net-conf'],
+    subnet: values.subnet,
+    iface: values.iface ?? [],
+    ifaceRegex: values['iface-regex'] ?? [],
+    subnetFile: values['subnet-file'] ?? DEFAULT_SUBNET_FILE,
+    transport,
+    statsInterval: intFlag('stats-interval', values['stats-interval'], 0, 0, 86400),
+    healthzPort: intFlag('healthz-port', values['healthz-port'], 0, 0, 65535),
+    healthzIp: values['healthz-ip'] ?? DEFAULT_HEALTHZ_IP,
+    peersDebounceMs: intFlag('peers-debounce-ms', values['peers-debounce-ms'], 200, 0, 60000),
+  };
+  if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
+  if (values.peers !== undefined) opts.peers = values.peers;
+  if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];
+  if (values.pcap !== undefined) opts.pcap = values.pcap;
+  if (values['backend-module'] !== undefined) opts.backendModule = values['backend-module'];
+  return { kind: 'run', options: opts };
+}

@@ -1,0 +1,367 @@
+/**
+ * overlayd configuration in flannel's own formats: net-conf.json, the etcd lease
+ * layout (peers file and our own lease), and /run/flannel/subnet.env.
+ *
+ * Every parser throws {@link ConfigError} with a single-line message that names the
+ * offending file, key or value; the CLI prints it and exits with status 2.
+ */
+import type { Lease } from '../vtep/backend.js';
+
+/** A configuration problem. `message` is one line and names the problem. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message.replace(/\s*\n\s*/g, ' '));
+    this.name = 'ConfigError';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// IPv4 / CIDR helpers (self-contained: configuration path only, not hot).
+
+/** An IPv4 prefix with its network address (host bits cleared) as uint32. */
+export interface Cidr4 {
+  /** Address as written, uint32. */
+  addr: number;
+  /** Network address (host bits cleared), uint32. */
+  network: number;
+  /** Prefix length 0..32. */
+  prefixLen: number;
+}
+
+/** Parse a dotted quad to uint32, or return undefined when malformed. */
+export function parseIp4(s: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return undefined;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = m[i]!;
+    const o = Number(part);
+    if (o > 255 || (part.length > 1 && part[0] === '0')) return undefined;
+    v = v * 256 + o;
+  }
+  return v >>> 0;
+}
+
+/** Format a uint32 as a dotted quad. */
+export function formatIp4(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Netmask for a prefix length, uint32. */
+export function prefixMask(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+/** Parse "a.b.c.d/len", or return undefined when malformed. */
+export function parseCidr4(s: string): Cidr4 | undefined {
+  const slash = s.indexOf('/');
+  if (slash < 0) return undefined;
+  const addr = parseIp4(s.slice(0, slash));
+  const pl = s.slice(slash + 1);
+  if (addr === undefined || !/^(\d|[12]\d|3[0-2])$/.test(pl)) return undefined;
+  const prefixLen = Number(pl);
+  return { addr, network: (addr & prefixMask(prefixLen)) >>> 0, prefixLen };
+}
+
+/** Format a prefix's network form, "a.b.c.0/len". */
+export function formatCidr4(c: { network: number; prefixLen: number }): string {
+  return `${formatIp4(c.network)}/${c.prefixLen}`;
+}
+
+/** True when prefix `inner` lies entirely inside prefix `outer`. */
+export function cidrContains(outer: Cidr4, inner: Cidr4): boolean {
+  return inner.prefixLen >= outer.prefixLen && ((inner.network & prefixMask(outer.prefixLen)) >>> 0) === outer.network;
+}
+
+/** Parse a MAC "aa:bb:cc:dd:ee:ff" (case-insensitive); returns the lower-case form or undefined. */
+export function normalizeMac(s: string): string | undefined {
+  return /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(s) ? s.toLowerCase() : undefined;
+}
+
+// ---------------------------------------------------------------------------
+// net-conf.json
+
+/** Backend types overlayd runs. */
+export type BackendType = 'udp' | 'vxlan';
+
+/** Flannel's default UDP port for the udp backend. */
+export const DEFAULT_UDP_PORT = 8285;
+/** Flannel's default UDP port for the vxlan backend (the Linux kernel's historical default, not IANA 4789). */
+export const DEFAULT_VXLAN_PORT = 8472;
+/** Flannel's default VNI. */
+export const DEFAULT_VNI = 1;
+
+/** The `Backend` section of net-conf.json, with flannel's defaults applied. */
+export interface BackendConf {
+  /** "udp" or "vxlan". */
+  type: BackendType;
+  /** UDP port: default 8285 (udp) or 8472 (vxlan). */
+  port: number;
+  /** VXLAN network identifier (vxlan; default 1). */
+  vni: number;
+  /** VXLAN Group Based Policy extension (vxlan; default false). */
+  gbp: boolean;
+  /** Skip encapsulation for peers on the same underlay subnet (vxlan; default false). */
+  directRouting: boolean;
+  /** Device MTU; undefined means underlay MTU minus the encapsulation overhead. */
+  mtu?: number;
+}
+
+/** A parsed net-conf.json. */
+export interface NetConf {
+  /** The overlay network, network form ("198.19.0.0/16"). */
+  network: string;
+  /** Parsed `network`. */
+  networkCidr: Cidr4;
+  /** Prefix length of each host's lease. */
+  subnetLen: number;
+  /** The backend section. */
+  backend: BackendConf;
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function isObject(v: unknown): v is { [k: string]: Json } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseJson(text: string, source: string): Json {
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    throw new ConfigError(`${source}: invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+function optInt(obj: { [k: string]: Json }, key: string, source: string, min: number, max: number): number | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${source}: ${key} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function optBool(obj: { [k: string]: Json }, key: string, source: string): boolean | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new ConfigError(`${source}: ${key} must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Parse flannel's net-conf.json. Applies flannel's defaults: Backend.Type "udp" when
+ * absent, SubnetLen 24 (or Network's length + 2 for networks smaller than a /22),
+ * udp Port 8285, vxlan VNI 1 and Port 8472. Unknown Backend types are an error.
+ */
+export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
+  const root = parseJson(text, source);
+  if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object`);
+  const netStr = root.Network;
+  if (typeof netStr !== 'string') throw new ConfigError(`${source}: "Network" (an IPv4 CIDR) is required`);
+  const net = parseCidr4(netStr);
+  if (!net) throw new ConfigError(`${source}: Network "${netStr}" is not an IPv4 CIDR`);
+  if (net.addr !== net.network) throw new ConfigError(`${source}: Network "${netStr}" has host bits set (did you mean ${formatCidr4(net)}?)`);
+
+  let subnetLen = optInt(root, 'SubnetLen', source, 0, 32);
+  if (subnetLen === undefined || subnetLen === 0) {
+    if (net.prefixLen > 28) throw new ConfigError(`${source}: Network ${netStr} is too small (smaller than a /28)`);
+    subnetLen = net.prefixLen <= 22 ? 24 : net.prefixLen + 2;
+  } else {
+    if (subnetLen > 30) throw new ConfigError(`${source}: SubnetLen ${subnetLen} is too long (at most 30)`);
+    if (subnetLen < net.prefixLen + 2) {
+      throw new ConfigError(`${source}: SubnetLen ${subnetLen} must be at least Network's length + 2 (${net.prefixLen + 2}) so Network holds at least four subnets`);
+    }
+  }
+
+  const be = root.Backend ?? {};
+  if (!isObject(be)) throw new ConfigError(`${source}: "Backend" must be an object`);
+  const bsrc = `${source}: Backend`;
+  const typeRaw = be.Type ?? 'udp';
+  if (typeof typeRaw !== 'string') throw new ConfigError(`${bsrc}.Type must be a string`);
+  const type = typeRaw.toLowerCase();
+  if (type !== 'udp' && type !== 'vxlan') {
+    throw new ConfigError(`${bsrc}.Type "${typeRaw}" is not supported by overlayd (supported: "udp", "vxlan")`);
+  }
+  const port = optInt(be, 'Port', bsrc + '.', 0, 65535);
+  const vni = optInt(be, 'VNI', bsrc + '.', 0, 0xffffff);
+  const mtu = optInt(be, 'MTU', bsrc + '.', 0, 65535);
+  if (mtu !== undefined && mtu !== 0 && mtu < 576) throw new ConfigError(`${bsrc}.MTU ${mtu} is too small (at least 576)`);
+  const backend: BackendConf = {
+    type,
+    port: port || (type === 'udp' ? DEFAULT_UDP_PORT : DEFAULT_VXLAN_PORT),
+    vni: vni || DEFAULT_VNI,
+    gbp: optBool(be, 'GBP', bsrc + '.') ?? false,
+    directRouting: optBool(be, 'DirectRouting', bsrc + '.') ?? false,
+  };
+  if (mtu) backend.mtu = mtu;
+  return { network: formatCidr4(net), networkCidr: net, subnetLen, backend };
+}
+
+/**
+ * Validate this host's lease (`--subnet`): an IPv4 CIDR in network form, exactly
+ * SubnetLen long, inside Network. Returns its network form.
+ */
+export function validateSubnet(subnet: string, conf: NetConf): Cidr4 {
+  const c = parseCidr4(subnet);
+  if (!c) throw new ConfigError(`--subnet "${subnet}" is not an IPv4 CIDR`);
+  if (c.addr !== c.network) throw new ConfigError(`--subnet ${subnet} has host bits set (did you mean ${formatCidr4(c)}?)`);
+  if (!cidrContains(conf.networkCidr, c)) throw new ConfigError(`--subnet ${subnet} is outside Network ${conf.network}`);
+  if (c.prefixLen !== conf.subnetLen) throw new ConfigError(`--subnet ${subnet} must be a /${conf.subnetLen} (SubnetLen in net-conf)`);
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// The etcd lease layout: "198.19.2.0-24" -> {"PublicIP", "BackendType", "BackendData"}
+
+/** Convert a CIDR "198.19.2.0/24" to flannel's subnet key "198.19.2.0-24". */
+export function subnetToKey(cidr: string): string {
+  return cidr.replace('/', '-');
+}
+
+/** Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR form. */
+export function keyToSubnet(key: string): string {
+  const last = key.slice(key.lastIndexOf('/') + 1);
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(last);
+  if (!m) throw new ConfigError(`subnet key "${key}" is not of the form a.b.c.d-len`);
+  return `${m[1]}/${m[2]}`;
+}
+
+/** A lease value as flannel stores it in etcd. */
+export interface LeaseAttrs {
+  PublicIP: string;
+  BackendType: BackendType;
+  BackendData?: { VNI: number; VtepMAC: string };
+}
+
+/** Render a lease as flannel's etcd key and value. */
+export function leaseToEtcd(lease: Lease): { key: string; value: LeaseAttrs } {
+  const value: LeaseAttrs = { PublicIP: lease.publicIp, BackendType: lease.backendType };
+  if (lease.backendType === 'vxlan') value.BackendData = { VNI: lease.vni ?? DEFAULT_VNI, VtepMAC: lease.vtepMac ?? '' };
+  return { key: subnetToKey(lease.subnet), value };
+}
+
+/** Render a lease as a one-entry peers-file object: `{"198.19.1.0-24": {...}}` (mergeable into a peers file). */
+export function leaseToJson(lease: Lease): string {
+  const { key, value } = leaseToEtcd(lease);
+  return JSON.stringify({ [key]: value });
+}
+
+/** Parse one lease value (`source` names it in errors). */
+export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: Cidr4): Lease {
+  const where = `${source}: "${key}"`;
+  let subnet: string;
+  try {
+    subnet = keyToSubnet(key);
+  } catch (e) {
+    throw new ConfigError(`${source}: ${(e as Error).message}`);
+  }
+  const sc = parseCidr4(subnet);
+  if (!sc || sc.addr !== sc.network) throw new ConfigError(`${where} is not a subnet in network form`);
+  if (network && !cidrContains(network, sc)) throw new ConfigError(`${where} is outside Network ${formatCidr4(network)}`);
+  if (!isObject(v)) throw new ConfigError(`${where}: lease value must be an object`);
+  const pub = v.PublicIP;
+  if (typeof pub !== 'string' || parseIp4(pub) === undefined) throw new ConfigError(`${where}: PublicIP ${JSON.stringify(pub ?? null)} is not an IPv4 address`);
+  const bt = typeof v.BackendType === 'string' ? v.BackendType.toLowerCase() : v.BackendType;
+  if (bt !== 'udp' && bt !== 'vxlan') throw new ConfigError(`${where}: BackendType ${JSON.stringify(v.BackendType ?? null)} is not "udp" or "vxlan"`);
+  const lease: Lease = { subnet: formatCidr4(sc), publicIp: pub, backendType: bt };
+  if (bt === 'vxlan') {
+    const bd = v.BackendData;
+    if (!isObject(bd)) throw new ConfigError(`${where}: vxlan lease needs BackendData {"VNI", "VtepMAC"}`);
+    const vni = bd.VNI ?? DEFAULT_VNI;
+    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new ConfigError(`${where}: BackendData.VNI ${JSON.stringify(vni)} is not a VNI`);
+    const mac = typeof bd.VtepMAC === 'string' ? normalizeMac(bd.VtepMAC) : undefined;
+    if (!mac) throw new ConfigError(`${where}: BackendData.VtepMAC ${JSON.stringify(bd.VtepMAC ?? null)} is not a MAC address`);
+    lease.vni = vni;
+    lease.vtepMac = mac;
+  }
+  return lease;
+}
+
+/**
+ * Parse a peers file in flannel's etcd layout: a JSON object from subnet keys
+ * ("198.19.2.0-24", or full etcd keys ending in one) to lease values. Returns a map
+ * from subnet (CIDR) to lease. Overlapping subnets are an error.
+ */
+export function parsePeers(text: string, source = 'peers file', network?: Cidr4): Map<string, Lease> {
+  const root = parseJson(text, source);
+  if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
+  const out = new Map<string, Lease>();
+  for (const [key, v] of Object.entries(root)) {
+    const lease = parseLeaseAttrs(key, v, source, network);
+    const c = parseCidr4(lease.subnet)!;
+    for (const other of out.keys()) {
+      const o = parseCidr4(other)!;
+      if (cidrContains(o, c) || cidrContains(c, o)) throw new ConfigError(`${source}: "${key}" overlaps ${subnetToKey(other)}`);
+    }
+    out.set(lease.subnet, lease);
+  }
+  return out;
+}
+
+/** Two leases describe the same peer state. */
+export function leaseEquals(a: Lease, b: Lease): boolean {
+  return a.subnet === b.subnet && a.publicIp === b.publicIp && a.backendType === b.backendType && (a.vni ?? null) === (b.vni ?? null) && (a.vtepMac ?? null) === (b.vtepMac ?? null);
+}
+
+/** What changed between two peer sets. */
+export interface PeerDiff {
+  /** New or changed leases (call addPeer). */
+  upsert: Lease[];
+  /** Subnets that disappeared (call removePeer). */
+  remove: string[];
+}
+
+/** Diff two peer maps (subnet -> lease): only new, changed and removed peers appear. */
+export function diffPeers(prev: ReadonlyMap<string, Lease>, next: ReadonlyMap<string, Lease>): PeerDiff {
+  const upsert: Lease[] = [];
+  const remove: string[] = [];
+  for (const [subnet, lease] of next) {
+    const old = prev.get(subnet);
+    if (!old || !leaseEquals(old, lease)) upsert.push(lease);
+  }
+  for (const subnet of prev.keys()) if (!next.has(subnet)) remove.push(subnet);
+  return { upsert, remove };
+}
+
+// ---------------------------------------------------------------------------
+// subnet.env
+
+/** Values of /run/flannel/subnet.env. */
+export interface SubnetEnv {
+  /** FLANNEL_NETWORK, network form. */
+  network: string;
+  /** This host's lease, network form (written as the gateway form, first host address). */
+  subnet: string;
+  /** FLANNEL_MTU. */
+  mtu: number;
+  /** FLANNEL_IPMASQ. */
+  ipMasq: boolean;
+}
+
+/** The gateway form flannel writes for FLANNEL_SUBNET: first host address with the lease's length ("198.19.1.1/24"). */
+export function gatewayForm(subnet: string): string {
+  const c = parseCidr4(subnet);
+  if (!c) throw new ConfigError(`"${subnet}" is not an IPv4 CIDR`);
+  return `${formatIp4((c.network + 1) >>> 0)}/${c.prefixLen}`;
+}
+
+/** Render subnet.env exactly as flanneld writes it (the flannel CNI plugin reads it). */
+export function renderSubnetEnv(e: SubnetEnv): string {
+  return `FLANNEL_NETWORK=${e.network}\nFLANNEL_SUBNET=${gatewayForm(e.subnet)}\nFLANNEL_MTU=${e.mtu}\nFLANNEL_IPMASQ=${e.ipMasq}\n`;
+}
+
+/** Parse a subnet.env (KEY=VALUE lines) into a plain record. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!.trim();
+  }
+  return out;
+}
+
+/** Encapsulation overhead in bytes the tunnel device's MTU must leave: IPv4+UDP (28) for udp, +VXLAN+Ethernet (50) for vxlan. */
+export function encapOverhead(type: BackendType): number {
+  return type === 'udp' ? 28 : 50;
+}

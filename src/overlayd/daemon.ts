@@ -1,0 +1,393 @@
+/**
+ * The overlayd daemon: validates everything first, then creates (in order) the
+ * healthz/metrics server, the capture file, the backend, subnet.env and the lease
+ * file; applies and watches the peers file; and undoes what it created on stop.
+ */
+import { createSocket } from 'node:dgram';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import type { Server } from 'node:http';
+import { basename, dirname } from 'node:path';
+import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
+import { defaultBackendFactory, loadBackendModule, type BackendFactory, type BackendParams } from './backend-factory.js';
+import type { CliOptions } from './cli.js';
+import {
+  ConfigError,
+  cidrContains,
+  diffPeers,
+  encapOverhead,
+  leaseToJson,
+  parseCidr4,
+  parseIp4,
+  parseNetConf,
+  parsePeers,
+  renderSubnetEnv,
+  subnetToKey,
+  validateSubnet,
+  type NetConf,
+} from './config.js';
+import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
+import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
+import { PcapWriter } from './pcap.js';
+
+/** Where log lines go. */
+export interface Logger {
+  info(msg: string): void;
+  error(msg: string): void;
+}
+
+/** Log to stderr with a timestamp. */
+export const stderrLogger: Logger = {
+  info: (m) => process.stderr.write(`${new Date().toISOString()} overlayd[${process.pid}]: ${m}\n`),
+  error: (m) => process.stderr.write(`${new Date().toISOString()} overlayd[${process.pid}]: error: ${m}\n`),
+};
+
+/** Fully validated configuration. */
+export interface DaemonConfig {
+  /** Parsed net-conf.json. */
+  netConf: NetConf;
+  /** This host's lease, network form. */
+  subnet: string;
+  /** The underlay interface choice. */
+  iface: IfacePick;
+  /** Tunnel device MTU. */
+  mtu: number;
+  /** Peers file path, if any. */
+  peersPath?: string;
+  /** Peers as read at validation time. */
+  initialPeers: Map<string, Lease>;
+  /** subnet.env path. */
+  subnetFile: string;
+  /** Lease output file. */
+  leaseOut?: string;
+  /** UDP transport. */
+  transport: 'dgram' | 'mmsg';
+  /** Stats log interval, seconds (0 = off). */
+  statsInterval: number;
+  /** Healthz/metrics server, if enabled. */
+  healthz?: { ip: string; port: number };
+  /** Capture file. */
+  pcap?: string;
+  /** Peers file reload debounce, ms. */
+  peersDebounceMs: number;
+}
+
+function readConfigFile(path: string, flag: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(`${flag} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  }
+}
+
+/** Validate a command line into a DaemonConfig. Reads files; creates nothing. Throws ConfigError. */
+export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): DaemonConfig {
+  const netConf = parseNetConf(readConfigFile(o.netConf, '--net-conf'), o.netConf);
+  const subnet = validateSubnet(o.subnet, netConf);
+  const subnetStr = `${o.subnet.split('/')[0]}/${subnet.prefixLen}`;
+  let initialPeers = new Map<string, Lease>();
+  if (o.peers !== undefined) initialPeers = parsePeers(readConfigFile(o.peers, '--peers'), o.peers, netConf.networkCidr);
+  if (o.healthzPort && parseIp4(o.healthzIp) === undefined) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
+  const req: { iface?: string[]; ifaceRegex?: string[]; publicIp?: string } = { iface: o.iface, ifaceRegex: o.ifaceRegex };
+  if (o.publicIp !== undefined) req.publicIp = o.publicIp;
+  const iface = pickInterface(req, ifaces, routeTable);
+  const under = ifaceMtu(iface.name) ?? 1500;
+  const mtu = netConf.backend.mtu ?? under - encapOverhead(netConf.backend.type);
+  const cfg: DaemonConfig = {
+    netConf,
+    subnet: subnetStr,
+    iface,
+    mtu,
+    initialPeers,
+    subnetFile: o.subnetFile,
+    transport: o.transport,
+    statsInterval: o.statsInterval,
+    peersDebounceMs: o.peersDebounceMs,
+  };
+  if (o.peers !== undefined) cfg.peersPath = o.peers;
+  if (o.leaseOut !== undefined) cfg.leaseOut = o.leaseOut;
+  if (o.healthzPort) cfg.healthz = { ip: o.healthzIp, port: o.healthzPort };
+  if (o.pcap !== undefined) cfg.pcap = o.pcap;
+  return cfg;
+}
+
+/** CAP_NET_ADMIN (bit 12) in this process's effective capability set, from /proc/self/status. */
+export function hasNetAdmin(status?: string): boolean {
+  let text = status;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/status', 'utf8');
+    } catch {
+      return process.getuid?.() === 0;
+    }
+  }
+  const m = /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(text);
+  if (!m) return false;
+  return (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n;
+}
+
+/** Check that `port` can be bound for UDP on all addresses (nothing else, e.g. a kernel VXLAN device, holds it). */
+export function checkUdpPortFree(port: number, flagDesc: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket({ type: 'udp4', reuseAddr: false });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      s.close();
+      reject(new ConfigError(e.code === 'EADDRINUSE' ? `UDP port ${port} (${flagDesc}) is already in use` : `UDP port ${port} (${flagDesc}): ${e.message}`));
+    });
+    s.bind(port, '0.0.0.0', () => s.close(() => resolve()));
+  });
+}
+
+/** Write a file atomically (temp file + rename), creating its directory. */
+function writeAtomic(path: string, data: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${dirname(path)}/.${basename(path)}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+/** Options of {@link Overlayd}. */
+export interface OverlaydOptions {
+  /** Backend factory (default: src/vtep's classes). */
+  factory?: BackendFactory;
+  /** Logger (default: stderr). */
+  log?: Logger;
+  /** Where the lease line goes (default: stdout). */
+  printLease?: (line: string) => void;
+  /** Skip the CAP_NET_ADMIN and UDP port checks (tests with a fake backend). */
+  skipPreflight?: boolean;
+}
+
+/** A running overlayd. */
+export class Overlayd {
+  private backend: Backend | undefined;
+  private server: Server | undefined;
+  private pcap: PcapWriter | undefined;
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private peers = new Map<string, Lease>();
+  private stopping = false;
+  private readonly log: Logger;
+  private readonly factory: BackendFactory;
+  /** Number of completed peer reloads (tests wait on it). */
+  reloads = 0;
+
+  constructor(readonly cfg: DaemonConfig, private readonly opts: OverlaydOptions = {}) {
+    this.log = opts.log ?? stderrLogger;
+    this.factory = opts.factory ?? defaultBackendFactory;
+  }
+
+  /** The running backend (after start()). */
+  get dataplane(): Backend | undefined {
+    return this.backend;
+  }
+
+  /** Peers currently applied (subnet -> lease). */
+  currentPeers(): ReadonlyMap<string, Lease> {
+    return this.peers;
+  }
+
+  /**
+   * Preflight, then create everything. On any failure, undoes what it created and
+   * throws ConfigError (the CLI exits 2).
+   */
+  async start(): Promise<void> {
+    const c = this.cfg;
+    if (!this.opts.skipPreflight) {
+      if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
+      await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
+    }
+    let wroteSubnetFile = false;
+    try {
+      if (c.healthz) {
+        const reg = createMetrics(() => this.stats(), {
+          backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
+        }, () => this.peers.size);
+        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => !this.stopping && this.backend !== undefined);
+      }
+      if (c.pcap) {
+        try {
+          this.pcap = new PcapWriter(c.pcap);
+        } catch (e) {
+          throw new ConfigError(`--pcap ${c.pcap}: ${(e as Error).message}`);
+        }
+      }
+      // Validation is over: from here on, say what we do.
+      this.log.info(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
+      this.log.info(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      const params: BackendParams = {
+        type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
+        publicIp: c.iface.publicIp, port: c.netConf.backend.port, vni: c.netConf.backend.vni, gbp: c.netConf.backend.gbp,
+        directRouting: c.netConf.backend.directRouting, mtu: c.mtu, transport: c.transport,
+      };
+      if (this.pcap) params.tap = this.pcap;
+      const be = await this.factory(params);
+      this.backend = be;
+      try {
+        await be.start();
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'EADDRINUSE') throw new ConfigError(`UDP port ${c.netConf.backend.port} is already in use`);
+        if (err.code === 'EPERM' || err.code === 'EACCES') throw new ConfigError(`backend start failed: ${err.message} (CAP_NET_ADMIN required)`);
+        throw new ConfigError(`backend ${c.netConf.backend.type} failed to start: ${err.message}`);
+      }
+      const lease = be.localLease();
+      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: false });
+      try {
+        writeAtomic(c.subnetFile, env);
+        wroteSubnetFile = true;
+      } catch (e) {
+        throw new ConfigError(`--subnet-file ${c.subnetFile}: cannot write: ${(e as Error).message}`);
+      }
+      const leaseLine = leaseToJson(lease);
+      if (c.leaseOut) {
+        try {
+          writeAtomic(c.leaseOut, leaseLine + '\n');
+        } catch (e) {
+          throw new ConfigError(`--lease-out ${c.leaseOut}: cannot write: ${(e as Error).message}`);
+        }
+      }
+      (this.opts.printLease ?? ((l: string) => process.stdout.write(l + '\n')))(leaseLine);
+      this.log.info(`lease ${subnetToKey(c.subnet)} ${leaseLine}; wrote ${c.subnetFile}${c.leaseOut ? ` and ${c.leaseOut}` : ''}`);
+      this.applyPeers(c.initialPeers, 'start');
+      this.startWatching();
+      if (c.statsInterval > 0) {
+        let prev: DataplaneStats | undefined;
+        let prevAt = Date.now();
+        this.statsTimer = setInterval(() => {
+          const s = this.stats();
+          const now = Date.now();
+          this.log.info(formatStatsLine(s, prev, (now - prevAt) / 1000, this.peers.size));
+          prev = s;
+          prevAt = now;
+        }, c.statsInterval * 1000);
+      }
+    } catch (e) {
+      await this.teardown();
+      if (wroteSubnetFile) { try { unlinkSync(c.subnetFile); } catch { /* gone */ } }
+      if (this.pcap && c.pcap) { try { unlinkSync(c.pcap); } catch { /* gone */ } }
+      throw e instanceof ConfigError ? e : new ConfigError((e as Error).message);
+    }
+  }
+
+  /** Backend counters (zeros before start). */
+  stats(): DataplaneStats {
+    return this.backend ? this.backend.stats() : { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, drops: {}, peers: {} };
+  }
+
+  /** Filter a peers map: drop our own subnet, overlapping subnets and other backend types (with a log line each). */
+  private usable(all: ReadonlyMap<string, Lease>): Map<string, Lease> {
+    const own = parseCidr4(this.cfg.subnet)!;
+    const type = this.cfg.netConf.backend.type;
+    const out = new Map<string, Lease>();
+    for (const [subnet, lease] of all) {
+      const c = parseCidr4(subnet)!;
+      if (subnet === this.cfg.subnet) continue; // our own lease (a peers file shared by all hosts lists it)
+      if (cidrContains(own, c) || cidrContains(c, own)) {
+        this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
+        continue;
+      }
+      if (lease.backendType !== type) {
+        this.log.error(`peer ${subnetToKey(subnet)} runs backend ${lease.backendType}, we run ${type}; ignored`);
+        continue;
+      }
+      out.set(subnet, lease);
+    }
+    return out;
+  }
+
+  /** Apply a new peer set: addPeer/removePeer only for what changed. */
+  private applyPeers(all: ReadonlyMap<string, Lease>, why: string): void {
+    const be = this.backend;
+    if (!be) return;
+    const next = this.usable(all);
+    const d = diffPeers(this.peers, next);
+    for (const subnet of d.remove) {
+      be.removePeer(subnet);
+      this.log.info(`peer removed: ${subnetToKey(subnet)} (${why})`);
+    }
+    for (const lease of d.upsert) {
+      const was = this.peers.get(lease.subnet);
+      be.addPeer(lease);
+      this.log.info(`peer ${was ? 'changed' : 'added'}: ${leaseToJson(lease)} (${why})`);
+    }
+    this.peers = next;
+    this.reloads++;
+    if (d.remove.length === 0 && d.upsert.length === 0 && why !== 'start') this.log.info(`peers unchanged (${why})`);
+  }
+
+  /** Re-read the peers file; on a read or parse error, keep the current peers and log. */
+  reloadPeers(why: string): boolean {
+    const path = this.cfg.peersPath;
+    if (!path || this.stopping || !this.backend) return false;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      this.log.error(`peers file ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (e as Error).message}; keeping the ${this.peers.size} current peers`);
+      return false;
+    }
+    let next: Map<string, Lease>;
+    try {
+      next = parsePeers(text, path, this.cfg.netConf.networkCidr);
+    } catch (e) {
+      this.log.error(`${(e as Error).message}; keeping the ${this.peers.size} current peers`);
+      return false;
+    }
+    this.applyPeers(next, why);
+    return true;
+  }
+
+  private startWatching(): void {
+    const path = this.cfg.peersPath;
+    if (!path) return;
+    // Watch the directory: editors and `mv` replace the file (a new inode), which a file watch would miss.
+    const file = basename(path);
+    try {
+      this.watcher = watch(dirname(path), { persistent: false }, (_ev, name) => {
+        if (name !== null && name !== file) return;
+        if (this.debounce) clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => {
+          this.debounce = undefined;
+          this.reloadPeers('file changed');
+        }, this.cfg.peersDebounceMs);
+      });
+      this.watcher.on('error', (e) => this.log.error(`watching ${path}: ${e.message} (SIGHUP still reloads)`));
+    } catch (e) {
+      this.log.error(`cannot watch ${path}: ${(e as Error).message} (SIGHUP still reloads)`);
+    }
+  }
+
+  private async teardown(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.debounce) clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.watcher = undefined;
+    const be = this.backend;
+    this.backend = undefined;
+    if (be) {
+      try {
+        await be.stop();
+      } catch (e) {
+        this.log.error(`backend stop: ${(e as Error).message}`);
+      }
+    }
+    this.pcap?.close();
+    const srv = this.server;
+    this.server = undefined;
+    if (srv) await new Promise<void>((r) => { srv.close(() => r()); srv.closeAllConnections(); });
+  }
+
+  /** Stop: stop watching, stop the backend (it removes its device and routes), close the capture and the server. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.teardown();
+  }
+}
+
+/** Build the factory a command line asks for. */
+export async function factoryFor(o: CliOptions): Promise<BackendFactory> {
+  return o.backendModule ? loadBackendModule(o.backendModule) : defaultBackendFactory;
+}

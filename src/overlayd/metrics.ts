@@ -1,0 +1,119 @@
+/**
+ * Observability: Prometheus metrics (prom-client) mirrored from Backend.stats(),
+ * the HTTP endpoint serving `GET /healthz` and `GET /metrics`, and the one-line
+ * stats log.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DataplaneStats } from '../vtep/backend.js';
+import { ConfigError } from './config.js';
+
+/** Labels describing this daemon, exported as `overlayd_info`. */
+export interface InfoLabels {
+  backend: string;
+  subnet: string;
+  public_ip: string;
+  iface: string;
+  transport: string;
+}
+
+/**
+ * Build a registry whose counters mirror `stats()` at each scrape: totals each way,
+ * drops by reason, per-peer counters (label `peer` = public IP), the number of peers,
+ * an info gauge, and prom-client's default process metrics.
+ */
+export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, peerCount: () => number, opts: { defaultMetrics?: boolean } = {}): Registry {
+  const reg = new Registry();
+  let snap: DataplaneStats | undefined;
+  // One stats() call per scrape, shared by all collectors (each collect() runs during the same metrics() call).
+  let snapAt = -1;
+  let scrape = 0;
+  const get = (): DataplaneStats => {
+    if (snapAt !== scrape || !snap) {
+      snap = stats();
+      snapAt = scrape;
+    }
+    return snap;
+  };
+  const total = (name: string, help: string, pick: (s: DataplaneStats) => number): void => {
+    new Counter({
+      name, help, registers: [reg],
+      collect() { this.reset(); this.inc(pick(get())); },
+    });
+  };
+  total('overlayd_tx_packets_total', 'Packets read from the tunnel device and sent to the network.', (s) => s.txPackets);
+  total('overlayd_tx_bytes_total', 'Bytes read from the tunnel device and sent to the network.', (s) => s.txBytes);
+  total('overlayd_rx_packets_total', 'Packets received from the network and written to the tunnel device.', (s) => s.rxPackets);
+  total('overlayd_rx_bytes_total', 'Bytes received from the network and written to the tunnel device.', (s) => s.rxBytes);
+  new Counter({
+    name: 'overlayd_drops_total', help: 'Packets dropped, by reason.', labelNames: ['reason'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(get().drops)) this.inc({ reason }, n);
+    },
+  });
+  const perPeer = (field: 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes', name: string, help: string): void => {
+    new Counter({
+      name, help, labelNames: ['peer'], registers: [reg],
+      collect() {
+        this.reset();
+        for (const [peer, c] of Object.entries(get().peers)) this.inc({ peer }, c[field]);
+      },
+    });
+  };
+  perPeer('txPackets', 'overlayd_peer_tx_packets_total', 'Packets sent to a peer (label peer: its public IP).');
+  perPeer('txBytes', 'overlayd_peer_tx_bytes_total', 'Bytes sent to a peer.');
+  perPeer('rxPackets', 'overlayd_peer_rx_packets_total', 'Packets received from a peer.');
+  perPeer('rxBytes', 'overlayd_peer_rx_bytes_total', 'Bytes received from a peer.');
+  new Gauge({ name: 'overlayd_peers', help: 'Peers configured from the peers file.', registers: [reg], collect() { this.set(peerCount()); } });
+  const g = new Gauge({ name: 'overlayd_info', help: 'overlayd configuration (value is always 1).', labelNames: ['backend', 'subnet', 'public_ip', 'iface', 'transport'], registers: [reg] });
+  g.set({ ...info }, 1);
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: reg });
+  // Bump the scrape generation before each metrics() call.
+  const orig = reg.metrics.bind(reg);
+  reg.metrics = async () => {
+    scrape++;
+    return orig();
+  };
+  return reg;
+}
+
+/**
+ * Start the HTTP server: `GET /healthz` -> 200 "ok" (while `healthy()`, else 503),
+ * `GET /metrics` -> Prometheus text. Rejects with ConfigError when the address is in use.
+ */
+export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean = () => true): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/healthz') {
+      const ok = healthy();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok' : 'stopping');
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics: ${e.message}`),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      const what = `--healthz-ip ${ip} --healthz-port ${port}`;
+      if (e.code === 'EADDRINUSE') reject(new ConfigError(`${what}: address ${ip}:${port} already in use`));
+      else if (e.code === 'EADDRNOTAVAIL') reject(new ConfigError(`${what}: ${ip} is not an address of this host`));
+      else reject(new ConfigError(`${what}: cannot listen: ${e.message}`));
+    });
+    server.listen(port, ip, () => resolve(server));
+  });
+}
+
+/** Format a stats snapshot (and the rates since `prev`, over `secs`) as one log line. */
+export function formatStatsLine(s: DataplaneStats, prev: DataplaneStats | undefined, secs: number, peers: number): string {
+  const rate = (n: number, p: number | undefined): string => (prev && secs > 0 ? `${Math.round((n - (p ?? 0)) / secs)}/s` : '-');
+  const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
+  const dropStr = drops.length ? drops.map(([r, n]) => `${r}=${n}`).join(',') : '0';
+  return `stats: peers=${peers} tx=${s.txPackets}pkt/${s.txBytes}B (${rate(s.txPackets, prev?.txPackets)}) rx=${s.rxPackets}pkt/${s.rxBytes}B (${rate(s.rxPackets, prev?.rxPackets)}) drops=${dropStr}`;
+}

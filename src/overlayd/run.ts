@@ -1,0 +1,68 @@
+/**
+ * The CLI driver: parse, validate, start, wait for signals, stop.
+ */
+import { HELP, parseCli, version } from './cli.js';
+import { ConfigError } from './config.js';
+import { Overlayd, factoryFor, resolveConfig, stderrLogger } from './daemon.js';
+
+/** Exit status for bad configuration. */
+export const EXIT_CONFIG = 2;
+
+/**
+ * Run overlayd with `argv`. Resolves with an exit status for the caller to exit with,
+ * or `undefined` while the daemon keeps running (it exits by itself on SIGTERM/SIGINT).
+ */
+export async function runCli(argv: string[]): Promise<number | undefined> {
+  let daemon: Overlayd;
+  try {
+    const cmd = parseCli(argv);
+    if (cmd.kind === 'help') {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (cmd.kind === 'version') {
+      process.stdout.write(`overlayd ${version()}\n`);
+      return 0;
+    }
+    const cfg = resolveConfig(cmd.options);
+    const factory = await factoryFor(cmd.options);
+    daemon = new Overlayd(cfg, { factory });
+    await daemon.start();
+  } catch (e) {
+    const msg = e instanceof ConfigError ? e.message : `${(e as Error).message ?? String(e)}`.split('\n')[0];
+    process.stderr.write(`overlayd: error: ${msg}\n`);
+    return EXIT_CONFIG;
+  }
+
+  let stopping = false;
+  const stop = (sig: string, code = 0): void => {
+    if (stopping) {
+      stderrLogger.error(`${sig} again while stopping; exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    stderrLogger.info(`${sig}: stopping`);
+    daemon.stop().then(
+      () => {
+        stderrLogger.info('stopped; removed what we created');
+        process.exit(code);
+      },
+      (e: Error) => {
+        stderrLogger.error(`stop failed: ${e.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    stderrLogger.info('SIGHUP: reloading peers');
+    daemon.reloadPeers('SIGHUP');
+  });
+  process.on('uncaughtException', (e) => {
+    stderrLogger.error(`uncaught: ${e.stack ?? e.message}`);
+    if (!stopping) stop('uncaught exception', 1);
+  });
+  stderrLogger.info('running');
+  return undefined;
+}
