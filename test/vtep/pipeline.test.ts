@@ -1,0 +1,153 @@
+/** Pipeline unit tests of both dataplanes over in-memory devices and transports. */
+import { describe, expect, it } from 'vitest';
+import { UdpBackend, VxlanBackend } from '../../src/vtep/index.js';
+import { ipv4ToU32 } from '../../src/codec/addr.js';
+import { FakeIo, csum, ipv4Packet, nullKernel } from './fakes.js';
+
+const PEER = ipv4ToU32('198.18.0.2');
+const PEER_MAC = '02:00:00:00:00:02';
+
+async function udp() {
+  const io = new FakeIo();
+  const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel });
+  await b.start();
+  b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' });
+  return { b, dev: io.dev!, tr: io.tr! };
+}
+
+describe('UdpBackend pipeline', () => {
+  it('sends bare IPv4 to the peer with TTL decremented and a valid checksum', async () => {
+    const { b, dev, tr } = await udp();
+    dev.inject([ipv4Packet('198.19.1.5', '198.19.2.7', { ttl: 64 })]);
+    expect(tr.sent).toHaveLength(1);
+    const d = tr.sent[0]!;
+    expect(d.addr).toBe(PEER);
+    expect(d.port).toBe(8285);
+    expect(d.data[8]).toBe(63);
+    expect(csum(d.data.subarray(0, 20))).toBe(0);
+    expect(b.stats().peers['198.18.0.2']!.txPackets).toBe(1);
+  });
+
+  it('answers no-route, TTL expiry and DF over-MTU with ICMP into the TUN', async () => {
+    const { b, dev, tr } = await udp();
+    dev.inject([
+      ipv4Packet('198.19.1.5', '198.19.9.9'),
+      ipv4Packet('198.19.1.5', '198.19.2.7', { ttl: 1 }),
+      ipv4Packet('198.19.1.5', '198.19.2.7', { df: true, payload: 1500 }),
+      ipv4Packet('198.19.1.5', '198.19.9.9', { fragOff: 10 }), // non-first fragment: no ICMP
+    ]);
+    expect(tr.sent).toHaveLength(0);
+    expect(dev.written).toHaveLength(3);
+    const [u, t, f] = dev.written as [Buffer, Buffer, Buffer];
+    expect([u[20], u[21]]).toEqual([3, 0]);
+    expect([t[20], t[21]]).toEqual([11, 0]);
+    expect([f[20], f[21], f.readUInt16BE(26)]).toEqual([3, 4, 1472]);
+    for (const p of [u, t, f]) {
+      expect(csum(p.subarray(0, 20))).toBe(0);
+      expect(csum(p.subarray(20))).toBe(0);
+      expect(p.readUInt32BE(16)).toBe(ipv4ToU32('198.19.1.5'));
+    }
+    expect(b.stats().drops).toEqual({ tx_no_route: 2, tx_ttl_exceeded: 1, tx_too_big: 1 });
+  });
+
+  it('accepts only valid IPv4 from known peers to our subnet', async () => {
+    const { b, dev, tr } = await udp();
+    const bad = ipv4Packet('198.19.2.7', '198.19.1.5'); bad[10]! ^= 1;
+    tr.inject([
+      { addr: PEER, data: ipv4Packet('198.19.2.7', '198.19.1.5') },
+      { addr: ipv4ToU32('198.18.0.66'), data: ipv4Packet('198.19.2.7', '198.19.1.5') },
+      { addr: PEER, data: bad },
+      { addr: PEER, data: Buffer.alloc(7) },
+      { addr: PEER, data: ipv4Packet('198.19.2.7', '198.19.3.5') },
+      { addr: PEER, data: ipv4Packet('198.19.3.7', '198.19.1.5') },
+    ]);
+    expect(dev.written).toHaveLength(1);
+    expect(b.stats().drops).toEqual({ rx_unknown_peer: 1, rx_bad_ipv4: 1, rx_truncated: 1, rx_not_our_subnet: 1, rx_spoofed_inner_source: 1 });
+    expect(b.stats().rxPackets).toBe(1);
+  });
+});
+
+async function vx(mode: 'l3' | 'l2', extra: Record<string, unknown> = {}) {
+  const io = new FakeIo();
+  const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, mode, ...extra });
+  await b.start();
+  b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
+  return { b, dev: io.dev!, tr: io.tr! };
+}
+
+function vxlanFrame(vni: number, dmac: string, smac: string, ethertype: number, payload: Buffer, flags = 0x08): Buffer {
+  const h = Buffer.alloc(22);
+  h[0] = flags; h.writeUIntBE(vni, 4, 3);
+  Buffer.from(dmac.split(':').map((x) => parseInt(x, 16))).copy(h, 8);
+  Buffer.from(smac.split(':').map((x) => parseInt(x, 16))).copy(h, 14);
+  h.writeUInt16BE(ethertype, 20);
+  return Buffer.concat([h, payload]);
+}
+
+describe('VxlanBackend L3 pipeline', () => {
+  it('encapsulates route -> neighbour -> FDB with the inner Ethernet header', async () => {
+    const { dev, tr } = await vx('l3');
+    const p = ipv4Packet('198.19.1.0', '198.19.2.0');
+    dev.inject([p]);
+    expect(tr.sent).toHaveLength(1);
+    const d = tr.sent[0]!;
+    expect(d.addr).toBe(PEER);
+    expect(d.port).toBe(8472);
+    expect(d.data.subarray(0, 8).toString('hex')).toBe('0800000000000100');
+    expect(d.data.subarray(8, 22).toString('hex')).toBe('020000000002' + '020000000001' + '0800');
+    expect(d.data.subarray(22).equals(p)).toBe(true);
+  });
+
+  it('decapsulates, validates, and answers ARP for our VTEP address', async () => {
+    const { b, dev, tr } = await vx('l3');
+    const p = ipv4Packet('198.19.2.0', '198.19.1.0');
+    const arp = Buffer.alloc(28);
+    arp.writeUInt16BE(1, 0); arp.writeUInt16BE(0x0800, 2); arp[4] = 6; arp[5] = 4; arp.writeUInt16BE(1, 6);
+    Buffer.from([2, 0, 0, 0, 0, 2]).copy(arp, 8); Buffer.from([198, 19, 2, 0]).copy(arp, 14); Buffer.from([198, 19, 1, 0]).copy(arp, 24);
+    tr.inject([
+      { addr: PEER, data: vxlanFrame(1, '02:00:00:00:00:01', PEER_MAC, 0x0800, p) },
+      { addr: PEER, data: vxlanFrame(2, '02:00:00:00:00:01', PEER_MAC, 0x0800, p) },
+      { addr: PEER, data: vxlanFrame(1, '02:00:00:00:00:01', PEER_MAC, 0x0800, p, 0x0c) },
+      { addr: PEER, data: vxlanFrame(1, '02:00:00:00:00:99', PEER_MAC, 0x0800, p) },
+      { addr: PEER, data: vxlanFrame(1, 'ff:ff:ff:ff:ff:ff', PEER_MAC, 0x0806, arp) },
+      { addr: ipv4ToU32('198.18.0.9'), data: vxlanFrame(1, '02:00:00:00:00:01', PEER_MAC, 0x0800, p) },
+    ]);
+    expect(dev.written).toHaveLength(1);
+    expect(dev.written[0]!.equals(p)).toBe(true);
+    expect(tr.sent).toHaveLength(1);
+    const r = tr.sent[0]!.data;
+    expect(r.subarray(8, 14).toString('hex')).toBe('020000000002');
+    expect(r.readUInt16BE(22 + 6)).toBe(2);
+    expect(r.subarray(22 + 14, 22 + 18).toString('hex')).toBe('c6130100');
+    expect(b.stats().drops).toEqual({ rx_wrong_vni: 1, rx_bad_vxlan_flags: 1, rx_not_our_mac: 1, rx_unknown_peer: 1 });
+  });
+});
+
+describe('VxlanBackend L2 pipeline', () => {
+  it('floods broadcast to all-zeros entries, unicast by FDB, learns, proxies ARP', async () => {
+    const misses: string[] = [];
+    const { b, dev, tr } = await vx('l2', { learning: true, proxyArp: true, onMiss: (e: { type: string }) => misses.push(e.type) });
+    b.addPeer({ subnet: '198.19.3.0/24', publicIp: '198.18.0.3', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:03' });
+    const eth = (d: string, s: string, t: number, body: Buffer) => vxlanFrame(1, d, s, t, body).subarray(8);
+    dev.inject([eth('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:01', 0x0800, Buffer.alloc(40))]);
+    expect(tr.sent.map((s) => s.addr).sort()).toEqual([PEER, ipv4ToU32('198.18.0.3')].sort());
+    tr.sent = [];
+    dev.inject([eth(PEER_MAC, '02:00:00:00:00:01', 0x0800, Buffer.alloc(40))]);
+    expect(tr.sent.map((s) => s.addr)).toEqual([PEER]);
+    tr.sent = [];
+    dev.inject([eth('02:00:00:00:00:77', '02:00:00:00:00:01', 0x0800, Buffer.alloc(40))]);
+    expect(tr.sent).toHaveLength(2);
+    expect(misses).toContain('l2miss');
+    // learning
+    tr.inject([{ addr: PEER, data: vxlanFrame(1, '02:00:00:00:00:01', '02:00:00:00:00:77', 0x0800, Buffer.alloc(40)) }]);
+    expect(b.fdbEntries()['02:00:00:00:00:77']).toEqual(['198.18.0.2']);
+    // proxy ARP for 198.19.3.0
+    const arp = Buffer.alloc(28);
+    arp.writeUInt16BE(1, 0); arp.writeUInt16BE(0x0800, 2); arp[4] = 6; arp[5] = 4; arp.writeUInt16BE(1, 6);
+    Buffer.from([2, 0, 0, 0, 0, 1]).copy(arp, 8); Buffer.from([198, 19, 1, 0]).copy(arp, 14); Buffer.from([198, 19, 3, 0]).copy(arp, 24);
+    dev.written = [];
+    dev.inject([eth('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:01', 0x0806, arp)]);
+    expect(dev.written).toHaveLength(1);
+    expect(dev.written[0]!.subarray(14 + 8, 14 + 14).toString('hex')).toBe('020000000003');
+  });
+});
