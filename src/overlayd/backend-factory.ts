@@ -3,13 +3,13 @@
  * (src/vtep/backend.ts); this module maps overlayd's resolved configuration onto the
  * concrete classes exported by src/vtep (`UdpBackend`, `VxlanBackend`).
  *
- * The classes are looked up at run time so overlayd builds and is testable (with a
- * fake Backend) independently of the dataplanes. A factory can also come from a
- * module given with `--backend-module` (its default export is a {@link BackendFactory}).
+ * Tests and experiments can substitute any factory: a module given with
+ * `--backend-module` whose default export is a {@link BackendFactory}.
  */
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
+import { UdpBackend, VxlanBackend, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
 import { ConfigError, type BackendType } from './config.js';
 import type { PacketTap } from './pcap.js';
 
@@ -37,6 +37,8 @@ export interface BackendParams {
   directRouting: boolean;
   /** Tunnel device MTU. */
   mtu: number;
+  /** Underlay interface MTU. */
+  underlayMtu: number;
   /** UDP transport implementation. */
   transport: 'dgram' | 'mmsg';
   /** Optional capture hook (`--pcap`). */
@@ -46,49 +48,29 @@ export interface BackendParams {
 /** Creates (but does not start) a backend. */
 export type BackendFactory = (p: BackendParams) => Backend | Promise<Backend>;
 
-/** Constructor shape overlayd expects from src/vtep's classes: one options object. */
-type BackendCtor = new (opts: Record<string, unknown>) => Backend;
-
-/**
- * The options object handed to the dataplane constructors. Field names follow the
- * BackendParams ones, plus common aliases, so either naming works.
- */
-export function toBackendOptions(p: BackendParams): Record<string, unknown> {
-  const o: Record<string, unknown> = {
+/** The constructor options for src/vtep's UdpBackend / VxlanBackend. */
+export function toBackendOptions(p: BackendParams): UdpBackendOptions | VxlanBackendOptions {
+  const o: UdpBackendOptions = {
     subnet: p.subnet,
     network: p.network,
-    iface: p.iface,
-    underlayIface: p.iface,
-    localIp: p.localIp,
     publicIp: p.publicIp,
     port: p.port,
-    mtu: p.mtu,
+    mtu: p.underlayMtu,
+    deviceMtu: p.mtu,
     transport: p.transport,
+    bindAddress: p.localIp,
   };
-  if (p.type === 'udp') o.deviceName = 'flannel0';
-  else {
-    o.vni = p.vni;
-    o.gbp = p.gbp;
-    o.directRouting = p.directRouting;
-    o.deviceName = `flannel.${p.vni}`;
-  }
-  if (p.tap) o.tap = p.tap;
-  return o;
-}
-
-/** True when src/vtep exports a class for `type`. */
-export async function backendAvailable(type: BackendType): Promise<boolean> {
-  const mod = (await import('../vtep/index.js')) as Record<string, unknown>;
-  return typeof mod[type === 'udp' ? 'UdpBackend' : 'VxlanBackend'] === 'function';
+  if (p.type === 'udp') return o;
+  const v: VxlanBackendOptions = { ...o, mode: 'l3', vni: p.vni, gbp: p.gbp };
+  return v;
 }
 
 /** The default factory: `new UdpBackend(opts)` / `new VxlanBackend(opts)` from src/vtep. */
-export const defaultBackendFactory: BackendFactory = async (p) => {
-  const mod = (await import('../vtep/index.js')) as Record<string, unknown>;
-  const name = p.type === 'udp' ? 'UdpBackend' : 'VxlanBackend';
-  const Ctor = mod[name];
-  if (typeof Ctor !== 'function') throw new ConfigError(`backend "${p.type}" is not available in this build (src/vtep exports no ${name})`);
-  return new (Ctor as BackendCtor)(toBackendOptions(p));
+export const defaultBackendFactory: BackendFactory = (p) => {
+  const opts = toBackendOptions(p);
+  // A capture hook is passed when the dataplane grows one (see PacketTap); unknown options are ignored.
+  if (p.tap) (opts as { tap?: PacketTap }).tap = p.tap;
+  return p.type === 'udp' ? new UdpBackend(opts) : new VxlanBackend(opts);
 };
 
 /** Load a factory from an ES module whose default export (or `createBackend` export) is a BackendFactory. */

@@ -51,6 +51,8 @@ export interface DaemonConfig {
   iface: IfacePick;
   /** Tunnel device MTU. */
   mtu: number;
+  /** Underlay interface MTU. */
+  underlayMtu: number;
   /** Peers file path, if any. */
   peersPath?: string;
   /** Peers as read at validation time. */
@@ -98,6 +100,7 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
     subnet: subnetStr,
     iface,
     mtu,
+    underlayMtu: under,
     initialPeers,
     subnetFile: o.subnetFile,
     transport: o.transport,
@@ -216,10 +219,11 @@ export class Overlayd {
       // Validation is over: from here on, say what we do.
       this.log.info(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
       this.log.info(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      if (c.netConf.backend.directRouting) this.log.info('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
         publicIp: c.iface.publicIp, port: c.netConf.backend.port, vni: c.netConf.backend.vni, gbp: c.netConf.backend.gbp,
-        directRouting: c.netConf.backend.directRouting, mtu: c.mtu, transport: c.transport,
+        directRouting: c.netConf.backend.directRouting, mtu: c.mtu, underlayMtu: c.underlayMtu, transport: c.transport,
       };
       if (this.pcap) params.tap = this.pcap;
       const be = await this.factory(params);

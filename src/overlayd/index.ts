@@ -1,8 +1,33 @@
-/** Public exports of src/overlayd (re-exported by src/index.ts). */
-export * from './config.js';
-export * from './iface.js';
-export * from './pcap.js';
-export * from './metrics.js';
-export * from './backend-factory.js';
-export { HELP, parseCli, version, DEFAULT_SUBNET_FILE, DEFAULT_HEALTHZ_IP, type CliOptions, type CliCommand } from './cli.js';
-export { Overlayd, resolveConfig, hasNetAdmin, checkUdpPortFree, stderrLogger, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
+/**
+ * Public exports of src/overlayd (re-exported by src/index.ts): the configuration
+ * parsers in flannel's formats, interface selection, the capture writer, metrics,
+ * and the daemon itself. The CLI entry point is src/overlayd/main.ts (bin `overlayd`).
+ */
+export {
+  ConfigError,
+  parseNetConf,
+  validateSubnet,
+  parsePeers,
+  parseLeaseAttrs,
+  diffPeers,
+  leaseEquals,
+  leaseToEtcd,
+  leaseToJson,
+  keyToSubnet,
+  subnetToKey,
+  renderSubnetEnv,
+  parseEnvFile,
+  gatewayForm,
+  type BackendType,
+  type BackendConf,
+  type NetConf,
+  type LeaseAttrs,
+  type PeerDiff,
+  type SubnetEnv,
+} from './config.js';
+export { compileIfaceRegex, pickInterface, listInterfaces, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
+export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
+export { createMetrics, startHttp, formatStatsLine, type InfoLabels } from './metrics.js';
+export { defaultBackendFactory, toBackendOptions, type BackendFactory, type BackendParams } from './backend-factory.js';
+export { HELP, parseCli, type CliOptions, type CliCommand } from './cli.js';
+export { Overlayd, resolveConfig, hasNetAdmin, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
