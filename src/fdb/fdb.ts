@@ -1,0 +1,570 @@
+/**
+ * VXLAN forwarding database: (VNI, MAC) -> one or more remote destinations
+ * (underlay IP, UDP port, VNI), as the kernel's vxlan FDB (`bridge fdb ... self`).
+ *
+ * The all-zeros MAC holds the default destinations used for broadcast, multicast
+ * and unknown unicast (head-end replication). Entries are permanent, static or
+ * learned; learned entries age out (default 300 s). A lookup that finds neither
+ * the MAC nor a default fires a rate-limited `l2miss`.
+ *
+ * Storage is struct-of-arrays on typed arrays with the common single IPv4
+ * destination inline; entries with several (or IPv6) destinations keep an array.
+ * `lookup()` returns a view owned by the table, overwritten by the next lookup.
+ */
+import { WordsMap, Slots, MissLimiter, TWO32, growTo, toU32, toV6, toMac, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac, formatIpv6 } from './internal.js';
+
+/** One remote destination of an FDB entry. */
+export interface FdbDest {
+  /** Address family of the underlay destination. */
+  readonly family: 4 | 6;
+  /** IPv4 destination as uint32 (0 when family is 6). */
+  readonly ip: number;
+  /** IPv6 destination (16 bytes) when family is 6, else null. */
+  readonly ip6: Uint8Array | null;
+  /** UDP destination port; 0 means the device's default port. */
+  readonly port: number;
+  /** VNI to put on the wire. */
+  readonly vni: number;
+}
+
+/** FDB entry state: `permanent` and `static` are user-added (never aged or moved by learning); `learned` entries age. */
+export type FdbState = 'permanent' | 'static' | 'learned';
+
+/** An FDB entry. */
+export interface FdbEntry {
+  /** Key VNI. */
+  readonly vni: number;
+  /** Key MAC as a 48-bit number (0 for the default entry). */
+  readonly mac: number;
+  /** Device name. */
+  readonly dev: string;
+  /** State. */
+  readonly state: FdbState;
+  /** Clock time (ms) of the last add/learn. */
+  readonly updated: number;
+  /** Destinations (at least one). */
+  readonly dests: readonly FdbDest[];
+}
+
+/** Input for Fdb.add/replace/append (`bridge fdb add <mac> dev <dev> dst <ip> [port p] [vni v] self permanent`). */
+export interface FdbInput {
+  /** MAC ("aa:bb:..", 48-bit number); "00:00:00:00:00:00" is the default entry. Multicast MACs are refused. */
+  mac: string | number;
+  /** Key VNI (the device's VNI for a non-external device). Default: the table's `vni` option. */
+  vni?: number;
+  /** Device. Default: the table's `dev` option. */
+  dev?: string;
+  /** Underlay destination: IPv4 (dotted quad or uint32) or IPv6 (string with ':' or 16 bytes). */
+  dst: string | number | Uint8Array;
+  /** UDP port, 0 = device default. */
+  port?: number;
+  /** VNI on the wire; default the key VNI. */
+  dstVni?: number;
+  /** Default 'permanent'. */
+  state?: FdbState;
+}
+
+/** JSON form of one (entry, destination) pair, one row per destination as `bridge fdb show` prints. */
+export interface FdbJson {
+  /** MAC. */
+  mac: string;
+  /** Key VNI. */
+  vni: number;
+  /** Device. */
+  dev: string;
+  /** Destination IP. */
+  dst: string;
+  /** Port when not 0. */
+  port?: number;
+  /** Wire VNI when it differs from the key VNI. */
+  dstVni?: number;
+  /** State. */
+  state: FdbState;
+}
+
+/** Options of an Fdb. */
+export interface FdbOptions {
+  /** Clock in ms; default Date.now. */
+  clock?: () => number;
+  /** Learned entries expire after this long (kernel vxlan ageing, default 300 s). */
+  ageingMs?: number;
+  /** Learn source MACs in learn() (kernel `learning`). Default true. */
+  learning?: boolean;
+  /** Maximum entries (kernel `maxaddress`); default unlimited. */
+  maxEntries?: number;
+  /** Default key VNI for add() input without `vni`. Default 1 (flannel.1). */
+  vni?: number;
+  /** Default device name. Default "flannel.1". */
+  dev?: string;
+  /** The device's default destination port, omitted when printing. Default 0. */
+  dstPort?: number;
+  /** l2miss rate limit: one event per (VNI, MAC) per interval (default 1000 ms)... */
+  missIntervalMs?: number;
+  /** ...and at most this many per interval (default 100). */
+  missBurst?: number;
+}
+
+/** Result of Fdb.learn(). */
+export type LearnResult = 'new' | 'moved' | 'refreshed' | 'ignored';
+
+/** Listener for `l2miss`: key VNI and destination MAC (48-bit number) with no entry and no default. */
+export type L2MissListener = (vni: number, mac: number) => void;
+
+const S_PERMANENT = 0;
+const S_STATIC = 1;
+const S_LEARNED = 2;
+const ST_NAMES: readonly FdbState[] = ['permanent', 'static', 'learned'];
+
+class Dest implements FdbDest {
+  family: 4 | 6 = 4;
+  ip = 0;
+  ip6: Uint8Array | null = null;
+  port = 0;
+  vni = 0;
+}
+
+class View implements FdbEntry {
+  vni = 0;
+  mac = 0;
+  dev = '';
+  state: FdbState = 'permanent';
+  updated = 0;
+  dests: readonly FdbDest[] = [];
+}
+
+/** The VXLAN forwarding database. */
+export class Fdb {
+  private readonly map = new WordsMap(3);
+  private readonly slots = new Slots();
+  private readonly key = new Int32Array(3);
+  private kVni = new Int32Array(16);
+  private kHi = new Uint16Array(16);
+  private kLo = new Int32Array(16);
+  private st = new Uint8Array(16);
+  private upd = new Float64Array(16);
+  private devIx = new Uint16Array(16);
+  /** Inline single IPv4 destination; multi[s] set instead when several or IPv6. */
+  private dIp = new Int32Array(16);
+  private dPort = new Uint16Array(16);
+  private dVni = new Int32Array(16);
+  private isMulti = new Uint8Array(16);
+  private readonly multi = new Map<number, Dest[]>();
+  private readonly devs: string[] = [];
+  private readonly devByName = new Map<string, number>();
+  private readonly view = new View();
+  private readonly one = new Dest();
+  private readonly oneArr: readonly FdbDest[] = [this.one];
+  private readonly listeners: L2MissListener[] = [];
+  private readonly limiter: MissLimiter;
+  private readonly clock: () => number;
+  private readonly ageing: number;
+  /** Whether learn() learns. */
+  learning: boolean;
+  private readonly max: number;
+  private readonly defVni: number;
+  private readonly defDev: string;
+  private readonly dstPort: number;
+
+  constructor(opts: FdbOptions = {}) {
+    this.clock = opts.clock ?? Date.now;
+    this.ageing = opts.ageingMs ?? 300_000;
+    this.learning = opts.learning ?? true;
+    this.max = opts.maxEntries ?? Infinity;
+    this.defVni = checkVni(opts.vni ?? 1);
+    this.defDev = checkDev(opts.dev ?? 'flannel.1');
+    this.dstPort = checkPort(opts.dstPort ?? 0);
+    this.limiter = new MissLimiter(opts.missIntervalMs ?? 1000, opts.missBurst ?? 100);
+  }
+
+  /** Configured maximum number of entries (Infinity when unlimited). */
+  get maxEntries(): number {
+    return this.max;
+  }
+
+  /** True when an entry for exactly (vni, mac) exists (expired learned entries count until swept). */
+  has(vni: number, mac: number): boolean {
+    const k = this.key;
+    k[0] = vni;
+    k[1] = (mac / TWO32) | 0;
+    k[2] = mac | 0;
+    return this.map.get(k, 0) >= 0;
+  }
+
+  /** Number of entries (an entry with several destinations counts once). */
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Subscribe to `l2miss` (rate-limited). Returns an unsubscribe function. */
+  on(event: 'l2miss', fn: L2MissListener): () => void {
+    if (event !== 'l2miss') throw new Error(`unknown event "${String(event)}"`);
+    this.listeners.push(fn);
+    return () => {
+      const i = this.listeners.indexOf(fn);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /**
+   * Hot path, the kernel's vxlan_xmit lookup: the entry for (vni, mac); failing that
+   * the all-zeros default entry of `vni` (broadcast / unknown unicast, head-end
+   * replication to every destination); failing that undefined and `l2miss`.
+   * Expired learned entries are dropped on the way. Returns a view reused by the
+   * next lookup on this table. Allocation-free.
+   */
+  lookup(vni: number, mac: number): FdbEntry | undefined {
+    const k = this.key;
+    k[0] = vni;
+    k[1] = (mac / TWO32) | 0;
+    k[2] = mac | 0;
+    let s = this.find(k);
+    if (s < 0 && mac !== 0) {
+      k[1] = 0;
+      k[2] = 0;
+      s = this.find(k);
+    }
+    if (s >= 0) return this.fill(s);
+    this.miss(vni, mac);
+    return undefined;
+  }
+
+  /** lookup() with the MAC read from `buf[off..off+6)` (e.g. an inner Ethernet destination). */
+  lookupBytes(vni: number, buf: Uint8Array, off: number): FdbEntry | undefined {
+    return this.lookup(vni, ((buf[off]! << 8) | buf[off + 1]!) * TWO32 + (((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0));
+  }
+
+  /** Exact entry for (vni, mac) as a stable copy; no default fallback, no events (control plane). */
+  get(vni: number, mac: string | number): FdbEntry | undefined {
+    const m = toMac(mac);
+    const k = this.key;
+    k[0] = checkVni(vni);
+    k[1] = (m / TWO32) | 0;
+    k[2] = m | 0;
+    const s = this.find(k);
+    if (s < 0) return undefined;
+    const v = this.fill(s);
+    return { ...v, dests: v.dests.map((d) => ({ ...d })) };
+  }
+
+  /**
+   * Learn from a received packet (kernel vxlan_snoop): source `mac` seen from
+   * `srcIp:srcPort` on `vni`. Creates a learned entry, moves a learned entry whose
+   * source changed, or refreshes it. Permanent/static entries, multicast or zero
+   * source MACs, learning off, or a full table: 'ignored'. Allocation-free except
+   * when growing.
+   */
+  learn(vni: number, mac: number, srcIp: number, srcPort: number, dev?: string): LearnResult {
+    if (!this.learning || mac === 0 || mac > 0xffffffffffff || (Math.floor(mac / 1099511627776) & 1) === 1) return 'ignored';
+    const k = this.key;
+    k[0] = vni;
+    k[1] = (mac / TWO32) | 0;
+    k[2] = mac | 0;
+    const s = this.map.get(k, 0);
+    const now = this.clock();
+    if (s >= 0) {
+      if (this.st[s] !== S_LEARNED) return 'ignored';
+      this.upd[s] = now;
+      if (this.isMulti[s] === 0 && this.dIp[s] === (srcIp | 0) && this.dPort[s] === srcPort) return 'refreshed';
+      this.setSingle(s, srcIp, srcPort, vni);
+      return 'moved';
+    }
+    if (this.map.size >= this.max) return 'ignored';
+    if (vni < 0 || vni > 0xffffff || srcPort < 0 || srcPort > 65535) return 'ignored';
+    this.insert(k, S_LEARNED, now, dev === undefined ? this.defDev : dev, srcIp, srcPort, vni);
+    return 'new';
+  }
+
+  /** `bridge fdb add`: throws "RTNETLINK answers: File exists" when the entry exists. */
+  add(e: FdbInput): void {
+    const p = this.parse(e);
+    if (this.map.get(p.key, 0) >= 0) throw new Error(`RTNETLINK answers: File exists (${formatMac(p.mac)} vni ${p.vni})`);
+    this.install(p, false);
+  }
+
+  /** `bridge fdb replace`: create or overwrite the entry with this single destination. */
+  replace(e: FdbInput): void {
+    this.install(this.parse(e), false);
+  }
+
+  /** `bridge fdb append`: add a destination to the entry (creating it). Used for the all-zeros default (HER). */
+  append(e: FdbInput): void {
+    this.install(this.parse(e), true);
+  }
+
+  /** `bridge fdb del`: delete the entry, or only destination `dst` (with `port`) of it. False when absent. */
+  delete(vni: number, mac: string | number, dst?: string | number | Uint8Array, port?: number): boolean {
+    const m = toMac(mac);
+    const k = new Int32Array([checkVni(vni), (m / TWO32) | 0, m | 0]);
+    const s = this.map.get(k, 0);
+    if (s < 0) return false;
+    if (dst !== undefined) {
+      const d = parseDest(dst, port ?? 0, 0);
+      const cur = this.destsOf(s);
+      const keep = cur.filter((x) => !(x.family === d.family && x.ip === d.ip && sameV6(x.ip6, d.ip6) && (port === undefined || x.port === d.port)));
+      if (keep.length === cur.length) return false;
+      if (keep.length > 0) {
+        this.setDests(s, keep);
+        return true;
+      }
+    }
+    this.remove(s, k);
+    return true;
+  }
+
+  /** Remove expired learned entries. Returns how many were removed. */
+  sweep(now: number = this.clock()): number {
+    let n = 0;
+    for (let s = 0; s < this.slots.high; s++) {
+      if (this.st[s] === S_LEARNED && this.live(s) && now - this.upd[s]! > this.ageing) {
+        this.remove(s, this.keyOf(s));
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Remove all entries, or only learned ones (`bridge fdb flush ... dynamic`). */
+  flush(learnedOnly = false): void {
+    for (let s = 0; s < this.slots.high; s++) {
+      if (this.live(s) && (!learnedOnly || this.st[s] === S_LEARNED)) this.remove(s, this.keyOf(s));
+    }
+  }
+
+  /** Snapshot of all entries (control plane), sorted by VNI then MAC (default entries last per VNI, as the kernel lists them after unicast ones is not guaranteed). */
+  list(): FdbEntry[] {
+    const now = this.clock();
+    const out: FdbEntry[] = [];
+    for (let s = 0; s < this.slots.high; s++) {
+      if (!this.live(s)) continue;
+      if (this.st[s] === S_LEARNED && now - this.upd[s]! > this.ageing) continue;
+      const v = this.fill(s);
+      out.push({ ...v, dests: v.dests.map((d) => ({ ...d })) });
+    }
+    return out.sort((a, b) => a.vni - b.vni || (a.mac === 0 ? 1 : 0) - (b.mac === 0 ? 1 : 0) || a.mac - b.mac);
+  }
+
+  /** The table in the shape of `bridge fdb show` (one line per destination). */
+  show(): string {
+    const lines: string[] = [];
+    for (const e of this.list()) {
+      for (const d of e.dests) {
+        const ip = d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!);
+        const port = d.port !== 0 && d.port !== this.dstPort ? ` port ${d.port}` : '';
+        const vni = d.vni !== e.vni ? ` vni ${d.vni}` : '';
+        const st = e.state === 'learned' ? '' : ` ${e.state}`;
+        lines.push(`${formatMac(e.mac)} dev ${e.dev} dst ${ip}${port}${vni} self${st}`);
+      }
+    }
+    return lines.join('\n');
+  }
+
+  /** JSON export: one row per destination. */
+  toJSON(): FdbJson[] {
+    const rows: FdbJson[] = [];
+    for (const e of this.list()) {
+      for (const d of e.dests) {
+        const r: FdbJson = { mac: formatMac(e.mac), vni: e.vni, dev: e.dev, dst: d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!), state: e.state };
+        if (d.port !== 0) r.port = d.port;
+        if (d.vni !== e.vni) r.dstVni = d.vni;
+        rows.push(r);
+      }
+    }
+    return rows;
+  }
+
+  /** Import JSON rows (append semantics, so multi-destination entries round-trip). */
+  importJSON(rows: readonly FdbJson[]): void {
+    for (const r of rows) this.append({ mac: r.mac, vni: r.vni, dev: r.dev, dst: r.dst, port: r.port, dstVni: r.dstVni, state: r.state });
+  }
+
+  /** Build a table from JSON. */
+  static fromJSON(rows: readonly FdbJson[], opts?: FdbOptions): Fdb {
+    const t = new Fdb(opts);
+    t.importJSON(rows);
+    return t;
+  }
+
+  // ---- internals ----
+
+  /** Find a live slot; drops an expired learned entry. */
+  private find(k: Int32Array): number {
+    const s = this.map.get(k, 0);
+    if (s >= 0 && this.st[s] === S_LEARNED && this.clock() - this.upd[s]! > this.ageing) {
+      this.remove(s, k);
+      return -1;
+    }
+    return s;
+  }
+
+  private live(s: number): boolean {
+    return this.map.get(this.keyOf(s), 0) === s;
+  }
+
+  private keyOf(s: number): Int32Array {
+    return new Int32Array([this.kVni[s]!, this.kHi[s]!, this.kLo[s]!]);
+  }
+
+  private fill(s: number): View {
+    const v = this.view;
+    v.vni = this.kVni[s]!;
+    v.mac = this.kHi[s]! * TWO32 + (this.kLo[s]! >>> 0);
+    v.dev = this.devs[this.devIx[s]!]!;
+    v.state = ST_NAMES[this.st[s]!]!;
+    v.updated = this.upd[s]!;
+    if (this.isMulti[s] === 1) {
+      v.dests = this.multi.get(s)!;
+    } else {
+      const d = this.one;
+      d.ip = this.dIp[s]! >>> 0;
+      d.port = this.dPort[s]!;
+      d.vni = this.dVni[s]!;
+      v.dests = this.oneArr;
+    }
+    return v;
+  }
+
+  private destsOf(s: number): Dest[] {
+    if (this.isMulti[s] === 1) return this.multi.get(s)!.slice();
+    const d = new Dest();
+    d.ip = this.dIp[s]! >>> 0;
+    d.port = this.dPort[s]!;
+    d.vni = this.dVni[s]!;
+    return [d];
+  }
+
+  private setSingle(s: number, ip: number, port: number, vni: number): void {
+    this.isMulti[s] = 0;
+    this.multi.delete(s);
+    this.dIp[s] = ip | 0;
+    this.dPort[s] = port;
+    this.dVni[s] = vni;
+  }
+
+  private setDests(s: number, ds: Dest[]): void {
+    if (ds.length === 1 && ds[0]!.family === 4) {
+      this.setSingle(s, ds[0]!.ip, ds[0]!.port, ds[0]!.vni);
+    } else {
+      this.isMulti[s] = 1;
+      this.multi.set(s, ds);
+    }
+  }
+
+  private insert(k: Int32Array, st: number, now: number, dev: string, ip: number, port: number, dvni: number): number {
+    const s = this.slots.alloc();
+    this.ensure(s + 1);
+    this.kVni[s] = k[0]!;
+    this.kHi[s] = k[1]!;
+    this.kLo[s] = k[2]!;
+    this.st[s] = st;
+    this.upd[s] = now;
+    this.devIx[s] = this.devIndex(dev);
+    this.setSingle(s, ip, port, dvni);
+    this.map.set(k, s, 0);
+    return s;
+  }
+
+  private remove(s: number, k: Int32Array): void {
+    this.map.delete(k, 0);
+    this.multi.delete(s);
+    this.isMulti[s] = 0;
+    this.slots.release(s);
+  }
+
+  private parse(e: FdbInput): Parsed {
+    if (e === null || typeof e !== 'object') throw new Error(`invalid FDB entry ${String(e)}`);
+    const mac = toUnicastMac(e.mac, 'FDB', true);
+    const vni = checkVni(e.vni ?? this.defVni);
+    const dev = checkDev(e.dev ?? this.defDev);
+    const state = e.state ?? 'permanent';
+    const st = ST_NAMES.indexOf(state);
+    if (st < 0) throw new Error(`invalid FDB state "${String(state)}"`);
+    const dest = parseDest(e.dst, checkPort(e.port ?? 0), checkVni(e.dstVni ?? vni));
+    return { key: new Int32Array([vni, (mac / TWO32) | 0, mac | 0]), mac, vni, dev, st, dest };
+  }
+
+  /** Validate capacity, then install (no exception after the first mutation). */
+  private install(p: Parsed, append: boolean): void {
+    const s = this.map.get(p.key, 0);
+    const now = this.clock();
+    if (s < 0) {
+      if (this.map.size >= this.max) throw new Error(`FDB full (${this.max} entries): cannot add ${formatMac(p.mac)} vni ${p.vni}`);
+      const ns = this.insert(p.key, p.st, now, p.dev, 0, 0, p.vni);
+      this.setDests(ns, [p.dest]);
+      return;
+    }
+    let ds: Dest[] = [p.dest];
+    if (append) {
+      const cur = this.destsOf(s);
+      const d = p.dest;
+      if (cur.some((x) => x.family === d.family && x.ip === d.ip && sameV6(x.ip6, d.ip6) && x.port === d.port && x.vni === d.vni)) {
+        throw new Error(`RTNETLINK answers: File exists (${formatMac(p.mac)} dst ${d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!)})`);
+      }
+      ds = [...cur, d];
+    }
+    this.st[s] = p.st;
+    this.upd[s] = now;
+    this.devIx[s] = this.devIndex(p.dev);
+    this.setDests(s, ds);
+  }
+
+  private miss(vni: number, mac: number): void {
+    if (this.listeners.length === 0) return;
+    // Key folds VNI and MAC; collisions only make the limiter stricter.
+    if (!this.limiter.allow(((mac | 0) ^ Math.imul(vni, 0x9e3779b1)) | 0, this.clock())) return;
+    for (const fn of this.listeners) fn(vni, mac);
+  }
+
+  private devIndex(dev: string): number {
+    let i = this.devByName.get(dev);
+    if (i === undefined) {
+      i = this.devs.length;
+      if (i > 0xffff) throw new Error('too many devices');
+      this.devs.push(dev);
+      this.devByName.set(dev, i);
+    }
+    return i;
+  }
+
+  private ensure(n: number): void {
+    if (n <= this.kVni.length) return;
+    this.kVni = growTo(this.kVni, n);
+    this.kHi = growTo(this.kHi, n);
+    this.kLo = growTo(this.kLo, n);
+    this.st = growTo(this.st, n);
+    this.upd = growTo(this.upd, n);
+    this.devIx = growTo(this.devIx, n);
+    this.dIp = growTo(this.dIp, n);
+    this.dPort = growTo(this.dPort, n);
+    this.dVni = growTo(this.dVni, n);
+    this.isMulti = growTo(this.isMulti, n);
+  }
+}
+
+/** A validated FDB input. */
+interface Parsed {
+  key: Int32Array;
+  mac: number;
+  vni: number;
+  dev: string;
+  st: number;
+  dest: Dest;
+}
+
+function parseDest(dst: string | number | Uint8Array, port: number, vni: number): Dest {
+  const d = new Dest();
+  if (dst instanceof Uint8Array || (typeof dst === 'string' && dst.includes(':'))) {
+    d.family = 6;
+    d.ip6 = toV6(dst, 'FDB destination');
+  } else {
+    d.ip = toU32(dst, 'FDB destination');
+  }
+  d.port = port;
+  d.vni = vni;
+  return d;
+}
+
+function sameV6(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,231 @@
+/**
+ * flannel's VXLAN host model: each remote host (a subnet lease) is exactly
+ *
+ *   route:  <subnet> via <subnet network address> dev flannel.N onlink
+ *   neigh:  <subnet network address> dev flannel.N lladdr <vtepMac> PERMANENT
+ *   fdb:    <vtepMac> dev flannel.N dst <publicIp> self permanent
+ *
+ * ("1 route, 1 ARP entry and 1 FDB entry per remote host"). The host record is
+ * the three entries themselves; nothing else is stored per host.
+ */
+import { RouteTable4, Route4 } from './route.js';
+import { NeighbourTable } from './neigh.js';
+import { Fdb, type FdbEntry } from './fdb.js';
+import { parseCidr4, toU32, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac } from './internal.js';
+
+/** A remote host, as in a flannel VXLAN lease. */
+export interface HostSpec<P = unknown> {
+  /** The host's overlay subnet, CIDR (host bits must be zero), e.g. "198.19.2.0/24". */
+  subnet: string;
+  /** The host's underlay address, dotted quad or uint32. */
+  publicIp: string | number;
+  /** The host's VTEP MAC, string or 48-bit number; must be unicast. */
+  vtepMac: string | number;
+  /** VNI to send to this host with; default the model's VNI. */
+  vni?: number;
+  /** UDP port of the host's VTEP; default 0 (the device's port). */
+  port?: number;
+  /** Value for the route's opaque `peer` slot, set together with the entries. */
+  peer?: P;
+}
+
+/** A host as read back from the tables (JSON form). */
+export interface HostJson {
+  /** Overlay subnet CIDR. */
+  subnet: string;
+  /** Underlay address. */
+  publicIp: string;
+  /** VTEP MAC. */
+  vtepMac: string;
+  /** Wire VNI. */
+  vni: number;
+  /** UDP port, 0 = device default. */
+  port: number;
+}
+
+/** What addHost() did. */
+export type AddHostResult = 'added' | 'unchanged' | 'moved';
+
+/** Options of a HostModel. */
+export interface HostModelOptions<P = unknown> {
+  /** The VXLAN device's VNI (FDB key VNI). Default 1. */
+  vni?: number;
+  /** Device name. Default `flannel.<vni>`. */
+  dev?: string;
+  /** Use these tables instead of fresh ones (they may hold other entries too). */
+  routes?: RouteTable4<P>;
+  /** Neighbour table to use. */
+  neigh?: NeighbourTable;
+  /** FDB to use. */
+  fdb?: Fdb;
+}
+
+/** flannel's VXLAN host model over a route table, neighbour table and FDB. */
+export class HostModel<P = unknown> {
+  /** The route table. */
+  readonly routes: RouteTable4<P>;
+  /** The neighbour table. */
+  readonly neigh: NeighbourTable;
+  /** The FDB. */
+  readonly fdb: Fdb;
+  /** The device VNI. */
+  readonly vni: number;
+  /** The device name. */
+  readonly dev: string;
+  private count = 0;
+
+  constructor(opts: HostModelOptions<P> = {}) {
+    this.vni = checkVni(opts.vni ?? 1);
+    this.dev = checkDev(opts.dev ?? `flannel.${this.vni}`);
+    this.routes = opts.routes ?? new RouteTable4<P>();
+    this.neigh = opts.neigh ?? new NeighbourTable();
+    this.fdb = opts.fdb ?? new Fdb({ vni: this.vni, dev: this.dev });
+  }
+
+  /** Number of hosts. */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * Add or update a host. Installs one route, one permanent neighbour and one
+   * permanent FDB entry. Identical re-add: 'unchanged' (nothing touched except
+   * `peer` when given). A subnet now owned by a different public IP / MAC / VNI /
+   * port: 'moved', swapped in one synchronous step (all input and capacity
+   * checks happen before the first write), the old host's FDB entry removed.
+   * Throws on invalid input, leaving the tables untouched.
+   */
+  addHost(h: HostSpec<P>): AddHostResult {
+    if (h === null || typeof h !== 'object') throw new Error(`invalid host ${String(h)}`);
+    const { prefix, prefixLen } = parseCidr4(h.subnet);
+    const ip = toU32(h.publicIp, 'public IP');
+    const mac = toUnicastMac(h.vtepMac, 'VTEP');
+    const wireVni = checkVni(h.vni ?? this.vni);
+    const port = checkPort(h.port ?? 0);
+    const gw = prefix;
+    if (gw === 0) throw new Error(`invalid subnet "${h.subnet}": network address 0.0.0.0 cannot be a gateway`);
+
+    const old = this.routes.getExact(prefix, prefixLen);
+    const oldN = old ? this.neigh.get(gw) : undefined;
+    const oldMac = oldN && oldN.state !== 'incomplete' && oldN.state !== 'failed' ? oldN.mac : -1;
+    if (old && this.isOurs(old) && oldMac === mac) {
+      const f = this.fdb.get(this.vni, mac);
+      const d = f && f.dests.length === 1 ? f.dests[0]! : undefined;
+      if (oldN!.state === 'permanent' && f && f.state === 'permanent' && d && d.family === 4 && d.ip === ip && d.port === port && d.vni === wireVni) {
+        if (h.peer !== undefined) old.peer = h.peer;
+        return 'unchanged';
+      }
+    }
+    // Capacity checks before any write.
+    if (!this.neigh.has(gw) && this.neigh.size >= this.neigh.maxEntries) throw new Error(`neighbour table full: cannot add host ${h.subnet}`);
+    const freesOld = oldMac >= 0 && oldMac !== mac && this.fdb.has(this.vni, oldMac) ? 1 : 0;
+    if (!this.fdb.has(this.vni, mac) && this.fdb.size - freesOld >= this.fdb.maxEntries) throw new Error(`FDB full: cannot add host ${h.subnet}`);
+    const route = this.routes.build({ dst: { prefix, prefixLen }, via: gw, onlink: true, dev: this.dev, peer: h.peer });
+
+    // Writes: none of these can throw now.
+    this.routes.put(route);
+    this.neigh.replace({ ip: gw, lladdr: mac, dev: this.dev, state: 'permanent' });
+    if (freesOld) this.fdb.delete(this.vni, oldMac);
+    this.fdb.replace({ mac, vni: this.vni, dev: this.dev, dst: ip, port, dstVni: wireVni, state: 'permanent' });
+    if (!old || !this.isOurs(old)) {
+      this.count++;
+      return 'added';
+    }
+    return 'moved';
+  }
+
+  /** Remove the host owning `subnet` (CIDR): its route, neighbour and FDB entry. False when unknown. */
+  removeHost(subnet: string): boolean {
+    const { prefix, prefixLen } = parseCidr4(subnet);
+    const r = this.routes.getExact(prefix, prefixLen);
+    if (!r || !this.isOurs(r)) return false;
+    const n = this.neigh.get(r.gateway);
+    this.routes.deleteExact(prefix, prefixLen);
+    this.neigh.delete(r.gateway);
+    if (n && n.state !== 'incomplete' && n.state !== 'failed') this.fdb.delete(this.vni, n.mac);
+    this.count--;
+    return true;
+  }
+
+  /** The host owning `subnet`, read back from the tables. */
+  getHost(subnet: string): HostJson | undefined {
+    const { prefix, prefixLen } = parseCidr4(subnet);
+    const r = this.routes.getExact(prefix, prefixLen);
+    return r && this.isOurs(r) ? this.readHost(r) : undefined;
+  }
+
+  /**
+   * Hot path: route -> neighbour -> FDB for an overlay destination (uint32).
+   * Returns the FDB view (see Fdb.lookup) or undefined; misses fire the tables'
+   * l3miss/l2miss events. Allocation-free.
+   */
+  resolve(dst: number): FdbEntry | undefined {
+    const r = this.routes.lookup(dst);
+    if (r === undefined || r._g === 0) return undefined;
+    const n = this.neigh.lookup(r._g >>> 0);
+    if (n === undefined) return undefined;
+    return this.fdb.lookup(this.vni, n.mac);
+  }
+
+  /** All hosts, sorted by subnet. */
+  hosts(): HostJson[] {
+    const out: HostJson[] = [];
+    for (const r of this.routes.list()) {
+      if (!this.isOurs(r)) continue;
+      const h = this.readHost(r);
+      if (h) out.push(h);
+    }
+    return out;
+  }
+
+  /**
+   * Invariant check (tests, debugging): every host has exactly its route, a
+   * permanent neighbour for its gateway and a permanent FDB entry for that MAC.
+   * Returns a list of problems (empty when consistent).
+   */
+  check(): string[] {
+    const problems: string[] = [];
+    let n = 0;
+    for (const r of this.routes.list()) {
+      if (!this.isOurs(r)) continue;
+      n++;
+      const ne = this.neigh.get(r.gateway);
+      if (!ne || ne.state !== 'permanent') {
+        problems.push(`${r.dst}: no permanent neighbour for ${formatU32(r.gateway)}`);
+        continue;
+      }
+      const f = this.fdb.get(this.vni, ne.mac);
+      if (!f || f.state !== 'permanent' || f.dests.length !== 1) problems.push(`${r.dst}: no single-destination permanent FDB entry for ${formatMac(ne.mac)}`);
+    }
+    if (n !== this.count) problems.push(`host count ${this.count} but ${n} host routes`);
+    return problems;
+  }
+
+  /** The three tables in `ip route` / `ip neigh` / `bridge fdb show` shape. */
+  show(): { route: string; neigh: string; fdb: string } {
+    return { route: this.routes.show(), neigh: this.neigh.show(), fdb: this.fdb.show() };
+  }
+
+  /** JSON export of the hosts. */
+  toJSON(): HostJson[] {
+    return this.hosts();
+  }
+
+  /** Import hosts from JSON (addHost each). */
+  importJSON(rows: readonly HostJson[]): void {
+    for (const h of rows) this.addHost({ subnet: h.subnet, publicIp: h.publicIp, vtepMac: h.vtepMac, vni: h.vni, port: h.port });
+  }
+
+  private isOurs(r: Route4<P>): boolean {
+    return r.dev === this.dev && r.onlink && r._g === r._p && r.kind === 'unicast';
+  }
+
+  private readHost(r: Route4<P>): HostJson | undefined {
+    const ne = this.neigh.get(r.gateway);
+    if (!ne || ne.state === 'incomplete' || ne.state === 'failed') return undefined;
+    const f = this.fdb.get(this.vni, ne.mac);
+    const d = f?.dests[0];
+    if (!d || d.family !== 4) return undefined;
+    return { subnet: `${formatU32(r.prefix)}/${r.prefixLen}`, publicIp: formatU32(d.ip), vtepMac: formatMac(ne.mac), vni: d.vni, port: d.port };
+  }
+}

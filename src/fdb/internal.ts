@@ -1,0 +1,431 @@
+/**
+ * Internal helpers for src/fdb: input validation with ip(8)-style errors, and
+ * allocation-free open-addressing hash maps over typed arrays. Not exported from
+ * the package entry.
+ */
+import { ipv4ToU32, parseMac, formatMac, isMulticastMac, parseIpv6, formatIpv6 } from '../codec/addr.js';
+
+export { formatMac, formatIpv6 };
+
+/** 2^32 as a double. */
+export const TWO32 = 4294967296;
+
+/** int32 network masks by prefix length (index 0..32). */
+export const MASK4 = new Int32Array(33);
+for (let l = 1; l <= 32; l++) MASK4[l] = l === 32 ? -1 : ~((1 << (32 - l)) - 1);
+
+/** Parse an IPv4 address (dotted quad or uint32 number); throws naming the value. */
+export function toU32(v: string | number, what = 'IPv4 address'): number {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`invalid ${what} ${String(v)}: not a uint32`);
+    return v >>> 0;
+  }
+  try {
+    return ipv4ToU32(v);
+  } catch {
+    throw new Error(`invalid ${what} "${v}"`);
+  }
+}
+
+/** Parse "a.b.c.d/len", "a.b.c.d" (=/32) or "default"; refuses host bits like ip-route does. */
+export function parseCidr4(s: string): { prefix: number; prefixLen: number } {
+  if (typeof s !== 'string') throw new Error(`any valid prefix is expected rather than "${String(s)}".`);
+  if (s === 'default' || s === 'all' || s === 'any') return { prefix: 0, prefixLen: 0 };
+  const slash = s.indexOf('/');
+  const ip = slash < 0 ? s : s.slice(0, slash);
+  const pl = slash < 0 ? '32' : s.slice(slash + 1);
+  let addr: number;
+  try {
+    addr = ipv4ToU32(ip);
+  } catch {
+    throw new Error(`any valid prefix is expected rather than "${s}".`);
+  }
+  if (!/^\d{1,2}$/.test(pl) || Number(pl) > 32) throw new Error(`any valid prefix is expected rather than "${s}".`);
+  const len = Number(pl);
+  return { prefix: checkHostBits4(addr, len, s), prefixLen: len };
+}
+
+/** Validate a numeric prefix/length pair; returns the prefix as uint32. */
+export function checkPrefix4(prefix: number, prefixLen: number): number {
+  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 32) throw new Error(`invalid prefix length ${String(prefixLen)} (0..32).`);
+  const p = toU32(prefix, 'IPv4 prefix');
+  return checkHostBits4(p, prefixLen, `${formatU32(p)}/${prefixLen}`);
+}
+
+function checkHostBits4(addr: number, len: number, shown: string): number {
+  if (((addr & MASK4[len]!) >>> 0) !== addr) throw new Error(`Invalid prefix for given prefix length. ("${shown}")`);
+  return addr;
+}
+
+/** Dotted quad of a uint32. */
+export function formatU32(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Parse an IPv6 address (string or 16 bytes, copied); throws naming the value. */
+export function toV6(v: string | Uint8Array, what = 'IPv6 address'): Uint8Array {
+  if (v instanceof Uint8Array) {
+    if (v.length !== 16) throw new Error(`invalid ${what}: expected 16 bytes, got ${v.length}`);
+    return new Uint8Array(v);
+  }
+  try {
+    return parseIpv6(v);
+  } catch {
+    throw new Error(`invalid ${what} "${v}"`);
+  }
+}
+
+/** Parse "x::/len", "x::" (=/128) or "default"; refuses host bits like ip-route does. */
+export function parseCidr6(s: string): { prefix: Uint8Array; prefixLen: number } {
+  if (s === 'default' || s === 'all' || s === 'any') return { prefix: new Uint8Array(16), prefixLen: 0 };
+  const slash = s.indexOf('/');
+  const ip = slash < 0 ? s : s.slice(0, slash);
+  const pl = slash < 0 ? '128' : s.slice(slash + 1);
+  let addr: Uint8Array;
+  try {
+    addr = parseIpv6(ip);
+  } catch {
+    throw new Error(`any valid prefix is expected rather than "${s}".`);
+  }
+  if (!/^\d{1,3}$/.test(pl) || Number(pl) > 128) throw new Error(`any valid prefix is expected rather than "${s}".`);
+  const len = Number(pl);
+  checkHostBits6(addr, len, s);
+  return { prefix: addr, prefixLen: len };
+}
+
+/** Throw unless bits beyond `len` are zero. */
+export function checkHostBits6(addr: Uint8Array, len: number, shown: string): void {
+  for (let i = 0; i < 16; i++) {
+    const keep = len >= (i + 1) * 8 ? 8 : len <= i * 8 ? 0 : len - i * 8;
+    const m = keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff;
+    if ((addr[i]! & ~m & 0xff) !== 0) throw new Error(`Invalid prefix for given prefix length. ("${shown}")`);
+  }
+}
+
+/** Parse a MAC (string or 48-bit number); throws naming the value. */
+export function toMac(v: string | number): number {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffffffff) throw new Error(`invalid MAC address ${String(v)}: not a 48-bit number`);
+    return v;
+  }
+  return parseMac(v);
+}
+
+/** Parse a unicast MAC key: refuses multicast/broadcast MACs. `allowZero` admits 00:00:00:00:00:00. */
+export function toUnicastMac(v: string | number, what: string, allowZero = false): number {
+  const m = toMac(v);
+  if (m === 0 && !allowZero) throw new Error(`invalid ${what} MAC ${formatMac(m)}: all-zeros is not a unicast address`);
+  if (isMulticastMac(m)) throw new Error(`invalid ${what} MAC ${formatMac(m)}: multicast/broadcast MAC cannot be a unicast key`);
+  return m;
+}
+
+/** Validate a VNI (0..2^24-1). */
+export function checkVni(v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffff) throw new Error(`invalid VNI ${String(v)}: out of range 0..16777215`);
+  return v;
+}
+
+/** Validate a UDP port (0 = the device's default port, else 1..65535). */
+export function checkPort(p: number): number {
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`invalid port ${String(p)}: out of range 0..65535 (0 = device default)`);
+  return p;
+}
+
+/** Validate a device name like the kernel (1..15 chars, no '/', ':' or whitespace). */
+export function checkDev(d: string): string {
+  if (typeof d !== 'string' || d.length === 0 || d.length > 15 || /[\s/:]/.test(d)) throw new Error(`invalid device name "${String(d)}"`);
+  return d;
+}
+
+/** Fibonacci hash of an int32 into `bits` bits. */
+function h32(k: number, shift: number): number {
+  return Math.imul(k, -1640531535) >>> shift;
+}
+
+/**
+ * Open-addressing (linear probing, backward-shift delete) map int32 -> int32 >= 0.
+ * `get` returns -1 on miss; no allocation on get/set once sized.
+ */
+export class I32Map {
+  /** Keys by slot. */
+  private keys: Int32Array;
+  /** Values by slot, -1 = empty. */
+  private vals: Int32Array;
+  private mask: number;
+  private shift: number;
+  /** Entries stored. */
+  size = 0;
+
+  constructor(capacity = 16) {
+    let cap = 16;
+    while (cap < capacity * 2) cap *= 2;
+    this.keys = new Int32Array(cap);
+    this.vals = new Int32Array(cap).fill(-1);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+  }
+
+  /** Value for `k` or -1. */
+  get(k: number): number {
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = this.mask;
+    let i = h32(k, this.shift);
+    for (;;) {
+      const v = vals[i]!;
+      if (v < 0) return -1;
+      if (keys[i] === k) return v;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Insert or overwrite. */
+  set(k: number, v: number): void {
+    if ((this.size + 1) * 2 > this.vals.length) this.grow();
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = this.mask;
+    let i = h32(k, this.shift);
+    for (;;) {
+      if (vals[i]! < 0) {
+        keys[i] = k;
+        vals[i] = v;
+        this.size++;
+        return;
+      }
+      if (keys[i] === k) {
+        vals[i] = v;
+        return;
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Remove `k`; returns the old value or -1. */
+  delete(k: number): number {
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = this.mask;
+    let i = h32(k, this.shift);
+    for (;;) {
+      const v = vals[i]!;
+      if (v < 0) return -1;
+      if (keys[i] === k) break;
+      i = (i + 1) & mask;
+    }
+    const old = vals[i]!;
+    // Backward-shift deletion keeps probe chains intact without tombstones.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (vals[j]! < 0) break;
+      const home = h32(keys[j]!, this.shift);
+      // Move j to i if home is not cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        keys[i] = keys[j]!;
+        vals[i] = vals[j]!;
+        i = j;
+      }
+    }
+    vals[i] = -1;
+    this.size--;
+    return old;
+  }
+
+  /** Iterate [key, value] pairs (control plane only). */
+  *entries(): IterableIterator<[number, number]> {
+    for (let i = 0; i < this.vals.length; i++) if (this.vals[i]! >= 0) yield [this.keys[i]!, this.vals[i]!];
+  }
+
+  /** Bytes held by the typed arrays. */
+  bytes(): number {
+    return this.keys.byteLength + this.vals.byteLength;
+  }
+
+  private grow(): void {
+    const ok = this.keys;
+    const ov = this.vals;
+    const cap = ov.length * 2;
+    this.keys = new Int32Array(cap);
+    this.vals = new Int32Array(cap).fill(-1);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+    this.size = 0;
+    for (let i = 0; i < ov.length; i++) if (ov[i]! >= 0) this.set(ok[i]!, ov[i]!);
+  }
+}
+
+/**
+ * Open-addressing map from W-word int32 keys to int32 >= 0 (linear probing,
+ * backward-shift delete). Lookups take the key words from a caller-owned scratch
+ * Int32Array, so nothing allocates.
+ */
+export class WordsMap {
+  private keys: Int32Array;
+  private vals: Int32Array;
+  private mask: number;
+  private shift: number;
+  /** Entries stored. */
+  size = 0;
+
+  constructor(readonly words: number, capacity = 16) {
+    let cap = 16;
+    while (cap < capacity * 2) cap *= 2;
+    this.keys = new Int32Array(cap * words);
+    this.vals = new Int32Array(cap).fill(-1);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+  }
+
+  private hash(k: Int32Array, ko: number): number {
+    let h = k[ko]!;
+    for (let w = 1; w < this.words; w++) h = Math.imul(h ^ (h >>> 15), -2048144789) + k[ko + w]! | 0;
+    return h32(h, this.shift);
+  }
+
+  private eq(i: number, k: Int32Array, ko: number): boolean {
+    const W = this.words;
+    const keys = this.keys;
+    const b = i * W;
+    for (let w = 0; w < W; w++) if (keys[b + w] !== k[ko + w]) return false;
+    return true;
+  }
+
+  /** Value for key words `k[ko..ko+W)` or -1. */
+  get(k: Int32Array, ko = 0): number {
+    const vals = this.vals;
+    const mask = this.mask;
+    let i = this.hash(k, ko);
+    for (;;) {
+      const v = vals[i]!;
+      if (v < 0) return -1;
+      if (this.eq(i, k, ko)) return v;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Insert or overwrite. */
+  set(k: Int32Array, v: number, ko = 0): void {
+    if ((this.size + 1) * 2 > this.vals.length) this.grow();
+    const vals = this.vals;
+    const mask = this.mask;
+    const W = this.words;
+    let i = this.hash(k, ko);
+    for (;;) {
+      if (vals[i]! < 0) {
+        for (let w = 0; w < W; w++) this.keys[i * W + w] = k[ko + w]!;
+        vals[i] = v;
+        this.size++;
+        return;
+      }
+      if (this.eq(i, k, ko)) {
+        vals[i] = v;
+        return;
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Remove; returns old value or -1. */
+  delete(k: Int32Array, ko = 0): number {
+    const vals = this.vals;
+    const keys = this.keys;
+    const mask = this.mask;
+    const W = this.words;
+    let i = this.hash(k, ko);
+    for (;;) {
+      const v = vals[i]!;
+      if (v < 0) return -1;
+      if (this.eq(i, k, ko)) break;
+      i = (i + 1) & mask;
+    }
+    const old = vals[i]!;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (vals[j]! < 0) break;
+      const home = this.hash(keys, j * W);
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        for (let w = 0; w < W; w++) keys[i * W + w] = keys[j * W + w]!;
+        vals[i] = vals[j]!;
+        i = j;
+      }
+    }
+    vals[i] = -1;
+    this.size--;
+    return old;
+  }
+
+  /** Bytes held by the typed arrays. */
+  bytes(): number {
+    return this.keys.byteLength + this.vals.byteLength;
+  }
+
+  private grow(): void {
+    const ok = this.keys;
+    const ov = this.vals;
+    const cap = ov.length * 2;
+    this.keys = new Int32Array(cap * this.words);
+    this.vals = new Int32Array(cap).fill(-1);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+    this.size = 0;
+    for (let i = 0; i < ov.length; i++) if (ov[i]! >= 0) this.set(ok, ov[i]!, i * this.words);
+  }
+}
+
+/** Slot allocator with a free list: hands out dense indices 0..n. */
+export class Slots {
+  private free: number[] = [];
+  /** One past the highest index ever handed out. */
+  high = 0;
+  /** Allocate an index. */
+  alloc(): number {
+    return this.free.length > 0 ? this.free.pop()! : this.high++;
+  }
+  /** Return an index. */
+  release(i: number): void {
+    this.free.push(i);
+  }
+  /** Forget everything. */
+  clear(): void {
+    this.free = [];
+    this.high = 0;
+  }
+}
+
+/** Grow a typed array to at least `n` elements (doubling). */
+export function growTo<T extends Int32Array | Uint16Array | Uint8Array | Float64Array>(a: T, n: number): T {
+  if (n <= a.length) return a;
+  let cap = Math.max(16, a.length);
+  while (cap < n) cap *= 2;
+  const b = new (a.constructor as { new (n: number): T })(cap);
+  b.set(a);
+  return b;
+}
+
+/**
+ * Rate limiter for miss events: at most one event per key per `intervalMs`, and at
+ * most `burst` events in total per `intervalMs`.
+ */
+export class MissLimiter {
+  private window = -Infinity;
+  private count = 0;
+  private seen = new Set<number>();
+  constructor(
+    private readonly intervalMs: number,
+    private readonly burst: number,
+  ) {}
+  /** True when an event for `key` may be emitted at time `now` (ms). */
+  allow(key: number, now: number): boolean {
+    if (now - this.window >= this.intervalMs) {
+      this.window = now;
+      this.count = 0;
+      this.seen.clear();
+    }
+    if (this.count >= this.burst || this.seen.has(key)) return false;
+    this.seen.add(key);
+    this.count++;
+    return true;
+  }
+}

@@ -1,0 +1,394 @@
+/**
+ * IPv4 neighbour (ARP) table: IP -> MAC with NUD states, ageing on an injectable
+ * clock, rate-limited `l3miss` events, and proxy answers (the VXLAN `proxy` flag).
+ *
+ * Storage is struct-of-arrays on typed arrays indexed by a dense slot, with an
+ * open-addressing hash from IP to slot, so an entry costs ~40 bytes and lookups
+ * allocate nothing. `lookup()` returns a view object owned by the table that is
+ * overwritten by the next lookup; use `get()` for a stable copy.
+ */
+import { I32Map, Slots, MissLimiter, TWO32, growTo, toU32, toMac, toUnicastMac, checkDev, formatU32, formatMac } from './internal.js';
+
+/** Neighbour Unreachability Detection state, as `ip neigh` names them. */
+export type NeighState = 'permanent' | 'noarp' | 'reachable' | 'stale' | 'incomplete' | 'failed';
+
+/** A neighbour entry. */
+export interface NeighbourEntry {
+  /** IPv4 address as uint32. */
+  readonly ip: number;
+  /** Link-layer address as a 48-bit number (0 when state is incomplete/failed without one). */
+  readonly mac: number;
+  /** NUD state. */
+  readonly state: NeighState;
+  /** Device name. */
+  readonly dev: string;
+  /** `router` flag. */
+  readonly router: boolean;
+  /** Clock time (ms) of the last add/confirm. */
+  readonly updated: number;
+}
+
+/** Input for NeighbourTable.add/replace (`ip neigh add <ip> lladdr <mac> dev <dev> nud <state>`). */
+export interface NeighbourInput {
+  /** IPv4 address, dotted quad or uint32. */
+  ip: string | number;
+  /** MAC, "aa:bb:cc:dd:ee:ff" or 48-bit number. Required unless state is incomplete/failed. */
+  lladdr?: string | number;
+  /** Device. */
+  dev: string;
+  /** Default 'permanent'. */
+  state?: NeighState;
+  /** `router` flag. */
+  router?: boolean;
+}
+
+/** JSON form of a neighbour or proxy entry. */
+export interface NeighbourJson {
+  /** IPv4 address. */
+  dst: string;
+  /** Device. */
+  dev: string;
+  /** MAC, absent when none. */
+  lladdr?: string;
+  /** State (absent for proxy entries). */
+  state?: NeighState;
+  /** Router flag. */
+  router?: boolean;
+  /** A proxy (`ip neigh add proxy`) entry. */
+  proxy?: boolean;
+}
+
+/** Options of a NeighbourTable. */
+export interface NeighbourOptions {
+  /** Clock in ms; default Date.now. */
+  clock?: () => number;
+  /** reachable -> stale after this long without confirmation (kernel base_reachable_time 30 s). */
+  reachableTimeMs?: number;
+  /** stale/failed non-permanent entries are removed by sweep() after this long (kernel gc_stale_time 60 s). */
+  gcStaleTimeMs?: number;
+  /** incomplete -> failed after this long (kernel ~3 probes x 1 s). */
+  incompleteTimeMs?: number;
+  /** l3miss rate limit: at most one event per IP per interval (default 1000 ms)... */
+  missIntervalMs?: number;
+  /** ...and at most this many events per interval in total (default 100). */
+  missBurst?: number;
+  /** Answer ARP from this table in proxyLookup() (the VXLAN device's `proxy` flag). Default true. */
+  proxy?: boolean;
+  /** MAC used to answer for explicit proxy entries (`ip neigh add proxy`), e.g. the VTEP's own MAC. */
+  proxyMac?: string | number;
+  /** Maximum entries (kernel gc_thresh3-like); add() throws beyond it. Default unlimited. */
+  maxEntries?: number;
+}
+
+const ST_NAMES: readonly NeighState[] = ['permanent', 'noarp', 'reachable', 'stale', 'incomplete', 'failed'];
+const S_PERMANENT = 0;
+const S_NOARP = 1;
+const S_REACHABLE = 2;
+const S_STALE = 3;
+const S_INCOMPLETE = 4;
+const S_FAILED = 5;
+
+class View implements NeighbourEntry {
+  ip = 0;
+  mac = 0;
+  state: NeighState = 'permanent';
+  dev = '';
+  router = false;
+  updated = 0;
+}
+
+/** Listener for `l3miss`: the IPv4 address (uint32) that had no usable entry. */
+export type L3MissListener = (ip: number) => void;
+
+/** IPv4 neighbour table. */
+export class NeighbourTable {
+  private readonly map = new I32Map();
+  private readonly slots = new Slots();
+  private ip = new Int32Array(16);
+  private macHi = new Uint16Array(16);
+  private macLo = new Int32Array(16);
+  private st = new Uint8Array(16);
+  private flags = new Uint8Array(16);
+  private upd = new Float64Array(16);
+  private devIx = new Uint16Array(16);
+  private readonly devs: string[] = [];
+  private readonly devByName = new Map<string, number>();
+  private readonly proxies = new Map<number, string>();
+  private readonly view = new View();
+  private readonly limiter: MissLimiter;
+  private readonly listeners: L3MissListener[] = [];
+  private readonly clock: () => number;
+  private readonly reachableTime: number;
+  private readonly gcStale: number;
+  private readonly incompleteTime: number;
+  private readonly proxyOn: boolean;
+  private readonly proxyMac: number;
+  private readonly max: number;
+
+  constructor(opts: NeighbourOptions = {}) {
+    this.clock = opts.clock ?? Date.now;
+    this.reachableTime = opts.reachableTimeMs ?? 30_000;
+    this.gcStale = opts.gcStaleTimeMs ?? 60_000;
+    this.incompleteTime = opts.incompleteTimeMs ?? 3_000;
+    this.limiter = new MissLimiter(opts.missIntervalMs ?? 1000, opts.missBurst ?? 100);
+    this.proxyOn = opts.proxy ?? true;
+    this.proxyMac = opts.proxyMac === undefined ? 0 : toMac(opts.proxyMac);
+    this.max = opts.maxEntries ?? Infinity;
+  }
+
+  /** Configured maximum number of entries (Infinity when unlimited). */
+  get maxEntries(): number {
+    return this.max;
+  }
+
+  /** True when an entry for `ip` (uint32) exists in any state. */
+  has(ip: number): boolean {
+    return this.map.get(ip | 0) >= 0;
+  }
+
+  /** Number of (non-proxy) entries. */
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Subscribe to `l3miss` (rate-limited). Returns an unsubscribe function. */
+  on(event: 'l3miss', fn: L3MissListener): () => void {
+    if (event !== 'l3miss') throw new Error(`unknown event "${String(event)}"`);
+    this.listeners.push(fn);
+    return () => {
+      const i = this.listeners.indexOf(fn);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /**
+   * Hot path: the usable entry for `ip` (uint32), i.e. permanent/noarp/reachable/stale,
+   * or undefined (then `l3miss` fires, rate-limited). The returned object is a view
+   * reused by the next lookup/proxyLookup on this table. Allocation-free on hit.
+   */
+  lookup(ip: number): NeighbourEntry | undefined {
+    const s = this.map.get(ip | 0);
+    if (s >= 0) {
+      let st = this.st[s]!;
+      if (st === S_REACHABLE && this.clock() - this.upd[s]! > this.reachableTime) st = this.st[s] = S_STALE;
+      if (st < S_INCOMPLETE) return this.fill(s);
+    }
+    this.miss(ip);
+    return undefined;
+  }
+
+  /**
+   * Answer an ARP request for `ip` on the VTEP's behalf: an explicit proxy entry
+   * (answered with `proxyMac`), or, when the `proxy` option is on, a usable
+   * neighbour entry. Misses fire `l3miss`. Same view semantics as lookup().
+   */
+  proxyLookup(ip: number): NeighbourEntry | undefined {
+    if (this.proxies.size > 0) {
+      const dev = this.proxies.get(ip >>> 0);
+      if (dev !== undefined) {
+        const v = this.view;
+        v.ip = ip >>> 0;
+        v.mac = this.proxyMac;
+        v.state = 'permanent';
+        v.dev = dev;
+        v.router = false;
+        v.updated = 0;
+        return v;
+      }
+    }
+    if (!this.proxyOn) return undefined;
+    return this.lookup(ip);
+  }
+
+  /** A stable copy of the entry for `ip` in any state (control plane; no events). */
+  get(ip: string | number): NeighbourEntry | undefined {
+    const s = this.map.get(toU32(ip) | 0);
+    if (s < 0) return undefined;
+    if (this.ageSlot(s, this.clock())) return undefined;
+    return { ...this.fill(s) };
+  }
+
+  /** `ip neigh add`: throws "RTNETLINK answers: File exists" when present. */
+  add(n: NeighbourInput): void {
+    const ip = toU32(n.ip);
+    if (this.map.get(ip | 0) >= 0) throw new Error(`RTNETLINK answers: File exists (${formatU32(ip)})`);
+    this.replace(n);
+  }
+
+  /** `ip neigh replace`: add or overwrite. */
+  replace(n: NeighbourInput): void {
+    const ip = toU32(n.ip);
+    const dev = checkDev(n.dev);
+    const state = n.state ?? 'permanent';
+    const st = ST_NAMES.indexOf(state);
+    if (st < 0) throw new Error(`invalid neighbour state "${String(state)}"`);
+    let mac = 0;
+    if (n.lladdr !== undefined) mac = toUnicastMac(n.lladdr, 'neighbour lladdr');
+    else if (st < S_INCOMPLETE) throw new Error(`neighbour ${formatU32(ip)}: lladdr required for state ${state}`);
+    this.set(ip, mac, st, dev, n.router === true, this.clock());
+  }
+
+  /** Install a validated entry. */
+  private set(ip: number, mac: number, st: number, dev: string, router: boolean, now: number): void {
+    let s = this.map.get(ip | 0);
+    if (s < 0) {
+      if (this.map.size >= this.max) throw new Error(`neighbour table full (${this.max} entries): cannot add ${formatU32(ip)}`);
+      s = this.slots.alloc();
+      this.ensure(s + 1);
+      this.map.set(ip | 0, s);
+    }
+    this.ip[s] = ip | 0;
+    this.macHi[s] = Math.floor(mac / TWO32);
+    this.macLo[s] = mac | 0;
+    this.st[s] = st;
+    this.flags[s] = router ? 1 : 0;
+    this.upd[s] = now;
+    this.devIx[s] = this.devIndex(dev);
+  }
+
+  /**
+   * Record a confirmation (e.g. an ARP reply or learned packet): creates or refreshes
+   * a reachable entry. Permanent/noarp entries are left alone. Returns true if changed.
+   */
+  confirm(ip: number, mac: number, dev: string): boolean {
+    const s = this.map.get(ip | 0);
+    if (s >= 0 && (this.st[s] === S_PERMANENT || this.st[s] === S_NOARP)) return false;
+    this.set(ip >>> 0, toUnicastMac(mac, 'neighbour lladdr'), S_REACHABLE, checkDev(dev), s >= 0 && this.flags[s] === 1, this.clock());
+    return true;
+  }
+
+  /** `ip neigh del`: false when absent. */
+  delete(ip: string | number): boolean {
+    const s = this.map.delete(toU32(ip) | 0);
+    if (s < 0) return false;
+    this.slots.release(s);
+    return true;
+  }
+
+  /** `ip neigh add proxy <ip> dev <dev>`. */
+  addProxy(ip: string | number, dev: string): void {
+    this.proxies.set(toU32(ip), checkDev(dev));
+  }
+
+  /** `ip neigh del proxy <ip>`. */
+  deleteProxy(ip: string | number): boolean {
+    return this.proxies.delete(toU32(ip));
+  }
+
+  /** Age entries: reachable -> stale, incomplete -> failed, and drop stale/failed older than gcStaleTime. Returns entries removed. */
+  sweep(now: number = this.clock()): number {
+    let removed = 0;
+    for (const [, s] of [...this.map.entries()]) if (this.ageSlot(s, now)) removed++;
+    return removed;
+  }
+
+  /** Remove all entries (not proxies). */
+  flush(): void {
+    for (const [k, s] of [...this.map.entries()]) {
+      this.map.delete(k);
+      this.slots.release(s);
+    }
+  }
+
+  /** Snapshot of all entries (control plane), sorted by IP. */
+  list(): NeighbourEntry[] {
+    const now = this.clock();
+    for (const [, s] of [...this.map.entries()]) this.ageSlot(s, now);
+    const out: NeighbourEntry[] = [];
+    for (const [, s] of this.map.entries()) out.push({ ...this.fill(s) });
+    return out.sort((a, b) => a.ip - b.ip);
+  }
+
+  /** The table in the shape of `ip neigh show`. */
+  show(): string {
+    return this.list()
+      .map((e) => `${formatU32(e.ip)} dev ${e.dev}${e.state === 'incomplete' || e.state === 'failed' ? '' : ` lladdr ${formatMac(e.mac)}`}${e.router ? ' router' : ''} ${e.state.toUpperCase()}`)
+      .join('\n');
+  }
+
+  /** Proxy entries in the shape of `ip neigh show proxy`. */
+  showProxy(): string {
+    return [...this.proxies].sort((a, b) => a[0] - b[0]).map(([ip, dev]) => `${formatU32(ip)} dev ${dev} proxy`).join('\n');
+  }
+
+  /** JSON export (entries then proxies). */
+  toJSON(): NeighbourJson[] {
+    const rows: NeighbourJson[] = this.list().map((e) => {
+      const j: NeighbourJson = { dst: formatU32(e.ip), dev: e.dev, state: e.state };
+      if (e.state !== 'incomplete' && e.state !== 'failed') j.lladdr = formatMac(e.mac);
+      if (e.router) j.router = true;
+      return j;
+    });
+    for (const [ip, dev] of [...this.proxies].sort((a, b) => a[0] - b[0])) rows.push({ dst: formatU32(ip), dev, proxy: true });
+    return rows;
+  }
+
+  /** Import from JSON (replace semantics). */
+  importJSON(rows: readonly NeighbourJson[]): void {
+    for (const j of rows) {
+      if (j.proxy) this.addProxy(j.dst, j.dev);
+      else this.replace({ ip: j.dst, dev: j.dev, lladdr: j.lladdr, state: j.state, router: j.router });
+    }
+  }
+
+  /** Build a table from JSON. */
+  static fromJSON(rows: readonly NeighbourJson[], opts?: NeighbourOptions): NeighbourTable {
+    const t = new NeighbourTable(opts);
+    t.importJSON(rows);
+    return t;
+  }
+
+  private fill(s: number): View {
+    const v = this.view;
+    v.ip = this.ip[s]! >>> 0;
+    v.mac = this.macHi[s]! * TWO32 + (this.macLo[s]! >>> 0);
+    v.state = ST_NAMES[this.st[s]!]!;
+    v.dev = this.devs[this.devIx[s]!]!;
+    v.router = this.flags[s] === 1;
+    v.updated = this.upd[s]!;
+    return v;
+  }
+
+  /** Apply ageing to one slot; returns true if it was removed. */
+  private ageSlot(s: number, now: number): boolean {
+    const st = this.st[s]!;
+    const age = now - this.upd[s]!;
+    if (st === S_REACHABLE && age > this.reachableTime) this.st[s] = S_STALE;
+    else if (st === S_INCOMPLETE && age > this.incompleteTime) this.st[s] = S_FAILED;
+    const st2 = this.st[s]!;
+    if ((st2 === S_STALE || st2 === S_FAILED) && age > this.gcStale + (st2 === S_STALE ? this.reachableTime : this.incompleteTime)) {
+      this.map.delete(this.ip[s]!);
+      this.slots.release(s);
+      return true;
+    }
+    return false;
+  }
+
+  private miss(ip: number): void {
+    if (this.listeners.length === 0) return;
+    if (!this.limiter.allow(ip | 0, this.clock())) return;
+    for (const fn of this.listeners) fn(ip >>> 0);
+  }
+
+  private devIndex(dev: string): number {
+    let i = this.devByName.get(dev);
+    if (i === undefined) {
+      i = this.devs.length;
+      if (i > 0xffff) throw new Error('too many devices');
+      this.devs.push(dev);
+      this.devByName.set(dev, i);
+    }
+    return i;
+  }
+
+  private ensure(n: number): void {
+    if (n <= this.ip.length) return;
+    this.ip = growTo(this.ip, n);
+    this.macHi = growTo(this.macHi, n);
+    this.macLo = growTo(this.macLo, n);
+    this.st = growTo(this.st, n);
+    this.flags = growTo(this.flags, n);
+    this.upd = growTo(this.upd, n);
+    this.devIx = growTo(this.devIx, n);
+  }
+}
