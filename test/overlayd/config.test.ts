@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError, diffPeers, gatewayForm, keyToSubnet, leaseToJson, parseEnvFile, parseNetConf, parsePeers, renderSubnetEnv, subnetToKey, validateSubnet,
+} from '../../src/overlayd/index.js';
+import type { Lease } from '../../src/vtep/backend.js';
+
+const err = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    const m = (e as Error).message;
+    expect(m).not.toContain('\n');
+    return m;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('net-conf.json', () => {
+  it('applies flannel defaults: udp, SubnetLen 24, port 8285', () => {
+    const c = parseNetConf('{"Network": "198.19.0.0/16"}');
+    expect(c.network).toBe('198.19.0.0/16');
+    expect(c.subnetLen).toBe(24);
+    expect(c.backend).toEqual({ type: 'udp', port: 8285, vni: 1, gbp: false, directRouting: false });
+  });
+  it('vxlan defaults: VNI 1, port 8472', () => {
+    const c = parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan"}}');
+    expect(c.backend.type).toBe('vxlan');
+    expect(c.backend.port).toBe(8472);
+    expect(c.backend.vni).toBe(1);
+  });
+  it('reads Port, VNI, GBP, DirectRouting, MTU', () => {
+    const c = parseNetConf('{"Network":"198.19.0.0/16","SubnetLen":26,"Backend":{"Type":"VXLAN","Port":4789,"VNI":42,"GBP":true,"DirectRouting":true,"MTU":1400}}');
+    expect(c.subnetLen).toBe(26);
+    expect(c.backend).toEqual({ type: 'vxlan', port: 4789, vni: 42, gbp: true, directRouting: true, mtu: 1400 });
+  });
+  it('small networks default SubnetLen to prefix + 2', () => {
+    expect(parseNetConf('{"Network":"198.19.0.0/26"}').subnetLen).toBe(28);
+  });
+  it('unknown Backend.Type is a clear error naming the type and the supported ones', () => {
+    const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}', 'nc.json'));
+    expect(m).toMatch(/nc\.json: Backend\.Type "host-gw" is not supported.*"udp", "vxlan"/);
+  });
+  it.each([
+    ['{"Network": "198.19.0.0/16",}', /nc\.json: invalid JSON/],
+    ['[]', /expected a JSON object/],
+    ['{}', /"Network".*required/],
+    ['{"Network":"198.19.0.0/33"}', /not an IPv4 CIDR/],
+    ['{"Network":"198.19.1.0/16"}', /host bits set.*198\.19\.0\.0\/16/],
+    ['{"Network":"198.19.0.0/16","SubnetLen":31}', /too long/],
+    ['{"Network":"198.19.0.0/16","SubnetLen":17}', /at least four subnets/],
+    ['{"Network":"198.19.0.0/16","Backend":{"Type":"udp","Port":70000}}', /Port must be an integer in 0\.\.65535/],
+    ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}', /VNI must be an integer/],
+    ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","GBP":"yes"}}', /GBP must be true or false/],
+  ])('rejects %s', (text, re) => {
+    expect(err(() => parseNetConf(text, 'nc.json'))).toMatch(re);
+  });
+  it('--subnet must be inside Network, SubnetLen long, in network form', () => {
+    const c = parseNetConf('{"Network":"198.19.0.0/16"}');
+    expect(validateSubnet('198.19.3.0/24', c).prefixLen).toBe(24);
+    expect(err(() => validateSubnet('198.18.3.0/24', c))).toBe('--subnet 198.18.3.0/24 is outside Network 198.19.0.0/16');
+    expect(err(() => validateSubnet('198.19.3.0/25', c))).toMatch(/must be a \/24/);
+    expect(err(() => validateSubnet('198.19.3.1/24', c))).toMatch(/host bits set.*198\.19\.3\.0\/24/);
+    expect(err(() => validateSubnet('nope', c))).toMatch(/not an IPv4 CIDR/);
+  });
+});
+
+describe('peers file (flannel etcd layout)', () => {
+  const net = parseNetConf('{"Network":"198.19.0.0/16"}').networkCidr;
+  const text = JSON.stringify({
+    '198.19.2.0-24': { PublicIP: '198.18.0.2', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: 'AA:BB:CC:00:00:02' } },
+    '/coreos.com/network/subnets/198.19.3.0-24': { PublicIP: '198.18.0.3', BackendType: 'udp' },
+  });
+  it('parses keys and lease values, full etcd keys too', () => {
+    const m = parsePeers(text, 'peers.json', net);
+    expect([...m.keys()]).toEqual(['198.19.2.0/24', '198.19.3.0/24']);
+    expect(m.get('198.19.2.0/24')).toEqual({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: 'aa:bb:cc:00:00:02' });
+    expect(m.get('198.19.3.0/24')).toEqual({ subnet: '198.19.3.0/24', publicIp: '198.18.0.3', backendType: 'udp' });
+  });
+  it('key <-> CIDR', () => {
+    expect(subnetToKey('198.19.2.0/24')).toBe('198.19.2.0-24');
+    expect(keyToSubnet('/coreos.com/network/subnets/198.19.2.0-24')).toBe('198.19.2.0/24');
+  });
+  it.each([
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"', /invalid JSON/],
+    ['{"198.19.2.0/24": {"PublicIP": "198.18.0.2", "BackendType": "udp"}}', /not of the form a\.b\.c\.d-len/],
+    ['{"198.20.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"}}', /outside Network/],
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0", "BackendType": "udp"}}', /PublicIP "198\.18\.0" is not an IPv4 address/],
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "ipip"}}', /BackendType "ipip"/],
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "vxlan"}}', /needs BackendData/],
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "zz"}}}', /VtepMAC "zz"/],
+    ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"}, "198.19.2.0-23": {"PublicIP": "198.18.0.3", "BackendType": "udp"}}', /overlaps/],
+  ])('rejects %s', (t, re) => {
+    expect(err(() => parsePeers(t, 'peers.json', net))).toMatch(re);
+  });
+  it('diff: only new, changed and removed peers', () => {
+    const a: Lease = { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' };
+    const b: Lease = { subnet: '198.19.3.0/24', publicIp: '198.18.0.3', backendType: 'udp' };
+    const c: Lease = { subnet: '198.19.4.0/24', publicIp: '198.18.0.4', backendType: 'udp' };
+    const prev = new Map([[a.subnet, a], [b.subnet, b]]);
+    const next = new Map([[a.subnet, { ...a }], [b.subnet, { ...b, publicIp: '198.18.0.33' }], [c.subnet, c]]);
+    const d = diffPeers(prev, next);
+    expect(d.upsert.map((l) => l.subnet)).toEqual(['198.19.3.0/24', '198.19.4.0/24']);
+    expect(d.remove).toEqual([]);
+    expect(diffPeers(next, new Map([[c.subnet, c]]))).toEqual({ upsert: [], remove: ['198.19.2.0/24', '198.19.3.0/24'] });
+    expect(diffPeers(prev, prev)).toEqual({ upsert: [], remove: [] });
+  });
+  it('our own lease renders in the same layout and parses back', () => {
+    const own: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:01' };
+    const line = leaseToJson(own);
+    expect(JSON.parse(line)).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } } });
+    expect(parsePeers(line, 'lease', net).get('198.19.1.0/24')).toEqual(own);
+    const udp: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'udp' };
+    expect(JSON.parse(leaseToJson(udp))).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
+  });
+});
+
+describe('subnet.env', () => {
+  it('is written exactly as flanneld writes it, FLANNEL_SUBNET in gateway form', () => {
+    const text = renderSubnetEnv({ network: '198.19.0.0/16', subnet: '198.19.1.0/24', mtu: 1472, ipMasq: false });
+    expect(text).toBe('FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n');
+    expect(parseEnvFile(text)).toEqual({ FLANNEL_NETWORK: '198.19.0.0/16', FLANNEL_SUBNET: '198.19.1.1/24', FLANNEL_MTU: '1472', FLANNEL_IPMASQ: 'false' });
+    expect(gatewayForm('198.19.7.0/26')).toBe('198.19.7.1/26');
+  });
+});
