@@ -12,7 +12,8 @@
  *   decodes port 8472/4789 payloads as VXLAN (Decode As... for 8472 on old versions)
  *   and flannel's 8285 payloads are bare IPv4 ("Decode As IPv4").
  *   With a `.pcapng` file name the same records go into a pcapng file with two
- *   interfaces, "overlay" (inner) and "underlay" (outer), and per-packet direction.
+ *   interfaces, "overlay" (inner) and "underlay" (outer), link type LINKTYPE_IPV4
+ *   (228), and per-packet direction (epb_flags inbound/outbound).
  *
  * The dataplane calls a {@link PacketTap} synchronously from its hot path; the writer
  * copies the bytes into a buffer and flushes it with one write when full or on a
@@ -38,8 +39,13 @@ export interface PacketTap {
   outer(dir: TapDirection, buf: Uint8Array, off: number, len: number, localAddr: number, localPort: number, remoteAddr: number, remotePort: number): void;
 }
 
-/** Link type of the capture: raw IPv4/IPv6 (no link-layer header). */
+/** Link type of the classic pcap capture: raw IPv4/IPv6 (no link-layer header). */
 export const LINKTYPE_RAW = 101;
+/**
+ * Link type of the pcapng interfaces: raw IPv4. (LINKTYPE_RAW in a pcapng file with two
+ * interfaces trips libpcap's "interface has a different type" check; 228 maps 1:1.)
+ */
+export const LINKTYPE_IPV4 = 228;
 
 /** Options of {@link PcapWriter}. */
 export interface PcapWriterOptions {
@@ -122,7 +128,7 @@ export class PcapWriter implements PacketTap {
       const npad = (nlen + 3) & ~3;
       const len = 20 + 4 + npad + 4;
       b.writeUInt32LE(1, o); b.writeUInt32LE(len, o + 4);
-      b.writeUInt16LE(LINKTYPE_RAW, o + 8); b.writeUInt16LE(0, o + 10); b.writeUInt32LE(this.snaplen, o + 12);
+      b.writeUInt16LE(LINKTYPE_IPV4, o + 8); b.writeUInt16LE(0, o + 10); b.writeUInt32LE(this.snaplen, o + 12);
       b.writeUInt16LE(2, o + 16); b.writeUInt16LE(nlen, o + 18);
       b.fill(0, o + 20, o + 20 + npad); b.write(name, o + 20);
       b.writeUInt32LE(0, o + 20 + npad); // opt_endofopt
