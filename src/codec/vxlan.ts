@@ -219,9 +219,9 @@ export interface VxlanTunnel {
   df: boolean;
   /** Outer IPv6 flow label (20 bits). */
   flowLabel: number;
-  /** Compute the outer UDP checksum (IPv4: optional, kernel `udpcsum`; IPv6: zero only if false, RFC 6935). */
+  /** Compute the outer UDP checksum (default true like Linux `udpcsum`; IPv4 `noudpcsum` sends 0; IPv6 zero only if false, RFC 6935). */
   udpChecksum: boolean;
-  /** Emit the GBP extension (G flag + group id). */
+  /** Emit the GBP extension (G flag + group id) when `gbpId` or `gbpFlags` is non-zero, as Linux does. */
   gbp: boolean;
   /** GBP group policy id (16 bits). */
   gbpId: number;
@@ -231,7 +231,7 @@ export interface VxlanTunnel {
   ipId: number;
 }
 
-/** Build a {@link VxlanTunnel} with kernel/flannel defaults (VNI 1, port 8472, TTL 64, no DF, no IPv4 UDP checksum). */
+/** Build a {@link VxlanTunnel} with kernel/flannel defaults (VNI 1, port 8472, TTL 64, no DF, UDP checksum on: Linux `udpcsum` default). */
 export function vxlanTunnel(opts: Partial<VxlanTunnel> = {}): VxlanTunnel {
   return {
     vni: VNI_FLANNEL_DEFAULT,
@@ -250,7 +250,7 @@ export function vxlanTunnel(opts: Partial<VxlanTunnel> = {}): VxlanTunnel {
     ecn: true,
     df: false,
     flowLabel: 0,
-    udpChecksum: false,
+    udpChecksum: true,
     gbp: false,
     gbpId: 0,
     gbpFlags: 0,
@@ -309,7 +309,8 @@ export function vxlanEncapFull(buf: Uint8Array, off: number, len: number, t: Vxl
   const tos = t.ecn ? (t.tos & 0xfc) | innerEcn(buf, off, len) : t.tos & 255;
   // VXLAN
   const vx = off - VXLAN_HLEN;
-  if (t.gbp) emitVxlanGbp(buf, vx, t.vni, t.gbpId, t.gbpFlags);
+  // Like the kernel (vxlan_build_gbp_hdr), the G flag is sent only with a non-zero policy.
+  if (t.gbp && (t.gbpId !== 0 || t.gbpFlags !== 0)) emitVxlanGbp(buf, vx, t.vni, t.gbpId, t.gbpFlags);
   else emitVxlan(buf, vx, t.vni);
   // UDP
   const u = vx - UDP_HLEN;
