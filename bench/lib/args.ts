@@ -1,0 +1,122 @@
+/** Command line of `npm run bench`. */
+import { parseArgs } from 'node:util';
+import { ALL_PATHS, type PathId } from './metrics.js';
+
+/** Parsed options. */
+export interface BenchOptions {
+  /** Short CI-sized run: 1 repetition, 2-second tests, 100 pings. */
+  quick: boolean;
+  /** Run the micro-benchmarks (only them, unless --paths is also given). */
+  micro: boolean;
+  /** Paths to measure, in measurement order. */
+  paths: PathId[];
+  /** Whether the path comparison runs. */
+  comparison: boolean;
+  /** Repetitions of every figure. */
+  reps: number;
+  /** Seconds per iperf3 test. */
+  duration: number;
+  /** Pings per RTT sample. */
+  pingCount: number;
+  /** Underlay MTU. */
+  mtu: number;
+  /** Extra copy of the JSON. */
+  json?: string;
+  /** Extra copy of the SVG chart. */
+  svg?: string;
+  /** Extra copy of the markdown table. */
+  md?: string;
+  /** Output directory (default bench/out). */
+  outDir: string;
+  /** Run our daemons under node --cpu-prof. */
+  cpuProf: boolean;
+  /** Show usage. */
+  help: boolean;
+}
+
+/** Usage text. */
+export const USAGE = `Usage: npm run bench -- [options]        (as root)
+
+Compares overlay paths between two network-namespace hosts over a veth:
+  hostgw        no encapsulation (flannel host-gw routes)
+  kernel-vxlan  kernel VXLAN configured as flannel configures flannel.1 (the baseline)
+  vxlan-dgram   our VXLAN VTEP (L3) in overlayd, node:dgram transport
+  vxlan-mmsg    our VXLAN VTEP (L3) in overlayd, recvmmsg/sendmmsg transport
+  udp-dgram     our UDP backend (flannel0 style) in overlayd, node:dgram
+  udp-mmsg      our UDP backend in overlayd, recvmmsg/sendmmsg
+
+Options:
+  --paths LIST     comma-separated subset of the paths above (default: all)
+  --quick          short run: 1 repetition, 2 s tests, 100 pings
+  --reps N         repetitions per figure (default 3)
+  --duration S     seconds per iperf3 test (default 5)
+  --pings N        pings per RTT sample (default 300, 10 ms apart)
+  --mtu N          underlay MTU of both veth ends (default 1500)
+  --json FILE      also write every figure as JSON to FILE
+  --svg FILE       also write the ratio chart to FILE
+  --md FILE        also write the markdown table to FILE
+  --out-dir DIR    where results.{json,md,svg} go (default bench/out)
+  --cpu-prof       run our daemons under node --cpu-prof (profiles in <out-dir>/prof,
+                   summarized at the end; figures are slowed by the profiler)
+  --micro          run the codec / tables / raw I/O micro-benchmarks
+                   (only those, unless --paths is given too)
+  -h, --help       this text
+`;
+
+function posInt(name: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  return Number(v);
+}
+
+/** Parse argv (without node and script). Throws with a one-line message on bad input. */
+export function parseBenchArgs(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      quick: { type: 'boolean' },
+      micro: { type: 'boolean' },
+      paths: { type: 'string' },
+      reps: { type: 'string' },
+      duration: { type: 'string' },
+      pings: { type: 'string' },
+      mtu: { type: 'string' },
+      json: { type: 'string' },
+      svg: { type: 'string' },
+      md: { type: 'string' },
+      'out-dir': { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const quick = values.quick ?? false;
+  let paths: PathId[] = [...ALL_PATHS];
+  if (values.paths !== undefined) {
+    const want = values.paths.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const p of want) if (!(ALL_PATHS as readonly string[]).includes(p)) throw new Error(`unknown path "${p}" (known: ${ALL_PATHS.join(', ')})`);
+    // Keep the canonical order: the baseline is measured early, host-gw first.
+    paths = ALL_PATHS.filter((p) => want.includes(p));
+    if (paths.length === 0) throw new Error('--paths is empty');
+  }
+  const micro = values.micro ?? false;
+  const o: BenchOptions = {
+    quick,
+    micro,
+    paths,
+    comparison: !micro || values.paths !== undefined,
+    reps: posInt('reps', values.reps, quick ? 1 : 3),
+    duration: posInt('duration', values.duration, quick ? 2 : 5),
+    pingCount: posInt('pings', values.pings, quick ? 100 : 300),
+    mtu: posInt('mtu', values.mtu, 1500),
+    outDir: values['out-dir'] ?? 'bench/out',
+    cpuProf: values['cpu-prof'] ?? false,
+    help: values.help ?? false,
+  };
+  if (values.json !== undefined) o.json = values.json;
+  if (values.svg !== undefined) o.svg = values.svg;
+  if (values.md !== undefined) o.md = values.md;
+  if (o.mtu < 1280 || o.mtu > 9000) throw new Error('--mtu must be in 1280..9000');
+  return o;
+}

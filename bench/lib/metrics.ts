@@ -1,0 +1,83 @@
+/**
+ * The figures the comparison benchmark reports for every path, with units and
+ * the direction that is better. Shared by the runner and the report builder.
+ */
+
+/** Every dataplane path the benchmark knows, in the order they are measured. */
+export const ALL_PATHS = ['hostgw', 'kernel-vxlan', 'vxlan-dgram', 'vxlan-mmsg', 'udp-dgram', 'udp-mmsg'] as const;
+
+/** A path id: `hostgw`, `kernel-vxlan`, or one of our backends over a transport. */
+export type PathId = (typeof ALL_PATHS)[number];
+
+/** The path every ratio is relative to. */
+export const BASELINE: PathId = 'kernel-vxlan';
+
+/** Human labels for the paths. */
+export const PATH_LABELS: Record<PathId, string> = {
+  hostgw: 'host-gw (no encap)',
+  'kernel-vxlan': 'kernel VXLAN (flannel.1)',
+  'vxlan-dgram': 'our VXLAN L3, dgram',
+  'vxlan-mmsg': 'our VXLAN L3, mmsg',
+  'udp-dgram': 'our UDP, dgram',
+  'udp-mmsg': 'our UDP, mmsg',
+};
+
+/** True for the paths that run our daemon (the others are the kernel alone). */
+export function isOurs(id: PathId): boolean {
+  return id !== 'hostgw' && id !== 'kernel-vxlan';
+}
+
+/** Keys of the per-path figures. */
+export const METRIC_KEYS = [
+  'tcp1',
+  'tcp4',
+  'udp64pps',
+  'udp64loss',
+  'udp1400pps',
+  'udp1400loss',
+  'rttP50',
+  'rttP99',
+  'cpuPerPkt64',
+  'cpuPerPkt1400',
+  'rssPeak',
+] as const;
+
+/** One figure's key. */
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+/** How a figure is shown and compared. */
+export interface MetricDef {
+  /** Column label. */
+  label: string;
+  /** Short label for the chart. */
+  short: string;
+  /** Unit shown after the value. */
+  unit: string;
+  /** Which direction is better. */
+  better: 'higher' | 'lower';
+  /** Whether the figure is charted as a ratio. */
+  chart: boolean;
+  /** Format a value (in the figure's base unit) for tables. */
+  format(v: number): string;
+}
+
+const fixed = (d: number) => (v: number) => v.toFixed(d);
+const sig = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+/**
+ * Base units: throughput in Gbit/s, packet rates in kpps, loss in percent,
+ * RTT in microseconds, CPU in microseconds of CPU time per packet, RSS in MiB.
+ */
+export const METRICS: Record<MetricKey, MetricDef> = {
+  tcp1: { label: 'TCP 1 stream', short: 'TCP x1', unit: 'Gbit/s', better: 'higher', chart: true, format: sig },
+  tcp4: { label: 'TCP 4 streams', short: 'TCP x4', unit: 'Gbit/s', better: 'higher', chart: true, format: sig },
+  udp64pps: { label: 'UDP 64 B rx rate', short: 'UDP 64B pps', unit: 'kpps', better: 'higher', chart: true, format: sig },
+  udp64loss: { label: 'UDP 64 B loss', short: 'UDP 64B loss', unit: '%', better: 'lower', chart: false, format: fixed(1) },
+  udp1400pps: { label: 'UDP 1400 B rx rate', short: 'UDP 1400B pps', unit: 'kpps', better: 'higher', chart: true, format: sig },
+  udp1400loss: { label: 'UDP 1400 B loss', short: 'UDP 1400B loss', unit: '%', better: 'lower', chart: false, format: fixed(1) },
+  rttP50: { label: 'RTT p50', short: 'RTT p50', unit: 'µs', better: 'lower', chart: true, format: sig },
+  rttP99: { label: 'RTT p99', short: 'RTT p99', unit: 'µs', better: 'lower', chart: true, format: sig },
+  cpuPerPkt64: { label: 'CPU/pkt 64 B', short: 'CPU/pkt 64B', unit: 'µs', better: 'lower', chart: true, format: sig },
+  cpuPerPkt1400: { label: 'CPU/pkt 1400 B', short: 'CPU/pkt 1400B', unit: 'µs', better: 'lower', chart: true, format: sig },
+  rssPeak: { label: 'peak RSS (ours)', short: 'RSS', unit: 'MiB', better: 'lower', chart: false, format: fixed(1) },
+};

@@ -1,0 +1,17 @@
+/** The benchmark's paths by id. */
+import type { PathId } from '../lib/metrics.js';
+import { hostgwPath, kernelVxlanPath } from './kernel.js';
+import { overlaydPath } from './overlayd.js';
+import type { BenchPath } from './types.js';
+
+export type { BenchPath, PathInstance, PathOptions } from './types.js';
+
+/** Every path, keyed by id. */
+export const PATHS: Record<PathId, BenchPath> = {
+  hostgw: hostgwPath,
+  'kernel-vxlan': kernelVxlanPath,
+  'vxlan-dgram': overlaydPath('vxlan-dgram'),
+  'vxlan-mmsg': overlaydPath('vxlan-mmsg'),
+  'udp-dgram': overlaydPath('udp-dgram'),
+  'udp-mmsg': overlaydPath('udp-mmsg'),
+};
