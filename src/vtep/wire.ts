@@ -156,8 +156,9 @@ export function buildIcmpError(
 export const VXLAN_FLAG_I = 0x08;
 export const VXLAN_FLAG_G = 0x80;
 
-/** Write a VXLAN header at `off` (optionally GBP with `policy`). */
+/** Write a VXLAN header at `off` (with GBP, the G flag and `policy` when the policy is non-zero, as Linux does). */
 export function writeVxlan(buf: Buffer, off: number, vni: number, gbp: boolean, policy: number): void {
+  gbp = gbp && policy !== 0;
   buf[off] = gbp ? VXLAN_FLAG_I | VXLAN_FLAG_G : VXLAN_FLAG_I;
   buf[off + 1] = 0;
   buf[off + 2] = gbp ? (policy >>> 8) & 0xff : 0;

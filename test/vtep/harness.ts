@@ -1,0 +1,137 @@
+/** Helpers for the namespace interop tests: dataplane child processes, kernel flannel.1 setup, ping and TCP checks. */
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
+import type { NsHost, Testbed } from '../helpers/netns.js';
+import type { DataplaneStats, Lease } from '../../src/vtep/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+
+/** A dataplane running as a child process inside a namespace. */
+export class HostProc {
+  lease!: Lease;
+  private nextId = 1;
+  private waiters = new Map<number, (v: Record<string, unknown>) => void>();
+  readonly events: Record<string, unknown>[] = [];
+  stderr = '';
+
+  private constructor(readonly child: ChildProcess) {}
+
+  static async start(tb: Testbed, host: NsHost, opts: Record<string, unknown>): Promise<HostProc> {
+    const child = tb.track(host.spawn('node', ['--expose-gc', '--import', 'tsx', join(here, 'host.ts'), JSON.stringify(opts)], { cwd: root }));
+    const hp = new HostProc(child);
+    child.stderr!.on('data', (d: Buffer) => { hp.stderr += d.toString(); });
+    const rl = createInterface({ input: child.stdout! });
+    const ready = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`dataplane did not start: ${hp.stderr}`)), 30_000);
+      child.on('exit', (code) => { clearTimeout(t); reject(new Error(`dataplane exited ${code}: ${hp.stderr} ${JSON.stringify(hp.events)}`)); });
+      rl.on('line', (line) => {
+        let m: Record<string, unknown>;
+        try { m = JSON.parse(line) as Record<string, unknown>; } catch { return; }
+        hp.events.push(m);
+        if (m.event === 'ready') { hp.lease = m.lease as Lease; clearTimeout(t); resolve(); }
+        if (m.event === 'fatal') { clearTimeout(t); reject(new Error(String(m.message))); }
+        const id = m.id as number | undefined;
+        if (id !== undefined) { hp.waiters.get(id)?.(m); hp.waiters.delete(id); }
+      });
+    });
+    await ready;
+    return hp;
+  }
+
+  /** Send a command and wait for its answer. */
+  cmd(c: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`command ${JSON.stringify(c)} timed out`)), 10_000);
+      this.waiters.set(id, (m) => { clearTimeout(t); if (m.event === 'error') reject(new Error(String(m.message))); else resolve(m); });
+      this.child.stdin!.write(JSON.stringify({ id, ...c }) + '\n');
+    });
+  }
+
+  addPeer(lease: Lease): Promise<Record<string, unknown>> { return this.cmd({ cmd: 'addPeer', lease }); }
+  async stats(): Promise<{ stats: DataplaneStats & Record<string, unknown>; rss: number; heap: number }> {
+    const m = await this.cmd({ cmd: 'stats' });
+    return m as unknown as { stats: DataplaneStats & Record<string, unknown>; rss: number; heap: number };
+  }
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    await this.cmd({ cmd: 'stop' }).catch(() => undefined);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+  }
+}
+
+/** Kernel VXLAN device configured exactly as flannel configures flannel.<VNI>. */
+export interface KernelVtep {
+  dev: string;
+  mac: string;
+  lease: Lease;
+}
+
+/**
+ * Create a kernel vxlan device the way flannel does: `ip link add flannel.N type vxlan id N
+ * local <publicIp> dev <underlay> dstport <port> nolearning`, MTU underlay-50, our MAC,
+ * <subnet addr>/32, up.
+ */
+export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; underlay: string; vni?: number; port?: number; mtu?: number; mac: string; gbp?: boolean; dev?: string; learning?: boolean }): KernelVtep {
+  const vni = o.vni ?? 1;
+  const dev = o.dev ?? `flannel.${vni}`;
+  const args = ['link', 'add', dev, 'type', 'vxlan', 'id', String(vni), 'local', o.publicIp, 'dev', o.underlay, 'dstport', String(o.port ?? 8472), o.learning ? 'learning' : 'nolearning'];
+  if (o.gbp) args.push('gbp');
+  h.ip(...args);
+  h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - 50), 'address', o.mac);
+  h.ip('addr', 'add', `${o.subnet.split('/')[0]}/32`, 'dev', dev);
+  h.ip('link', 'set', dev, 'up');
+  return { dev, mac: o.mac, lease: { subnet: o.subnet, publicIp: o.publicIp, backendType: 'vxlan', vni, vtepMac: o.mac } };
+}
+
+/** flannel's per-peer entries on a kernel VTEP: route via X onlink, permanent neighbour, bridge fdb dst. */
+export function kernelAddPeer(h: NsHost, dev: string, peer: Lease, opts: { neigh?: boolean } = {}): void {
+  const gw = peer.subnet.split('/')[0]!;
+  h.ip('route', 'replace', peer.subnet, 'via', gw, 'dev', dev, 'onlink');
+  if (opts.neigh !== false) h.ip('neigh', 'replace', gw, 'lladdr', peer.vtepMac!, 'dev', dev, 'nud', 'permanent');
+  h.exec('bridge', ['fdb', 'replace', peer.vtepMac!, 'dev', dev, 'dst', peer.publicIp]);
+}
+
+/** Ping `dst` from `h` with `size` payload bytes and DF set; true when all replies came. */
+export function ping(h: NsHost, dst: string, size: number, count = 2): boolean {
+  try {
+    const out = h.exec('ping', ['-c', String(count), '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(size), dst], { timeout: 15_000 });
+    return new RegExp(`${count} received`).test(out);
+  } catch {
+    return false;
+  }
+}
+
+/** Send `bytes` random bytes over TCP from `client` to `server` (listening on serverIp); returns both sides' size and SHA-256. */
+export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string, client: NsHost, bytes: number, port = 5001, timeoutMs = 120_000): Promise<{ server: { bytes: number; sha256: string }; client: { bytes: number; sha256: string }; ms: number }> {
+  const tool = join(here, 'tcp.ts');
+  const lineOf = (c: ChildProcess, pred: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => new Promise((resolve, reject) => {
+    let err = '';
+    c.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const rl = createInterface({ input: c.stdout! });
+    rl.on('line', (l) => { try { const m = JSON.parse(l) as Record<string, unknown>; if (pred(m)) resolve(m); } catch { /* ignore */ } });
+    c.on('exit', (code) => reject(new Error(`tcp tool exited ${code}: ${err}`)));
+  });
+  const srv = tb.track(server.spawn('node', ['--import', 'tsx', tool, 'server', serverIp, String(port)], { cwd: root }));
+  const srvDone = lineOf(srv, (m) => 'bytes' in m || 'error' in m);
+  const listening = new Promise<void>((resolve, reject) => {
+    const rl = createInterface({ input: srv.stdout! });
+    rl.on('line', (l) => { if (l.includes('listening')) resolve(); });
+    srv.on('exit', () => reject(new Error('server exited')));
+  });
+  await listening;
+  const t0 = Date.now();
+  const cli = tb.track(client.spawn('node', ['--import', 'tsx', tool, 'client', serverIp, String(port), String(bytes)], { cwd: root }));
+  const cliDone = lineOf(cli, (m) => 'bytes' in m || 'error' in m);
+  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('TCP transfer timed out')), timeoutMs));
+  try {
+    const [s, c] = await Promise.race([Promise.all([srvDone, cliDone]), timer]);
+    return { server: s as { bytes: number; sha256: string }, client: c as { bytes: number; sha256: string }, ms: Date.now() - t0 };
+  } finally {
+    for (const p of [srv, cli]) if (p.exitCode === null) p.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Test child: runs one dataplane inside a network namespace.
+ *
+ *   ip netns exec NS node --import tsx test/vtep/host.ts '<json>'
+ *
+ * The JSON is {kind: 'udp' | 'vxlan', ...constructor options}. Prints one JSON line
+ * per event on stdout: {"event":"ready","lease":...} after start(), then answers
+ * commands read as JSON lines on stdin, each echoed with its `id`:
+ *   {"id":1,"cmd":"addPeer","lease":{...}}   {"id":2,"cmd":"removePeer","subnet":"..."}
+ *   {"id":3,"cmd":"stats"} -> {"id":3,"event":"stats","stats":{...},"rss":N}
+ *   {"id":4,"cmd":"gc"}    {"id":5,"cmd":"stop"} (stops and exits)
+ * Miss events are printed as {"event":"miss",...}.
+ */
+import { createInterface } from 'node:readline';
+import { UdpBackend, VxlanBackend, type Backend, type Lease, type MissEvent } from '../../src/vtep/index.js';
+
+type Opts = { kind: 'udp' | 'vxlan' } & Record<string, unknown>;
+
+function out(o: unknown): void {
+  process.stdout.write(JSON.stringify(o) + '\n');
+}
+
+async function main(): Promise<void> {
+  const opts = JSON.parse(process.argv[2] ?? '{}') as Opts;
+  const { kind, ...rest } = opts;
+  const backend: Backend = kind === 'udp'
+    ? new UdpBackend(rest as unknown as ConstructorParameters<typeof UdpBackend>[0])
+    : new VxlanBackend({ ...(rest as unknown as ConstructorParameters<typeof VxlanBackend>[0]), onMiss: (ev: MissEvent) => out({ event: 'miss', ...ev }) });
+  await backend.start();
+  out({ event: 'ready', lease: backend.localLease() });
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    void (async () => {
+      let msg: { id?: number; cmd?: string; lease?: Lease; subnet?: string };
+      try { msg = JSON.parse(line) as typeof msg; } catch { return; }
+      const id = msg.id;
+      try {
+        switch (msg.cmd) {
+          case 'addPeer': backend.addPeer(msg.lease!); out({ id, event: 'ok' }); break;
+          case 'removePeer': backend.removePeer(msg.subnet!); out({ id, event: 'ok' }); break;
+          case 'stats': out({ id, event: 'stats', stats: backend.stats(), rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed }); break;
+          case 'gc': (globalThis as { gc?: () => void }).gc?.(); out({ id, event: 'ok' }); break;
+          case 'stop': await backend.stop(); out({ id, event: 'stopped' }); process.exit(0); break;
+          default: out({ id, event: 'error', message: `unknown command ${msg.cmd}` });
+        }
+      } catch (e) {
+        out({ id, event: 'error', message: e instanceof Error ? e.message : String(e) });
+      }
+    })();
+  });
+  rl.on('close', () => { void backend.stop().then(() => process.exit(0)); });
+}
+
+main().catch((e: unknown) => {
+  out({ event: 'fatal', message: e instanceof Error ? e.stack : String(e) });
+  process.exit(1);
+});
