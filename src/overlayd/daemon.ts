@@ -202,6 +202,9 @@ export class Overlayd {
       await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
     }
     let wroteSubnetFile = false;
+    // Start-up log lines are held until the backend runs: a failed start prints only its one-line error.
+    const held: string[] = [];
+    const say = (m: string): void => { held.push(m); };
     try {
       if (c.healthz) {
         const reg = createMetrics(() => this.stats(), {
@@ -216,10 +219,9 @@ export class Overlayd {
           throw new ConfigError(`--pcap ${c.pcap}: ${(e as Error).message}`);
         }
       }
-      // Validation is over: from here on, say what we do.
-      this.log.info(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
-      this.log.info(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
-      if (c.netConf.backend.directRouting) this.log.info('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
+      say(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
+      say(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      if (c.netConf.backend.directRouting) say('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
         publicIp: c.iface.publicIp, port: c.netConf.backend.port, vni: c.netConf.backend.vni, gbp: c.netConf.backend.gbp,
@@ -252,6 +254,7 @@ export class Overlayd {
           throw new ConfigError(`--lease-out ${c.leaseOut}: cannot write: ${(e as Error).message}`);
         }
       }
+      for (const m of held) this.log.info(m);
       (this.opts.printLease ?? ((l: string) => process.stdout.write(l + '\n')))(leaseLine);
       this.log.info(`lease ${subnetToKey(c.subnet)} ${leaseLine}; wrote ${c.subnetFile}${c.leaseOut ? ` and ${c.leaseOut}` : ''}`);
       this.applyPeers(c.initialPeers, 'start');

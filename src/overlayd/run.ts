@@ -53,8 +53,8 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
       },
     );
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     stderrLogger.info('SIGHUP: reloading peers');
     daemon.reloadPeers('SIGHUP');

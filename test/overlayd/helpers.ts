@@ -1,0 +1,72 @@
+/** Helpers for spawning the overlayd CLI inside test namespaces. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import type { NsHost } from '../helpers/netns.js';
+
+/** Repository root. */
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** The CLI entry point, run from source. */
+export const MAIN = resolve(ROOT, 'src/overlayd/main.ts');
+/** The fake backend module for --backend-module. */
+export const FAKE = resolve(ROOT, 'test/overlayd/fixtures/fake-backend.ts');
+
+/** Command prefix running overlayd from source with node + tsx. */
+export const NODE_ARGS = ['--import', 'tsx', MAIN];
+
+/** Result of a finished overlayd run. */
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run overlayd to completion inside `host` (optionally wrapped, e.g. by setpriv). */
+export function runOverlayd(host: NsHost, args: string[], opts: { wrap?: string[]; env?: NodeJS.ProcessEnv; timeout?: number } = {}): RunResult {
+  const cmd = [...(opts.wrap ?? []), process.execPath, ...NODE_ARGS, ...args];
+  const r = spawnSync('ip', ['netns', 'exec', host.name, ...cmd], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeout ?? 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A running overlayd with its output collected. */
+export interface Daemon {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** Wait until stderr (or stdout) matches. */
+  waitFor(re: RegExp, ms?: number, stream?: 'out' | 'err'): Promise<string>;
+}
+
+/** Start overlayd in `host` in the background. */
+export function startOverlayd(host: NsHost, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+  const child = spawn('ip', ['netns', 'exec', host.name, process.execPath, ...NODE_ARGS, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const waitFor = async (re: RegExp, ms = 20_000, stream: 'out' | 'err' = 'err'): Promise<string> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const text = stream === 'out' ? out : err;
+      const m = re.exec(text);
+      if (m) return m[0];
+      if (child.exitCode !== null) throw new Error(`overlayd exited (${child.exitCode}) before ${re}: ${err}`);
+      if (Date.now() > end) throw new Error(`timed out waiting for ${re}; stderr:\n${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return { child, out: () => out, err: () => err, exited, waitFor };
+}
+
+/** Snapshot of a namespace's kernel state that overlayd could touch: links and routes. */
+export function nsState(host: NsHost): string {
+  const links = host.ip('-br', 'link').split('\n').map((l) => l.split(/\s+/)[0]).filter(Boolean).sort().join(' ');
+  // IPv4 only: IPv6 link-local routes appear asynchronously after a link comes up.
+  return `links: ${links}\nroutes:\n${host.ip('-4', 'route', 'show', 'table', 'all')}`;
+}
+
+/** Sleep. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
