@@ -57,6 +57,8 @@ export interface MetricDef {
   better: 'higher' | 'lower';
   /** Whether the figure is charted as a ratio. */
   chart: boolean;
+  /** Whether a ratio to the baseline is meaningful (not for loss percentages or our own RSS). */
+  ratio: boolean;
   /** Format a value (in the figure's base unit) for tables. */
   format(v: number): string;
 }
@@ -69,15 +71,15 @@ const sig = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs
  * RTT in microseconds, CPU in microseconds of CPU time per packet, RSS in MiB.
  */
 export const METRICS: Record<MetricKey, MetricDef> = {
-  tcp1: { label: 'TCP 1 stream', short: 'TCP x1', unit: 'Gbit/s', better: 'higher', chart: true, format: sig },
-  tcp4: { label: 'TCP 4 streams', short: 'TCP x4', unit: 'Gbit/s', better: 'higher', chart: true, format: sig },
-  udp64pps: { label: 'UDP 64 B rx rate', short: 'UDP 64B pps', unit: 'kpps', better: 'higher', chart: true, format: sig },
-  udp64loss: { label: 'UDP 64 B loss', short: 'UDP 64B loss', unit: '%', better: 'lower', chart: false, format: fixed(1) },
-  udp1400pps: { label: 'UDP 1400 B rx rate', short: 'UDP 1400B pps', unit: 'kpps', better: 'higher', chart: true, format: sig },
-  udp1400loss: { label: 'UDP 1400 B loss', short: 'UDP 1400B loss', unit: '%', better: 'lower', chart: false, format: fixed(1) },
-  rttP50: { label: 'RTT p50', short: 'RTT p50', unit: 'µs', better: 'lower', chart: true, format: sig },
-  rttP99: { label: 'RTT p99', short: 'RTT p99', unit: 'µs', better: 'lower', chart: true, format: sig },
-  cpuPerPkt64: { label: 'CPU/pkt 64 B', short: 'CPU/pkt 64B', unit: 'µs', better: 'lower', chart: true, format: sig },
-  cpuPerPkt1400: { label: 'CPU/pkt 1400 B', short: 'CPU/pkt 1400B', unit: 'µs', better: 'lower', chart: true, format: sig },
-  rssPeak: { label: 'peak RSS (ours)', short: 'RSS', unit: 'MiB', better: 'lower', chart: false, format: fixed(1) },
+  tcp1: { label: 'TCP 1 stream', short: 'TCP x1', unit: 'Gbit/s', better: 'higher', chart: true, ratio: true, format: sig },
+  tcp4: { label: 'TCP 4 streams', short: 'TCP x4', unit: 'Gbit/s', better: 'higher', chart: true, ratio: true, format: sig },
+  udp64pps: { label: 'UDP 64 B rx rate', short: 'UDP 64B pps', unit: 'kpps', better: 'higher', chart: true, ratio: true, format: sig },
+  udp64loss: { label: 'UDP 64 B loss', short: 'UDP 64B loss', unit: '%', better: 'lower', chart: false, ratio: false, format: fixed(1) },
+  udp1400pps: { label: 'UDP 1400 B rx rate', short: 'UDP 1400B pps', unit: 'kpps', better: 'higher', chart: true, ratio: true, format: sig },
+  udp1400loss: { label: 'UDP 1400 B loss', short: 'UDP 1400B loss', unit: '%', better: 'lower', chart: false, ratio: false, format: fixed(1) },
+  rttP50: { label: 'RTT p50', short: 'RTT p50', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rttP99: { label: 'RTT p99', short: 'RTT p99', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  cpuPerPkt64: { label: 'CPU/pkt 64 B', short: 'CPU/pkt 64B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  cpuPerPkt1400: { label: 'CPU/pkt 1400 B', short: 'CPU/pkt 1400B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rssPeak: { label: 'peak RSS (ours)', short: 'RSS', unit: 'MiB', better: 'lower', chart: false, ratio: false, format: fixed(1) },
 };

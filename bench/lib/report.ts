@@ -160,7 +160,7 @@ export function buildReport(run: RawRun): Report {
       const s = summarize(p.samples[k] ?? []);
       if (!s) continue;
       const b = baseSummaries[k];
-      const usable = b && b.median !== 0 && Number.isFinite(b.median);
+      const usable = METRICS[k].ratio && b && b.median !== 0 && Number.isFinite(b.median);
       figures[k] = {
         ...s,
         ratio: usable ? s.median / b.median : null,
@@ -248,6 +248,12 @@ export function renderTable(r: Report): string {
   return out.join('\n');
 }
 
+/** One line of text safe inside markdown (and a table cell), cut to `max` characters. */
+function mdText(s: string, max: number): string {
+  const one = s.replace(/\s+/g, ' ').replace(/\|/g, '\\|');
+  return one.length > max ? one.slice(0, max - 1) + '…' : one;
+}
+
 /** Markdown: run description, the table (metrics x paths), goal checks. */
 export function renderMarkdown(r: Report): string {
   const keys = presentMetrics(r);
@@ -264,7 +270,7 @@ export function renderMarkdown(r: Report): string {
     out.push(`| ${def.label} (${def.unit}, ${def.better} is better) | ${r.paths.map((p) => cell(p.figures[k], k, true, true)).join(' | ')} |`);
   }
   out.push('', `Cells: **median** (min–max) over repetitions, ×ratio to ${r.baseline ? 'kernel VXLAN' : '— (kernel VXLAN not measured)'}.`);
-  for (const p of r.paths.filter((x) => x.error)) out.push(`- ${p.label}: not measured: ${p.error}`);
+  for (const p of r.paths.filter((x) => x.error)) out.push(`- ${p.label}: not measured: ${mdText(p.error ?? '', 400)}`);
   if (r.goals.length) {
     out.push('', '| goal | path | value | target | met |', '|---|---|---:|---:|:---:|');
     for (const g of r.goals) out.push(`| ${g.goal} | ${g.path} | ${g.value === null ? '–' : g.value.toFixed(2)} | ${g.target} | ${g.met === null ? '?' : g.met ? 'yes' : 'no'} |`);
@@ -284,6 +290,9 @@ const COLORS: Record<PathId, string> = {
   'udp-mmsg': '#ff9896',
 };
 
+/** Where the goals of issue #7 put a ratio (drawn as a dashed line on the chart). */
+const GOAL_LINES: Partial<Record<MetricKey, number>> = { tcp1: 0.5, tcp4: 0.5, rttP50: 2, rttP99: 2, cpuPerPkt64: 3, cpuPerPkt1400: 3 };
+
 /** Escape text for XML. */
 export function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -297,7 +306,7 @@ export function xmlEscape(s: string): string {
 export function renderSvg(r: Report): string {
   const keys = presentMetrics(r).filter((k) => METRICS[k].chart && r.paths.some((p) => p.id !== r.baseline && p.figures[k]?.ratio != null));
   const bars = r.paths.filter((p) => p.id !== r.baseline);
-  const W = 960, left = 200, right = 40, top = 78, barH = 13, gap = 3, groupGap = 22;
+  const W = 980, left = 200, right = 40, top = 96, barH = 13, gap = 3, groupGap = 22;
   const plotW = W - left - right;
   let lo = 0.5, hi = 2;
   for (const p of bars) for (const k of keys) {
@@ -316,13 +325,17 @@ export function renderSvg(r: Report): string {
   o.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
   o.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">${xmlEscape('Ratio to kernel VXLAN (flannel.1) measured in the same run')}</text>`);
   o.push(`<text x="${W / 2}" y="37" text-anchor="middle" fill="#555">${xmlEscape(`log scale; bar = median of ${m.options.reps} run(s), whisker = min–max; ${m.machine.cpus} CPUs, ${m.options.durationS}s tests`)}</text>`);
-  // Legend.
-  let lx = left;
+  // Legend: paths on one row, the reference lines on the next.
+  let lx = 20;
   for (const p of bars) {
     o.push(`<rect x="${lx}" y="48" width="12" height="12" fill="${COLORS[p.id]}"/>`);
     o.push(`<text x="${lx + 16}" y="58">${xmlEscape(p.label)}</text>`);
-    lx += 22 + p.label.length * 6.6;
+    lx += 30 + p.label.length * 6.4;
   }
+  o.push(`<line x1="20" y1="67" x2="20" y2="79" stroke="#000" stroke-width="1.5"/>`);
+  o.push(`<text x="26" y="77">kernel VXLAN = 1×</text>`);
+  o.push(`<line x1="150" y1="73" x2="164" y2="73" stroke="#e6550d" stroke-width="2" stroke-dasharray="4 2"/>`);
+  o.push(`<text x="168" y="77">goal of issue #7 (TCP ≥ 0.5×, RTT ≤ 2×, CPU/packet ≤ 3×)</text>`);
   const plotTop = top, plotBottom = H - 40;
   // Grid and ticks.
   const ticks = [1 / 256, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256].filter((t) => t >= lo && t <= hi);
@@ -339,6 +352,11 @@ export function renderSvg(r: Report): string {
     o.push(`<text x="10" y="${y + 12}" font-weight="bold">${xmlEscape(def.short)}</text>`);
     o.push(`<text x="10" y="${y + 26}" fill="#666" font-size="11">${xmlEscape(`${def.better} is better`)}</text>`);
     let by = y + 4;
+    const goal = GOAL_LINES[k];
+    if (goal !== undefined && goal >= lo && goal <= hi) {
+      const gx = x(goal).toFixed(1);
+      o.push(`<line x1="${gx}" y1="${y}" x2="${gx}" y2="${y + bars.length * (barH + gap) + 6}" stroke="#e6550d" stroke-width="2" stroke-dasharray="4 2"><title>${xmlEscape(`goal: ${goal}×`)}</title></line>`);
+    }
     for (const p of bars) {
       const f = p.figures[k];
       if (f?.ratio != null) {
@@ -348,7 +366,8 @@ export function renderSvg(r: Report): string {
           const cy = (by + barH / 2).toFixed(1);
           o.push(`<line x1="${x(f.ratioRange[0]).toFixed(1)}" y1="${cy}" x2="${x(f.ratioRange[1]).toFixed(1)}" y2="${cy}" stroke="#222" stroke-width="1"/>`);
         }
-        const tx = f.ratio >= 1 ? x2 + 4 : x2 - 4;
+        const reach = f.ratioRange && f.n > 1 ? (f.ratio >= 1 ? Math.max(x2, x(f.ratioRange[1])) : Math.min(x2, x(f.ratioRange[0]))) : x2;
+        const tx = f.ratio >= 1 ? reach + 4 : reach - 4;
         o.push(`<text x="${tx.toFixed(1)}" y="${by + barH - 2}" text-anchor="${f.ratio >= 1 ? 'start' : 'end'}" font-size="11">${f.ratio.toFixed(2)}×</text>`);
       }
       by += barH + gap;
