@@ -137,17 +137,13 @@ export class Fdb {
   private readonly map = new WordsMap(3);
   private readonly slots = new Slots();
   private readonly key = new Int32Array(3);
-  private kVni = new Int32Array(16);
-  private kHi = new Uint16Array(16);
-  private kLo = new Int32Array(16);
-  private st = new Uint8Array(16);
+  /**
+   * Records, stride 8 (32 bytes, one cache line per lookup):
+   * [vni, macHi, macLo, state | multi << 4 | devIndex << 16, dstIp, dstPort, dstVni, 0].
+   * The inline destination is the single IPv4 one; `multi` holds the rest.
+   */
+  private r = new Int32Array(128);
   private upd = new Float64Array(16);
-  private devIx = new Uint16Array(16);
-  /** Inline single IPv4 destination; multi[s] set instead when several or IPv6. */
-  private dIp = new Int32Array(16);
-  private dPort = new Uint16Array(16);
-  private dVni = new Int32Array(16);
-  private isMulti = new Uint8Array(16);
   private readonly multi = new Map<number, Dest[]>();
   private readonly devs: string[] = [];
   private readonly devByName = new Map<string, number>();
@@ -262,9 +258,10 @@ export class Fdb {
     const s = this.map.get(k, 0);
     const now = this.clock();
     if (s >= 0) {
-      if (this.st[s] !== S_LEARNED) return 'ignored';
+      if (this.stOf(s) !== S_LEARNED) return 'ignored';
       this.upd[s] = now;
-      if (this.isMulti[s] === 0 && this.dIp[s] === (srcIp | 0) && this.dPort[s] === srcPort) return 'refreshed';
+      const b = s << 3;
+      if ((this.r[b + 3]! & 16) === 0 && this.r[b + 4] === (srcIp | 0) && this.r[b + 5] === srcPort) return 'refreshed';
       this.setSingle(s, srcIp, srcPort, vni);
       return 'moved';
     }
@@ -315,7 +312,7 @@ export class Fdb {
   sweep(now: number = this.clock()): number {
     let n = 0;
     for (let s = 0; s < this.slots.high; s++) {
-      if (this.st[s] === S_LEARNED && this.live(s) && now - this.upd[s]! > this.ageing) {
+      if (this.stOf(s) === S_LEARNED && this.live(s) && now - this.upd[s]! > this.ageing) {
         this.remove(s, this.keyOf(s));
         n++;
       }
@@ -326,7 +323,7 @@ export class Fdb {
   /** Remove all entries, or only learned ones (`bridge fdb flush ... dynamic`). */
   flush(learnedOnly = false): void {
     for (let s = 0; s < this.slots.high; s++) {
-      if (this.live(s) && (!learnedOnly || this.st[s] === S_LEARNED)) this.remove(s, this.keyOf(s));
+      if (this.live(s) && (!learnedOnly || this.stOf(s) === S_LEARNED)) this.remove(s, this.keyOf(s));
     }
   }
 
@@ -336,7 +333,7 @@ export class Fdb {
     const out: FdbEntry[] = [];
     for (let s = 0; s < this.slots.high; s++) {
       if (!this.live(s)) continue;
-      if (this.st[s] === S_LEARNED && now - this.upd[s]! > this.ageing) continue;
+      if (this.stOf(s) === S_LEARNED && now - this.upd[s]! > this.ageing) continue;
       const v = this.fill(s);
       out.push({ ...v, dests: v.dests.map((d) => ({ ...d })) });
     }
@@ -389,7 +386,7 @@ export class Fdb {
   /** Find a live slot; drops an expired learned entry. */
   private find(k: Int32Array): number {
     const s = this.map.get(k, 0);
-    if (s >= 0 && this.st[s] === S_LEARNED && this.clock() - this.upd[s]! > this.ageing) {
+    if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED && this.clock() - this.upd[s]! > this.ageing) {
       this.remove(s, k);
       return -1;
     }
@@ -397,54 +394,63 @@ export class Fdb {
   }
 
   private live(s: number): boolean {
-    return this.map.get(this.keyOf(s), 0) === s;
+    return this.map.get(this.r, s << 3) === s;
   }
 
   private keyOf(s: number): Int32Array {
-    return new Int32Array([this.kVni[s]!, this.kHi[s]!, this.kLo[s]!]);
+    return this.r.slice(s << 3, (s << 3) + 3);
+  }
+
+  private stOf(s: number): number {
+    return this.r[(s << 3) + 3]! & 15;
   }
 
   private fill(s: number): View {
     const v = this.view;
-    v.vni = this.kVni[s]!;
-    v.mac = this.kHi[s]! * TWO32 + (this.kLo[s]! >>> 0);
-    v.dev = this.devs[this.devIx[s]!]!;
-    v.state = ST_NAMES[this.st[s]!]!;
+    const r = this.r;
+    const b = s << 3;
+    const meta = r[b + 3]!;
+    v.vni = r[b]!;
+    v.mac = r[b + 1]! * TWO32 + (r[b + 2]! >>> 0);
+    v.dev = this.devs[meta >>> 16]!;
+    v.state = ST_NAMES[meta & 15]!;
     v.updated = this.upd[s]!;
-    if (this.isMulti[s] === 1) {
+    if ((meta & 16) !== 0) {
       v.dests = this.multi.get(s)!;
     } else {
       const d = this.one;
-      d.ip = this.dIp[s]! >>> 0;
-      d.port = this.dPort[s]!;
-      d.vni = this.dVni[s]!;
+      d.ip = r[b + 4]! >>> 0;
+      d.port = r[b + 5]!;
+      d.vni = r[b + 6]!;
       v.dests = this.oneArr;
     }
     return v;
   }
 
   private destsOf(s: number): Dest[] {
-    if (this.isMulti[s] === 1) return this.multi.get(s)!.slice();
+    const b = s << 3;
+    if ((this.r[b + 3]! & 16) !== 0) return this.multi.get(s)!.slice();
     const d = new Dest();
-    d.ip = this.dIp[s]! >>> 0;
-    d.port = this.dPort[s]!;
-    d.vni = this.dVni[s]!;
+    d.ip = this.r[b + 4]! >>> 0;
+    d.port = this.r[b + 5]!;
+    d.vni = this.r[b + 6]!;
     return [d];
   }
 
   private setSingle(s: number, ip: number, port: number, vni: number): void {
-    this.isMulti[s] = 0;
+    const b = s << 3;
+    this.r[b + 3] = this.r[b + 3]! & ~16;
     this.multi.delete(s);
-    this.dIp[s] = ip | 0;
-    this.dPort[s] = port;
-    this.dVni[s] = vni;
+    this.r[b + 4] = ip | 0;
+    this.r[b + 5] = port;
+    this.r[b + 6] = vni;
   }
 
   private setDests(s: number, ds: Dest[]): void {
     if (ds.length === 1 && ds[0]!.family === 4) {
       this.setSingle(s, ds[0]!.ip, ds[0]!.port, ds[0]!.vni);
     } else {
-      this.isMulti[s] = 1;
+      this.r[(s << 3) + 3] = this.r[(s << 3) + 3]! | 16;
       this.multi.set(s, ds);
     }
   }
@@ -452,12 +458,12 @@ export class Fdb {
   private insert(k: Int32Array, st: number, now: number, dev: string, ip: number, port: number, dvni: number): number {
     const s = this.slots.alloc();
     this.ensure(s + 1);
-    this.kVni[s] = k[0]!;
-    this.kHi[s] = k[1]!;
-    this.kLo[s] = k[2]!;
-    this.st[s] = st;
+    const b = s << 3;
+    this.r[b] = k[0]!;
+    this.r[b + 1] = k[1]!;
+    this.r[b + 2] = k[2]!;
+    this.r[b + 3] = st | (this.devIndex(dev) << 16);
     this.upd[s] = now;
-    this.devIx[s] = this.devIndex(dev);
     this.setSingle(s, ip, port, dvni);
     this.map.set(k, s, 0);
     return s;
@@ -466,7 +472,7 @@ export class Fdb {
   private remove(s: number, k: Int32Array): void {
     this.map.delete(k, 0);
     this.multi.delete(s);
-    this.isMulti[s] = 0;
+    this.r[(s << 3) + 3] = 0;
     this.slots.release(s);
   }
 
@@ -501,9 +507,8 @@ export class Fdb {
       }
       ds = [...cur, d];
     }
-    this.st[s] = p.st;
+    this.r[(s << 3) + 3] = p.st | (this.r[(s << 3) + 3]! & 16) | (this.devIndex(p.dev) << 16);
     this.upd[s] = now;
-    this.devIx[s] = this.devIndex(p.dev);
     this.setDests(s, ds);
   }
 
@@ -526,17 +531,9 @@ export class Fdb {
   }
 
   private ensure(n: number): void {
-    if (n <= this.kVni.length) return;
-    this.kVni = growTo(this.kVni, n);
-    this.kHi = growTo(this.kHi, n);
-    this.kLo = growTo(this.kLo, n);
-    this.st = growTo(this.st, n);
+    if (n <= this.upd.length) return;
     this.upd = growTo(this.upd, n);
-    this.devIx = growTo(this.devIx, n);
-    this.dIp = growTo(this.dIp, n);
-    this.dPort = growTo(this.dPort, n);
-    this.dVni = growTo(this.dVni, n);
-    this.isMulti = growTo(this.isMulti, n);
+    this.r = growTo(this.r, this.upd.length * 8);
   }
 }
 

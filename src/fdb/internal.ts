@@ -144,13 +144,12 @@ function h32(k: number, shift: number): number {
 
 /**
  * Open-addressing (linear probing, backward-shift delete) map int32 -> int32 >= 0.
- * `get` returns -1 on miss; no allocation on get/set once sized.
+ * Key and value are interleaved in one Int32Array so a probe touches one cache
+ * line. `get` returns -1 on miss; no allocation on get/set once sized.
  */
 export class I32Map {
-  /** Keys by slot. */
-  private keys: Int32Array;
-  /** Values by slot, -1 = empty. */
-  private vals: Int32Array;
+  /** [key, value] pairs by slot; value -1 = empty. */
+  private t: Int32Array;
   private mask: number;
   private shift: number;
   /** Entries stored. */
@@ -159,42 +158,41 @@ export class I32Map {
   constructor(capacity = 16) {
     let cap = 16;
     while (cap < capacity * 2) cap *= 2;
-    this.keys = new Int32Array(cap);
-    this.vals = new Int32Array(cap).fill(-1);
+    this.t = new Int32Array(cap * 2).fill(-1);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
   }
 
   /** Value for `k` or -1. */
   get(k: number): number {
-    const keys = this.keys;
-    const vals = this.vals;
+    const t = this.t;
     const mask = this.mask;
     let i = h32(k, this.shift);
     for (;;) {
-      const v = vals[i]!;
+      const b = i << 1;
+      const v = t[b + 1]!;
       if (v < 0) return -1;
-      if (keys[i] === k) return v;
+      if (t[b] === k) return v;
       i = (i + 1) & mask;
     }
   }
 
   /** Insert or overwrite. */
   set(k: number, v: number): void {
-    if ((this.size + 1) * 2 > this.vals.length) this.grow();
-    const keys = this.keys;
-    const vals = this.vals;
+    if ((this.size + 1) * 10 > (this.mask + 1) * 7) this.grow(); // max load 0.7
+    const t = this.t;
     const mask = this.mask;
     let i = h32(k, this.shift);
     for (;;) {
-      if (vals[i]! < 0) {
-        keys[i] = k;
-        vals[i] = v;
+      const b = i << 1;
+      if (t[b + 1]! < 0) {
+        t[b] = k;
+        t[b + 1] = v;
         this.size++;
         return;
       }
-      if (keys[i] === k) {
-        vals[i] = v;
+      if (t[b] === k) {
+        t[b + 1] = v;
         return;
       }
       i = (i + 1) & mask;
@@ -203,123 +201,125 @@ export class I32Map {
 
   /** Remove `k`; returns the old value or -1. */
   delete(k: number): number {
-    const keys = this.keys;
-    const vals = this.vals;
+    const t = this.t;
     const mask = this.mask;
     let i = h32(k, this.shift);
     for (;;) {
-      const v = vals[i]!;
+      const v = t[(i << 1) + 1]!;
       if (v < 0) return -1;
-      if (keys[i] === k) break;
+      if (t[i << 1] === k) break;
       i = (i + 1) & mask;
     }
-    const old = vals[i]!;
+    const old = t[(i << 1) + 1]!;
     // Backward-shift deletion keeps probe chains intact without tombstones.
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      if (vals[j]! < 0) break;
-      const home = h32(keys[j]!, this.shift);
+      if (t[(j << 1) + 1]! < 0) break;
+      const home = h32(t[j << 1]!, this.shift);
       // Move j to i if home is not cyclically in (i, j].
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        keys[i] = keys[j]!;
-        vals[i] = vals[j]!;
+        t[i << 1] = t[j << 1]!;
+        t[(i << 1) + 1] = t[(j << 1) + 1]!;
         i = j;
       }
     }
-    vals[i] = -1;
+    t[(i << 1) + 1] = -1;
     this.size--;
     return old;
   }
 
   /** Iterate [key, value] pairs (control plane only). */
   *entries(): IterableIterator<[number, number]> {
-    for (let i = 0; i < this.vals.length; i++) if (this.vals[i]! >= 0) yield [this.keys[i]!, this.vals[i]!];
+    const t = this.t;
+    for (let i = 0; i < t.length; i += 2) if (t[i + 1]! >= 0) yield [t[i]!, t[i + 1]!];
   }
 
-  /** Bytes held by the typed arrays. */
+  /** Bytes held by the typed array. */
   bytes(): number {
-    return this.keys.byteLength + this.vals.byteLength;
+    return this.t.byteLength;
   }
 
   private grow(): void {
-    const ok = this.keys;
-    const ov = this.vals;
-    const cap = ov.length * 2;
-    this.keys = new Int32Array(cap);
-    this.vals = new Int32Array(cap).fill(-1);
+    const o = this.t;
+    const cap = (this.mask + 1) * 2;
+    this.t = new Int32Array(cap * 2).fill(-1);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
     this.size = 0;
-    for (let i = 0; i < ov.length; i++) if (ov[i]! >= 0) this.set(ok[i]!, ov[i]!);
+    for (let i = 0; i < o.length; i += 2) if (o[i + 1]! >= 0) this.set(o[i]!, o[i + 1]!);
   }
 }
 
 /**
  * Open-addressing map from W-word int32 keys to int32 >= 0 (linear probing,
- * backward-shift delete). Lookups take the key words from a caller-owned scratch
- * Int32Array, so nothing allocates.
+ * backward-shift delete), key words and value interleaved (stride W+1). Lookups
+ * take the key words from a caller-owned scratch Int32Array, so nothing allocates.
  */
 export class WordsMap {
-  private keys: Int32Array;
-  private vals: Int32Array;
+  private t: Int32Array;
   private mask: number;
   private shift: number;
+  private readonly stride: number;
   /** Entries stored. */
   size = 0;
 
   constructor(readonly words: number, capacity = 16) {
     let cap = 16;
     while (cap < capacity * 2) cap *= 2;
-    this.keys = new Int32Array(cap * words);
-    this.vals = new Int32Array(cap).fill(-1);
+    this.stride = words + 1;
+    this.t = new Int32Array(cap * this.stride).fill(-1);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
   }
 
   private hash(k: Int32Array, ko: number): number {
     let h = k[ko]!;
-    for (let w = 1; w < this.words; w++) h = Math.imul(h ^ (h >>> 15), -2048144789) + k[ko + w]! | 0;
+    for (let w = 1; w < this.words; w++) h = (Math.imul(h ^ (h >>> 15), -2048144789) + k[ko + w]!) | 0;
     return h32(h, this.shift);
   }
 
-  private eq(i: number, k: Int32Array, ko: number): boolean {
+  private eq(b: number, k: Int32Array, ko: number): boolean {
     const W = this.words;
-    const keys = this.keys;
-    const b = i * W;
-    for (let w = 0; w < W; w++) if (keys[b + w] !== k[ko + w]) return false;
+    const t = this.t;
+    for (let w = 0; w < W; w++) if (t[b + w] !== k[ko + w]) return false;
     return true;
   }
 
   /** Value for key words `k[ko..ko+W)` or -1. */
   get(k: Int32Array, ko = 0): number {
-    const vals = this.vals;
+    const t = this.t;
     const mask = this.mask;
+    const S = this.stride;
+    const W = this.words;
     let i = this.hash(k, ko);
     for (;;) {
-      const v = vals[i]!;
+      const b = i * S;
+      const v = t[b + W]!;
       if (v < 0) return -1;
-      if (this.eq(i, k, ko)) return v;
+      if (this.eq(b, k, ko)) return v;
       i = (i + 1) & mask;
     }
   }
 
   /** Insert or overwrite. */
   set(k: Int32Array, v: number, ko = 0): void {
-    if ((this.size + 1) * 2 > this.vals.length) this.grow();
-    const vals = this.vals;
+    if ((this.size + 1) * 10 > (this.mask + 1) * 7) this.grow(); // max load 0.7
+    const t = this.t;
     const mask = this.mask;
+    const S = this.stride;
     const W = this.words;
     let i = this.hash(k, ko);
     for (;;) {
-      if (vals[i]! < 0) {
-        for (let w = 0; w < W; w++) this.keys[i * W + w] = k[ko + w]!;
-        vals[i] = v;
+      const b = i * S;
+      if (t[b + W]! < 0) {
+        for (let w = 0; w < W; w++) t[b + w] = k[ko + w]!;
+        t[b + W] = v;
         this.size++;
         return;
       }
-      if (this.eq(i, k, ko)) {
-        vals[i] = v;
+      if (this.eq(b, k, ko)) {
+        t[b + W] = v;
         return;
       }
       i = (i + 1) & mask;
@@ -328,49 +328,48 @@ export class WordsMap {
 
   /** Remove; returns old value or -1. */
   delete(k: Int32Array, ko = 0): number {
-    const vals = this.vals;
-    const keys = this.keys;
+    const t = this.t;
     const mask = this.mask;
+    const S = this.stride;
     const W = this.words;
     let i = this.hash(k, ko);
     for (;;) {
-      const v = vals[i]!;
+      const v = t[i * S + W]!;
       if (v < 0) return -1;
-      if (this.eq(i, k, ko)) break;
+      if (this.eq(i * S, k, ko)) break;
       i = (i + 1) & mask;
     }
-    const old = vals[i]!;
+    const old = t[i * S + W]!;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      if (vals[j]! < 0) break;
-      const home = this.hash(keys, j * W);
+      if (t[j * S + W]! < 0) break;
+      const home = this.hash(t, j * S);
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        for (let w = 0; w < W; w++) keys[i * W + w] = keys[j * W + w]!;
-        vals[i] = vals[j]!;
+        for (let w = 0; w <= W; w++) t[i * S + w] = t[j * S + w]!;
         i = j;
       }
     }
-    vals[i] = -1;
+    t[i * S + W] = -1;
     this.size--;
     return old;
   }
 
-  /** Bytes held by the typed arrays. */
+  /** Bytes held by the typed array. */
   bytes(): number {
-    return this.keys.byteLength + this.vals.byteLength;
+    return this.t.byteLength;
   }
 
   private grow(): void {
-    const ok = this.keys;
-    const ov = this.vals;
-    const cap = ov.length * 2;
-    this.keys = new Int32Array(cap * this.words);
-    this.vals = new Int32Array(cap).fill(-1);
+    const o = this.t;
+    const S = this.stride;
+    const W = this.words;
+    const cap = (this.mask + 1) * 2;
+    this.t = new Int32Array(cap * S).fill(-1);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
     this.size = 0;
-    for (let i = 0; i < ov.length; i++) if (ov[i]! >= 0) this.set(ok, ov[i]!, i * this.words);
+    for (let b = 0; b < o.length; b += S) if (o[b + W]! >= 0) this.set(o, o[b + W]!, b);
   }
 }
 

@@ -104,13 +104,9 @@ export type L3MissListener = (ip: number) => void;
 export class NeighbourTable {
   private readonly map = new I32Map();
   private readonly slots = new Slots();
-  private ip = new Int32Array(16);
-  private macHi = new Uint16Array(16);
-  private macLo = new Int32Array(16);
-  private st = new Uint8Array(16);
-  private flags = new Uint8Array(16);
+  /** Records, stride 4: [ip, macLo, macHi, state | router << 8 | devIndex << 16] (one cache line per lookup). */
+  private r = new Int32Array(64);
   private upd = new Float64Array(16);
-  private devIx = new Uint16Array(16);
   private readonly devs: string[] = [];
   private readonly devByName = new Map<string, number>();
   private readonly proxies = new Map<number, string>();
@@ -169,8 +165,12 @@ export class NeighbourTable {
   lookup(ip: number): NeighbourEntry | undefined {
     const s = this.map.get(ip | 0);
     if (s >= 0) {
-      let st = this.st[s]!;
-      if (st === S_REACHABLE && this.clock() - this.upd[s]! > this.reachableTime) st = this.st[s] = S_STALE;
+      const b = s << 2;
+      let st = this.r[b + 3]! & 255;
+      if (st === S_REACHABLE && this.clock() - this.upd[s]! > this.reachableTime) {
+        st = S_STALE;
+        this.setSt(s, st);
+      }
       if (st < S_INCOMPLETE) return this.fill(s);
     }
     this.miss(ip);
@@ -237,13 +237,13 @@ export class NeighbourTable {
       this.ensure(s + 1);
       this.map.set(ip | 0, s);
     }
-    this.ip[s] = ip | 0;
-    this.macHi[s] = Math.floor(mac / TWO32);
-    this.macLo[s] = mac | 0;
-    this.st[s] = st;
-    this.flags[s] = router ? 1 : 0;
+    const b = s << 2;
+    const r = this.r;
+    r[b] = ip | 0;
+    r[b + 1] = mac | 0;
+    r[b + 2] = Math.floor(mac / TWO32);
+    r[b + 3] = st | (router ? 256 : 0) | (this.devIndex(dev) << 16);
     this.upd[s] = now;
-    this.devIx[s] = this.devIndex(dev);
   }
 
   /**
@@ -252,8 +252,9 @@ export class NeighbourTable {
    */
   confirm(ip: number, mac: number, dev: string): boolean {
     const s = this.map.get(ip | 0);
-    if (s >= 0 && (this.st[s] === S_PERMANENT || this.st[s] === S_NOARP)) return false;
-    this.set(ip >>> 0, toUnicastMac(mac, 'neighbour lladdr'), S_REACHABLE, checkDev(dev), s >= 0 && this.flags[s] === 1, this.clock());
+    const st = s >= 0 ? this.r[(s << 2) + 3]! & 255 : -1;
+    if (st === S_PERMANENT || st === S_NOARP) return false;
+    this.set(ip >>> 0, toUnicastMac(mac, 'neighbour lladdr'), S_REACHABLE, checkDev(dev), s >= 0 && (this.r[(s << 2) + 3]! & 256) !== 0, this.clock());
     return true;
   }
 
@@ -340,24 +341,27 @@ export class NeighbourTable {
 
   private fill(s: number): View {
     const v = this.view;
-    v.ip = this.ip[s]! >>> 0;
-    v.mac = this.macHi[s]! * TWO32 + (this.macLo[s]! >>> 0);
-    v.state = ST_NAMES[this.st[s]!]!;
-    v.dev = this.devs[this.devIx[s]!]!;
-    v.router = this.flags[s] === 1;
+    const r = this.r;
+    const b = s << 2;
+    const meta = r[b + 3]!;
+    v.ip = r[b]! >>> 0;
+    v.mac = r[b + 2]! * TWO32 + (r[b + 1]! >>> 0);
+    v.state = ST_NAMES[meta & 255]!;
+    v.dev = this.devs[meta >>> 16]!;
+    v.router = (meta & 256) !== 0;
     v.updated = this.upd[s]!;
     return v;
   }
 
   /** Apply ageing to one slot; returns true if it was removed. */
   private ageSlot(s: number, now: number): boolean {
-    const st = this.st[s]!;
+    const st = this.r[(s << 2) + 3]! & 255;
     const age = now - this.upd[s]!;
-    if (st === S_REACHABLE && age > this.reachableTime) this.st[s] = S_STALE;
-    else if (st === S_INCOMPLETE && age > this.incompleteTime) this.st[s] = S_FAILED;
-    const st2 = this.st[s]!;
+    if (st === S_REACHABLE && age > this.reachableTime) this.setSt(s, S_STALE);
+    else if (st === S_INCOMPLETE && age > this.incompleteTime) this.setSt(s, S_FAILED);
+    const st2 = this.r[(s << 2) + 3]! & 255;
     if ((st2 === S_STALE || st2 === S_FAILED) && age > this.gcStale + (st2 === S_STALE ? this.reachableTime : this.incompleteTime)) {
-      this.map.delete(this.ip[s]!);
+      this.map.delete(this.r[s << 2]!);
       this.slots.release(s);
       return true;
     }
@@ -382,13 +386,13 @@ export class NeighbourTable {
   }
 
   private ensure(n: number): void {
-    if (n <= this.ip.length) return;
-    this.ip = growTo(this.ip, n);
-    this.macHi = growTo(this.macHi, n);
-    this.macLo = growTo(this.macLo, n);
-    this.st = growTo(this.st, n);
-    this.flags = growTo(this.flags, n);
+    if (n <= this.upd.length) return;
     this.upd = growTo(this.upd, n);
-    this.devIx = growTo(this.devIx, n);
+    this.r = growTo(this.r, this.upd.length * 4);
+  }
+
+  private setSt(s: number, st: number): void {
+    const b = (s << 2) + 3;
+    this.r[b] = (this.r[b]! & ~255) | st;
   }
 }

@@ -1,0 +1,126 @@
+/**
+ * Table benchmark: flannel host model at 1k / 10k / 100k remote hosts.
+ *
+ * Reports IPv4 route lookups per second (longest-prefix match, hits), full
+ * resolve (route -> neighbour -> FDB) per second, and bytes per host for the
+ * route + neighbour + FDB entries together (heapUsed + arrayBuffers delta with
+ * forced GC; run with --expose-gc, e.g. `NODE_OPTIONS=--expose-gc npx tsx bench/tables.ts`).
+ */
+import { pathToFileURL } from 'node:url';
+import { HostModel } from '../src/fdb/index.js';
+
+/** One result row. */
+export interface Row {
+  /** Remote hosts installed. */
+  hosts: number;
+  /** Route lookups per second (RouteTable4.lookup). */
+  routeLookupsPerSec: number;
+  /** Route + neighbour + FDB resolutions per second (HostModel.resolve). */
+  resolvePerSec: number;
+  /** Bytes per host for the three entries (NaN without --expose-gc). */
+  bytesPerHost: number;
+  /** Time to add all hosts, ms. */
+  addMs: number;
+}
+
+/** Options of runTablesBench. */
+export interface TablesBenchOptions {
+  /** Host counts to run; default [1000, 10000, 100000]. */
+  sizes?: number[];
+  /** Minimum timed duration per measurement, ms; default 500. */
+  minMs?: number;
+  /** Print a table to stdout; default true. */
+  print?: boolean;
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function mem(): number {
+  if (!gc) return NaN;
+  for (let i = 0; i < 4; i++) gc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+/** Subnet i: 64.0.0.0 + i*256 /24 (disjoint /24s), public 198.18.0.0 + i, MAC 0e:00:xx. */
+function build(n: number): { hm: HostModel; addMs: number; bytes: number } {
+  const before = mem();
+  const t0 = performance.now();
+  const hm = new HostModel({ vni: 1 });
+  for (let i = 0; i < n; i++) {
+    const p = (0x40000000 + i * 256) >>> 0;
+    hm.addHost({ subnet: `${p >>> 24}.${(p >>> 16) & 255}.${(p >>> 8) & 255}.0/24`, publicIp: (0xc6120000 + i) >>> 0, vtepMac: 0x0e0000000000 + i });
+  }
+  const addMs = performance.now() - t0;
+  const after = mem();
+  return { hm, addMs, bytes: after - before };
+}
+
+function timeLoop(minMs: number, body: () => number): number {
+  let ops = 0;
+  let sink = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < minMs) {
+    sink += body();
+    ops += DSTS;
+    t = performance.now();
+  }
+  if (sink === 0.5) console.log(sink);
+  return (ops / (t - t0)) * 1000;
+}
+
+const DSTS = 1 << 16;
+
+/** Run the benchmark; returns one row per size. */
+export async function runTablesBench(opts: TablesBenchOptions = {}): Promise<Row[]> {
+  const sizes = opts.sizes ?? [1000, 10000, 100000];
+  const minMs = opts.minMs ?? 500;
+  const rows: Row[] = [];
+  for (const n of sizes) {
+    const { hm, addMs, bytes } = build(n);
+    const dsts = new Uint32Array(DSTS);
+    let seed = 12345;
+    for (let i = 0; i < DSTS; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const h = seed % n;
+      dsts[i] = (0x40000000 + h * 256 + ((seed >>> 8) & 255)) >>> 0;
+    }
+    const routes = hm.routes;
+    const routeBody = (): number => {
+      let s = 0;
+      for (let i = 0; i < DSTS; i++) {
+        const r = routes.lookup(dsts[i]!);
+        if (r !== undefined) s += r.prefixLen;
+      }
+      return s;
+    };
+    const resolveBody = (): number => {
+      let s = 0;
+      for (let i = 0; i < DSTS; i++) {
+        const e = hm.resolve(dsts[i]!);
+        if (e !== undefined) s += e.dests.length;
+      }
+      return s;
+    };
+    timeLoop(100, routeBody); // warm up
+    const routeLookupsPerSec = timeLoop(minMs, routeBody);
+    timeLoop(100, resolveBody);
+    const resolvePerSec = timeLoop(minMs, resolveBody);
+    if (routeBody() !== DSTS * 24) throw new Error('bench sanity: some lookups missed');
+    rows.push({ hosts: n, routeLookupsPerSec, resolvePerSec, bytesPerHost: bytes / n, addMs });
+    await new Promise((r) => setImmediate(r));
+  }
+  if (opts.print ?? true) {
+    console.log('| hosts | route lookups/s | resolve (route+neigh+fdb)/s | bytes/host | add all (ms) |');
+    console.log('|---:|---:|---:|---:|---:|');
+    for (const r of rows) {
+      console.log(`| ${r.hosts} | ${(r.routeLookupsPerSec / 1e6).toFixed(1)} M | ${(r.resolvePerSec / 1e6).toFixed(1)} M | ${Number.isNaN(r.bytesPerHost) ? 'n/a (no --expose-gc)' : r.bytesPerHost.toFixed(0)} | ${r.addMs.toFixed(0)} |`);
+    }
+  }
+  return rows;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await runTablesBench();
+}
