@@ -1,4 +1,681 @@
-// Placeholder: the syscall addon is built out in issue #4 (src/tun).
+// overlay_native: syscalls only (TUN/TAP open, batched read/write with uv_poll
+// readiness, recvmmsg/sendmmsg UDP, raw NETLINK_ROUTE). No packet logic lives here:
+// all parsing and building of packets happens in TypeScript (src/tun, src/codec).
+//
+// Batches are exchanged through caller-owned slot Buffers (registered once) and a
+// small Uint32Array "descriptor" array, stride DESC_STRIDE per slot:
+//   [0] off   [1] len   [2] family (4|6)   [3] port   [4] IPv4 addr (a<<24|b<<16|c<<8|d)   [5] reserved
+// IPv6 addresses travel in a Uint8Array of 16 bytes per slot.
 #include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>  // before linux/ headers (glibc/uapi compatibility)
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+static const int DESC_STRIDE = 6;
+static std::set<int> g_fds;  // every fd this addon opened and has not closed yet
+
+static void CloseAllFds(void*) {
+  for (int fd : g_fds) close(fd);
+  g_fds.clear();
+}
+
+static void TrackFd(int fd) { g_fds.insert(fd); }
+static void CloseFd(int fd) {
+  if (g_fds.erase(fd)) close(fd);
+}
+
+// A JS Error with code = errno name, errno = -err (libuv style), syscall = what.
+static Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& what) {
+  std::string msg = what + ": " + strerror(err);
+  if (err == EPERM || err == EACCES) msg += " (needs CAP_NET_ADMIN)";
+  if (err == EBUSY) msg += " (device name in use)";
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, uv_err_name(-err)));
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("syscall", Napi::String::New(env, what));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+static Napi::Value ThrowType(Napi::Env env, const char* msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// Address helpers (sockaddr <-> descriptor fields)
+
+static bool ParseAddr(const std::string& s, int port, int sockFamily, sockaddr_storage* ss, socklen_t* len) {
+  memset(ss, 0, sizeof(*ss));
+  if (sockFamily == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, s.c_str(), &a->sin6_addr) != 1) {
+      in_addr v4;
+      if (inet_pton(AF_INET, s.c_str(), &v4) != 1) return false;
+      a->sin6_addr.s6_addr[10] = 0xff;
+      a->sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&a->sin6_addr.s6_addr[12], &v4, 4);
+    }
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  if (inet_pton(AF_INET, s.c_str(), &a->sin_addr) != 1) return false;
+  *len = sizeof(sockaddr_in);
+  return true;
+}
+
+// Fill descriptor fields from a received sockaddr (v4-mapped v6 reported as v4).
+static void SockaddrToDesc(const sockaddr_storage* ss, uint32_t* d, uint8_t* a6) {
+  if (ss->ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(ss);
+    d[2] = 4;
+    d[3] = ntohs(a->sin_port);
+    d[4] = ntohl(a->sin_addr.s_addr);
+  } else if (ss->ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(ss);
+    d[3] = ntohs(a->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+      uint32_t v;
+      memcpy(&v, &a->sin6_addr.s6_addr[12], 4);
+      d[2] = 4;
+      d[4] = ntohl(v);
+    } else {
+      d[2] = 6;
+      d[4] = 0;
+      memcpy(a6, a->sin6_addr.s6_addr, 16);
+    }
+  } else {
+    d[2] = 0;
+    d[3] = 0;
+    d[4] = 0;
+  }
+}
+
+// Build a destination sockaddr from descriptor fields for a socket of sockFamily.
+static socklen_t DescToSockaddr(const uint32_t* d, const uint8_t* a6, int sockFamily, sockaddr_storage* ss) {
+  memset(ss, 0, sizeof(sockaddr_in6));
+  if (sockFamily == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(d[3]));
+    if (d[2] == 4) {
+      a->sin6_addr.s6_addr[10] = 0xff;
+      a->sin6_addr.s6_addr[11] = 0xff;
+      uint32_t v = htonl(d[4]);
+      memcpy(&a->sin6_addr.s6_addr[12], &v, 4);
+    } else {
+      memcpy(a->sin6_addr.s6_addr, a6, 16);
+    }
+    return sizeof(sockaddr_in6);
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(static_cast<uint16_t>(d[3]));
+  a->sin_addr.s_addr = htonl(d[4]);
+  return sizeof(sockaddr_in);
+}
+
+// ---------------------------------------------------------------------------
+// BatchIo: one fd read in batches on readiness, written in batches.
+// mode 0: packet fd (TUN/TAP), read()/writev(); hdrLen bytes of virtio_net_hdr in front if > 0.
+// mode 1: UDP socket, recvmmsg()/sendmmsg().
+
+class BatchIo : public Napi::ObjectWrap<BatchIo> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "BatchIo",
+                       {InstanceMethod("setRxSlots", &BatchIo::SetRxSlots), InstanceMethod("start", &BatchIo::Start),
+                        InstanceMethod("stop", &BatchIo::Stop), InstanceMethod("write", &BatchIo::Write),
+                        InstanceMethod("read", &BatchIo::ReadSync), InstanceMethod("close", &BatchIo::Close),
+                        InstanceMethod("ref", &BatchIo::RefLoop), InstanceMethod("unref", &BatchIo::UnrefLoop)});
+  }
+
+  BatchIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchIo>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      ThrowType(env, "BatchIo(fd, mode, hdrLen|sockFamily)");
+      return;
+    }
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    mode_ = info[1].As<Napi::Number>().Int32Value();
+    int extra = info[2].As<Napi::Number>().Int32Value();
+    if (mode_ == 0) hdrLen_ = extra;
+    else sockFamily_ = extra == 6 ? AF_INET6 : AF_INET;
+    if (hdrLen_ < 0 || hdrLen_ > 64) hdrLen_ = 0;
+  }
+
+  ~BatchIo() override { ClosePoll(); }
+
+ private:
+  int fd_ = -1;
+  int mode_ = 0;
+  int hdrLen_ = 0;
+  int sockFamily_ = AF_INET;
+  bool started_ = false;
+  bool refed_ = true;
+  bool inCallback_ = false;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference cb_;
+  Napi::Reference<Napi::Array> rxBufsRef_;
+  Napi::Reference<Napi::Uint32Array> rxDescRef_;
+  Napi::Reference<Napi::Uint8Array> rxA6Ref_;
+  std::vector<char*> rxPtr_;
+  std::vector<size_t> rxCap_;
+  uint32_t* rxDesc_ = nullptr;
+  uint8_t* rxA6_ = nullptr;
+  size_t nrx_ = 0;
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+  std::vector<sockaddr_storage> addrs_;
+  uint8_t hdrScratch_[64] = {0};
+  uint8_t zeroHdr_[64] = {0};
+
+  static void OnPollClose(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
+
+  void ClosePoll() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClose);
+      poll_ = nullptr;
+    }
+    if (started_) {
+      started_ = false;
+      // Unref of the ObjectWrap is not safe from a destructor; only from JS-callable paths.
+    }
+  }
+
+  // Pin the receive slots: bufs[i] is slot i, desc holds off (set by the caller) and receives len/addr.
+  Napi::Value SetRxSlots(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsTypedArray()) return ThrowType(env, "setRxSlots(bufs[], desc, addr6?)");
+    Napi::Array bufs = info[0].As<Napi::Array>();
+    Napi::Uint32Array desc = info[1].As<Napi::Uint32Array>();
+    size_t n = bufs.Length();
+    if (desc.ElementLength() < n * DESC_STRIDE) return ThrowType(env, "descriptor array too short");
+    rxPtr_.resize(n);
+    rxCap_.resize(n);
+    for (size_t i = 0; i < n; i++) {
+      Napi::Value v = bufs.Get(i);
+      if (!v.IsBuffer()) return ThrowType(env, "slot buffer is not a Buffer");
+      Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
+      rxPtr_[i] = b.Data();
+      rxCap_[i] = b.Length();
+    }
+    rxBufsRef_ = Napi::Persistent(bufs);
+    rxDescRef_ = Napi::Persistent(desc);
+    rxDesc_ = desc.Data();
+    if (info.Length() > 2 && info[2].IsTypedArray()) {
+      Napi::Uint8Array a6 = info[2].As<Napi::Uint8Array>();
+      if (a6.ElementLength() < n * 16) return ThrowType(env, "addr6 array too short");
+      rxA6Ref_ = Napi::Persistent(a6);
+      rxA6_ = a6.Data();
+    }
+    nrx_ = n;
+    msgs_.assign(n, mmsghdr{});
+    iovs_.assign(n * 2, iovec{});
+    addrs_.assign(n, sockaddr_storage{});
+    return env.Undefined();
+  }
+
+  // Read one batch now (non-blocking). Returns the count (0 when nothing is queued).
+  int ReadBatch(int* errOut) {
+    *errOut = 0;
+    if (fd_ < 0 || nrx_ == 0) return 0;
+    if (mode_ == 0) {
+      size_t count = 0;
+      while (count < nrx_) {
+        uint32_t* d = rxDesc_ + count * DESC_STRIDE;
+        size_t off = d[0];
+        if (off > rxCap_[count]) off = rxCap_[count];
+        iovec iov[2];
+        int niov = 0;
+        if (hdrLen_ > 0) iov[niov++] = {hdrScratch_, static_cast<size_t>(hdrLen_)};
+        iov[niov++] = {rxPtr_[count] + off, rxCap_[count] - off};
+        ssize_t r = readv(fd_, iov, niov);
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          if (errno != EAGAIN && errno != EWOULDBLOCK) *errOut = errno;
+          break;
+        }
+        d[1] = r > hdrLen_ ? static_cast<uint32_t>(r - hdrLen_) : 0;
+        count++;
+      }
+      return static_cast<int>(count);
+    }
+    for (size_t i = 0; i < nrx_; i++) {
+      uint32_t* d = rxDesc_ + i * DESC_STRIDE;
+      size_t off = d[0];
+      if (off > rxCap_[i]) off = rxCap_[i];
+      iovs_[i] = {rxPtr_[i] + off, rxCap_[i] - off};
+      memset(&msgs_[i].msg_hdr, 0, sizeof(msghdr));
+      msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+      msgs_[i].msg_hdr.msg_name = &addrs_[i];
+      msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    }
+    int r;
+    do {
+      r = recvmmsg(fd_, msgs_.data(), static_cast<unsigned>(nrx_), MSG_DONTWAIT, nullptr);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *errOut = errno;
+      return 0;
+    }
+    for (int i = 0; i < r; i++) {
+      uint32_t* d = rxDesc_ + i * DESC_STRIDE;
+      d[1] = msgs_[i].msg_len;
+      d[5] = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) ? 1 : 0;
+      SockaddrToDesc(&addrs_[i], d, rxA6_ ? rxA6_ + i * 16 : hdrScratch_);
+    }
+    return r;
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
+    BatchIo* self = static_cast<BatchIo*>(h->data);
+    if (!self || !self->started_) return;
+    (void)status;  // errors surface through the read below
+    int err = 0;
+    int n = self->ReadBatch(&err);
+    if (n <= 0 && err == 0) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    self->inCallback_ = true;
+    self->cb_.MakeCallback(env.Global(), {Napi::Number::New(env, n > 0 ? n : -err)});
+    self->inCallback_ = false;
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  // start(cb): begin polling for readability; cb(count) per batch (negative: -errno of a read error).
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "start(callback)");
+    if (fd_ < 0) return ThrowErrno(env, EBADF, "start");
+    cb_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (!poll_) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      poll_ = new uv_poll_t;
+      int r = uv_poll_init(loop, poll_, fd_);
+      if (r < 0) {
+        delete poll_;
+        poll_ = nullptr;
+        return ThrowErrno(env, -r, "uv_poll_init");
+      }
+      poll_->data = this;
+      if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    }
+    int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (r < 0) return ThrowErrno(env, -r, "uv_poll_start");
+    if (!started_) {
+      started_ = true;
+      Ref();  // keep this object alive while the loop may call it
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_) uv_poll_stop(poll_);
+    if (started_) {
+      started_ = false;
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
+    refed_ = true;
+    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    refed_ = false;
+    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  // read(): one synchronous non-blocking batch read into the registered slots; returns count.
+  Napi::Value ReadSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int err = 0;
+    int n = ReadBatch(&err);
+    if (n == 0 && err != 0) return ThrowErrno(env, err, mode_ == 0 ? "read" : "recvmmsg");
+    return Napi::Number::New(env, n);
+  }
+
+  // write(bufs[], desc, addr6|null, count): returns how many were written (stops at EAGAIN).
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsTypedArray() || !info[3].IsNumber())
+      return ThrowType(env, "write(bufs[], desc, addr6, count)");
+    if (fd_ < 0) return ThrowErrno(env, EBADF, "write");
+    napi_value arr = info[0];
+    Napi::Uint32Array desc = info[1].As<Napi::Uint32Array>();
+    const uint32_t* dd = desc.Data();
+    const uint8_t* a6 = nullptr;
+    if (info[2].IsTypedArray()) a6 = info[2].As<Napi::Uint8Array>().Data();
+    uint32_t count = info[3].As<Napi::Number>().Uint32Value();
+    uint32_t alen = 0;
+    napi_get_array_length(env, arr, &alen);
+    if (count > alen) count = alen;
+    if (desc.ElementLength() < static_cast<size_t>(count) * DESC_STRIDE) count = desc.ElementLength() / DESC_STRIDE;
+    static thread_local std::vector<mmsghdr> tmsgs;
+    static thread_local std::vector<iovec> tiovs;
+    static thread_local std::vector<sockaddr_storage> taddrs;
+    if (tmsgs.size() < count) {
+      tmsgs.resize(count);
+      tiovs.resize(count);
+      taddrs.resize(count);
+    }
+    // Resolve buffers first.
+    for (uint32_t i = 0; i < count; i++) {
+      napi_value el;
+      void* data = nullptr;
+      size_t len = 0;
+      if (napi_get_element(env, arr, i, &el) != napi_ok || napi_get_buffer_info(env, el, &data, &len) != napi_ok)
+        return ThrowType(env, "write: element is not a Buffer");
+      const uint32_t* d = dd + i * DESC_STRIDE;
+      size_t off = d[0], plen = d[1];
+      if (off > len) off = len;
+      if (plen > len - off) plen = len - off;
+      tiovs[i] = {static_cast<char*>(data) + off, plen};
+    }
+    uint32_t written = 0;
+    if (mode_ == 0) {
+      for (uint32_t i = 0; i < count; i++) {
+        iovec iov[2];
+        int niov = 0;
+        if (hdrLen_ > 0) iov[niov++] = {zeroHdr_, static_cast<size_t>(hdrLen_)};
+        iov[niov++] = tiovs[i];
+        ssize_t r = writev(fd_, iov, niov);
+        if (r < 0) {
+          if (errno == EINTR) { i--; continue; }
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          continue;  // this packet is dropped (EINVAL, EIO when down...); keep going
+        }
+        written++;
+      }
+      return Napi::Number::New(env, written);
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      const uint32_t* d = dd + i * DESC_STRIDE;
+      memset(&tmsgs[i], 0, sizeof(mmsghdr));
+      tmsgs[i].msg_hdr.msg_iov = &tiovs[i];
+      tmsgs[i].msg_hdr.msg_iovlen = 1;
+      if (d[3] != 0) {
+        tmsgs[i].msg_hdr.msg_name = &taddrs[i];
+        tmsgs[i].msg_hdr.msg_namelen = DescToSockaddr(d, a6 ? a6 + i * 16 : zeroHdr_, sockFamily_, &taddrs[i]);
+      }
+    }
+    uint32_t pos = 0;
+    while (pos < count) {
+      int r = sendmmsg(fd_, tmsgs.data() + pos, count - pos, MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+        pos++;  // this datagram failed (unreachable, refused...): drop it and go on
+        continue;
+      }
+      written += r;
+      pos += r;
+    }
+    return Napi::Number::New(env, written);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ClosePoll();
+    if (fd_ >= 0) {
+      CloseFd(fd_);
+      fd_ = -1;
+    }
+    if (started_) {
+      started_ = false;
+      Unref();
+    }
+    if (!cb_.IsEmpty()) cb_.Reset();
+    return info.Env().Undefined();
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Free functions
+
+// tunOpen(name, tap, multiQueue, vnetHdr, persist) -> { fd, name, ifindex }
+static Napi::Value TunOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString()) return ThrowType(env, "tunOpen(name, tap, multiQueue, vnetHdr, persist)");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  bool tap = info[1].ToBoolean(), mq = info[2].ToBoolean(), vnet = info[3].ToBoolean(), persist = info[4].ToBoolean();
+  if (name.size() >= IFNAMSIZ) {
+    Napi::Error e = Napi::Error::New(env, "interface name '" + name + "' is longer than 15 bytes");
+    e.Set("code", Napi::String::New(env, "EINVAL"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ThrowErrno(env, errno, "open /dev/net/tun");
+  ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  ifr.ifr_flags = static_cast<short>((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE : 0) | (vnet ? IFF_VNET_HDR : 0));
+  strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, std::string("TUNSETIFF ") + (name.empty() ? (tap ? "tap%d" : "tun%d") : name));
+  }
+  if (persist && ioctl(fd, TUNSETPERSIST, 1) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "TUNSETPERSIST");
+  }
+  TrackFd(fd);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("name", Napi::String::New(env, ifr.ifr_name));
+  out.Set("ifindex", Napi::Number::New(env, if_nametoindex(ifr.ifr_name)));
+  return out;
+}
+
+// tunSetPersist(fd, on)
+static Napi::Value TunSetPersist(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (ioctl(fd, TUNSETPERSIST, info[1].ToBoolean() ? 1 : 0) < 0) return ThrowErrno(env, errno, "TUNSETPERSIST");
+  return env.Undefined();
+}
+
+static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) CloseFd(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+// udpOpen(family 4|6, address, port, reusePort) -> fd (non-blocking, bound)
+static Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsString()) return ThrowType(env, "udpOpen(family, address, port, reusePort)");
+  int fam = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  std::string addr = info[1].As<Napi::String>().Utf8Value();
+  int port = info[2].As<Napi::Number>().Int32Value();
+  bool reuse = info.Length() > 3 && info[3].ToBoolean();
+  sockaddr_storage ss;
+  socklen_t sl;
+  if (!ParseAddr(addr, port, fam, &ss, &sl)) {
+    Napi::Error e = Napi::Error::New(env, "invalid bind address '" + addr + "'");
+    e.Set("code", Napi::String::New(env, "EINVAL"));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  if (fam == AF_INET6) {
+    int v6only = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+  }
+  if (reuse) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "bind " + addr + ":" + std::to_string(port));
+  }
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// udpConnect(fd, family, address, port)
+static Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fam = info[1].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  std::string addr = info[2].As<Napi::String>().Utf8Value();
+  int port = info[3].As<Napi::Number>().Int32Value();
+  sockaddr_storage ss;
+  socklen_t sl;
+  if (!ParseAddr(addr, port, fam, &ss, &sl)) return ThrowErrno(env, EINVAL, "connect " + addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0) return ThrowErrno(env, errno, "connect " + addr);
+  return env.Undefined();
+}
+
+// sockPort(fd) -> bound local port
+static Napi::Value SockPort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) return ThrowErrno(env, errno, "getsockname");
+  int port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                      : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return Napi::Number::New(env, port);
+}
+
+// setSockBuf(fd, rcvbuf, sndbuf) -> [actualRcv, actualSnd]; uses the FORCE variants when permitted.
+static Napi::Value SetSockBuf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int rcv = info[1].As<Napi::Number>().Int32Value();
+  int snd = info[2].As<Napi::Number>().Int32Value();
+  if (rcv > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)) < 0) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) < 0) return ThrowErrno(env, errno, "SO_RCVBUF");
+  }
+  if (snd > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd)) < 0) {
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd)) < 0) return ThrowErrno(env, errno, "SO_SNDBUF");
+  }
+  int ar = 0, as = 0;
+  socklen_t l = sizeof(int);
+  getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &ar, &l);
+  l = sizeof(int);
+  getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &as, &l);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, ar));
+  out.Set(1u, Napi::Number::New(env, as));
+  return out;
+}
+
+// nlOpen(protocol) -> fd of a raw netlink socket bound with a kernel-assigned port id.
+static Napi::Value NlOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int proto = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : NETLINK_ROUTE;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+  if (fd < 0) return ThrowErrno(env, errno, "socket(AF_NETLINK)");
+  sockaddr_nl sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "bind(AF_NETLINK)");
+  }
+  int one = 1;
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+  int buf = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// nlSend(fd, buf, len) -> bytes sent (to the kernel, pid 0)
+static Napi::Value NlSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsBuffer()) return ThrowType(env, "nlSend(fd, buf, len)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  size_t len = info[2].As<Napi::Number>().Uint32Value();
+  if (len > b.Length()) len = b.Length();
+  sockaddr_nl sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.nl_family = AF_NETLINK;
+  ssize_t r;
+  do {
+    r = sendto(fd, b.Data(), len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return ThrowErrno(env, errno, "netlink send");
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+// nlRecv(fd, buf, timeoutMs) -> bytes received; throws ETIMEDOUT when nothing arrives in time.
+static Napi::Value NlRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsBuffer()) return ThrowType(env, "nlRecv(fd, buf, timeoutMs)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  int timeout = info[2].As<Napi::Number>().Int32Value();
+  pollfd p = {fd, POLLIN, 0};
+  int pr;
+  do {
+    pr = poll(&p, 1, timeout);
+  } while (pr < 0 && errno == EINTR);
+  if (pr < 0) return ThrowErrno(env, errno, "netlink poll");
+  if (pr == 0) return ThrowErrno(env, ETIMEDOUT, "netlink recv");
+  ssize_t r;
+  do {
+    r = recv(fd, b.Data(), b.Length(), MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return ThrowErrno(env, errno, "netlink recv");
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, CloseAllFds, nullptr);
+  exports.Set("BatchIo", BatchIo::Init(env));
+  exports.Set("tunOpen", Napi::Function::New(env, TunOpen));
+  exports.Set("tunSetPersist", Napi::Function::New(env, TunSetPersist));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFdJs));
+  exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
+  exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
+  exports.Set("sockPort", Napi::Function::New(env, SockPort));
+  exports.Set("setSockBuf", Napi::Function::New(env, SetSockBuf));
+  exports.Set("nlOpen", Napi::Function::New(env, NlOpen));
+  exports.Set("nlSend", Napi::Function::New(env, NlSend));
+  exports.Set("nlRecv", Napi::Function::New(env, NlRecv));
+  exports.Set("DESC_STRIDE", Napi::Number::New(env, DESC_STRIDE));
+  return exports;
+}
+
 NODE_API_MODULE(overlay_native, Init)

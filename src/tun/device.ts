@@ -1,0 +1,325 @@
+/**
+ * TUN and TAP devices read and written in batches from the Node event loop.
+ *
+ * Receive: the addon waits for readability with uv_poll, reads up to `batch` packets
+ * (until EAGAIN) straight into the device's slots at HEADROOM and calls back once per
+ * batch; this wrapper copies the lengths from the shared descriptor array into the slot
+ * objects (no allocation per packet). Write: one native call writes a whole batch.
+ */
+import { HEADROOM, SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot } from './types.js';
+import { native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF } from './native.js';
+import { Rtnl, type AddressInfo, type LinkInfo } from './rtnl.js';
+
+/** Size of `struct virtio_net_hdr` prepended to every packet when `vnetHdr` is set. */
+export const VNET_HDR_LEN = 10;
+
+/** Options to create a TUN or TAP device. */
+export interface DeviceOptions {
+  /** Interface name (≤ 15 bytes); empty/omitted: kernel picks tunN / tapN. */
+  name?: string;
+  /** MTU to set after creation. */
+  mtu?: number;
+  /** Open with IFF_MULTI_QUEUE (more queues: `openQueue()`). */
+  multiQueue?: boolean;
+  /**
+   * Open with IFF_VNET_HDR. The 10-byte virtio_net_hdr is kept out of the slots:
+   * received headers are discarded and zero headers are written (no offloads enabled).
+   */
+  vnetHdr?: boolean;
+  /** TUNSETPERSIST: keep the device after close (default false). */
+  persist?: boolean;
+  /** Max packets read per wake-up = number of receive slots (default 64). */
+  batch?: number;
+  /** Receive slot size in bytes (default SLOT_SIZE). */
+  slotSize?: number;
+  /** Bring the link up after creation. */
+  up?: boolean;
+  /** Addresses (CIDR) to add after creation. */
+  addresses?: string[];
+  /** MAC to set (TAP only). */
+  mac?: string;
+}
+
+/** A received batch, as yielded by async iteration: `slots[0..count)` are valid until the next iteration. */
+export interface PacketBatch {
+  slots: PacketSlot[];
+  count: number;
+}
+
+const openDevices = new Set<BaseDevice>();
+let exitHook = false;
+function track(d: BaseDevice): void {
+  openDevices.add(d);
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => { for (const x of [...openDevices]) x.close(); });
+  }
+}
+
+/** Common part of TunDevice and TapDevice. */
+abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
+  /** Kernel interface name. */
+  readonly name: string;
+  /** Kernel ifindex. */
+  readonly ifindex: number;
+  /** Receive slots (reused for every batch). */
+  readonly slots: PacketSlot[];
+  /** Whether IFF_VNET_HDR is in use. */
+  readonly vnetHdr: boolean;
+  /** Whether IFF_MULTI_QUEUE is in use. */
+  readonly multiQueue: boolean;
+  /** Read errors seen by the receive loop (errno names), newest last; capped at 16. */
+  readonly readErrors: string[] = [];
+  protected readonly io: NativeBatchIo;
+  private readonly fd: number;
+  private readonly rxDesc: Uint32Array;
+  private txBufs: Buffer[] = [];
+  private txDesc: Uint32Array;
+  private handler: BatchHandler<PacketSlot> | null = null;
+  private waiter: ((n: number) => void) | null = null;
+  private closedFlag = false;
+  private cachedMtu: number;
+  protected readonly opts: DeviceOptions;
+  protected readonly tap: boolean;
+
+  protected constructor(tap: boolean, opts: DeviceOptions) {
+    const n = native();
+    const r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr, !!opts.persist);
+    this.tap = tap;
+    this.opts = opts;
+    this.fd = r.fd;
+    this.name = r.name;
+    this.ifindex = r.ifindex;
+    this.vnetHdr = !!opts.vnetHdr;
+    this.multiQueue = !!opts.multiQueue;
+    const batch = Math.max(1, opts.batch ?? 64);
+    this.slots = allocSlots(batch, opts.slotSize ?? SLOT_SIZE);
+    this.rxDesc = new Uint32Array(batch * DESC_STRIDE);
+    for (let i = 0; i < batch; i++) this.rxDesc[i * DESC_STRIDE + D_OFF] = HEADROOM;
+    this.txDesc = new Uint32Array(batch * DESC_STRIDE);
+    this.io = new n.BatchIo(this.fd, 0, this.vnetHdr ? VNET_HDR_LEN : 0);
+    this.io.setRxSlots(this.slots.map((s) => s.buf), this.rxDesc, null);
+    this.cachedMtu = opts.mtu ?? 1500;
+    track(this);
+  }
+
+  /** Apply mtu/mac/addresses/up options (called by the static factories). */
+  protected async configure(): Promise<void> {
+    const o = this.opts;
+    const rt = Rtnl.shared();
+    try {
+      if (o.mtu !== undefined || o.mac !== undefined) await rt.setLink(this.ifindex, { mtu: o.mtu, mac: o.mac });
+      for (const a of o.addresses ?? []) await rt.addAddress(this.ifindex, a, { replace: true, nodad: true });
+      if (o.up) await rt.linkUp(this.ifindex);
+      this.cachedMtu = (await rt.getLink(this.ifindex)).mtu;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  /** True once closed. */
+  get closed(): boolean { return this.closedFlag; }
+
+  /** MTU as last set or read (see `refresh()`). */
+  get mtu(): number { return this.cachedMtu; }
+
+  /** Number of receive slots (max packets per batch). */
+  get batchSize(): number { return this.slots.length; }
+
+  private deliver = (count: number): void => {
+    if (count < 0) {
+      if (this.readErrors.length >= 16) this.readErrors.shift();
+      this.readErrors.push(`E${-count}`);
+      return;
+    }
+    const d = this.rxDesc, s = this.slots;
+    for (let i = 0; i < count; i++) {
+      const slot = s[i];
+      slot.off = HEADROOM;
+      slot.len = d[i * DESC_STRIDE + D_LEN];
+    }
+    if (this.handler) this.handler(s, count);
+  };
+
+  private iterDeliver = (count: number): void => {
+    this.io.stop();
+    if (count > 0) {
+      const d = this.rxDesc, s = this.slots;
+      for (let i = 0; i < count; i++) { s[i].off = HEADROOM; s[i].len = d[i * DESC_STRIDE + D_LEN]; }
+    }
+    const w = this.waiter;
+    this.waiter = null;
+    w?.(count);
+  };
+
+  /** Install the batch handler and start reading. Replaces a previous handler. */
+  onBatch(handler: BatchHandler<PacketSlot>): void {
+    if (this.closedFlag) throw new Error(`${this.name}: device closed`);
+    if (this.waiter) throw new Error(`${this.name}: already being iterated`);
+    this.handler = handler;
+    this.io.start(this.deliver);
+  }
+
+  /** Stop reading (the handler stays installed; `resume()` restarts). */
+  pause(): void { if (!this.closedFlag) this.io.stop(); }
+
+  /** Restart reading after `pause()`. */
+  resume(): void { if (!this.closedFlag && this.handler) this.io.start(this.deliver); }
+
+  /** Do not keep the event loop alive only for this device. */
+  unref(): void { if (!this.closedFlag) this.io.unref(); }
+  /** Keep the event loop alive while reading (default). */
+  ref(): void { if (!this.closedFlag) this.io.ref(); }
+
+  /** Read one batch now without waiting (0 when nothing is queued). Fills `slots`. */
+  readBatch(): number {
+    const count = this.io.read();
+    const d = this.rxDesc, s = this.slots;
+    for (let i = 0; i < count; i++) { s[i].off = HEADROOM; s[i].len = d[i * DESC_STRIDE + D_LEN]; }
+    return count;
+  }
+
+  /**
+   * Async iteration over received batches; reading pauses until the consumer asks for the
+   * next batch (backpressure). Ends when the device is closed. Not combinable with onBatch.
+   */
+  async *[Symbol.asyncIterator](): AsyncGenerator<PacketBatch> {
+    if (this.handler) throw new Error(`${this.name}: onBatch handler installed`);
+    const batch: PacketBatch = { slots: this.slots, count: 0 };
+    while (!this.closedFlag) {
+      const count = await new Promise<number>((resolve) => {
+        this.waiter = resolve;
+        this.io.start(this.iterDeliver);
+      });
+      if (this.closedFlag) return;
+      if (count <= 0) continue;
+      batch.count = count;
+      yield batch;
+    }
+  }
+
+  /** Write `slots[0..count)`; returns how many were written (the rest were dropped). */
+  writeBatch(slots: readonly PacketSlot[], count: number): number {
+    if (this.closedFlag) return 0;
+    if (count > slots.length) count = slots.length;
+    if (count <= 0) return 0;
+    if (this.txDesc.length < count * DESC_STRIDE) this.txDesc = new Uint32Array(count * DESC_STRIDE);
+    const bufs = this.txBufs, d = this.txDesc;
+    if (bufs.length < count) bufs.length = count;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i];
+      bufs[i] = s.buf;
+      d[i * DESC_STRIDE + D_OFF] = s.off;
+      d[i * DESC_STRIDE + D_LEN] = s.len;
+    }
+    return this.io.write(bufs, d, null, count);
+  }
+
+  /** Write one packet (convenience; a batch of one). Returns true when written. */
+  writePacket(buf: Buffer, off = 0, len = buf.length - off): boolean {
+    return this.writeBatch([{ buf, off, len }], 1) === 1;
+  }
+
+  // --- link configuration over rtnetlink (this process's namespace)
+
+  /** Set the MTU. */
+  async setMtu(mtu: number): Promise<void> {
+    await Rtnl.shared().setMtu(this.ifindex, mtu);
+    this.cachedMtu = mtu;
+  }
+  /** Bring the link up. */
+  async up(): Promise<void> { await Rtnl.shared().linkUp(this.ifindex); }
+  /** Bring the link down. */
+  async down(): Promise<void> { await Rtnl.shared().linkDown(this.ifindex); }
+  /** Add an address (CIDR), replacing an identical one; IPv6 without DAD. */
+  async addAddress(cidr: string): Promise<void> { await Rtnl.shared().addAddress(this.ifindex, cidr, { replace: true, nodad: true }); }
+  /** Delete an address (CIDR). */
+  async delAddress(cidr: string): Promise<void> { await Rtnl.shared().delAddress(this.ifindex, cidr); }
+  /** Addresses currently on the link. */
+  async addresses(): Promise<AddressInfo[]> { return Rtnl.shared().listAddresses(this.ifindex); }
+  /** Read the link back from the kernel (also refreshes `mtu`). */
+  async info(): Promise<LinkInfo> {
+    const l = await Rtnl.shared().getLink(this.ifindex);
+    this.cachedMtu = l.mtu;
+    return l;
+  }
+
+  /** Stop reading and close the queue fd (the device disappears with its last fd unless persistent). Idempotent. */
+  close(): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.handler = null;
+    this.io.close();
+    openDevices.delete(this);
+    const w = this.waiter;
+    this.waiter = null;
+    w?.(0);
+  }
+}
+
+/** A layer-3 TUN device (IFF_TUN | IFF_NO_PI): slots hold bare IPv4/IPv6 packets. */
+export class TunDevice extends BaseDevice {
+  /** Always 'tun'. */
+  readonly kind = 'tun' as const;
+
+  private constructor(opts: DeviceOptions) { super(false, opts); }
+
+  /** Create (or attach to) a TUN device and apply mtu/addresses/up options. */
+  static async create(opts: DeviceOptions = {}): Promise<TunDevice> {
+    const d = new TunDevice(opts);
+    await d.configure();
+    return d;
+  }
+
+  /** Open synchronously without any link configuration. */
+  static open(opts: DeviceOptions = {}): TunDevice {
+    return new TunDevice(opts);
+  }
+
+  /** Open one more queue of this multi-queue device (a separate fd read/written on its own). */
+  openQueue(opts: { batch?: number; slotSize?: number } = {}): TunDevice {
+    if (!this.multiQueue) throw new Error(`${this.name}: not opened with multiQueue`);
+    return new TunDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, persist: false });
+  }
+}
+
+/** A layer-2 TAP device (IFF_TAP | IFF_NO_PI): slots hold Ethernet frames. */
+export class TapDevice extends BaseDevice {
+  /** Always 'tap'. */
+  readonly kind = 'tap' as const;
+  private cachedMac = '';
+
+  private constructor(opts: DeviceOptions) { super(true, opts); }
+
+  /** Create (or attach to) a TAP device and apply mtu/mac/addresses/up options. */
+  static async create(opts: DeviceOptions = {}): Promise<TapDevice> {
+    const d = new TapDevice(opts);
+    await d.configure();
+    d.cachedMac = (await Rtnl.shared().getLink(d.ifindex)).mac ?? '';
+    return d;
+  }
+
+  /** Open synchronously without any link configuration (`mac` is read on first access). */
+  static open(opts: DeviceOptions = {}): TapDevice {
+    return new TapDevice(opts);
+  }
+
+  /** The device's MAC address (aa:bb:cc:dd:ee:ff). */
+  get mac(): string {
+    if (!this.cachedMac && !this.closed) this.cachedMac = Rtnl.shared().getLinkSync(this.ifindex).mac ?? '';
+    return this.cachedMac;
+  }
+
+  /** Set the MAC address. */
+  async setMac(mac: string): Promise<void> {
+    await Rtnl.shared().setMac(this.ifindex, mac);
+    this.cachedMac = mac.toLowerCase();
+  }
+
+  /** Open one more queue of this multi-queue device. */
+  openQueue(opts: { batch?: number; slotSize?: number } = {}): TapDevice {
+    if (!this.multiQueue) throw new Error(`${this.name}: not opened with multiQueue`);
+    return new TapDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, mac: undefined, persist: false });
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Loader and typed view of the overlay_native addon (build/Release/overlay_native.node).
+ * The addon only performs syscalls; see native/addon.cc for the descriptor layout.
+ * Loaded lazily so that importing the package never fails on machines without the addon.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Stride (in uint32 elements) of one slot's descriptor: off, len, family, port, addr, flags. */
+export const DESC_STRIDE = 6;
+/** Descriptor field offsets inside one stride. */
+export const D_OFF = 0, D_LEN = 1, D_FAMILY = 2, D_PORT = 3, D_ADDR = 4, D_FLAGS = 5;
+
+/** Native batch I/O object bound to one fd (mode 0: TUN/TAP, mode 1: UDP socket). */
+export interface NativeBatchIo {
+  setRxSlots(bufs: Buffer[], desc: Uint32Array, addr6?: Uint8Array | null): void;
+  start(cb: (count: number) => void): void;
+  stop(): void;
+  read(): number;
+  write(bufs: Buffer[], desc: Uint32Array, addr6: Uint8Array | null, count: number): number;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+/** The addon's exports. */
+export interface NativeBinding {
+  BatchIo: new (fd: number, mode: 0 | 1, extra: number) => NativeBatchIo;
+  tunOpen(name: string, tap: boolean, multiQueue: boolean, vnetHdr: boolean, persist: boolean): { fd: number; name: string; ifindex: number };
+  tunSetPersist(fd: number, on: boolean): void;
+  closeFd(fd: number): void;
+  udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
+  udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
+  sockPort(fd: number): number;
+  setSockBuf(fd: number, rcvbuf: number, sndbuf: number): [number, number];
+  nlOpen(protocol: number): number;
+  nlSend(fd: number, buf: Buffer, len: number): number;
+  nlRecv(fd: number, buf: Buffer, timeoutMs: number): number;
+}
+
+let binding: NativeBinding | undefined;
+
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    for (const sub of ['build/Release/overlay_native.node', 'build/Debug/overlay_native.node']) {
+      const p = join(dir, sub);
+      if (existsSync(p)) return p;
+    }
+    dir = dirname(dir);
+  }
+  throw Object.assign(new Error('overlay_native addon not found: run `npm install` (or `npx node-gyp rebuild`) to build it'), { code: 'ENOENT' });
+}
+
+/** The loaded native addon (loads it on first use). */
+export function native(): NativeBinding {
+  if (!binding) {
+    const require = createRequire(import.meta.url);
+    binding = require(findAddon()) as NativeBinding;
+  }
+  return binding;
+}

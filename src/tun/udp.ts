@@ -1,0 +1,334 @@
+/**
+ * UDP transports behind the UdpTransport contract:
+ *  - MmsgUdpTransport: the addon's recvmmsg/sendmmsg socket, readiness from uv_poll,
+ *    datagrams received straight into slots at HEADROOM, one callback per batch.
+ *  - DgramUdpTransport: portable node:dgram; each message is copied into the next slot
+ *    and batches are delivered once per event-loop turn (setImmediate coalescing).
+ */
+import dgram from 'node:dgram';
+import { HEADROOM, SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
+import { native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_LEN, D_OFF, D_PORT } from './native.js';
+import { ipToBytes, bytesToIp } from './rtnl.js';
+
+/** Options common to both transports. */
+export interface TransportOptions {
+  /** Receive slots = max datagrams per batch (default 64). */
+  batch?: number;
+  /** Slot size in bytes (default SLOT_SIZE). */
+  slotSize?: number;
+  /** SO_RCVBUF in bytes (SO_RCVBUFFORCE when permitted). */
+  rcvbuf?: number;
+  /** SO_SNDBUF in bytes (SO_SNDBUFFORCE when permitted). */
+  sndbuf?: number;
+  /** SO_REUSEPORT (mmsg only). */
+  reusePort?: boolean;
+}
+
+/** uint32 (a<<24|b<<16|c<<8|d) to dotted quad. */
+export function u32ToIPv4(a: number): string {
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+}
+
+/** Dotted quad to uint32 (a<<24|b<<16|c<<8|d); -1 when not a plain IPv4 literal. */
+export function ipv4ToU32(s: string): number {
+  let v = 0, part = 0, dots = 0, digits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part > 255) return -1;
+      v = v * 256 + part; part = 0; digits = 0; dots++;
+    } else if (c >= 48 && c <= 57) { part = part * 10 + (c - 48); digits++; }
+    else return -1;
+  }
+  if (dots !== 3 || digits === 0 || part > 255) return -1;
+  return (v * 256 + part) >>> 0;
+}
+
+const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
+
+/** The recvmmsg/sendmmsg transport (native addon). */
+export class MmsgUdpTransport implements UdpTransport {
+  /** Always 'mmsg'. */
+  readonly kind = 'mmsg' as const;
+  /** Receive slots (reused for every batch). */
+  readonly slots: DatagramSlot[];
+  /** Effective [SO_RCVBUF, SO_SNDBUF] after bind. */
+  bufferSizes: [number, number] = [0, 0];
+  private fd = -1;
+  private family: 4 | 6 = 4;
+  private io: NativeBatchIo | null = null;
+  private readonly rxDesc: Uint32Array;
+  private readonly rxA6: Uint8Array;
+  private txDesc: Uint32Array;
+  private txA6: Uint8Array;
+  private txBufs: Buffer[] = [];
+  private handler: BatchHandler<DatagramSlot> | null = null;
+  private closed = false;
+  private port = 0;
+  private refed = true;
+
+  /** Create an unbound transport; call bind(). */
+  constructor(private readonly opts: TransportOptions = {}) {
+    const n = Math.max(1, opts.batch ?? 64);
+    this.slots = allocDatagramSlots(n, opts.slotSize ?? SLOT_SIZE);
+    this.rxDesc = new Uint32Array(n * DESC_STRIDE);
+    for (let i = 0; i < n; i++) this.rxDesc[i * DESC_STRIDE + D_OFF] = HEADROOM;
+    this.rxA6 = new Uint8Array(n * 16);
+    this.txDesc = new Uint32Array(n * DESC_STRIDE);
+    this.txA6 = new Uint8Array(n * 16);
+  }
+
+  /** Bind to `address` (default 0.0.0.0; an IPv6 address makes a dual-stack IPv6 socket) and `port`. */
+  async bind(port: number, address = '0.0.0.0'): Promise<void> {
+    this.bindSync(port, address);
+  }
+
+  /** Synchronous bind. */
+  bindSync(port: number, address = '0.0.0.0'): void {
+    if (this.closed) throw new Error('transport closed');
+    if (this.io) throw Object.assign(new Error('already bound'), { code: 'EINVAL' });
+    const n = native();
+    this.family = familyOf(address);
+    this.fd = n.udpOpen(this.family, address, port, !!this.opts.reusePort);
+    try {
+      if (this.opts.rcvbuf || this.opts.sndbuf) this.bufferSizes = n.setSockBuf(this.fd, this.opts.rcvbuf ?? 0, this.opts.sndbuf ?? 0);
+      else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
+      this.port = n.sockPort(this.fd);
+      this.io = new n.BatchIo(this.fd, 1, this.family);
+      this.io.setRxSlots(this.slots.map((s) => s.buf), this.rxDesc, this.rxA6);
+    } catch (e) {
+      n.closeFd(this.fd);
+      this.fd = -1;
+      throw e;
+    }
+    if (!this.refed) this.io.unref();
+    if (this.handler) this.io.start(this.deliver);
+  }
+
+  /** connect(2) to a default peer: slots sent with port 0 go there, and only its datagrams are received. */
+  async connect(address: string, port: number): Promise<void> {
+    if (!this.io) throw Object.assign(new Error('connect before bind'), { code: 'EINVAL' });
+    native().udpConnect(this.fd, this.family, address, port);
+  }
+
+  /** The bound local port (0 before bind). */
+  localPort(): number { return this.port; }
+
+  private deliver = (count: number): void => {
+    if (count <= 0) return;
+    const d = this.rxDesc, s = this.slots, a6 = this.rxA6;
+    for (let i = 0; i < count; i++) {
+      const slot = s[i], b = i * DESC_STRIDE;
+      slot.off = HEADROOM;
+      slot.len = d[b + D_LEN];
+      slot.port = d[b + D_PORT];
+      if (d[b + D_FAMILY] === 6) {
+        slot.family = 6;
+        const dst = slot.addr6, o = i * 16;
+        for (let k = 0; k < 16; k++) dst[k] = a6[o + k];
+      } else {
+        slot.family = 4;
+        slot.addr = d[b + D_ADDR];
+      }
+    }
+    this.handler?.(s, count);
+  };
+
+  /** Install the batch handler and start receiving (now, or at bind). */
+  onBatch(handler: BatchHandler<DatagramSlot>): void {
+    this.handler = handler;
+    if (this.io && !this.closed) this.io.start(this.deliver);
+  }
+
+  /** Send `slots[0..count)` each to its own addr/port (port 0: the connected peer). Returns how many the kernel took. */
+  sendBatch(slots: readonly DatagramSlot[], count: number): number {
+    const io = this.io;
+    if (!io || this.closed) return 0;
+    if (count > slots.length) count = slots.length;
+    if (count <= 0) return 0;
+    if (this.txDesc.length < count * DESC_STRIDE) {
+      this.txDesc = new Uint32Array(count * DESC_STRIDE);
+      this.txA6 = new Uint8Array(count * 16);
+    }
+    const d = this.txDesc, bufs = this.txBufs, a6 = this.txA6;
+    if (bufs.length < count) bufs.length = count;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i], b = i * DESC_STRIDE;
+      bufs[i] = s.buf;
+      d[b + D_OFF] = s.off;
+      d[b + D_LEN] = s.len;
+      d[b + D_FAMILY] = s.family;
+      d[b + D_PORT] = s.port;
+      if (s.family === 6) {
+        const src = s.addr6, o = i * 16;
+        for (let k = 0; k < 16; k++) a6[o + k] = src[k];
+      } else {
+        d[b + D_ADDR] = s.addr >>> 0;
+      }
+    }
+    return io.write(bufs, d, a6, count);
+  }
+
+  /** Receive one batch now without waiting (0 when nothing is queued); fills `slots`. */
+  recvBatch(): number {
+    if (!this.io) return 0;
+    const n = this.io.read();
+    if (n > 0) {
+      const h = this.handler;
+      this.handler = null;
+      this.deliver(n);
+      this.handler = h;
+    }
+    return n;
+  }
+
+  /** Do not keep the event loop alive only for this socket. */
+  unref(): void { this.refed = false; this.io?.unref(); }
+  /** Keep the event loop alive while receiving (default). */
+  ref(): void { this.refed = true; this.io?.ref(); }
+
+  /** Close the socket. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler = null;
+    if (this.io) this.io.close();
+    else if (this.fd >= 0) native().closeFd(this.fd);
+    this.io = null;
+    this.fd = -1;
+  }
+}
+
+/** The node:dgram transport (portable; one syscall per datagram). */
+export class DgramUdpTransport implements UdpTransport {
+  /** Always 'dgram'. */
+  readonly kind = 'dgram' as const;
+  /** Receive slots (reused for every batch). */
+  readonly slots: DatagramSlot[];
+  private sock: dgram.Socket | null = null;
+  private handler: BatchHandler<DatagramSlot> | null = null;
+  private pending = 0;
+  private scheduled = false;
+  private closed = false;
+  private lastAddr = -1;
+  private lastAddrStr = '';
+  private refed = true;
+
+  /** Create an unbound transport; call bind(). */
+  constructor(private readonly opts: TransportOptions = {}) {
+    this.slots = allocDatagramSlots(Math.max(1, opts.batch ?? 64), opts.slotSize ?? SLOT_SIZE);
+  }
+
+  /** Bind to `address` (default 0.0.0.0; IPv6 address: udp6 socket) and `port`. */
+  bind(port: number, address = '0.0.0.0'): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('transport closed'));
+    if (this.sock) return Promise.reject(Object.assign(new Error('already bound'), { code: 'EINVAL' }));
+    const sock = dgram.createSocket({
+      type: familyOf(address) === 6 ? 'udp6' : 'udp4',
+      // Synchronous lookup for IP literals: the send happens inside socket.send().
+      lookup: (host: string, _o: unknown, cb: (err: Error | null, address: string, family: number) => void) => cb(null, host, familyOf(host)),
+    } as dgram.SocketOptions);
+    this.sock = sock;
+    sock.on('message', this.onMessage);
+    return new Promise((resolve, reject) => {
+      const onErr = (e: Error): void => { this.sock = null; sock.close(); reject(e); };
+      sock.once('error', onErr);
+      sock.bind(port, address, () => {
+        sock.off('error', onErr);
+        sock.on('error', () => { /* send errors (ICMP unreachable) are dropped like in the mmsg transport */ });
+        if (this.opts.rcvbuf) sock.setRecvBufferSize(this.opts.rcvbuf);
+        if (this.opts.sndbuf) sock.setSendBufferSize(this.opts.sndbuf);
+        if (!this.refed) sock.unref();
+        resolve();
+      });
+    });
+  }
+
+  /** Connect to a default peer (slots sent with port 0 go there). */
+  connect(address: string, port: number): Promise<void> {
+    const sock = this.sock;
+    if (!sock) return Promise.reject(Object.assign(new Error('connect before bind'), { code: 'EINVAL' }));
+    return new Promise((resolve, reject) => sock.connect(port, address, (err?: Error) => (err ? reject(err) : resolve())));
+  }
+
+  /** The bound local port (0 before bind). */
+  localPort(): number {
+    return this.sock ? this.sock.address().port : 0;
+  }
+
+  private onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    if (!this.handler) return;
+    const slot = this.slots[this.pending];
+    const n = Math.min(msg.length, slot.buf.length - HEADROOM);
+    msg.copy(slot.buf, HEADROOM, 0, n);
+    slot.off = HEADROOM;
+    slot.len = n;
+    slot.port = rinfo.port;
+    let a = rinfo.family === 'IPv4' ? ipv4ToU32(rinfo.address) : -1;
+    if (a < 0 && rinfo.address.startsWith('::ffff:')) a = ipv4ToU32(rinfo.address.slice(7));
+    if (a >= 0) { slot.family = 4; slot.addr = a; }
+    else { slot.family = 6; slot.addr6.set(ipToBytes(rinfo.address)); }
+    this.pending++;
+    if (this.pending === this.slots.length) this.flush();
+    else if (!this.scheduled) { this.scheduled = true; setImmediate(this.flushTick); }
+  };
+
+  private flushTick = (): void => { this.scheduled = false; this.flush(); };
+
+  private flush(): void {
+    const n = this.pending;
+    this.pending = 0;
+    if (n > 0 && this.handler) this.handler(this.slots, n);
+  }
+
+  /** Install the batch handler and start receiving. */
+  onBatch(handler: BatchHandler<DatagramSlot>): void { this.handler = handler; }
+
+  /**
+   * Send `slots[0..count)` with socket.send, one datagram each. The bytes are copied
+   * (node:dgram may queue a send and read the buffer later), so slots can be reused at once.
+   * Returns count (node:dgram reports failures asynchronously; they are dropped).
+   */
+  sendBatch(slots: readonly DatagramSlot[], count: number): number {
+    const sock = this.sock;
+    if (!sock || this.closed) return 0;
+    if (count > slots.length) count = slots.length;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i];
+      const data = Buffer.allocUnsafe(s.len);
+      s.buf.copy(data, 0, s.off, s.off + s.len);
+      if (s.port === 0) { sock.send(data); continue; }
+      let host: string;
+      if (s.family === 4) {
+        if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
+        host = this.lastAddrStr;
+      } else host = bytesToIp(s.addr6);
+      sock.send(data, s.port, host);
+    }
+    return count;
+  }
+
+  /** Do not keep the event loop alive only for this socket. */
+  unref(): void { this.refed = false; this.sock?.unref(); }
+  /** Keep the event loop alive while receiving (default). */
+  ref(): void { this.refed = true; this.sock?.ref(); }
+
+  /** Close the socket. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler = null;
+    try { this.sock?.close(); } catch { /* already closed */ }
+    this.sock = null;
+  }
+}
+
+/** Make a transport of the given kind ('mmsg': recvmmsg/sendmmsg addon socket; 'dgram': node:dgram). */
+export function createTransport(kind: 'mmsg', opts?: TransportOptions): MmsgUdpTransport;
+export function createTransport(kind: 'dgram', opts?: TransportOptions): DgramUdpTransport;
+export function createTransport(kind: 'dgram' | 'mmsg', opts?: TransportOptions): MmsgUdpTransport | DgramUdpTransport;
+export function createTransport(kind: 'dgram' | 'mmsg', opts: TransportOptions = {}): MmsgUdpTransport | DgramUdpTransport {
+  if (kind === 'mmsg') return new MmsgUdpTransport(opts);
+  if (kind === 'dgram') return new DgramUdpTransport(opts);
+  throw new TypeError(`unknown transport kind '${String(kind)}'`);
+}
