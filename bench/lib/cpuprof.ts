@@ -4,7 +4,7 @@
  * `npx tsx bench/lib/cpuprof.ts FILE.cpuprofile [N]`.
  */
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ProfileSummary } from './report.js';
 
@@ -50,7 +50,7 @@ export function summarizeProfile(p: CpuProfile, file: string, topN = 15): Profil
     totalUs += us;
     const cf = n.callFrame;
     const name = cf.functionName || '(anonymous)';
-    const location = cf.url ? `${cf.url.replace(/^file:\/\//, '').replace(/^.*\/(src|node_modules|bench)\//, '$1/')}:${cf.lineNumber + 1}` : '';
+    const location = cf.url ? `${cf.url.replace(/^file:\/\//, '').replace(/^.*\/(src|node_modules|bench|dist)\//, '$1/')}:${cf.lineNumber + 1}:${cf.columnNumber + 1}` : '';
     const key = `${name}@${location}`;
     const e = agg.get(key) ?? { name, location, us: 0 };
     e.us += us;
@@ -58,9 +58,10 @@ export function summarizeProfile(p: CpuProfile, file: string, topN = 15): Profil
   }
   const top = [...agg.values()]
     .sort((a, b) => b.us - a.us)
-    .slice(0, topN)
+    .slice(0, topN + 1)
     .map((e) => ({ name: e.name, location: e.location, selfMs: e.us / 1000, percent: totalUs > 0 ? (100 * e.us) / totalUs : 0 }));
-  return { file, totalMs: totalUs / 1000, top };
+  const idleUs = [...agg.values()].filter((e) => e.name === '(idle)').reduce((t, e) => t + e.us, 0);
+  return { file, totalMs: totalUs / 1000, idleMs: idleUs / 1000, top };
 }
 
 /** Read and summarize a .cpuprofile file. */
@@ -68,10 +69,19 @@ export function summarizeProfileFile(file: string, topN = 15): ProfileSummary {
   return summarizeProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, file, topN);
 }
 
+/** Sampled time that is not idle, milliseconds. */
+export function busyMs(s: ProfileSummary): number {
+  return s.totalMs - s.idleMs;
+}
+
 /** Render a summary as text lines. */
 export function formatProfile(s: ProfileSummary): string {
-  const lines = [`${basename(s.file)}: ${s.totalMs.toFixed(0)} ms sampled; top self time:`];
-  for (const t of s.top) lines.push(`  ${t.percent.toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(7)} ms  ${t.name}  ${t.location}`);
+  const busy = busyMs(s);
+  const lines = [`${basename(dirname(s.file))}/${basename(s.file)}: ${s.totalMs.toFixed(0)} ms sampled, ${busy.toFixed(0)} ms not idle; top self time (% of not idle):`];
+  for (const t of s.top) {
+    if (t.name === '(idle)') continue;
+    lines.push(`  ${(busy > 0 ? (100 * t.selfMs) / busy : 0).toFixed(1).padStart(5)}%  ${t.selfMs.toFixed(0).padStart(7)} ms  ${t.name}  ${t.location}`);
+  }
   return lines.join('\n');
 }
 

@@ -48,6 +48,8 @@ export interface ProfileSummary {
   file: string;
   /** Total sampled time, milliseconds. */
   totalMs: number;
+  /** Of which idle (waiting in the event loop), milliseconds. */
+  idleMs: number;
   /** Functions by self time, largest first. */
   top: { name: string; location: string; selfMs: number; percent: number }[];
 }
@@ -179,7 +181,7 @@ export function checkGoals(paths: PathReport[]): GoalCheck[] {
   const out: GoalCheck[] = [];
   const hostgw = paths.find((p) => p.id === 'hostgw');
   const kernel = paths.find((p) => p.id === BASELINE);
-  const ours = paths.filter((p) => p.id !== 'hostgw' && p.id !== BASELINE);
+  const ours = paths.filter((p) => p.id !== 'hostgw' && p.id !== BASELINE && !p.error);
   const ratioOf = (p: PathReport, k: MetricKey): number | null => p.figures[k]?.ratio ?? null;
   const judge = (v: number | null, ok: (x: number) => boolean): boolean | null => (v === null ? null : ok(v));
 

@@ -39,7 +39,7 @@ export interface BenchBed {
 }
 
 /** Build the two hosts; on any failure the namespaces made so far are removed. */
-export function createBed(mtu = 1500, tag = 'obn'): BenchBed {
+export async function createBed(mtu = 1500, tag = 'obn'): Promise<BenchBed> {
   const tb = new Testbed(tag);
   try {
     const a = tb.host('a');
@@ -55,10 +55,27 @@ export function createBed(mtu = 1500, tag = 'obn'): BenchBed {
       b: { ns: b, underlay: '198.18.0.2', subnet: '198.19.2.0/24', subnetIp: '198.19.2.0', workload: '198.19.2.1' },
     };
     for (const h of [bed.a, bed.b]) h.ns.ip('addr', 'add', `${h.workload}/32`, 'dev', 'lo');
+    await waitOperUp(bed, 5000);
     return bed;
   } catch (e) {
     tb.destroy();
     throw e;
+  }
+}
+
+/**
+ * Wait until the underlay device is operationally up on both hosts. The kernel
+ * reports carrier (IFF_RUNNING, operstate UP) through linkwatch, which can lag the
+ * `ip link set up` by up to a second; software that lists running interfaces
+ * (os.networkInterfaces()) does not see the device until then.
+ */
+export async function waitOperUp(bed: BenchBed, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const states = [bed.a, bed.b].map((h) => (JSON.parse(h.ns.ip('-j', 'link', 'show', bed.dev)) as { operstate?: string }[])[0]?.operstate);
+    if (states.every((s) => s === 'UP')) return;
+    if (Date.now() > deadline) throw new Error(`underlay ${bed.dev} not operationally up after ${ms} ms (${states.join(', ')})`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PathId } from '../lib/metrics.js';
@@ -79,7 +79,8 @@ interface Daemon {
   peersFile: string;
   leaseFile: string;
   logFile: string;
-  profName: string;
+  /** Where node writes this daemon's CPU profiles ('' when not profiling). */
+  profDir: string;
 }
 
 /** Write a file atomically (rename), as an operator's tooling would. */
@@ -146,9 +147,14 @@ function startDaemon(bed: BenchBed, h: BedHost, id: PathId, entry: OverlaydEntry
   const logFile = join(dir, 'overlayd.log');
   writeFileSync(confFile, netConf(bed.network, type));
   writeFileSync(peersFile, '{}\n');
-  const profName = `${id}-${name}.cpuprofile`;
+  // One directory per daemon: node writes one profile per thread (tsx's loader runs in a worker).
+  const profDir = opts.cpuProfDir ? join(opts.cpuProfDir, `${id}-${name}`) : '';
   const nodeArgs = [...entry.nodeArgs];
-  if (opts.cpuProfDir) nodeArgs.unshift('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', profName);
+  if (profDir) {
+    rmSync(profDir, { recursive: true, force: true });
+    mkdirSync(profDir, { recursive: true });
+    nodeArgs.unshift('--cpu-prof', '--cpu-prof-dir', profDir);
+  }
   const args = [
     ...nodeArgs, entry.script,
     '--net-conf', confFile,
@@ -167,7 +173,7 @@ function startDaemon(bed: BenchBed, h: BedHost, id: PathId, entry: OverlaydEntry
   closeSync(fd);
   bed.tb.track(child);
   opts.log(`  overlayd ${name}: ${entry.kind} ${type}/${transport}, pid ${child.pid}, log ${logFile}`);
-  return { host: h, name, child, dir, peersFile, leaseFile, logFile, profName };
+  return { host: h, name, child, dir, peersFile, leaseFile, logFile, profDir };
 }
 
 /** Stop one daemon: SIGTERM (it removes what it created; node writes the profile), SIGKILL after 15 s. */
@@ -225,7 +231,7 @@ export function overlaydPath(id: PathId): BenchPath {
           return out;
         },
         stop: stopAll,
-        profiles: () => (opts.cpuProfDir ? daemons.map((d) => join(opts.cpuProfDir ?? '', d.profName)).filter((f) => existsSync(f)) : []),
+        profiles: () => daemons.flatMap((d) => (d.profDir && existsSync(d.profDir) ? readdirSync(d.profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(d.profDir, f)) : [])),
       };
     },
   };

@@ -151,8 +151,8 @@ describe('bench parsers', () => {
     const s = summarizeProfile(prof, 'p.cpuprofile', 5);
     // Sample i lasts until sample i+1: 2 -> 100, 3 -> 400, 4 -> 200, 2 -> 0 (last).
     expect(s.totalMs).toBeCloseTo(0.7);
-    expect(s.top[0]).toMatchObject({ name: 'sendBatch', location: 'src/tun/io.ts:2' });
-    expect(s.top[1]).toMatchObject({ name: 'encap', location: 'src/vtep/vxlan.ts:10' });
+    expect(s.top[0]).toMatchObject({ name: 'sendBatch', location: 'src/tun/io.ts:2:1' });
+    expect(s.top[1]).toMatchObject({ name: 'encap', location: 'src/vtep/vxlan.ts:10:1' });
     expect(s.top[1].percent).toBeCloseTo(300 / 7);
   });
 
