@@ -8,12 +8,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** A micro-benchmark module and the function it must export. */
-export const MICRO_MODULES = [
-  { name: 'codec', file: 'codec.ts', fn: 'runCodecBench' },
-  { name: 'tables', file: 'tables.ts', fn: 'runTablesBench' },
-  { name: 'io', file: 'io.ts', fn: 'runIoBench' },
-] as const;
+/** A micro-benchmark module, the function it must export, and the options that shorten it for --quick. */
+export const MICRO_MODULES: readonly { name: string; file: string; fn: string; quick: Record<string, unknown> }[] = [
+  { name: 'codec', file: 'codec.ts', fn: 'runCodecBench', quick: { timeMs: 100, allocIterations: 1_000_000 } },
+  { name: 'tables', file: 'tables.ts', fn: 'runTablesBench', quick: { sizes: [1000, 10000], minMs: 100 } },
+  { name: 'io', file: 'io.ts', fn: 'runIoBench', quick: { quick: true } },
+];
 
 /** Outcome of one micro-benchmark module. */
 export interface MicroOutcome {
@@ -23,8 +23,9 @@ export interface MicroOutcome {
 }
 
 /**
- * Run every micro-benchmark found in `benchDir`. Each function is called with
- * `{ quick }` and may return a result (kept for the JSON file).
+ * Run every micro-benchmark found in `benchDir`. Each function is called with its
+ * defaults (or its shortening options under --quick) and prints its own table; its
+ * return value is kept for the JSON file.
  */
 export async function runMicro(benchDir: string, quick: boolean, log: (m: string) => void): Promise<Record<string, MicroOutcome>> {
   const out: Record<string, MicroOutcome> = {};
@@ -40,7 +41,7 @@ export async function runMicro(benchDir: string, quick: boolean, log: (m: string
       const fn = mod[m.fn];
       if (typeof fn !== 'function') throw new Error(`bench/${m.file} does not export ${m.fn}()`);
       log(`micro ${m.name}: running ${m.fn}()`);
-      const result: unknown = await (fn as (o: { quick: boolean }) => unknown)({ quick });
+      const result: unknown = await (fn as (o: Record<string, unknown>) => unknown)(quick ? { ...m.quick } : {});
       out[m.name] = { ok: true, result };
     } catch (e) {
       out[m.name] = { ok: false, error: e instanceof Error ? e.message : String(e) };
