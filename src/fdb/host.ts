@@ -73,6 +73,8 @@ export class HostModel<P = unknown> {
   /** The device name. */
   readonly dev: string;
   private count = 0;
+  /** MAC -> number of hosts beyond the first sharing its FDB entry (rare: two subnets, one VTEP). */
+  private readonly sharedMacs = new Map<number, number>();
 
   constructor(opts: HostModelOptions<P> = {}) {
     this.vni = checkVni(opts.vni ?? 1);
@@ -118,16 +120,22 @@ export class HostModel<P = unknown> {
     }
     // Capacity checks before any write.
     if (!this.neigh.has(gw) && this.neigh.size >= this.neigh.maxEntries) throw new Error(`neighbour table full: cannot add host ${h.subnet}`);
-    const freesOld = oldMac >= 0 && oldMac !== mac && this.fdb.has(this.vni, oldMac) ? 1 : 0;
-    if (!this.fdb.has(this.vni, mac) && this.fdb.size - freesOld >= this.fdb.maxEntries) throw new Error(`FDB full: cannot add host ${h.subnet}`);
+    const ours = old !== undefined && this.isOurs(old);
+    const macChanges = !ours || oldMac !== mac;
+    const oldShared = ours && oldMac >= 0 && macChanges && (this.sharedMacs.get(oldMac) ?? 0) > 0;
+    const freesOld = ours && oldMac >= 0 && macChanges && !oldShared && this.fdb.has(this.vni, oldMac) ? 1 : 0;
+    const newShared = macChanges && this.fdb.has(this.vni, mac);
+    if (!newShared && this.fdb.size - freesOld >= this.fdb.maxEntries) throw new Error(`FDB full: cannot add host ${h.subnet}`);
     const route = this.routes.build({ dst: { prefix, prefixLen }, via: gw, onlink: true, dev: this.dev, peer: h.peer });
 
     // Writes: none of these can throw now.
     this.routes.put(route);
     this.neigh.replace({ ip: gw, lladdr: mac, dev: this.dev, state: 'permanent' });
+    if (oldShared) this.unshare(oldMac);
     if (freesOld) this.fdb.delete(this.vni, oldMac);
+    if (newShared) this.sharedMacs.set(mac, (this.sharedMacs.get(mac) ?? 0) + 1);
     this.fdb.replace({ mac, vni: this.vni, dev: this.dev, dst: ip, port, dstVni: wireVni, state: 'permanent' });
-    if (!old || !this.isOurs(old)) {
+    if (!ours) {
       this.count++;
       return 'added';
     }
@@ -142,7 +150,10 @@ export class HostModel<P = unknown> {
     const n = this.neigh.get(r.gateway);
     this.routes.deleteExact(prefix, prefixLen);
     this.neigh.delete(r.gateway);
-    if (n && n.state !== 'incomplete' && n.state !== 'failed') this.fdb.delete(this.vni, n.mac);
+    if (n && n.state !== 'incomplete' && n.state !== 'failed') {
+      if ((this.sharedMacs.get(n.mac) ?? 0) > 0) this.unshare(n.mac);
+      else this.fdb.delete(this.vni, n.mac);
+    }
     this.count--;
     return true;
   }
@@ -214,6 +225,12 @@ export class HostModel<P = unknown> {
   /** Import hosts from JSON (addHost each). */
   importJSON(rows: readonly HostJson[]): void {
     for (const h of rows) this.addHost({ subnet: h.subnet, publicIp: h.publicIp, vtepMac: h.vtepMac, vni: h.vni, port: h.port });
+  }
+
+  private unshare(mac: number): void {
+    const n = this.sharedMacs.get(mac) ?? 0;
+    if (n <= 1) this.sharedMacs.delete(mac);
+    else this.sharedMacs.set(mac, n - 1);
   }
 
   private isOurs(r: Route4<P>): boolean {

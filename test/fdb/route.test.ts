@@ -194,7 +194,7 @@ describe('RouteTable6 longest-prefix match', () => {
             const d = new Uint8Array(probes[0]!);
             const m = mask6(new Uint8Array(16).fill(0xff), x.l);
             for (let i = 0; i < 16; i++) d[i] = (x.p[i]! & m[i]!) | (d[i]! & ~m[i]! & 0xff);
-            dsts.push(d, x.p);
+            dsts.push(d, Uint8Array.from(x.p));
           }
           for (const d of dsts) {
             let best: { p: Uint8Array; l: number; id: number } | undefined;
