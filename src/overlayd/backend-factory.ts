@@ -41,6 +41,8 @@ export interface BackendParams {
   underlayMtu: number;
   /** UDP transport implementation. */
   transport: 'dgram' | 'mmsg';
+  /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
+  vtepMac?: string;
   /** Optional capture hook (`--pcap`). */
   tap?: PacketTap;
 }
@@ -62,7 +64,20 @@ export function toBackendOptions(p: BackendParams): UdpBackendOptions | VxlanBac
   };
   if (p.type === 'udp') return o;
   const v: VxlanBackendOptions = { ...o, mode: 'l3', vni: p.vni, gbp: p.gbp };
+  if (p.vtepMac) v.vtepMac = p.vtepMac;
   return v;
+}
+
+/**
+ * A VTEP MAC derived from the lease's subnet, 0a:58:a:b:c:d for subnet a.b.c.d/len
+ * (the locally administered prefix Kubernetes uses for pod MACs). flanneld keeps its
+ * flannel.1 device, and so its MAC, across restarts; overlayd removes its device on
+ * stop, so it derives the MAC instead: a restarted overlayd comes back with the same
+ * lease and peers' neighbour entries stay valid.
+ */
+export function stableVtepMac(subnet: string): string {
+  const ip = subnet.split('/')[0]!.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
+  return ['0a', '58', ...ip].join(':');
 }
 
 /** The default factory: `new UdpBackend(opts)` / `new VxlanBackend(opts)` from src/vtep. */

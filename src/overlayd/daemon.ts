@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, 
 import type { Server } from 'node:http';
 import { basename, dirname } from 'node:path';
 import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
-import { defaultBackendFactory, loadBackendModule, type BackendFactory, type BackendParams } from './backend-factory.js';
+import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 import type { CliOptions } from './cli.js';
 import {
   ConfigError,
@@ -228,6 +228,7 @@ export class Overlayd {
         directRouting: c.netConf.backend.directRouting, mtu: c.mtu, underlayMtu: c.underlayMtu, transport: c.transport,
       };
       if (this.pcap) params.tap = this.pcap;
+      if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);
       const be = await this.factory(params);
       this.backend = be;
       try {

@@ -28,6 +28,6 @@ export {
 export { compileIfaceRegex, pickInterface, listInterfaces, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
 export { createMetrics, startHttp, formatStatsLine, type InfoLabels } from './metrics.js';
-export { defaultBackendFactory, toBackendOptions, type BackendFactory, type BackendParams } from './backend-factory.js';
+export { defaultBackendFactory, toBackendOptions, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 export { HELP, parseCli, type CliOptions, type CliCommand } from './cli.js';
 export { Overlayd, resolveConfig, hasNetAdmin, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
