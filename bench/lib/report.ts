@@ -120,6 +120,8 @@ export interface PathReport {
   error?: string;
   /** Figures by metric (absent: not measured / not applicable). */
   figures: Partial<Record<MetricKey, Figure>>;
+  /** CPU profiles of our daemons (--cpu-prof). */
+  profiles?: ProfileSummary[];
 }
 
 /** A goal of issue #7 checked against one path. */
@@ -171,6 +173,7 @@ export function buildReport(run: RawRun): Report {
     }
     const out: PathReport = { id: p.id, label: p.label ?? PATH_LABELS[p.id], figures };
     if (p.error) out.error = p.error;
+    if (p.profiles?.length) out.profiles = p.profiles;
     return out;
   });
   return { meta: run.meta, baseline: base ? BASELINE : null, paths, goals: checkGoals(paths) };
@@ -276,6 +279,17 @@ export function renderMarkdown(r: Report): string {
   if (r.goals.length) {
     out.push('', '| goal | path | value | target | met |', '|---|---|---:|---:|:---:|');
     for (const g of r.goals) out.push(`| ${g.goal} | ${g.path} | ${g.value === null ? '–' : g.value.toFixed(2)} | ${g.target} | ${g.met === null ? '?' : g.met ? 'yes' : 'no'} |`);
+  }
+  const profiled = r.paths.filter((p) => p.profiles?.length);
+  if (profiled.length) {
+    out.push('', 'CPU profiles of our daemons under load (`node --cpu-prof`, event-loop thread, self time as % of non-idle time):', '');
+    for (const p of profiled) {
+      for (const prof of p.profiles ?? []) {
+        const busy = prof.totalMs - prof.idleMs;
+        const host = prof.file.split('/').slice(-2, -1)[0] ?? p.id;
+        out.push(`- ${host} (${busy.toFixed(0)} ms busy of ${prof.totalMs.toFixed(0)} ms): ` + prof.top.filter((t) => t.name !== '(idle)').slice(0, 6).map((t) => `${mdText(t.name, 40)} ${busy > 0 ? ((100 * t.selfMs) / busy).toFixed(0) : 0}%${t.location ? ` (\`${mdText(t.location, 60)}\`)` : ''}`).join(', '));
+      }
+    }
   }
   out.push('', `CPU per packet: ${m.cpuAccounting.formula}`);
   for (const n of m.notes) out.push(`- ${n}`);
