@@ -179,11 +179,7 @@ export class Fdb {
 
   /** True when an entry for exactly (vni, mac) exists (expired learned entries count until swept). */
   has(vni: number, mac: number): boolean {
-    const k = this.key;
-    k[0] = vni;
-    k[1] = (mac / TWO32) | 0;
-    k[2] = mac | 0;
-    return this.map.get(k, 0) >= 0;
+    return this.map.get3(vni, (mac / TWO32) | 0, mac | 0) >= 0;
   }
 
   /** Number of entries (an entry with several destinations counts once). */
@@ -209,15 +205,11 @@ export class Fdb {
    * next lookup on this table. Allocation-free.
    */
   lookup(vni: number, mac: number): FdbEntry | undefined {
-    const k = this.key;
-    k[0] = vni;
-    k[1] = (mac / TWO32) | 0;
-    k[2] = mac | 0;
-    let s = this.find(k);
+    let s = this.map.get3(vni, (mac / TWO32) | 0, mac | 0);
+    if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
     if (s < 0 && mac !== 0) {
-      k[1] = 0;
-      k[2] = 0;
-      s = this.find(k);
+      s = this.map.get3(vni, 0, 0);
+      if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
     }
     if (s >= 0) return this.fill(s);
     this.miss(vni, mac);
@@ -388,6 +380,15 @@ export class Fdb {
     const s = this.map.get(k, 0);
     if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED && this.clock() - this.upd[s]! > this.ageing) {
       this.remove(s, k);
+      return -1;
+    }
+    return s;
+  }
+
+  /** Slot `s` (a learned entry) or -1 if it expired (then it is removed). */
+  private expireCheck(s: number): number {
+    if (this.clock() - this.upd[s]! > this.ageing) {
+      this.remove(s, this.keyOf(s));
       return -1;
     }
     return s;

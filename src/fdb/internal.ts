@@ -286,6 +286,23 @@ export class WordsMap {
     return true;
   }
 
+  /** Value for the 3-word key (a, b, c) or -1; only for maps made with words = 3. Allocation-free. */
+  get3(a: number, b: number, c: number): number {
+    let h = a;
+    h = (Math.imul(h ^ (h >>> 15), -2048144789) + b) | 0;
+    h = (Math.imul(h ^ (h >>> 15), -2048144789) + c) | 0;
+    const t = this.t;
+    const mask = this.mask;
+    let i = h32(h, this.shift);
+    for (;;) {
+      const o = i << 2;
+      const v = t[o + 3]!;
+      if (v < 0) return -1;
+      if (t[o] === a && t[o + 1] === b && t[o + 2] === c) return v;
+      i = (i + 1) & mask;
+    }
+  }
+
   /** Value for key words `k[ko..ko+W)` or -1. */
   get(k: Int32Array, ko = 0): number {
     const t = this.t;
