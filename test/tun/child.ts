@@ -43,7 +43,11 @@ function echoReply(b: Buffer, off: number, len: number): boolean {
 }
 
 async function tunPing(): Promise<void> {
-  const dev = await TunDevice.create({ name: 'odtun0', mtu: 1400, addresses: ['198.19.0.1/24'], up: true, batch: 32 });
+  // argv[3] === 'vnet': IFF_VNET_HDR (virtio header kept out of the slots) on odtun5 / 198.19.4.0/24.
+  const vnet = process.argv[3] === 'vnet';
+  const dev = vnet
+    ? await TunDevice.create({ name: 'odtun5', mtu: 1400, addresses: ['198.19.4.1/24'], up: true, batch: 32, vnetHdr: true })
+    : await TunDevice.create({ name: 'odtun0', mtu: 1400, addresses: ['198.19.0.1/24'], up: true, batch: 32 });
   let replies = 0;
   dev.onBatch((slots: PacketSlot[], count: number) => {
     const out: PacketSlot[] = [];
@@ -135,11 +139,15 @@ async function lifecycle(): Promise<void> {
   const tap = await TapDevice.create({ name: 'odlife1' });
   let err: { code?: string; message?: string } = {};
   try { TunDevice.open({ name: 'odlife0' }); } catch (e) { err = e as Error & { code?: string }; }
-  say({ ev: 'ready', busy: { code: err.code, message: err.message } });
+  const mq = await TunDevice.create({ name: 'odlife2', multiQueue: true });
+  const q2 = mq.openQueue();
+  const persist = await TapDevice.create({ name: 'odlife3', persist: true });
+  say({ ev: 'ready', busy: { code: err.code, message: err.message }, q2name: q2.name, mqFlag: mq.multiQueue });
   onStdin((line) => {
+    if (line === 'closeq1') { mq.close(); say({ ev: 'closedq1' }); }
     if (line === 'close') {
-      tun.close(); tun.close(); tap.close();
-      say({ ev: 'closed', closed: tun.closed && tap.closed });
+      tun.close(); tun.close(); tap.close(); q2.close(); persist.close();
+      say({ ev: 'closed', closed: tun.closed && tap.closed && q2.closed && persist.closed });
     }
   });
 }

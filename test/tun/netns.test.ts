@@ -77,6 +77,14 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     expect(() => h.ip('link', 'show', 'odtun0')).toThrow();
   });
 
+  it('TUN with IFF_VNET_HDR: the virtio header stays out of the slots and ping still works', async () => {
+    const c = start(h, 'tunPing', ['vnet']);
+    await c.wait((e) => e.ev === 'ready');
+    expect(h.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', '198.19.4.2'])).toMatch(/2 packets transmitted, 2 received/);
+    c.end();
+    await c.exited;
+  });
+
   it('TUN: several queued packets come back in one batch, at HEADROOM', async () => {
     const c = start(h, 'tunBatch');
     const r = await c.wait((e) => e.ev === 'result');
@@ -119,11 +127,21 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     const before = host.ip('-o', 'link', 'show');
     expect(before).toContain('odlife0');
     expect(before).toContain('odlife1');
+    expect(before).toContain('odlife3');
+    expect(ready.q2name).toBe('odlife2');
+    expect(host.ip('-d', 'link', 'show', 'odlife2')).toMatch(/multi_queue/);
+    // A multi-queue device lives while any queue is open.
+    c.send('closeq1');
+    await c.wait((e) => e.ev === 'closedq1');
+    expect(host.ip('-o', 'link', 'show')).toContain('odlife2');
     c.send('close');
     const closed = await c.wait((e) => e.ev === 'closed');
     expect(closed.closed).toBe(true);
     const after = host.ip('-o', 'link', 'show');
-    expect(after).not.toContain('odlife');
+    expect(after).not.toMatch(/odlife[012]/);
+    // The persistent TAP outlives its fd (TUNSETPERSIST), until deleted.
+    expect(after).toContain('odlife3');
+    host.ip('link', 'del', 'odlife3');
     c.end();
     await c.exited;
     // Only loopback remains in the namespace.
