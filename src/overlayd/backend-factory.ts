@@ -10,7 +10,9 @@ import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
 import { UdpBackend, VxlanBackend, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
+import { defaultIo, preloadIo } from '../vtep/io.js';
 import { ConfigError, type BackendType } from './config.js';
+import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
 
 /** Everything overlayd knows when it creates the dataplane. */
@@ -80,11 +82,16 @@ export function stableVtepMac(subnet: string): string {
   return ['0a', '58', ...ip].join(':');
 }
 
-/** The default factory: `new UdpBackend(opts)` / `new VxlanBackend(opts)` from src/vtep. */
-export const defaultBackendFactory: BackendFactory = (p) => {
+/**
+ * The default factory: `new UdpBackend(opts)` / `new VxlanBackend(opts)` from src/vtep.
+ * With a capture tap, the backend's device/socket I/O is wrapped by {@link tapIo}.
+ */
+export const defaultBackendFactory: BackendFactory = async (p) => {
   const opts = toBackendOptions(p);
-  // A capture hook is passed when the dataplane grows one (see PacketTap); unknown options are ignored.
-  if (p.tap) (opts as { tap?: PacketTap }).tap = p.tap;
+  if (p.tap) {
+    await preloadIo(); // the backends only preload src/tun for their own default I/O
+    opts.io = tapIo(defaultIo, p.tap, p.localIp);
+  }
   return p.type === 'udp' ? new UdpBackend(opts) : new VxlanBackend(opts);
 };
 

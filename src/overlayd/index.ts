@@ -26,6 +26,7 @@ export {
   type SubnetEnv,
 } from './config.js';
 export { compileIfaceRegex, pickInterface, listInterfaces, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
+export { tapIo } from './tap-io.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
 export { createMetrics, startHttp, formatStatsLine, type InfoLabels } from './metrics.js';
 export { defaultBackendFactory, toBackendOptions, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';

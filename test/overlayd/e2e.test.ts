@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
@@ -36,7 +37,8 @@ describe.runIf(requireNetns()).each(['udp', 'vxlan'] as const)('overlayd end to 
   };
   const start = async (h: H): Promise<void> => {
     h.d = startOverlayd(h.ns, ['--net-conf', conf, '--subnet', h.subnet, '--iface', 'eth0', '--peers', h.peers, '--peers-debounce-ms', '50',
-      '--subnet-file', join(h.dir, 'subnet.env'), '--lease-out', join(h.dir, 'lease.json'), '--transport', TRANSPORT]);
+      '--subnet-file', join(h.dir, 'subnet.env'), '--lease-out', join(h.dir, 'lease.json'), '--transport', TRANSPORT,
+      ...(h.n === 1 ? ['--pcap', join(h.dir, 'h1.pcap')] : [])]);
     await h.d.waitFor(/running/);
   };
   const stop = async (h: H): Promise<number | null> => {
@@ -164,5 +166,14 @@ describe.runIf(requireNetns()).each(['udp', 'vxlan'] as const)('overlayd end to 
       expect(nsState(h.ns)).toBe(h.baseline);
       expect(h.d!.err()).toMatch(/stopped; removed what we created/);
     }
+  });
+
+  it('--pcap on h1 captured inner and outer packets in a file tcpdump reads', () => {
+    const out = execFileSync('tcpdump', ['-nn', '-r', join(hosts[0]!.dir, 'h1.pcap')], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+    const port = type === 'udp' ? 8285 : 8472;
+    expect(out).toMatch(/IP 198\.19\.1\.1 > 198\.19\.2\.1: ICMP echo request/); // inner, read from the device
+    expect(out).toMatch(/IP 198\.19\.2\.1 > 198\.19\.1\.1: ICMP echo reply/); // inner, written to the device
+    expect(out).toMatch(new RegExp(`IP 198\\.18\\.0\\.1\\.\\d+ > 198\\.18\\.0\\.2\\.${port}: `)); // outer, sent
+    expect(out).toMatch(new RegExp(`IP 198\\.18\\.0\\.2\\.\\d+ > 198\\.18\\.0\\.1\\.${port}: `)); // outer, received
   });
 });
