@@ -346,7 +346,7 @@ export function renderSvg(r: Report): string {
   for (const p of bars) {
     o.push(`<rect x="${lx}" y="48" width="12" height="12" fill="${COLORS[p.id]}"/>`);
     o.push(`<text x="${lx + 16}" y="58">${xmlEscape(p.label)}</text>`);
-    lx += 30 + p.label.length * 6.4;
+    lx += 34 + p.label.length * 6.8;
   }
   o.push(`<line x1="20" y1="67" x2="20" y2="79" stroke="#000" stroke-width="1.5"/>`);
   o.push(`<text x="26" y="77">kernel VXLAN = 1×</text>`);
@@ -385,6 +385,8 @@ export function renderSvg(r: Report): string {
         const reach = f.ratioRange && f.n > 1 ? (f.ratio >= 1 ? Math.max(x2, x(f.ratioRange[1])) : Math.min(x2, x(f.ratioRange[0]))) : x2;
         const tx = f.ratio >= 1 ? reach + 4 : reach - 4;
         o.push(`<text x="${tx.toFixed(1)}" y="${by + barH - 2}" text-anchor="${f.ratio >= 1 ? 'start' : 'end'}" font-size="11">${f.ratio.toFixed(2)}×</text>`);
+      } else if (p.error) {
+        o.push(`<text x="${(x(1) + 4).toFixed(1)}" y="${by + barH - 2}" font-size="10" fill="#999">${xmlEscape(`${p.label}: not measured`)}</text>`);
       }
       by += barH + gap;
     }

@@ -57,11 +57,24 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
   const t0 = Date.now();
   s.log(`== ${id}: ${PATH_LABELS[id]}`);
   try {
-    bed = await createBed(s.mtu);
-    liveBeds.add(bed);
-    const workDir = join(s.workDir, bed.tb.prefix);
-    mkdirSync(workDir, { recursive: true });
-    inst = await path.setup(bed, { workDir, log: s.log, ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}) });
+    // Set up; one retry on a fresh testbed (a daemon can fail to start for a passing reason).
+    for (let attempt = 1; ; attempt++) {
+      bed = await createBed(s.mtu);
+      liveBeds.add(bed);
+      const workDir = join(s.workDir, bed.tb.prefix);
+      mkdirSync(workDir, { recursive: true });
+      try {
+        inst = await path.setup(bed, { workDir, log: s.log, ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}) });
+        break;
+      } catch (e) {
+        bed.tb.destroy();
+        liveBeds.delete(bed);
+        bed = undefined;
+        if (attempt >= 2) throw e;
+        s.log(`  ${id}: setup failed (${(e as Error).message.slice(0, 300)}); retrying once on a fresh testbed`);
+        await sleep(2000);
+      }
+    }
     result.config = inst.config;
     const a = bed.a, b = bed.b;
     const first = await measureRtt(a.ns, a.workload, b.workload, 3).catch((e: Error) => e);
