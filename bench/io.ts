@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { TunDevice, createTransport, allocSlots, allocDatagramSlots, HEADROOM, type PacketSlot } from '../src/tun/index.js';
+import { TunDevice, Rtnl, createTransport, allocSlots, allocDatagramSlots, HEADROOM, type PacketSlot } from '../src/tun/index.js';
 
 /** One raw I/O result row. */
 export interface Row {
@@ -33,6 +33,8 @@ export interface Row {
   otherLabel?: string;
   /** Measurement window, ms. */
   ms: number;
+  /** Extra detail (e.g. mean packets per batch callback). */
+  note?: string;
 }
 
 /** Options of runIoBench. */
@@ -65,6 +67,7 @@ function csum16(b: Buffer, off: number, len: number): number {
 
 async function childTunRead(): Promise<void> {
   const dev = await TunDevice.create({ name: 'odio0', addresses: ['198.19.10.1/24'], up: true, batch: 64 });
+  await Rtnl.shared().setLink(dev.ifindex, { txqlen: 10000 });
   let count = 0, batches = 0, t0 = 0;
   dev.onBatch((_s, n) => { if (!t0) t0 = performance.now(); count += n; batches++; });
   say({ ev: 'ready' });
@@ -109,9 +112,10 @@ async function childUdpRecv(kind: 'dgram' | 'mmsg'): Promise<void> {
   const t = createTransport(kind, { batch: 64, rcvbuf: 4 << 20 });
   await t.bind(0, '127.0.0.1');
   let count = 0, t0 = 0, last = 0;
-  t.onBatch((_s, n) => { const now = performance.now(); if (!t0) t0 = now; last = now; count += n; });
+  let batches = 0;
+  t.onBatch((_s, n) => { const now = performance.now(); if (!t0) t0 = now; last = now; count += n; batches++; });
   say({ ev: 'ready', port: t.localPort() });
-  onStop(() => { say({ ev: 'done', count, ms: last - t0 }); t.close(); process.exit(0); });
+  onStop(() => { say({ ev: 'done', count, batches, ms: last - t0 }); t.close(); process.exit(0); });
 }
 
 async function childUdpSend(kind: 'dgram' | 'mmsg', port: number, size: number, ms: number, host: string, bind: string): Promise<void> {
@@ -190,12 +194,12 @@ export async function runIoBench(opts: IoBenchOptions = {}): Promise<Row[]> {
       // TUN read: generator (sendmmsg) -> kernel -> TUN -> reader.
       const reader = track(startChild(ns, ['tun-read']));
       await reader.next((e) => e.ev === 'ready');
-      execFileSync('ip', ['-n', ns, 'link', 'set', 'odio0', 'txqueuelen', '10000']);
       const gen = track(startChild(ns, ['udp-send', 'mmsg', '9', '64', String(ms), '198.19.10.2', '198.19.10.1']));
       const g = await gen.next((e) => e.ev === 'done', ms + 30_000);
       reader.p.stdin!.write('stop\n');
       const r = await reader.next((e) => e.ev === 'done');
       const rr = row('TUN read (onBatch), 64 B UDP', Number(r.count), Number(r.ms), (Number(g.sent) * 1000) / Number(g.ms), 'generated/s');
+      rr.note = `mean batch ${(Number(r.count) / Math.max(1, Number(r.batches))).toFixed(1)}`;
       rows.push(rr);
       // TUN write.
       const w = track(startChild(ns, ['tun-write', String(ms)]));
@@ -212,7 +216,9 @@ export async function runIoBench(opts: IoBenchOptions = {}): Promise<Row[]> {
         await new Promise((res) => setTimeout(res, 100));
         rcv.p.stdin!.write('stop\n');
         const r = await rcv.next((e) => e.ev === 'done');
-        rows.push(row(`UDP loopback ${kind}, ${size} B: received`, Number(r.count), Number(r.ms), (Number(s.sent) * 1000) / Number(s.ms), 'sent/s'));
+        const ur = row(`UDP loopback ${kind}, ${size} B: received`, Number(r.count), Number(r.ms), (Number(s.sent) * 1000) / Number(s.ms), 'sent/s');
+        ur.note = `mean batch ${(Number(r.count) / Math.max(1, Number(r.batches))).toFixed(1)}`;
+        rows.push(ur);
       }
     }
   } finally {
@@ -224,7 +230,7 @@ export async function runIoBench(opts: IoBenchOptions = {}): Promise<Row[]> {
     console.log(`raw I/O (${ms} ms per measurement${ns ? ', in a network namespace' : ', no namespace: TUN rows skipped'})`);
     console.log(`${'measurement'.padEnd(46)} ${'pkts/s'.padStart(10)} ${'ns/pkt'.padStart(8)}  other`);
     for (const r of rows) {
-      console.log(`${r.name.padEnd(46)} ${fmt(r.perSec).padStart(10)} ${r.nsPerPacket.toFixed(0).padStart(8)}  ${r.otherLabel ? `${fmt(r.otherPerSec ?? 0)} ${r.otherLabel}` : ''}`);
+      console.log(`${r.name.padEnd(46)} ${fmt(r.perSec).padStart(10)} ${r.nsPerPacket.toFixed(0).padStart(8)}  ${r.otherLabel ? `${fmt(r.otherPerSec ?? 0)} ${r.otherLabel}` : ''}${r.note ? `; ${r.note}` : ''}`);
     }
   }
   return rows;

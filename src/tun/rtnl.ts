@@ -22,7 +22,7 @@ const RTM_NEWADDR = 20, RTM_DELADDR = 21, RTM_GETADDR = 22;
 const RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26;
 const RTM_NEWNEIGH = 28, RTM_DELNEIGH = 29, RTM_GETNEIGH = 30;
 const AF_UNSPEC = 0, AF_INET = 2, AF_BRIDGE = 7, AF_INET6 = 10;
-const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_OPERSTATE = 16, IFLA_LINKINFO = 18;
+const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_TXQLEN = 13, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_OPERSTATE = 16, IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
 const IFLA_VXLAN_ID = 1, IFLA_VXLAN_LINK = 3, IFLA_VXLAN_LOCAL = 4, IFLA_VXLAN_LEARNING = 7, IFLA_VXLAN_PORT = 15, IFLA_VXLAN_LOCAL6 = 17;
 const IFF_UP = 0x1;
@@ -64,6 +64,8 @@ export interface LinkInfo {
   master?: number;
   /** IF_OPER_* state. */
   operstate?: number;
+  /** Transmit queue length. */
+  txqlen?: number;
 }
 
 /** Changes applied by `Rtnl.setLink`. */
@@ -75,6 +77,8 @@ export interface LinkChange {
   mac?: string;
   /** Rename (link must be down). */
   name?: string;
+  /** Transmit queue length (`ip link set DEV txqueuelen N`). */
+  txqlen?: number;
 }
 
 /** An interface address as read back from the kernel. */
@@ -441,6 +445,7 @@ export class Rtnl {
       if (k) info.kind = k.toString('utf8').replace(/\0.*$/s, '');
     }
     if (a.has(IFLA_MASTER)) info.master = u32(a.get(IFLA_MASTER)!, 0);
+    if (a.has(IFLA_TXQLEN)) info.txqlen = u32(a.get(IFLA_TXQLEN)!, 0);
     if (a.has(IFLA_OPERSTATE)) info.operstate = a.get(IFLA_OPERSTATE)![0];
     return info;
   }
@@ -496,6 +501,7 @@ export class Rtnl {
     if (change.mtu !== undefined) attrs.u32(IFLA_MTU, change.mtu);
     if (change.mac !== undefined) attrs.add(IFLA_ADDRESS, macToBytes(change.mac));
     if (change.name !== undefined) attrs.str(IFLA_IFNAME, change.name);
+    if (change.txqlen !== undefined) attrs.u32(IFLA_TXQLEN, change.txqlen);
     const flags = change.up ? IFF_UP : 0;
     const mask = change.up === undefined ? 0 : IFF_UP;
     this.doRequest(RTM_NEWLINK, 0, Buffer.concat([Rtnl.ifinfo(AF_UNSPEC, index, flags, mask), attrs.bytes()]), `RTM_NEWLINK ${ref}`);
