@@ -15,13 +15,14 @@ import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { nsState, sleep, startOverlayd, type Daemon } from './helpers.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
-const TRANSPORT = (process.env.OVERLAYD_E2E_TRANSPORT ?? 'dgram') as 'dgram' | 'mmsg';
 
 interface H { n: number; ns: NsHost; ip: string; gw: string; subnet: string; dir: string; peers: string; d?: Daemon; baseline?: string }
 
-describe.runIf(requireNetns()).each(['udp', 'vxlan'] as const)('overlayd end to end (%s backend)', (type) => {
-  const tb = new Testbed(type === 'udp' ? 'ovu' : 'ovx');
-  const dir = mkdtempSync(join(tmpdir(), `od-e2e-${type}-`));
+const combos: ['udp' | 'vxlan', 'dgram' | 'mmsg'][] = [['udp', 'mmsg'], ['vxlan', 'mmsg'], ['udp', 'dgram']];
+
+describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s transport)', (type, TRANSPORT) => {
+  const tb = new Testbed(`ov${type[0]}${TRANSPORT[0]}`);
+  const dir = mkdtempSync(join(tmpdir(), `od-e2e-${type}-${TRANSPORT}-`));
   const hosts: H[] = [];
   const conf = join(dir, 'net-conf.json');
   const dev = type === 'udp' ? 'flannel0' : 'flannel.1';
