@@ -85,7 +85,21 @@ export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; un
   h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - 50), 'address', o.mac);
   h.ip('addr', 'add', `${o.subnet.split('/')[0]}/32`, 'dev', dev);
   h.ip('link', 'set', dev, 'up');
+  txChecksumOff(h, dev);
   return { dev, mac: o.mac, lease: { subnet: o.subnet, publicIp: o.publicIp, backendType: 'vxlan', vni, vtepMac: o.mac } };
+}
+
+/**
+ * Turn off TX checksum offload on a kernel device. Over veth the kernel hands packets
+ * with CHECKSUM_PARTIAL (inner TCP checksum not yet filled in; a NIC would fill it) to
+ * our UDP socket, which cannot see that state; a real NIC, or this, completes it.
+ */
+export function txChecksumOff(h: NsHost, dev: string): void {
+  try {
+    h.exec('ethtool', ['-K', dev, 'tx', 'off']);
+  } catch {
+    h.exec('python3', [join(here, 'txoff.py'), dev]);
+  }
 }
 
 /** flannel's per-peer entries on a kernel VTEP: route via X onlink, permanent neighbour, bridge fdb dst. */
