@@ -9,6 +9,7 @@
 import { HEADROOM, SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot } from './types.js';
 import { native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF } from './native.js';
 import { Rtnl, type AddressInfo, type LinkInfo } from './rtnl.js';
+import { errnoName } from './errors.js';
 
 /** Size of `struct virtio_net_hdr` prepended to every packet when `vnetHdr` is set. */
 export const VNET_HDR_LEN = 10;
@@ -130,7 +131,7 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   private deliver = (count: number): void => {
     if (count < 0) {
       if (this.readErrors.length >= 16) this.readErrors.shift();
-      this.readErrors.push(`E${-count}`);
+      this.readErrors.push(errnoName(-count));
       return;
     }
     const d = this.rxDesc, s = this.slots;
