@@ -82,7 +82,11 @@ export function onesSum(buf: Uint8Array, off: number, len: number, initial = 0):
       b += u[w + 4]! + u[w + 5]! + u[w + 6]! + u[w + 7]!;
     }
     for (; w < chunkEnd; w++) a += u[w]!;
-    acc = csumFold(acc + csumFold(a + b));
+    // Fold the double accumulator inline (passing a non-Smi double to a call would box it).
+    let x = acc + a + b;
+    while (x > 0xffffffff) x = Math.floor(x / 65536) + (x % 65536);
+    x = (x >>> 16) + (x & 0xffff);
+    acc = (x >>> 16) + (x & 0xffff);
   }
   // Words were read in host order. On little-endian hosts a word starting at an even
   // span position sums to the byte-swapped value; on big-endian hosts, an odd one does.

@@ -101,22 +101,20 @@ export function emitVxlanGbp(buf: Uint8Array, off: number, vni: number, groupId:
 // Flow hash and source port
 // ---------------------------------------------------------------------------
 
+/** One multiply-xor-rotate step per 32-bit word (the murmur finaliser below does the avalanche). */
 function mix(h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, 0x1b873593);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+  h = Math.imul(h ^ k, 0x9e3779b1);
+  return (h << 13) | (h >>> 19);
 }
 
+/** murmur3 finaliser, reduced to 31 bits so the result is always a Smi (never boxed). */
 function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h >>> 1;
 }
 
 function rd32(b: Uint8Array, o: number): number {
@@ -124,7 +122,7 @@ function rd32(b: Uint8Array, o: number): number {
 }
 
 /**
- * 32-bit hash (murmur3 mixing) of the inner Ethernet frame's flow: destination and
+ * 31-bit non-zero hash (multiply-rotate mixing + murmur3 finaliser) of the inner Ethernet frame's flow: destination and
  * source MACs, EtherType, and for IPv4/IPv6 the addresses, protocol and (TCP, UDP,
  * SCTP, not a non-first fragment) the ports. Reads only inside `buf[off..off+len)`;
  * a short frame hashes what it has. Allocation-free; never returns 0.
@@ -517,9 +515,12 @@ export function vxlanDecapFrame(
     if (hl < IPV4_HLEN || p + hl > end) return 'bad-header-length';
     const tl = (buf[p + 2]! << 8) | buf[p + 3]!;
     if (tl < hl || p + tl > end) return 'bad-total-length';
-    // Header checksum (20..60 bytes, 16-bit words).
-    let s = 0;
-    for (let i = 0; i < hl; i += 2) s += (buf[p + i]! << 8) | buf[p + i + 1]!;
+    // Header checksum (20..60 bytes, 16-bit words); the option-less header unrolled.
+    let s = ((buf[p]! << 8) | buf[p + 1]!) + ((buf[p + 2]! << 8) | buf[p + 3]!) + ((buf[p + 4]! << 8) | buf[p + 5]!) +
+      ((buf[p + 6]! << 8) | buf[p + 7]!) + ((buf[p + 8]! << 8) | buf[p + 9]!) + ((buf[p + 10]! << 8) | buf[p + 11]!) +
+      ((buf[p + 12]! << 8) | buf[p + 13]!) + ((buf[p + 14]! << 8) | buf[p + 15]!) + ((buf[p + 16]! << 8) | buf[p + 17]!) +
+      ((buf[p + 18]! << 8) | buf[p + 19]!);
+    for (let i = IPV4_HLEN; i < hl; i += 2) s += (buf[p + i]! << 8) | buf[p + i + 1]!;
     s = (s & 0xffff) + (s >>> 16);
     s = (s & 0xffff) + (s >>> 16);
     if (s !== 0xffff) return 'bad-ip-checksum';

@@ -124,6 +124,8 @@ const ttlScratch = new Uint8Array(2048);
 const optsAny = vxlanDecapOptions({ vni: -1, port: -1, gbp: true, verifyUdpChecksum: true, allowZeroChecksum6: false });
 const optsStrict = vxlanDecapOptions({ vni: 1, port: 8472, gbp: false });
 
+let lastDecap = '';
+
 function checkDecap(r: string, b: Uint8Array, off: number, len: number, what: string): void {
   reason(r, R_DECAP, what);
   if (r !== 'ok') return;
@@ -146,15 +148,17 @@ function runAll(b: Uint8Array, off: number, len: number, mutable: boolean): void
     r = arp.check(b, po, pl); reason(r, R_ARP, 'arp');
     if (r === 'ok') { num(arp.op, 'arp.op'); num(arp.sha, 'arp.sha'); num(arp.spa, 'arp.spa'); num(arp.tha, 'arp.tha'); num(arp.tpa, 'arp.tpa'); }
     runIp(b, po, pl, mutable);
-    num(innerFlowHash(b, off, len), 'innerFlowHash');
   }
   runIp(b, off, len, mutable);
   r = vx.check(b, off, len, (len & 1) === 1 ? 1 : -1); reason(r, R_VX, 'vxlan');
   if (r === 'ok') { num(vx.vni, 'vx.vni'); num(vx.flags, 'vx.flags'); num(vx.gbpId, 'vx.gbpId'); bool(vx.hasGbp, 'vx.hasGbp'); bool(vx.gbpDontLearn, 'vx.D'); bool(vx.gbpApplied, 'vx.A'); }
   checkDecap(vxlanDecapSocket(b, off, len, -1, res, true), b, off, len, 'decapSocket');
-  checkDecap(vxlanDecapSocket(b, off, len, 4242, res, false), b, off, len, 'decapSocket4242');
-  checkDecap(vxlanDecapFrame(b, off, len, optsAny, res), b, off, len, 'decapFrame');
-  checkDecap(vxlanDecapFrame(b, off, len, optsStrict, res), b, off, len, 'decapFrameStrict');
+  lastDecap = vxlanDecapFrame(b, off, len, optsAny, res);
+  checkDecap(lastDecap, b, off, len, 'decapFrame');
+  if (!mutable) { // extra option variants on the (slower) Proxy pass
+    checkDecap(vxlanDecapSocket(b, off, len, 4242, res, false), b, off, len, 'decapSocket4242');
+    checkDecap(vxlanDecapFrame(b, off, len, optsStrict, res), b, off, len, 'decapFrameStrict');
+  }
   r = flannelUdpValidate(b, off, len, true); reason(r, R_IP4, 'flannel');
   num(innerFlowHash(b, off, len), 'innerFlowHash');
 }
@@ -297,7 +301,7 @@ describe('fuzz', () => {
         throw new Error(`iteration ${i}: ${(e as Error).message}; off=${off} len=${len} buf=${Buffer.from(b).toString('hex')}`);
       }
       if (bad) throw new Error(`iteration ${i}: ${bad}; off=${off} len=${len} buf=${Buffer.from(b).toString('hex')}`);
-      if (vxlanDecapFrame(b, off, len, optsAny, res) === 'ok') oks++;
+      if (lastDecap === 'ok') oks++;
     }
     // The mutations keep a good share of packets valid, so the post-'ok' paths are exercised.
     expect(oks).toBeGreaterThan(N / 50);
