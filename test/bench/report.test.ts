@@ -165,3 +165,16 @@ describe('bench parsers', () => {
     expect(() => parseBenchArgs(['--paths', 'bogus'])).toThrow(/unknown path/);
   });
 });
+
+describe('bench overlayd launcher', () => {
+  it('writes flannel net-conf.json and finds the daemon', async () => {
+    const { netConf, findOverlayd } = await import('../../bench/paths/overlayd.js');
+    expect(JSON.parse(netConf('198.19.0.0/16', 'vxlan'))).toEqual({ Network: '198.19.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan', VNI: 1, Port: 8472 } });
+    expect(JSON.parse(netConf('198.19.0.0/16', 'udp'))).toEqual({ Network: '198.19.0.0/16', SubnetLen: 24, Backend: { Type: 'udp', Port: 8285 } });
+    const e = findOverlayd();
+    expect(e).not.toBeNull();
+    expect(e?.script).toMatch(/(src\/overlayd\/main\.ts|dist\/overlayd\/main\.js)$/);
+    if (e?.kind === 'tsx') expect(e.nodeArgs).toEqual(['--import', 'tsx']);
+    expect(findOverlayd('/nonexistent')).toBeNull();
+  });
+});
