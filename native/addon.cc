@@ -115,7 +115,9 @@ static void SockaddrToDesc(const sockaddr_storage* ss, uint32_t* d, uint8_t* a6)
 // Build a destination sockaddr from descriptor fields for a socket of sockFamily.
 static socklen_t DescToSockaddr(const uint32_t* d, const uint8_t* a6, int sockFamily, sockaddr_storage* ss) {
   memset(ss, 0, sizeof(sockaddr_in6));
-  if (sockFamily == AF_INET6) {
+  // An IPv6 destination on an IPv4 socket gets an AF_INET6 sockaddr: the kernel rejects
+  // that one datagram (dropped) instead of sending it to a bogus IPv4 address.
+  if (sockFamily == AF_INET6 || d[2] == 6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(ss);
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(static_cast<uint16_t>(d[3]));
