@@ -1,56 +1,24 @@
 /**
- * Default device/socket factory: src/tun's TUN/TAP devices and UDP transports,
- * loaded on first use.
+ * Default device/socket factory: src/tun's TUN/TAP devices and UDP transports.
  */
-import type { PacketDevice, UdpTransport } from '../tun/types.js';
+import { TapDevice, TunDevice, createTransport } from '../tun/index.js';
 import type { DataplaneIo } from './options.js';
-import { FallbackDgramTransport } from './dgram-fallback.js';
 
-type DeviceCtor = { create?: (opts: { name: string }) => Promise<PacketDevice>; open?: (opts: { name: string }) => PacketDevice };
-interface TunModule {
-  TunDevice?: DeviceCtor;
-  TapDevice?: DeviceCtor;
-  createTransport?: (kind: 'dgram' | 'mmsg') => UdpTransport;
-}
+/** Receive batch size of the default devices and transports. */
+export const DEFAULT_BATCH = 64;
 
-let mod: TunModule | undefined;
-
-async function load(): Promise<TunModule> {
-  if (!mod) {
-    const m = { ...((await import('../tun/index.js')) as unknown as TunModule) };
-    if (!m.TunDevice) {
-      // src/tun's device module before it is re-exported from its index
-      const spec = '../tun/device.js';
-      try { Object.assign(m, (await import(spec)) as TunModule); } catch { /* not there */ }
-    }
-    mod = m;
-  }
-  return mod;
-}
-
-function openWith(ctor: DeviceCtor | undefined, what: string, name: string): PacketDevice | Promise<PacketDevice> {
-  if (!ctor) throw new Error(`src/tun does not export ${what}`);
-  if (typeof ctor.open === 'function') return ctor.open({ name });
-  if (typeof ctor.create === 'function') return ctor.create({ name });
-  throw new Error(`src/tun's ${what} has no open()/create()`);
-}
-
-/** The default DataplaneIo (src/tun). */
+/** The default DataplaneIo (src/tun): devices opened without link configuration (the backend configures them). */
 export const defaultIo: DataplaneIo = {
-  async openTun(name) {
-    return openWith((await load()).TunDevice, 'TunDevice', name);
+  openTun(name) {
+    return TunDevice.open({ name, batch: DEFAULT_BATCH });
   },
-  async openTap(name) {
-    return openWith((await load()).TapDevice, 'TapDevice', name);
+  openTap(name) {
+    return TapDevice.open({ name, batch: DEFAULT_BATCH });
   },
   createTransport(kind) {
-    if (mod?.createTransport) return mod.createTransport(kind);
-    if (kind === 'dgram') return new FallbackDgramTransport();
-    throw new Error('src/tun has no createTransport (mmsg transport unavailable)');
+    return createTransport(kind, { batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20 });
   },
 };
 
-/** Load src/tun ahead of createTransport (called by start()). */
-export async function preloadIo(): Promise<void> {
-  await load();
-}
+/** Kept for callers written against the lazily loading version: src/tun is now imported statically, so this does nothing. */
+export async function preloadIo(): Promise<void> {}

@@ -3,10 +3,12 @@
  * per-peer routes flannel installs. Operations are queued and run in order, so the
  * synchronous addPeer/removePeer can schedule route changes and stop() can wait for them.
  *
- * Implemented with iproute2 (`ip`) as a private helper of src/vtep (see report: the
- * rtnetlink client of src/tun can replace it behind the same small interface).
+ * The default is {@link RtnlNet} (src/tun's rtnetlink client); {@link IpCommandNet}
+ * does the same with iproute2.
  */
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { Rtnl } from '../tun/index.js';
 
 /** What a dataplane needs from the kernel. */
 export interface KernelNet {
@@ -64,9 +66,52 @@ export class IpCommandNet implements KernelNet {
 
   deviceSysctl(dev: string, key: string, value: string): Promise<void> {
     return this.enqueue(async () => {
-      const { writeFile } = await import('node:fs/promises');
       await writeFile(`/proc/sys/net/ipv4/conf/${dev}/${key}`, value).catch(() => undefined);
     });
+  }
+
+  flush(): Promise<void> {
+    return this.chain;
+  }
+}
+
+/** KernelNet over src/tun's rtnetlink client (this process's namespace), operations serialized in call order. */
+export class RtnlNet implements KernelNet {
+  private chain: Promise<void> = Promise.resolve();
+  /** Errors of fire-and-forget operations (route updates from addPeer/removePeer). */
+  readonly errors: string[] = [];
+  private readonly rt: Rtnl;
+
+  constructor(rt?: Rtnl) {
+    this.rt = rt ?? Rtnl.shared();
+  }
+
+  private enqueue(fn: () => Promise<void>): Promise<void> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch((e: unknown) => {
+      this.errors.push(e instanceof Error ? e.message : String(e));
+    });
+    return p;
+  }
+
+  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void> {
+    return this.enqueue(async () => {
+      await this.rt.setLink(dev, opts.mac ? { mtu: opts.mtu, mac: opts.mac } : { mtu: opts.mtu });
+      await this.rt.addAddress(dev, opts.cidr, { replace: true });
+      await this.rt.linkUp(dev);
+    });
+  }
+
+  replaceRoute(dst: string, via: string, dev: string): Promise<void> {
+    return this.enqueue(() => this.rt.replaceRoute({ dst, via, dev, onlink: true }));
+  }
+
+  deleteRoute(dst: string, dev: string): Promise<void> {
+    return this.enqueue(() => this.rt.delRoute({ dst, dev }).catch(() => undefined));
+  }
+
+  deviceSysctl(dev: string, key: string, value: string): Promise<void> {
+    return this.enqueue(() => writeFile(`/proc/sys/net/ipv4/conf/${dev}/${key}`, value).catch(() => undefined));
   }
 
   flush(): Promise<void> {

@@ -46,7 +46,7 @@ export interface CommonBackendOptions {
   batchSize?: number;
   /** Device/socket factory; defaults to src/tun's TunDevice/TapDevice/createTransport. */
   io?: DataplaneIo;
-  /** Kernel configuration backend; defaults to iproute2. */
+  /** Kernel configuration backend; defaults to src/tun's rtnetlink client (RtnlNet). */
   kernel?: KernelNet;
 }
 

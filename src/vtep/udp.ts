@@ -15,9 +15,9 @@ import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tu
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, parseCidr, PrefixTable, type Prefix4 } from './tables.js';
-import { IpCommandNet, type KernelNet } from './kernel.js';
+import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, UdpBackendOptions } from './options.js';
-import { defaultIo, preloadIo } from './io.js';
+import { defaultIo } from './io.js';
 import {
   buildIcmpError, icmpErrorAllowed, ipv4DecTtl, ipv4DontFragment, ipv4TotLen, ipv4Valid,
   ICMP_DEST_UNREACH, ICMP_EXC_TTL, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, ICMP_TIME_EXCEEDED,
@@ -81,7 +81,7 @@ export class UdpBackend implements Backend {
     this.deviceName = opts.deviceName ?? 'flannel0';
     this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - UDP_OVERHEAD;
     this.io = opts.io ?? defaultIo;
-    this.kernel = opts.kernel ?? new IpCommandNet();
+    this.kernel = opts.kernel ?? new RtnlNet();
     this.strictSource = opts.strictSource ?? true;
     this.icmpSrc = this.subnet.net;
     this.batch = Math.max(1, opts.batchSize ?? 64);
@@ -96,7 +96,6 @@ export class UdpBackend implements Backend {
   /** Create the TUN and socket, configure the kernel side, start forwarding. */
   async start(): Promise<void> {
     if (this.running) return;
-    if (this.io === defaultIo) await preloadIo();
     const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
     try {
       await tr.bind(this.port, this.opts.bindAddress);

@@ -23,9 +23,9 @@ import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tu
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, parseCidr, PrefixTable, type Prefix4 } from './tables.js';
-import { IpCommandNet, type KernelNet } from './kernel.js';
+import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
-import { defaultIo, preloadIo } from './io.js';
+import { defaultIo } from './io.js';
 import {
   arpReplyInPlace, arpRequestTarget, buildIcmpError, formatMac, icmpErrorAllowed, ipv4DontFragment, ipv4TotLen,
   ipv4Valid, macIsGroup, parseMac, readMac, vxlanFlagsValid, vxlanVni, writeMac, writeVxlan,
@@ -120,7 +120,7 @@ export class VxlanBackend implements Backend {
     this.deviceName = opts.deviceName ?? `flannel.${this.vni}`;
     this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - VXLAN_OVERHEAD;
     this.io = opts.io ?? defaultIo;
-    this.kernel = opts.kernel ?? new IpCommandNet();
+    this.kernel = opts.kernel ?? new RtnlNet();
     this.gbp = opts.gbp ?? false;
     this.gbpPolicy = opts.gbpPolicy ?? 0;
     this.learning = opts.learning ?? false;
@@ -145,7 +145,6 @@ export class VxlanBackend implements Backend {
   /** Create the device and socket, configure the kernel side, start forwarding. */
   async start(): Promise<void> {
     if (this.running) return;
-    if (this.io === defaultIo) await preloadIo();
     const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
     try {
       await tr.bind(this.port, this.opts.bindAddress);
