@@ -4,9 +4,12 @@
  * Reports IPv4 route lookups per second (longest-prefix match, hits), full
  * resolve (route -> neighbour -> FDB) per second, and bytes per host for the
  * route + neighbour + FDB entries together (heapUsed + arrayBuffers delta with
- * forced GC; run with --expose-gc, e.g. `NODE_OPTIONS=--expose-gc npx tsx bench/tables.ts`).
+ * forced GC; --expose-gc is enabled at runtime if not given).
+ * Run: `npm run bench:tables` (or `npx tsx bench/tables.ts`).
  */
 import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { HostModel } from '../src/fdb/index.js';
 
 /** One result row. */
@@ -33,7 +36,17 @@ export interface TablesBenchOptions {
   print?: boolean;
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
+/** global.gc, or one obtained by enabling --expose-gc at runtime (works for `npm run bench:tables` too). */
+const gc: (() => void) | undefined = (() => {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) return g;
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    return undefined;
+  }
+})();
 
 function mem(): number {
   if (!gc) return NaN;
@@ -43,17 +56,31 @@ function mem(): number {
 }
 
 /** Subnet i: 64.0.0.0 + i*256 /24 (disjoint /24s), public 198.18.0.0 + i, MAC 0e:00:xx. */
-function build(n: number): { hm: HostModel; addMs: number; bytes: number } {
-  const before = mem();
-  const t0 = performance.now();
+function fill(n: number): HostModel {
   const hm = new HostModel({ vni: 1 });
   for (let i = 0; i < n; i++) {
     const p = (0x40000000 + i * 256) >>> 0;
     hm.addHost({ subnet: `${p >>> 24}.${(p >>> 16) & 255}.${(p >>> 8) & 255}.0/24`, publicIp: (0xc6120000 + i) >>> 0, vtepMac: 0x0e0000000000 + i });
   }
+  return hm;
+}
+
+/**
+ * Build a model of n hosts (timed), and measure bytes per host: small sizes are
+ * measured over several independent models (>= 100k hosts in total) so GC noise
+ * and fixed costs do not dominate; per-model fixed overhead is included.
+ */
+function build(n: number): { hm: HostModel; addMs: number; bytes: number } {
+  const t0 = performance.now();
+  const hm = fill(n);
   const addMs = performance.now() - t0;
+  const copies = Math.max(1, Math.ceil(100_000 / n));
+  const before = mem();
+  const keep: HostModel[] = [];
+  for (let c = 0; c < copies; c++) keep.push(fill(n));
   const after = mem();
-  return { hm, addMs, bytes: after - before };
+  if (keep.length !== copies) throw new Error('unreachable');
+  return { hm, addMs, bytes: (after - before) / copies };
 }
 
 function timeLoop(minMs: number, body: () => number): number {
@@ -77,6 +104,8 @@ export async function runTablesBench(opts: TablesBenchOptions = {}): Promise<Row
   const sizes = opts.sizes ?? [1000, 10000, 100000];
   const minMs = opts.minMs ?? 500;
   const rows: Row[] = [];
+  // Warm up: compile the add path so code and feedback vectors are not charged to the first size.
+  fill(2000);
   for (const n of sizes) {
     const { hm, addMs, bytes } = build(n);
     const dsts = new Uint32Array(DSTS);

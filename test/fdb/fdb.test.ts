@@ -154,18 +154,4 @@ describe('Fdb', () => {
     expect(f.size).toBe(0);
   });
 
-  it('lookup does not allocate', () => {
-    const f = new Fdb();
-    for (let i = 0; i < 1000; i++) f.add({ mac: A + i, dst: (0xc6120000 + i) >>> 0 });
-    let s = 0;
-    const run = (): void => {
-      for (let i = 0; i < 200_000; i++) s += f.lookup(1, A + (i % 1000))!.dests[0]!.port + 1;
-    };
-    run();
-    (globalThis as { gc?: () => void }).gc?.();
-    const before = process.memoryUsage().heapUsed;
-    run();
-    expect(process.memoryUsage().heapUsed - before).toBeLessThan(1_000_000);
-    expect(s).toBe(400_000);
-  });
 });

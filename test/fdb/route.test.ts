@@ -130,23 +130,6 @@ describe('RouteTable4 longest-prefix match', () => {
     expect(t.delete('198.19.3.0/24')).toBe(false);
   });
 
-  it('lookup does not allocate', () => {
-    const t = new RouteTable4();
-    for (let i = 0; i < 1000; i++) t.add({ dst: { prefix: (0xc0000000 + i * 256) >>> 0, prefixLen: 24 }, via: (0xc0000000 + i * 256) >>> 0, dev: 'flannel.1', onlink: true });
-    let s = 0;
-    const run = (): void => {
-      for (let i = 0; i < 200_000; i++) s += t.lookup((0xc0000000 + (i % 1000) * 256 + 7) >>> 0)!.prefixLen;
-    };
-    run();
-    const gc = (globalThis as { gc?: () => void }).gc;
-    gc?.();
-    const before = process.memoryUsage().heapUsed;
-    run();
-    const grown = process.memoryUsage().heapUsed - before;
-    expect(s).toBe(2 * 200_000 * 24);
-    // 200k lookups allocating even 16 bytes each would be 3.2 MB.
-    expect(grown).toBeLessThan(1_000_000);
-  });
 });
 
 describe('RouteTable6 longest-prefix match', () => {

@@ -1,0 +1,33 @@
+/**
+ * Child-process probe for the allocation test: warms up a hot path, then runs it
+ * 4M times between markers; the parent runs this under --trace-gc and counts
+ * scavenges between the markers (any per-lookup allocation would cause dozens).
+ */
+import { HostModel, RouteTable6 } from '../../src/fdb/index.js';
+
+const which = process.argv[2] ?? 'resolve';
+const hm = new HostModel({ vni: 1 });
+for (let i = 0; i < 1000; i++) hm.addHost({ subnet: `10.${i >> 8}.${i & 255}.0/24`, publicIp: (0xc6120000 + i) >>> 0, vtepMac: 0x0e0000000000 + i });
+const r6 = new RouteTable6();
+for (let i = 0; i < 1000; i++) r6.add({ dst: `2001:db8:${i.toString(16)}::/48`, dev: 'flannel-v6.1' });
+const a6 = new Uint8Array(16);
+a6.set([0x20, 0x01, 0x0d, 0xb8]);
+let s = 0;
+const run = (): void => {
+  for (let i = 0; i < 200_000; i++) {
+    const k = i % 1000;
+    if (which === 'route') s += hm.routes.lookup((0x0a000000 + k * 256 + 9) >>> 0)!.prefixLen;
+    else if (which === 'route6') {
+      a6[4] = k >> 8;
+      a6[5] = k & 255;
+      s += r6.lookup(a6, 0)!.prefixLen;
+    } else if (which === 'neigh') s += hm.neigh.lookup((0x0a000000 + k * 256) >>> 0)!.state.length;
+    else if (which === 'fdb') s += hm.fdb.lookup(1, 0x0e0000000000 + k)!.dests.length;
+    else if (which === 'fdb-default') s += hm.fdb.lookup(1, 0xffffffffffff)?.dests.length ?? 1;
+    else s += hm.resolve((0x0a000000 + k * 256 + 9) >>> 0)!.dests.length;
+  }
+};
+for (let k = 0; k < 5; k++) run();
+console.log('--- measure');
+for (let k = 0; k < 20; k++) run();
+console.log('--- end', s > 0);
