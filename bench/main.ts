@@ -12,16 +12,16 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { parseBenchArgs, USAGE, type BenchOptions } from './lib/args.js';
 import { describeMachine } from './lib/machine.js';
-import { BASELINE } from './lib/metrics.js';
+import { BASELINE, type PathId } from './lib/metrics.js';
 import { runMicro } from './lib/micro.js';
 import { cpuFormula, irqTimeAccounting } from './lib/proc.js';
 import { buildReport, renderMarkdown, renderSvg, renderTable, type RawRun, type RawPathResult } from './lib/report.js';
-import { destroyLiveBeds, measurePath } from './lib/runner.js';
+import { destroyLiveBeds, measurePath, mergeResults } from './lib/runner.js';
 import { netnsAvailable } from '../test/helpers/netns.js';
 import { PATHS } from './paths/index.js';
 import { findOverlayd } from './paths/overlayd.js';
@@ -69,9 +69,12 @@ async function main(argv: string[]): Promise<number> {
       finishedAt: '',
       command,
       machine: describeMachine(),
-      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, paths: opts.comparison ? opts.paths : [] },
+      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, sequential: opts.sequential, paths: opts.comparison ? opts.paths : [] },
       cpuAccounting: { irqTimeAccounting: irqTimeAccounting(), formula: '' },
       notes: [
+        opts.sequential || opts.reps === 1
+          ? 'Order: all repetitions of one path, then the next path.'
+          : 'Order: rounds; each round measures every path once, on a fresh testbed, so slow drifts in background load hit every path alike.',
         'Two namespace hosts joined by one veth pair; iperf3 and ping run between workload addresses (x.x.x.1 of each lease, on loopback), so every path carries the same traffic; each path gets a fresh pair of namespaces.',
         'Nothing is pinned: iperf3 client and server, both daemons and softirq share the machine’s CPUs, as they would on one host running two pods. Other load on the machine shows up in the figures.',
         'UDP packet rate: iperf3 -u -b 0 (unlimited) for the test duration; the figure is datagrams received per second at the server; loss is what the sender sent and the receiver never saw.',
@@ -100,7 +103,8 @@ async function main(argv: string[]): Promise<number> {
     }
     if (!opts.paths.includes(BASELINE)) log(`note: ${BASELINE} is not among --paths: no ratios will be computed`);
     const entry = findOverlayd();
-    log(`overlayd: ${entry ? `${entry.kind} (${entry.script})` : 'not available: our paths will be reported as not measured'}`);
+    run.meta.overlayd = entry ? `${entry.kind === 'dist' ? 'built JavaScript' : 'TypeScript via tsx'} (${relative(process.cwd(), entry.script)})` : 'not available';
+    log(`overlayd: ${entry ? run.meta.overlayd : 'not available: our paths will be reported as not measured'}`);
     log(`machine: ${run.meta.machine.cpuModel}, ${run.meta.machine.cpus} CPUs, Linux ${run.meta.machine.kernel}; ${opts.reps} rep(s) x ${opts.duration} s tests; paths ${opts.paths.join(', ')}`);
 
     const outDir = resolve(opts.outDir);
@@ -125,13 +129,21 @@ async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('exit', destroyLiveBeds);
     try {
-      for (const id of opts.paths) {
-        const r: RawPathResult = await measurePath(PATHS[id], {
-          reps: opts.reps, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log,
-          ...(cpuProfDir ? { cpuProfDir } : {}),
-        });
-        run.paths.push(r);
+      const all = [...Array(opts.reps).keys()];
+      const settings = (repIndices: number[]) => ({
+        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log,
+        ...(cpuProfDir ? { cpuProfDir } : {}),
+      });
+      const parts = new Map<PathId, RawPathResult[]>(opts.paths.map((id) => [id, []]));
+      if (opts.sequential || opts.reps === 1) {
+        for (const id of opts.paths) parts.get(id)?.push(await measurePath(PATHS[id], settings(all)));
+      } else {
+        for (const rep of all) {
+          log(`-- round ${rep + 1}/${opts.reps}`);
+          for (const id of opts.paths) parts.get(id)?.push(await measurePath(PATHS[id], settings([rep])));
+        }
       }
+      for (const id of opts.paths) run.paths.push(mergeResults(parts.get(id) ?? []));
     } finally {
       destroyLiveBeds();
       if (!process.env.BENCH_KEEP_LOGS) rmSync(workDir, { recursive: true, force: true });

@@ -30,6 +30,8 @@ export interface BenchOptions {
   outDir: string;
   /** Run our daemons under node --cpu-prof. */
   cpuProf: boolean;
+  /** All repetitions of a path before the next path (default: rounds, one repetition of every path per round). */
+  sequential: boolean;
   /** Show usage. */
   help: boolean;
 }
@@ -56,6 +58,9 @@ Options:
   --svg FILE       also write the ratio chart to FILE
   --md FILE        also write the markdown table to FILE
   --out-dir DIR    where results.{json,md,svg} go (default bench/out)
+  --sequential     all repetitions of one path before the next path (default:
+                   rounds of one repetition of every path, each on a fresh testbed,
+                   so slow drifts in background load hit every path alike)
   --cpu-prof       run our daemons under node --cpu-prof (profiles in <out-dir>/prof,
                    summarized at the end; figures are slowed by the profiler)
   --micro          run the codec / tables / raw I/O micro-benchmarks
@@ -88,6 +93,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       md: { type: 'string' },
       'out-dir': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
+      sequential: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,6 +118,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     mtu: posInt('mtu', values.mtu, 1500),
     outDir: values['out-dir'] ?? 'bench/out',
     cpuProf: values['cpu-prof'] ?? false,
+    sequential: values.sequential ?? false,
     help: values.help ?? false,
   };
   if (values.json !== undefined) o.json = values.json;

@@ -85,7 +85,9 @@ export interface RunMeta {
   /** Machine description. */
   machine: { cpuModel: string; cpus: number; kernel: string; node: string; iperf3: string; memTotalMiB: number };
   /** Options the run used. */
-  options: { reps: number; durationS: number; pingCount: number; quick: boolean; mtu: number; cpuProf: boolean; paths: PathId[] };
+  options: { reps: number; durationS: number; pingCount: number; quick: boolean; mtu: number; cpuProf: boolean; sequential: boolean; paths: PathId[] };
+  /** How overlayd was run: 'dist (…)' or 'tsx (…)', or why not. */
+  overlayd?: string;
   /** How CPU per packet was computed. */
   cpuAccounting: { irqTimeAccounting: boolean | null; formula: string };
   /** Free-form caveats. */
@@ -267,7 +269,7 @@ export function renderMarkdown(r: Report): string {
   out.push(`### Overlay comparison: ratios to kernel VXLAN in the same run`, '');
   out.push(`Command: \`${m.command}\`  `);
   out.push(`Machine: ${m.machine.cpuModel}, ${m.machine.cpus} CPUs, ${m.machine.memTotalMiB} MiB, Linux ${m.machine.kernel}, Node ${m.machine.node}, ${m.machine.iperf3}  `);
-  out.push(`Run: ${m.startedAt} → ${m.finishedAt}; ${m.options.reps} repetition(s) of ${m.options.durationS}s tests, ${m.options.pingCount} pings per RTT sample, underlay MTU ${m.options.mtu}${m.options.cpuProf ? '; **our daemons ran under --cpu-prof (slower)**' : ''}`, '');
+  out.push(`Run: ${m.startedAt} → ${m.finishedAt}; ${m.options.reps} repetition(s) of ${m.options.durationS}s tests, ${m.options.pingCount} pings per RTT sample, underlay MTU ${m.options.mtu}${m.overlayd ? `; overlayd ran from ${m.overlayd}` : ''}${m.options.cpuProf ? '; **our daemons ran under --cpu-prof (slower)**' : ''}`, '');
   out.push(`| metric | ${r.paths.map((p) => p.label).join(' | ')} |`);
   out.push(`|---|${r.paths.map(() => '---:').join('|')}|`);
   for (const k of keys) {

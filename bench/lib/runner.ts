@@ -1,7 +1,7 @@
 /**
  * Measures one path: builds a fresh testbed, configures the path, runs every test
- * `reps` times (RTT, TCP x1, TCP x4, UDP 64 B, UDP 1400 B), accounts CPU and peak
- * RSS, and always removes the testbed.
+ * for the given repetitions (RTT, TCP x1, TCP x4, UDP 64 B, UDP 1400 B), accounts
+ * CPU and peak RSS, and always removes the testbed.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -18,7 +18,10 @@ import { createBed, type BenchBed } from './testbed.js';
 
 /** Settings of one run. */
 export interface RunSettings {
+  /** Total repetitions of the run (for progress labels). */
   reps: number;
+  /** Which repetitions this call measures (indices into 0..reps-1). */
+  repIndices: number[];
   duration: number;
   pingCount: number;
   mtu: number;
@@ -47,6 +50,29 @@ function push(r: RawPathResult, key: MetricKey, v: number): void {
   (r.samples[key] ??= []).push(v);
 }
 
+/**
+ * Merge results of the same path measured in several rounds: samples and tests in
+ * order; the path is in error only when no round measured it.
+ */
+export function mergeResults(parts: RawPathResult[]): RawPathResult {
+  const first = parts[0];
+  const out: RawPathResult = { id: first.id, label: first.label ?? PATH_LABELS[first.id], samples: {}, tests: [] };
+  const errors: string[] = [];
+  for (const p of parts) {
+    for (const [k, v] of Object.entries(p.samples) as [MetricKey, number[]][]) (out.samples[k] ??= []).push(...v);
+    out.tests?.push(...(p.tests ?? []));
+    if (p.error) {
+      errors.push(p.error);
+      out.tests?.push({ test: 'setup', rep: -1, ok: false, error: p.error, values: {} });
+    }
+    if (p.config && !out.config) out.config = p.config;
+    if (p.daemonStats) out.daemonStats = p.daemonStats;
+    if (p.profiles) out.profiles = p.profiles;
+  }
+  if (errors.length === parts.length) out.error = errors[errors.length - 1];
+  return out;
+}
+
 /** Measure one path. Never throws: setup failures land in `error`. */
 export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawPathResult> {
   const id = path.id;
@@ -55,7 +81,7 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
   let bed: BenchBed | undefined;
   let inst: PathInstance | undefined;
   const t0 = Date.now();
-  s.log(`== ${id}: ${PATH_LABELS[id]}`);
+  s.log(`== ${id}: ${PATH_LABELS[id]}${s.repIndices.length === 1 ? ` (repetition ${s.repIndices[0] + 1}/${s.reps})` : ''}`);
   try {
     // Set up; one retry on a fresh testbed (a daemon can fail to start for a passing reason).
     for (let attempt = 1; ; attempt++) {
@@ -90,7 +116,7 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
     const tcp = (streams: number): IperfTest => ({ proto: 'tcp', streams, seconds: s.duration });
     const udp = (len: number): IperfTest => ({ proto: 'udp', streams: 1, len, seconds: s.duration });
 
-    for (let rep = 0; rep < s.reps; rep++) {
+    for (const rep of s.repIndices) {
       const tag = `  [${id} ${rep + 1}/${s.reps}]`;
       const record = (rec: TestRecord): void => { tests.push(rec); };
 

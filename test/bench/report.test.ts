@@ -12,7 +12,7 @@ const meta: RunMeta = {
   finishedAt: '2026-01-01T00:10:00.000Z',
   command: 'npm run bench -- --paths hostgw,kernel-vxlan,udp-mmsg & <test>',
   machine: { cpuModel: 'Test CPU', cpus: 2, kernel: '6.1.0', node: 'v20.0.0', iperf3: 'iperf 3.12', memTotalMiB: 1024 },
-  options: { reps: 3, durationS: 5, pingCount: 300, quick: false, mtu: 1500, cpuProf: false, paths: ['hostgw', 'kernel-vxlan', 'udp-mmsg'] },
+  options: { reps: 3, durationS: 5, pingCount: 300, quick: false, mtu: 1500, cpuProf: false, sequential: false, paths: ['hostgw', 'kernel-vxlan', 'udp-mmsg'] },
   cpuAccounting: { irqTimeAccounting: false, formula: 'test formula' },
   notes: ['a note'],
 };
@@ -176,5 +176,21 @@ describe('bench overlayd launcher', () => {
     expect(e?.script).toMatch(/(src\/overlayd\/main\.ts|dist\/overlayd\/main\.js)$/);
     if (e?.kind === 'tsx') expect(e.nodeArgs).toEqual(['--import', 'tsx']);
     expect(findOverlayd('/nonexistent')).toBeNull();
+  });
+});
+
+describe('bench rounds', () => {
+  it('merges rounds of one path; in error only when no round measured it', async () => {
+    const { mergeResults } = await import('../../bench/lib/runner.js');
+    const m = mergeResults([
+      { id: 'udp-mmsg', samples: { tcp1: [1] }, tests: [{ test: 'tcp1', rep: 0, ok: true, values: { gbps: 1 } }], config: ['c1'] },
+      { id: 'udp-mmsg', samples: {}, error: 'daemon failed' },
+      { id: 'udp-mmsg', samples: { tcp1: [3], rssPeak: [50] }, config: ['c3'] },
+    ]);
+    expect(m.samples).toEqual({ tcp1: [1, 3], rssPeak: [50] });
+    expect(m.error).toBeUndefined();
+    expect(m.config).toEqual(['c1']);
+    expect(m.tests?.map((t) => t.test)).toEqual(['tcp1', 'setup']);
+    expect(mergeResults([{ id: 'hostgw', samples: {}, error: 'x' }]).error).toBe('x');
   });
 });
