@@ -11,3 +11,5 @@ export { Fdb } from './fdb.js';
 export type { FdbDest, FdbState, FdbEntry, FdbInput, FdbJson, FdbOptions, LearnResult, L2MissListener } from './fdb.js';
 export { HostModel } from './host.js';
 export type { HostSpec, HostJson, AddHostResult, HostModelOptions } from './host.js';
+export { NeighbourTable6 } from './neigh6.js';
+export type { Neighbour6Entry, Neighbour6Input, L3Miss6Listener } from './neigh6.js';

@@ -2,9 +2,9 @@
  * IPv4 neighbour (ARP) table: IP -> MAC with NUD states, ageing on an injectable
  * clock, rate-limited `l3miss` events, and proxy answers (the VXLAN `proxy` flag).
  *
- * Storage is struct-of-arrays on typed arrays indexed by a dense slot, with an
- * open-addressing hash from IP to slot, so an entry costs ~40 bytes and lookups
- * allocate nothing. `lookup()` returns a view object owned by the table that is
+ * Storage is a 16-byte record per entry in one Int32Array (plus a Float64 update
+ * time), found through an open-addressing hash from IP to slot, so an entry costs
+ * about 40-60 bytes and lookups allocate nothing. `lookup()` returns a view object owned by the table that is
  * overwritten by the next lookup; use `get()` for a stable copy.
  */
 import { I32Map, Slots, MissLimiter, TWO32, growTo, toU32, toMac, toUnicastMac, checkDev, formatU32, formatMac } from './internal.js';

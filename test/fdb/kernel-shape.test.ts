@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { RouteTable4, RouteTable6, NeighbourTable, Fdb } from '../../src/fdb/index.js';
+import { RouteTable4, RouteTable6, NeighbourTable, NeighbourTable6, Fdb } from '../../src/fdb/index.js';
 
 const lines = (s: string): string[] => s.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0).sort();
 
@@ -64,6 +64,15 @@ describe.runIf(requireNetns())('print shapes match ip route / ip neigh / bridge 
     expect(kernelNeigh.length).toBe(6);
     expect(lines(neigh.show())).toEqual(kernelNeigh);
     expect(lines(neigh.showProxy())).toEqual(lines(h.ip('neigh', 'show', 'proxy')));
+
+    const neigh6 = new NeighbourTable6();
+    h.ip('-6', 'neigh', 'add', '2001:db8:2::1', 'dev', 'flannel.1', 'lladdr', '2e:11:22:33:44:ff', 'nud', 'permanent');
+    h.ip('-6', 'neigh', 'add', '2001:db8:2::2', 'dev', 'flannel.1', 'lladdr', '2e:11:22:33:44:fe', 'router', 'nud', 'stale');
+    neigh6.add({ ip: '2001:db8:2::1', dev: 'flannel.1', lladdr: '2e:11:22:33:44:ff' });
+    neigh6.add({ ip: '2001:db8:2::2', dev: 'flannel.1', lladdr: '2e:11:22:33:44:fe', router: true, state: 'stale' });
+    const kernelNeigh6 = lines(h.ip('-6', 'neigh', 'show')).filter((l) => l.startsWith('2001:db8:'));
+    expect(kernelNeigh6.length).toBe(2);
+    expect(lines(neigh6.show())).toEqual(kernelNeigh6);
 
     const f: [string[], Parameters<Fdb['add']>[0], boolean][] = [
       [['add', '2e:11:22:33:44:ff', 'dev', 'flannel.1', 'dst', '198.18.0.2', 'self', 'permanent'], { mac: '2e:11:22:33:44:ff', dst: '198.18.0.2' }, false],
