@@ -4,7 +4,7 @@ import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
 
 const MB = 1024 * 1024;
-const TRANSPORT = (process.env.VTEP_TRANSPORT as 'dgram' | 'mmsg' | undefined) ?? 'dgram';
+const TRANSPORT = (process.env.VTEP_TRANSPORT as 'dgram' | 'mmsg' | undefined) ?? 'mmsg';
 
 describe.runIf(requireNetns())(`L2 VTEP (TAP) <-> kernel vxlan (${TRANSPORT})`, () => {
   const tb = new Testbed('vxl2');

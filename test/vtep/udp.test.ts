@@ -59,14 +59,14 @@ describe.runIf(requireNetns())(`UDP backend, two hosts (${TRANSPORT})`, () => {
   });
 });
 
-describe.runIf(requireNetns())('UDP backend, three hosts', () => {
+describe.runIf(requireNetns())('UDP backend, three hosts (mmsg transport), peer churn under traffic', () => {
   const tb = new Testbed('udp3');
   let hosts: NsHost[] = [];
   let procs: HostProc[] = [];
   beforeAll(async () => {
     hosts = ['a', 'b', 'c'].map((s) => tb.host(s));
     tb.lan(hosts.map((host, i) => ({ host, dev: 'u0', cidr: `198.18.0.${i + 1}/24` })));
-    procs = await Promise.all(hosts.map((h, i) => HostProc.start(tb, h, { ...base, subnet: `198.19.${i + 1}.0/24`, publicIp: `198.18.0.${i + 1}` })));
+    procs = await Promise.all(hosts.map((h, i) => HostProc.start(tb, h, { ...base, transport: 'mmsg', subnet: `198.19.${i + 1}.0/24`, publicIp: `198.18.0.${i + 1}` })));
     for (const p of procs) for (const q of procs) if (p !== q) await p.addPeer(q.lease);
   });
   afterAll(async () => {
@@ -78,8 +78,24 @@ describe.runIf(requireNetns())('UDP backend, three hosts', () => {
       if (i !== j) expect(ping(h, `198.19.${j + 1}.0`, 1444), `${i}->${j}`).toBe(true);
     }));
   });
-  it('moves 50 MB c -> a over TCP with matching SHA-256, b still reachable', async () => {
-    const r = await tcpTransfer(tb, hosts[0]!, '198.19.1.0', hosts[2]!, 50 * MB);
+  it('moves 50 MB c -> a over TCP with matching SHA-256 while a removes/re-adds b and c re-adds a', async () => {
+    const xfer = tcpTransfer(tb, hosts[0]!, '198.19.1.0', hosts[2]!, 50 * MB);
+    let churn = true;
+    const churner = (async () => {
+      let n = 0;
+      while (churn) {
+        await procs[0]!.cmd({ cmd: 'removePeer', subnet: '198.19.2.0/24' });
+        await procs[0]!.addPeer(procs[1]!.lease);
+        await procs[2]!.addPeer(procs[0]!.lease); // idempotent re-add of the transfer's own peer
+        n++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return n;
+    })();
+    const r = await xfer;
+    churn = false;
+    const rounds = await churner;
+    expect(rounds).toBeGreaterThan(5);
     expect(r.server.sha256).toBe(r.client.sha256);
     expect(r.server.bytes).toBe(50 * MB);
     expect(ping(hosts[1]!, '198.19.1.0', 56)).toBe(true);
