@@ -3,13 +3,15 @@
  * 4M times between markers; the parent runs this under --trace-gc and counts
  * scavenges between the markers (any per-lookup allocation would cause dozens).
  */
-import { HostModel, RouteTable6 } from '../../src/fdb/index.js';
+import { HostModel, RouteTable6, NeighbourTable6 } from '../../src/fdb/index.js';
 
 const which = process.argv[2] ?? 'resolve';
 const hm = new HostModel({ vni: 1 });
 for (let i = 0; i < 1000; i++) hm.addHost({ subnet: `10.${i >> 8}.${i & 255}.0/24`, publicIp: (0xc6120000 + i) >>> 0, vtepMac: 0x0e0000000000 + i });
 const r6 = new RouteTable6();
 for (let i = 0; i < 1000; i++) r6.add({ dst: `2001:db8:${i.toString(16)}::/48`, dev: 'flannel-v6.1' });
+const n6 = new NeighbourTable6();
+for (let i = 0; i < 1000; i++) n6.add({ ip: `2001:db8:${i.toString(16)}::1`, lladdr: 0x0e0000000000 + i, dev: 'flannel-v6.1' });
 const a6 = new Uint8Array(16);
 a6.set([0x20, 0x01, 0x0d, 0xb8]);
 let s = 0;
@@ -21,6 +23,11 @@ const run = (): void => {
       a6[4] = k >> 8;
       a6[5] = k & 255;
       s += r6.lookup(a6, 0)!.prefixLen;
+    } else if (which === 'neigh6') {
+      a6[4] = k >> 8;
+      a6[5] = k & 255;
+      a6[15] = 1;
+      s += n6.lookup(a6, 0)!.state.length;
     } else if (which === 'neigh') s += hm.neigh.lookup((0x0a000000 + k * 256) >>> 0)!.state.length;
     else if (which === 'fdb') s += hm.fdb.lookup(1, 0x0e0000000000 + k)!.dests.length;
     else if (which === 'fdb-default') s += hm.fdb.lookup(1, 0xffffffffffff)?.dests.length ?? 1;
