@@ -183,24 +183,31 @@ async function main(): Promise<number> {
   }
   const tb = new Testbed('dm');
   const work = join(tmpdir(), tb.prefix);
-  let cleaned = false;
+  let cleaning: Promise<void> | undefined;
   const hosts: Host[] = [];
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
+  // Memoized: the interrupted main flow and the signal handler both await the same cleanup.
+  const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     for (const h of hosts) {
       if (h.child && h.child.exitCode === null && h.child.signalCode === null) {
         h.child.kill('SIGTERM');
         const c = h.child;
         h.exitCode = await Promise.race([new Promise<number | null>((r) => c.once('exit', (code) => r(code))), sleep(5000).then(() => null)]);
+      } else if (h.child) {
+        h.exitCode = h.child.exitCode;
       }
     }
     tb.destroy();
     rmSync(work, { recursive: true, force: true });
-  };
+  })());
+  let interrupted = false;
   const onSig = (): void => {
+    if (interrupted) return;
+    interrupted = true;
     process.stderr.write('\ndemo: interrupted, cleaning up\n');
-    void cleanup().then(() => process.exit(130));
+    void cleanup().then(() => {
+      process.stderr.write(`demo: removed namespaces ${tb.prefix}-* and ${work}\n`);
+      process.exit(130);
+    });
   };
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);
@@ -327,6 +334,7 @@ async function main(): Promise<number> {
     console.log(ok ? 'demo: OK' : 'demo: FAILED (see table)');
     return ok ? 0 : 1;
   } catch (e) {
+    if (interrupted) { await cleanup(); return 130; }
     process.stderr.write(`demo: ${(e as Error).message}\n`);
     for (const h of hosts.filter((x) => x.kind === 'overlayd')) process.stderr.write(`--- overlayd h${h.n} log ---\n${tail(h.log, 15)}\n`);
     return 1;
