@@ -137,8 +137,8 @@ export function checkDev(d: string): string {
   return d;
 }
 
-/** Fibonacci hash of an int32 into `bits` bits. */
-function h32(k: number, shift: number): number {
+/** Fibonacci hash of an int32 into the top (32 - shift) bits. */
+export function h32(k: number, shift: number): number {
   return Math.imul(k, -1640531535) >>> shift;
 }
 

@@ -7,7 +7,7 @@
  * allocates nothing. Routes are small immutable objects held in a dense array.
  */
 import {
-  I32Map, WordsMap, Slots, MASK4,
+  WordsMap, Slots, MASK4, h32,
   toU32, toV6, parseCidr4, parseCidr6, checkPrefix4, checkHostBits6, checkDev, formatU32, formatIpv6,
 } from './internal.js';
 
@@ -105,15 +105,102 @@ export interface RouteInput4<P = unknown> {
   peer?: P;
 }
 
+/**
+ * Open-addressing hash of IPv4 routes of one prefix length, keyed by the int32
+ * prefix stored in the route itself: a hit touches the slot and the route only.
+ */
+class PrefixHash4<P> {
+  private a: (Route4<P> | undefined)[];
+  private mask: number;
+  private shift: number;
+  size = 0;
+
+  constructor() {
+    this.a = new Array<Route4<P> | undefined>(16).fill(undefined);
+    this.mask = 15;
+    this.shift = 28;
+  }
+
+  get(k: number): Route4<P> | undefined {
+    const a = this.a;
+    const mask = this.mask;
+    let i = h32(k, this.shift);
+    for (;;) {
+      const r = a[i];
+      if (r === undefined || r._p === k) return r;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Insert or replace; returns the replaced route. */
+  set(route: Route4<P>): Route4<P> | undefined {
+    if ((this.size + 1) * 10 > (this.mask + 1) * 7) this.grow();
+    const a = this.a;
+    const k = route._p;
+    let i = h32(k, this.shift);
+    for (;;) {
+      const r = a[i];
+      if (r === undefined) {
+        a[i] = route;
+        this.size++;
+        return undefined;
+      }
+      if (r._p === k) {
+        a[i] = route;
+        return r;
+      }
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  delete(k: number): Route4<P> | undefined {
+    const a = this.a;
+    const mask = this.mask;
+    let i = h32(k, this.shift);
+    for (;;) {
+      const r = a[i];
+      if (r === undefined) return undefined;
+      if (r._p === k) break;
+      i = (i + 1) & mask;
+    }
+    const old = a[i];
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const r = a[j];
+      if (r === undefined) break;
+      const home = h32(r._p, this.shift);
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        a[i] = r;
+        i = j;
+      }
+    }
+    a[i] = undefined;
+    this.size--;
+    return old;
+  }
+
+  values(): Route4<P>[] {
+    return this.a.filter((r): r is Route4<P> => r !== undefined);
+  }
+
+  private grow(): void {
+    const old = this.a;
+    const cap = (this.mask + 1) * 2;
+    this.a = new Array<Route4<P> | undefined>(cap).fill(undefined);
+    this.mask = cap - 1;
+    this.shift = 32 - Math.log2(cap);
+    this.size = 0;
+    for (const r of old) if (r !== undefined) this.set(r);
+  }
+}
+
 /** IPv4 route table with longest-prefix match; one route per prefix (no metrics). */
 export class RouteTable4<P = unknown> {
-  private routes: (Route4<P> | undefined)[] = [];
-  private slots = new Slots();
-  private maps: (I32Map | undefined)[] = new Array<I32Map | undefined>(33).fill(undefined);
+  private maps: (PrefixHash4<P> | undefined)[] = new Array<PrefixHash4<P> | undefined>(33).fill(undefined);
   /** Present prefix lengths, longest first, `nlens` valid. */
   private lens = new Int32Array(33);
   private nlens = 0;
-
   private count = 0;
 
   /** Number of routes. */
@@ -128,8 +215,8 @@ export class RouteTable4<P = unknown> {
     const n = this.nlens;
     for (let i = 0; i < n; i++) {
       const l = lens[i]!;
-      const id = maps[l]!.get(dst & MASK4[l]!);
-      if (id >= 0) return this.routes[id];
+      const r = maps[l]!.get(dst & MASK4[l]!);
+      if (r !== undefined) return r;
     }
     return undefined;
   }
@@ -143,9 +230,7 @@ export class RouteTable4<P = unknown> {
   /** Exact-match get by numbers (no validation). */
   getExact(prefix: number, prefixLen: number): Route4<P> | undefined {
     const m = this.maps[prefixLen];
-    if (!m) return undefined;
-    const id = m.get(prefix | 0);
-    return id >= 0 ? this.routes[id] : undefined;
+    return m ? m.get(prefix | 0) : undefined;
   }
 
   /** `ip route add`: throws "RTNETLINK answers: File exists" if the prefix is present. Returns the new route. */
@@ -163,23 +248,15 @@ export class RouteTable4<P = unknown> {
     return route;
   }
 
-  /** Install a prebuilt route (validated by {@link build}); replaces any route for the prefix. @internal */
+  /** Install a route made by {@link build}, replacing any route for its prefix in one step. */
   put(route: Route4<P>): void {
     const l = route.prefixLen;
     let m = this.maps[l];
     if (!m) {
-      m = this.maps[l] = new I32Map();
+      m = this.maps[l] = new PrefixHash4<P>();
       this.rebuildLens();
     }
-    const old = m.get(route._p);
-    if (old >= 0) {
-      this.routes[old] = route;
-      return;
-    }
-    const id = this.slots.alloc();
-    this.routes[id] = route;
-    m.set(route._p, id);
-    this.count++;
+    if (m.set(route) === undefined) this.count++;
   }
 
   /** `ip route del`: returns false when there was no such route. */
@@ -191,11 +268,7 @@ export class RouteTable4<P = unknown> {
   /** Delete by numbers (no validation). */
   deleteExact(prefix: number, prefixLen: number): boolean {
     const m = this.maps[prefixLen];
-    if (!m) return false;
-    const id = m.delete(prefix | 0);
-    if (id < 0) return false;
-    this.routes[id] = undefined;
-    this.slots.release(id);
+    if (!m || m.delete(prefix | 0) === undefined) return false;
     this.count--;
     if (m.size === 0) {
       this.maps[prefixLen] = undefined;
@@ -206,8 +279,6 @@ export class RouteTable4<P = unknown> {
 
   /** Remove every route. */
   clear(): void {
-    this.routes = [];
-    this.slots.clear();
     this.maps.fill(undefined);
     this.count = 0;
     this.rebuildLens();
@@ -231,7 +302,7 @@ export class RouteTable4<P = unknown> {
   /** All routes, sorted like ip-route (by prefix, then length). */
   list(): Route4<P>[] {
     const out: Route4<P>[] = [];
-    for (const r of this.routes) if (r) out.push(r);
+    for (const m of this.maps) if (m) out.push(...m.values());
     return out.sort((a, b) => a.prefix - b.prefix || a.prefixLen - b.prefixLen);
   }
 
@@ -255,13 +326,6 @@ export class RouteTable4<P = unknown> {
     const t = new RouteTable4<P>();
     t.importJSON(rows);
     return t;
-  }
-
-  /** Typed-array bytes of the index (approximate, excludes route objects). */
-  indexBytes(): number {
-    let b = 0;
-    for (const m of this.maps) if (m) b += m.bytes();
-    return b;
   }
 
   private parseDst(dst: string | { prefix: number; prefixLen: number }): { prefix: number; prefixLen: number } {

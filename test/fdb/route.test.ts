@@ -74,6 +74,27 @@ describe('RouteTable4 longest-prefix match', () => {
     );
   });
 
+  it('keeps every route reachable under dense add/delete churn within one prefix length', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 0xffffff }), { minLength: 64, maxLength: 64 }), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 63 })), { maxLength: 400 }), (pool, ops) => {
+        // Random (not sequential) /24s so hash probes collide and deletes must shift chains.
+        const t = new RouteTable4();
+        const o = new Set<number>();
+        const p = (i: number): number => (pool[i]! * 256) >>> 0;
+        for (const [del, i] of ops) {
+          if (del) expect(t.deleteExact(p(i), 24)).toBe(o.delete(i));
+          else {
+            t.replace({ dst: { prefix: p(i), prefixLen: 24 }, dev: 'flannel.1' });
+            o.add(i);
+          }
+          expect(t.size).toBe(o.size);
+        }
+        for (let i = 0; i <= 63; i++) expect(t.lookup(p(i) + 5)?.prefix).toBe(o.has(i) ? p(i) : undefined);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('handles many /24 and /32 routes plus a default (flannel shape)', () => {
     const t = new RouteTable4();
     t.add({ dst: 'default', via: '198.18.0.1', dev: 'eth0' });
