@@ -13,6 +13,10 @@ export interface Prefix4 {
   len: number;
   /** Netmask, uint32. */
   mask: number;
+  /** `net` as int32 (a small integer for V8: the form used by hot-path comparisons and map keys). */
+  neti: number;
+  /** `mask` as int32. */
+  maski: number;
 }
 
 /** Netmask for a prefix length, as uint32. */
@@ -27,17 +31,19 @@ export function parseCidr(s: string): Prefix4 {
   const len = Number(m[2]);
   if (len > 32) throw new Error(`invalid CIDR "${s}"`);
   const mask = maskOf(len);
-  return { net: (ipv4ToU32(m[1]!) & mask) >>> 0, len, mask };
+  const net = (ipv4ToU32(m[1]!) & mask) >>> 0;
+  return { net, len, mask, neti: net | 0, maski: mask | 0 };
 }
 
-/** True when `ip` is inside `p`. */
+/** True when `ip` (int32 or uint32 form) is inside `p`. */
 export function inPrefix(ip: number, p: Prefix4): boolean {
-  return ((ip & p.mask) >>> 0) === p.net;
+  return (ip & p.maski) === p.neti;
 }
 
 /**
- * Longest-prefix-match table: one Map per prefix length, probed from the longest
- * present length down. Lookups allocate nothing.
+ * Longest-prefix-match table: one Map per prefix length keyed by the int32 form of the
+ * network address (a V8 small integer, so lookups never box a key), probed from the
+ * longest present length down. Lookups allocate nothing.
  */
 export class PrefixTable<T> {
   private readonly byLen: Map<number, T>[] = Array.from({ length: 33 }, () => new Map<number, T>());
@@ -46,27 +52,27 @@ export class PrefixTable<T> {
 
   /** Insert or replace the value for `net/len`. */
   set(p: Prefix4, value: T): void {
-    this.byLen[p.len]!.set(p.net, value);
+    this.byLen[p.len]!.set(p.neti, value);
     this.reindex();
   }
 
   /** Remove `net/len`; returns true if it was present. */
   delete(p: Prefix4): boolean {
-    const had = this.byLen[p.len]!.delete(p.net);
+    const had = this.byLen[p.len]!.delete(p.neti);
     if (had) this.reindex();
     return had;
   }
 
   /** Exact-match read of `net/len`. */
   get(p: Prefix4): T | undefined {
-    return this.byLen[p.len]!.get(p.net);
+    return this.byLen[p.len]!.get(p.neti);
   }
 
-  /** Longest-prefix match for `ip` (uint32). */
+  /** Longest-prefix match for `ip`; pass the int32 form (`buf.readInt32BE`) on hot paths. */
   lookup(ip: number): T | undefined {
     const lens = this.lens;
     for (let i = 0; i < lens.length; i++) {
-      const v = this.byLen[lens[i]!]!.get((ip & this.masks[i]!) >>> 0);
+      const v = this.byLen[lens[i]!]!.get(ip & this.masks[i]!);
       if (v !== undefined) return v;
     }
     return undefined;
@@ -83,6 +89,65 @@ export class PrefixTable<T> {
     const lens: number[] = [];
     for (let l = 32; l >= 0; l--) if (this.byLen[l]!.size > 0) lens.push(l);
     this.lens = lens;
-    this.masks = lens.map(maskOf);
+    this.masks = lens.map((l) => maskOf(l) | 0);
+  }
+}
+
+/** A MAC split into two V8 small integers (high 16 bits, low 32 bits as int32), plus the 48-bit number. */
+export interface Mac {
+  readonly hi: number;
+  readonly lo: number;
+  readonly n: number;
+}
+
+/** Split a 48-bit MAC number. */
+export function macOf(n: number): Mac {
+  return { hi: Math.floor(n / 2 ** 32) & 0xffff, lo: (n % 2 ** 32) | 0, n };
+}
+
+/**
+ * A map keyed by MAC, looked up by the (hi, lo) small-integer halves read straight from
+ * a frame (`readUInt16BE(off)`, `readInt32BE(off + 2)`), so lookups never allocate.
+ */
+export class MacTable<T> {
+  private readonly m = new Map<number, Map<number, T>>();
+  private count = 0;
+
+  /** Look up by halves. */
+  get(hi: number, lo: number): T | undefined {
+    const inner = this.m.get(hi);
+    return inner === undefined ? undefined : inner.get(lo);
+  }
+
+  /** Insert or replace. */
+  set(mac: Mac, v: T): void {
+    let inner = this.m.get(mac.hi);
+    if (!inner) {
+      inner = new Map();
+      this.m.set(mac.hi, inner);
+    }
+    if (!inner.has(mac.lo)) this.count++;
+    inner.set(mac.lo, v);
+  }
+
+  /** Remove; true if present. */
+  delete(mac: Mac): boolean {
+    const inner = this.m.get(mac.hi);
+    if (!inner || !inner.delete(mac.lo)) return false;
+    this.count--;
+    if (inner.size === 0) this.m.delete(mac.hi);
+    return true;
+  }
+
+  /** Number of entries. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** All entries as [48-bit MAC number, value]. */
+  entries(): [number, T][] {
+    const out: [number, T][] = [];
+    for (const [hi, inner] of this.m) for (const [lo, v] of inner) out.push([hi * 2 ** 32 + (lo >>> 0), v]);
+    return out;
   }
 }

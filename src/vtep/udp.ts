@@ -54,6 +54,7 @@ export class UdpBackend implements Backend {
   private readonly counters = new Counters();
   private readonly routes = new PrefixTable<UdpPeer>();
   private readonly bySubnet = new Map<string, UdpPeer>();
+  /** Peers by public IP in int32 form (small-integer keys: lookups never box). */
   private readonly byAddr = new Map<number, UdpPeer>();
   private readonly strictSource: boolean;
   /** Source of ICMP errors we generate: our TUN address. */
@@ -138,7 +139,7 @@ export class UdpBackend implements Backend {
     const peer: UdpPeer = { lease: { ...lease }, subnet, addr, counters: this.counters.peer(addr) };
     this.bySubnet.set(key, peer);
     this.routes.set(subnet, peer);
-    this.byAddr.set(addr, peer);
+    this.byAddr.set(addr | 0, peer);
   }
 
   /** Remove the peer owning `subnet`. */
@@ -152,10 +153,10 @@ export class UdpBackend implements Backend {
   private unlink(peer: UdpPeer, key: string): void {
     this.bySubnet.delete(key);
     if (this.routes.get(peer.subnet) === peer) this.routes.delete(peer.subnet);
-    if (this.byAddr.get(peer.addr) === peer) {
-      this.byAddr.delete(peer.addr);
+    if (this.byAddr.get(peer.addr | 0) === peer) {
+      this.byAddr.delete(peer.addr | 0);
       // another lease on the same public IP keeps it a known source
-      for (const other of this.bySubnet.values()) if (other.addr === peer.addr) { this.byAddr.set(other.addr, other); break; }
+      for (const other of this.bySubnet.values()) if (other.addr === peer.addr) { this.byAddr.set(other.addr | 0, other); break; }
     }
   }
 
@@ -198,7 +199,7 @@ export class UdpBackend implements Backend {
       if (len < 20) { c.drop(D.tx_runt); continue; }
       if (b[off]! >> 4 !== 4 || !ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); continue; }
       len = ipv4TotLen(b, off);
-      const peer = this.routes.lookup(b.readUInt32BE(off + 16));
+      const peer = this.routes.lookup(b.readInt32BE(off + 16));
       if (peer === undefined) {
         c.drop(D.tx_no_route);
         if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
@@ -268,14 +269,14 @@ export class UdpBackend implements Backend {
     for (let i = 0; i < count; i++) {
       const s = slots[i]!;
       if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); continue; }
-      const peer = this.byAddr.get(s.addr);
+      const peer = this.byAddr.get(s.addr | 0);
       if (peer === undefined) { c.drop(D.rx_unknown_peer); continue; }
       const b = s.buf;
       const off = s.off;
       if (s.len < 20) { c.drop(D.rx_truncated); continue; }
       if (!ipv4Valid(b, off, s.len)) { c.drop(D.rx_bad_ipv4); continue; }
-      if (!inPrefix(b.readUInt32BE(off + 16), subnet)) { c.drop(D.rx_not_our_subnet); continue; }
-      if (this.strictSource && !this.sourceOk(b.readUInt32BE(off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); continue; }
+      if (!inPrefix(b.readInt32BE(off + 16), subnet)) { c.drop(D.rx_not_our_subnet); continue; }
+      if (this.strictSource && !this.sourceOk(b.readInt32BE(off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); continue; }
       if (n === this.rxViews.length) this.flushRx(n), (n = 0);
       const v = this.rxViews[n]!;
       v.buf = b;

@@ -22,14 +22,14 @@ import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, parseCidr, PrefixTable, type Prefix4 } from './tables.js';
+import { inPrefix, macOf, MacTable, parseCidr, PrefixTable, type Mac, type Prefix4 } from './tables.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
 import {
-  arpReplyInPlace, arpRequestTarget, buildIcmpError, formatMac, icmpErrorAllowed, ipv4DontFragment, ipv4TotLen,
-  ipv4Valid, macIsGroup, parseMac, readMac, vxlanFlagsValid, vxlanVni, writeMac, writeVxlan,
-  ETH_HLEN, ETH_P_ARP, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, MAC_BROADCAST, VXLAN_HLEN,
+  arpReplyInPlace, arpTargetIp, buildIcmpError, formatMac, icmpErrorAllowed, ipv4DontFragment, ipv4TotLen,
+  ipv4Valid, isArpRequest, macIsGroup, parseMac, readMac, vxlanFlagsValid, vxlanVni, writeMacHL, writeVxlan,
+  ETH_HLEN, ETH_P_ARP, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, VXLAN_HLEN,
 } from './wire.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
@@ -45,12 +45,16 @@ interface VxPeer {
   readonly subnet: Prefix4;
   /** The peer's VTEP address: its subnet's network address (flannel's next hop). */
   readonly netAddr: number;
-  /** Peer VTEP MAC, or -1 when the lease has none (L2 mode may learn it). */
-  readonly mac: number;
+  /** Peer VTEP MAC, or undefined when the lease has none (L2 mode may learn it). */
+  readonly mac: Mac | undefined;
+  /** Public IP, uint32. */
   readonly addr: number;
+  /** Public IP, int32 (map key form). */
+  readonly addri: number;
 }
 
 interface Route {
+  /** Next hop, int32 form. */
   readonly nexthop: number;
 }
 
@@ -72,6 +76,9 @@ export class VxlanBackend implements Backend {
   readonly vtepMac: number;
   /** Our VTEP address: the subnet's network address (flannel puts it /32 on flannel.<VNI>). */
   readonly vtepIp: number;
+  private readonly vtepIpi: number;
+  private readonly macHi: number;
+  private readonly macLo: number;
 
   private readonly opts: VxlanBackendOptions;
   private readonly io: DataplaneIo;
@@ -83,12 +90,13 @@ export class VxlanBackend implements Backend {
   private readonly proxyArp: boolean;
   private readonly strictSource: boolean;
 
-  // the three tables (plus the all-zeros flood list)
+  // the three tables (plus the all-zeros flood list). IPv4 keys and FDB destinations are
+  // int32 (V8 small integers) and MACs are looked up by (hi16, lo32) halves: no boxing.
   private readonly routes = new PrefixTable<Route>();
-  private readonly neigh = new Map<number, number>();
-  private readonly fdb = new Map<number, number[]>();
+  private readonly neigh = new Map<number, Mac>();
+  private readonly fdb = new MacTable<number[]>();
   private zeros: number[] = [];
-  /** Known senders (public IP -> that peer's counters). */
+  /** Known senders (public IP int32 -> that peer's counters). */
   private known = new Map<number, PeerCounters>();
   /** Subnets owned by each sender (public IP), for the inner-source check. */
   private senderSubnets = new Map<number, Prefix4[]>();
@@ -133,6 +141,10 @@ export class VxlanBackend implements Backend {
       this.vtepMac = r.readUIntBE(0, 6);
     }
     this.vtepIp = this.subnet.net;
+    this.vtepIpi = this.subnet.neti;
+    const m = macOf(this.vtepMac);
+    this.macHi = m.hi;
+    this.macLo = m.lo;
     const n = Math.max(1, opts.batchSize ?? 64);
     this.txViews = newDatagramViews(n);
     this.txCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
@@ -197,9 +209,10 @@ export class VxlanBackend implements Backend {
     const subnet = parseCidr(lease.subnet);
     if (subnet.net === this.subnet.net && subnet.len === this.subnet.len) return;
     const key = `${u32ToIpv4(subnet.net)}/${subnet.len}`;
-    const mac = lease.vtepMac ? parseMac(lease.vtepMac) : -1;
-    if (this.mode === 'l3' && mac < 0) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, netAddr: subnet.net, mac, addr: ipv4ToU32(lease.publicIp) };
+    const mac = lease.vtepMac ? macOf(parseMac(lease.vtepMac)) : undefined;
+    if (this.mode === 'l3' && !mac) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
+    const addr = ipv4ToU32(lease.publicIp);
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, netAddr: subnet.net, mac, addr, addri: addr | 0 };
     const old = this.bySubnet.get(key);
     if (old) this.unlinkTables(old);
     this.bySubnet.set(key, peer);
@@ -221,32 +234,32 @@ export class VxlanBackend implements Backend {
   }
 
   private linkTables(p: VxPeer): void {
-    if (this.mode === 'l3') this.routes.set(p.subnet, { nexthop: p.netAddr });
-    if (p.mac >= 0) {
-      this.neigh.set(p.netAddr, p.mac);
-      this.fdb.set(p.mac, [p.addr]);
+    if (this.mode === 'l3') this.routes.set(p.subnet, { nexthop: p.netAddr | 0 });
+    if (p.mac) {
+      this.neigh.set(p.netAddr | 0, p.mac);
+      this.fdb.set(p.mac, [p.addri]);
     }
-    if (this.mode === 'l2' && !this.zeros.includes(p.addr)) this.zeros = [...this.zeros, p.addr];
+    if (this.mode === 'l2' && !this.zeros.includes(p.addri)) this.zeros = [...this.zeros, p.addri];
   }
 
   private unlinkTables(p: VxPeer): void {
     if (this.mode === 'l3') this.routes.delete(p.subnet);
-    if (p.mac >= 0) {
-      if (this.neigh.get(p.netAddr) === p.mac) this.neigh.delete(p.netAddr);
+    if (p.mac) {
+      if (this.neigh.get(p.netAddr | 0)?.n === p.mac.n) this.neigh.delete(p.netAddr | 0);
       this.fdb.delete(p.mac);
     }
     if (this.mode === 'l2') {
       let stillUsed = false;
       for (const o of this.bySubnet.values()) if (o !== p && o.addr === p.addr) stillUsed = true;
-      if (!stillUsed) this.zeros = this.zeros.filter((a) => a !== p.addr);
+      if (!stillUsed) this.zeros = this.zeros.filter((a) => a !== p.addri);
     }
   }
 
   /** Add/replace an FDB entry (`mac` "00:00:00:00:00:00" = the flood list) for a control plane. */
   setFdb(mac: string, publicIps: string[]): void {
-    const m = parseMac(mac);
-    const dsts = publicIps.map(ipv4ToU32);
-    if (m === 0) this.zeros = dsts;
+    const m = macOf(parseMac(mac));
+    const dsts = publicIps.map((ip) => ipv4ToU32(ip) | 0);
+    if (m.n === 0) this.zeros = dsts;
     else if (dsts.length === 0) this.fdb.delete(m);
     else this.fdb.set(m, dsts);
     this.rebuildKnown();
@@ -254,15 +267,15 @@ export class VxlanBackend implements Backend {
 
   /** Add/replace (or with `mac` undefined, delete) a neighbour entry for a control plane. */
   setNeighbour(ip: string, mac: string | undefined): void {
-    if (mac === undefined) this.neigh.delete(ipv4ToU32(ip));
-    else this.neigh.set(ipv4ToU32(ip), parseMac(mac));
+    if (mac === undefined) this.neigh.delete(ipv4ToU32(ip) | 0);
+    else this.neigh.set(ipv4ToU32(ip) | 0, macOf(parseMac(mac)));
   }
 
   /** The FDB as a plain object (mac -> public IPs; all-zeros = flood list). */
   fdbEntries(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const [m, d] of this.fdb) out[formatMac(m)] = d.map(u32ToIpv4);
-    if (this.zeros.length) out['00:00:00:00:00:00'] = this.zeros.map(u32ToIpv4);
+    for (const [m, d] of this.fdb.entries()) out[formatMac(m)] = d.map((a) => u32ToIpv4(a >>> 0));
+    if (this.zeros.length) out['00:00:00:00:00:00'] = this.zeros.map((a) => u32ToIpv4(a >>> 0));
     return out;
   }
 
@@ -273,13 +286,13 @@ export class VxlanBackend implements Backend {
 
   private rebuildKnown(): void {
     const k = new Map<number, PeerCounters>();
-    const add = (a: number): void => { if (!k.has(a)) k.set(a, this.counters.peer(a)); };
+    const add = (a: number): void => { if (!k.has(a | 0)) k.set(a | 0, this.counters.peer(a >>> 0)); };
     for (const p of this.bySubnet.values()) add(p.addr);
-    for (const d of this.fdb.values()) d.forEach(add);
+    for (const [, d] of this.fdb.entries()) d.forEach(add);
     this.zeros.forEach(add);
     this.known = k;
     const ss = new Map<number, Prefix4[]>();
-    for (const p of this.bySubnet.values()) ss.set(p.addr, [...(ss.get(p.addr) ?? []), p.subnet]);
+    for (const p of this.bySubnet.values()) ss.set(p.addri, [...(ss.get(p.addri) ?? []), p.subnet]);
     this.senderSubnets = ss;
   }
 
@@ -315,7 +328,7 @@ export class VxlanBackend implements Backend {
     try { cb(ev); } catch { /* control plane errors must not break the dataplane */ }
   }
 
-  /** Queue one datagram view; flushes when the batch is full. Returns the new count. */
+  /** Queue one datagram view to `addr` (int32 form); flushes when the batch is full. Returns the new count. */
   private pushTx(n: number, buf: Buffer, off: number, len: number, addr: number): number {
     if (n === this.txViews.length) {
       this.flushTx(n);
@@ -326,7 +339,7 @@ export class VxlanBackend implements Backend {
     v.off = off;
     v.len = len;
     v.family = 4;
-    v.addr = addr;
+    v.addr = addr >>> 0;
     v.port = this.port;
     this.txCounters[n] = this.known.get(addr) ?? NO_COUNTERS;
     return n + 1;
@@ -362,7 +375,7 @@ export class VxlanBackend implements Backend {
       const len = s.len;
       if (len < 20) { c.drop(D.tx_runt); continue; }
       if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); continue; }
-      const r = this.routes.lookup(b.readUInt32BE(off + 16));
+      const r = this.routes.lookup(b.readInt32BE(off + 16));
       if (r === undefined) {
         c.drop(D.tx_no_route);
         if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
@@ -380,13 +393,13 @@ export class VxlanBackend implements Backend {
         continue;
       }
       const mac = this.neigh.get(r.nexthop);
-      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', r.nexthop); continue; }
-      const dsts = this.fdb.get(mac) ?? this.zeros;
-      if (dsts.length === 0) { c.drop(D.tx_no_fdb); this.miss('l2miss', mac); continue; }
+      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', r.nexthop >>> 0); continue; }
+      const dsts = this.fdb.get(mac.hi, mac.lo) ?? this.zeros;
+      if (dsts.length === 0) { c.drop(D.tx_no_fdb); this.miss('l2miss', mac.n); continue; }
       if (off < hdr) { c.drop(D.tx_runt); continue; }
       const e = off - ETH_HLEN;
-      writeMac(b, e, mac);
-      writeMac(b, e + 6, this.vtepMac);
+      writeMacHL(b, e, mac.hi, mac.lo);
+      writeMacHL(b, e + 6, this.macHi, this.macLo);
       b[e + 12] = ETH_P_IP >>> 8;
       b[e + 13] = ETH_P_IP & 0xff;
       writeVxlan(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
@@ -408,15 +421,15 @@ export class VxlanBackend implements Backend {
       const off = s.off;
       const len = s.len;
       if (len < ETH_HLEN) { c.drop(D.tx_runt); continue; }
-      if (this.proxyArp && b.readUInt16BE(off + 12) === ETH_P_ARP) {
-        const target = arpRequestTarget(b, off, len);
-        if (target >= 0) {
+      if (this.proxyArp && b.readUInt16BE(off + 12) === ETH_P_ARP && isArpRequest(b, off, len)) {
+        const target = arpTargetIp(b, off);
+        {
           const mac = this.neigh.get(target);
-          if (mac === undefined) { c.drop(D.tx_l3miss); this.miss('l3miss', target); continue; }
+          if (mac === undefined) { c.drop(D.tx_l3miss); this.miss('l3miss', target >>> 0); continue; }
           const v = this.replyViews[nReply++]!;
           v.buf = b;
           v.off = off;
-          v.len = arpReplyInPlace(b, off, mac, target);
+          v.len = arpReplyInPlace(b, off, mac.hi, mac.lo, target);
           c.arpReplies++;
           if (nReply === this.replyViews.length) { this.device!.writeBatch(this.replyViews, nReply); nReply = 0; }
           continue;
@@ -425,7 +438,7 @@ export class VxlanBackend implements Backend {
       if (off < VXLAN_HLEN) { c.drop(D.tx_runt); continue; }
       let dsts: number[] | undefined;
       if (!macIsGroup(b, off)) {
-        dsts = this.fdb.get(readMac(b, off));
+        dsts = this.fdb.get(b.readUInt16BE(off), b.readInt32BE(off + 2));
         if (dsts === undefined) this.miss('l2miss', readMac(b, off));
       }
       if (dsts === undefined) {
@@ -451,7 +464,8 @@ export class VxlanBackend implements Backend {
     for (let i = 0; i < count; i++) {
       const s = slots[i]!;
       if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); continue; }
-      const pc = this.known.get(s.addr);
+      const from = s.addr | 0;
+      const pc = this.known.get(from);
       if (pc === undefined) { c.drop(D.rx_unknown_peer); continue; }
       const b = s.buf;
       const off = s.off;
@@ -463,26 +477,26 @@ export class VxlanBackend implements Backend {
       const elen = len - VXLAN_HLEN;
       if (l2) {
         if (this.learning && !macIsGroup(b, e + 6)) {
-          const smac = readMac(b, e + 6);
-          const cur = this.fdb.get(smac);
-          if (cur === undefined || cur.length !== 1 || cur[0] !== s.addr) this.fdb.set(smac, [s.addr]);
+          const cur = this.fdb.get(b.readUInt16BE(e + 6), b.readInt32BE(e + 8));
+          if (cur === undefined || cur.length !== 1 || cur[0] !== from) this.fdb.set(macOf(readMac(b, e + 6)), [from]); // allocates only on change
         }
         n = this.pushRx(n, b, e, elen, pc);
         continue;
       }
-      const dmac = readMac(b, e);
-      if (dmac !== this.vtepMac && dmac !== MAC_BROADCAST) { c.drop(D.rx_not_our_mac); continue; }
+      const dh = b.readUInt16BE(e);
+      const dl = b.readInt32BE(e + 2);
+      if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); continue; }
       const et = b.readUInt16BE(e + 12);
       if (et === ETH_P_IP) {
         const ip = e + ETH_HLEN;
         const ilen = elen - ETH_HLEN;
         if (!ipv4Valid(b, ip, ilen)) { c.drop(D.rx_bad_ipv4); continue; }
-        if (!inPrefix(b.readUInt32BE(ip + 16), this.subnet)) { c.drop(D.rx_not_our_subnet); continue; }
-        if (this.strictSource && !this.sourceOk(b.readUInt32BE(ip + 12), s.addr)) { c.drop(D.rx_spoofed_inner_source); continue; }
+        if (!inPrefix(b.readInt32BE(ip + 16), this.subnet)) { c.drop(D.rx_not_our_subnet); continue; }
+        if (this.strictSource && !this.sourceOk(b.readInt32BE(ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); continue; }
         n = this.pushRx(n, b, ip, ipv4TotLen(b, ip), pc);
       } else if (et === ETH_P_ARP) {
-        if (arpRequestTarget(b, e, elen) !== this.vtepIp) { c.drop(D.rx_arp_not_for_us); continue; }
-        const rl = arpReplyInPlace(b, e, this.vtepMac, this.vtepIp);
+        if (!isArpRequest(b, e, elen) || arpTargetIp(b, e) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); continue; }
+        const rl = arpReplyInPlace(b, e, this.macHi, this.macLo, this.vtepIpi);
         writeVxlan(b, off, this.vni, this.gbp, this.gbpPolicy);
         // replies go out after the received batch; ARP is rare, so they share the tx views
         const v = this.arpOut[nArp] ?? this.arpOut[this.arpOut.length - 1]!;
@@ -502,7 +516,7 @@ export class VxlanBackend implements Backend {
 
   private readonly arpOut: MutDatagramSlot[] = newDatagramViews(8);
 
-  /** Inner source must be inside a subnet owned by the sender. */
+  /** Inner source (int32) must be inside a subnet owned by the sender (int32 public IP). */
   private sourceOk(src: number, sender: number): boolean {
     const subnets = this.senderSubnets.get(sender);
     if (subnets === undefined) return false;

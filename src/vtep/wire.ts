@@ -222,32 +222,44 @@ export function formatMac(mac: number): string {
   return mac.toString(16).padStart(12, '0').replace(/(..)(?!$)/g, '$1:');
 }
 
-/**
- * If `buf[off, off+len)` (an Ethernet frame) is an Ethernet/IPv4 ARP request, return
- * its target protocol address; otherwise -1.
- */
-export function arpRequestTarget(buf: Buffer, off: number, len: number): number {
-  if (len < ETH_HLEN + 28) return -1;
+/** True when `buf[off, off+len)` (an Ethernet frame with ethertype ARP) is an Ethernet/IPv4 ARP request. */
+export function isArpRequest(buf: Buffer, off: number, len: number): boolean {
+  if (len < ETH_HLEN + 28) return false;
   const a = off + ETH_HLEN;
-  if (buf.readUInt16BE(a) !== 1 || buf.readUInt16BE(a + 2) !== ETH_P_IP || buf[a + 4] !== 6 || buf[a + 5] !== 4) return -1;
-  if (buf.readUInt16BE(a + 6) !== 1) return -1;
-  return buf.readUInt32BE(a + 24);
+  return buf[a] === 0 && buf[a + 1] === 1 && buf[a + 2] === 0x08 && buf[a + 3] === 0 && buf[a + 4] === 6 && buf[a + 5] === 4 &&
+    buf[a + 6] === 0 && buf[a + 7] === 1;
+}
+
+/** Target protocol address (int32 form) of the ARP frame at `off`. */
+export function arpTargetIp(buf: Buffer, off: number): number {
+  return buf.readInt32BE(off + ETH_HLEN + 24);
+}
+
+/** Write a MAC given as (hi16, lo32-as-int32) halves. */
+export function writeMacHL(buf: Buffer, off: number, hi: number, lo: number): void {
+  buf[off] = (hi >>> 8) & 0xff;
+  buf[off + 1] = hi & 0xff;
+  buf[off + 2] = (lo >>> 24) & 0xff;
+  buf[off + 3] = (lo >>> 16) & 0xff;
+  buf[off + 4] = (lo >>> 8) & 0xff;
+  buf[off + 5] = lo & 0xff;
 }
 
 /**
- * Turn the ARP request frame at `off` into the reply "`ip` is at `mac`", in place:
- * Ethernet dst = requester, src = `mac`; ARP op 2 with sender/target swapped.
+ * Turn the ARP request frame at `off` into the reply "`ip` is at mac (hi, lo)", in place:
+ * Ethernet dst = requester, src = the MAC; ARP op 2 with sender/target swapped.
  * Returns the reply length (Ethernet + 28, no padding).
  */
-export function arpReplyInPlace(buf: Buffer, off: number, mac: number, ip: number): number {
+export function arpReplyInPlace(buf: Buffer, off: number, hi: number, lo: number, ip: number): number {
   const a = off + ETH_HLEN;
   // Ethernet: dst <- requester's sender hardware address
   buf.copy(buf, off, a + 8, a + 14);
-  writeMac(buf, off + 6, mac);
-  buf.writeUInt16BE(2, a + 6);
+  writeMacHL(buf, off + 6, hi, lo);
+  buf[a + 6] = 0;
+  buf[a + 7] = 2;
   // target <- old sender
   buf.copy(buf, a + 18, a + 8, a + 18);
-  writeMac(buf, a + 8, mac);
-  buf.writeUInt32BE(ip >>> 0, a + 14);
+  writeMacHL(buf, a + 8, hi, lo);
+  buf.writeInt32BE(ip | 0, a + 14);
   return ETH_HLEN + 28;
 }
