@@ -125,7 +125,7 @@ describe.runIf(requireNetns())('overlayd in a namespace', () => {
       expect(JSON.parse(d.out().trim())).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
     } finally {
       d.child.kill('SIGTERM');
-      expect(await d.exited).toBe(0);
+      expect(await d.exited, d.err()).toBe(0);
     }
   });
 
@@ -161,7 +161,7 @@ describe.runIf(requireNetns())('overlayd in a namespace', () => {
     } finally {
       d.child.kill('SIGTERM');
     }
-    expect(await d.exited).toBe(0);
+    expect(await d.exited, d.err()).toBe(0);
     expect(d.err()).toMatch(/SIGTERM: stopping/);
     expect(nsState(a)).toBe(before);
     rmSync(subnetFile, { force: true });

@@ -42,7 +42,7 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
       ...(h.n === 1 ? ['--pcap', join(h.dir, 'h1.pcap')] : [])]);
     await h.d.waitFor(/running/);
   };
-  const stop = async (h: H): Promise<number | null> => {
+  const stop = async (h: H): Promise<number | string | null> => {
     h.d!.child.kill('SIGTERM');
     return h.d!.exited;
   };

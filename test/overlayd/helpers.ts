@@ -33,8 +33,8 @@ export interface Daemon {
   child: ChildProcess;
   out: () => string;
   err: () => string;
-  /** Resolves with the exit code. */
-  exited: Promise<number | null>;
+  /** Resolves with the exit code, or the signal's name when killed by one. */
+  exited: Promise<number | string | null>;
   /** Wait until stderr (or stdout) matches. */
   waitFor(re: RegExp, ms?: number, stream?: 'out' | 'err'): Promise<string>;
 }
@@ -46,7 +46,7 @@ export function startOverlayd(host: NsHost, args: string[], env: NodeJS.ProcessE
   let err = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | string | null>((r) => child.on('exit', (code, sig) => r(code ?? sig)));
   const waitFor = async (re: RegExp, ms = 20_000, stream: 'out' | 'err' = 'err'): Promise<string> => {
     const end = Date.now() + ms;
     for (;;) {
