@@ -30,7 +30,7 @@ describe.runIf(requireNetns())('L3 VTEP under attack', () => {
     a = tb.host('a'); b = tb.host('b');
     tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
     b.ip('addr', 'add', '198.18.0.99/24', 'dev', 'u0'); // the attacker's (unknown) source address
-    ours = await HostProc.start(tb, a, { kind: 'vxlan', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:01:01' });
+    ours = await HostProc.start(tb, a, { kind: 'vxlan', transport: (process.env.VTEP_TRANSPORT as string | undefined) ?? 'mmsg', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:01:01' });
     const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
     await ours.addPeer(k.lease);
     kernelAddPeer(b, k.dev, ours.lease);
