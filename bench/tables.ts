@@ -16,7 +16,7 @@ import { HostModel } from '../src/fdb/index.js';
 export interface Row {
   /** Remote hosts installed. */
   hosts: number;
-  /** Route lookups per second (RouteTable4.lookup). */
+  /** Route lookups per second (RouteTable4.lookup), best of `trials`. */
   routeLookupsPerSec: number;
   /** Route + neighbour + FDB resolutions per second (HostModel.resolve). */
   resolvePerSec: number;
@@ -30,8 +30,10 @@ export interface Row {
 export interface TablesBenchOptions {
   /** Host counts to run; default [1000, 10000, 100000]. */
   sizes?: number[];
-  /** Minimum timed duration per measurement, ms; default 500. */
+  /** Total timed duration per measurement, ms, split over `trials`; default 1000. */
   minMs?: number;
+  /** Trials per measurement; the best is reported (shared CPUs). Default 5. */
+  trials?: number;
   /** Print a table to stdout; default true. */
   print?: boolean;
 }
@@ -102,7 +104,8 @@ const DSTS = 1 << 16;
 /** Run the benchmark; returns one row per size. */
 export async function runTablesBench(opts: TablesBenchOptions = {}): Promise<Row[]> {
   const sizes = opts.sizes ?? [1000, 10000, 100000];
-  const minMs = opts.minMs ?? 500;
+  const minMs = opts.minMs ?? 1000;
+  const trials = opts.trials ?? 5;
   const rows: Row[] = [];
   // Warm up: compile the add path so code and feedback vectors are not charged to the first size.
   fill(2000);
@@ -132,10 +135,15 @@ export async function runTablesBench(opts: TablesBenchOptions = {}): Promise<Row
       }
       return s;
     };
-    timeLoop(100, routeBody); // warm up
-    const routeLookupsPerSec = timeLoop(minMs, routeBody);
-    timeLoop(100, resolveBody);
-    const resolvePerSec = timeLoop(minMs, resolveBody);
+    // Best of several short trials: the CPU is shared, so the best trial is the least disturbed one.
+    const best = (body: () => number): number => {
+      timeLoop(100, body); // warm up
+      let b = 0;
+      for (let t = 0; t < trials; t++) b = Math.max(b, timeLoop(minMs / trials, body));
+      return b;
+    };
+    const routeLookupsPerSec = best(routeBody);
+    const resolvePerSec = best(resolveBody);
     if (routeBody() !== DSTS * 24) throw new Error('bench sanity: some lookups missed');
     rows.push({ hosts: n, routeLookupsPerSec, resolvePerSec, bytesPerHost: bytes / n, addMs });
     await new Promise((r) => setImmediate(r));
