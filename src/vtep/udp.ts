@@ -95,8 +95,18 @@ export class UdpBackend implements Backend {
   }
 
   /** Create the TUN and socket, configure the kernel side, start forwarding. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    if (!this.starting) {
+      this.starting = this.doStart().finally(() => { this.starting = undefined; });
+    }
+    return this.starting;
+  }
+
+  private starting: Promise<void> | undefined;
+
+  private async doStart(): Promise<void> {
     if (this.running) return;
+    if (this.stopping) await this.stopping;
     const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
     try {
       await tr.bind(this.port, this.opts.bindAddress);
@@ -114,10 +124,19 @@ export class UdpBackend implements Backend {
     this.transport = tr;
     this.device = dev;
     if (this.opts.configureKernel !== false) {
-      // flannel: <subnet address>/<network prefix> on flannel0; the connected route sends the whole network here.
-      await this.kernel.configureDevice(dev.name, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}` });
-      await this.kernel.deviceSysctl(dev.name, 'accept_local', '1'); // our ICMP errors carry our own TUN address as source
+      try {
+        // flannel: <subnet address>/<network prefix> on flannel0; the connected route sends the whole network here.
+        await this.kernel.configureDevice(dev.name, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}` });
+        await this.kernel.deviceSysctl(dev.name, 'accept_local', '1'); // our ICMP errors carry our own TUN address as source
+      } catch (e) {
+        dev.close();
+        tr.close();
+        this.device = undefined;
+        this.transport = undefined;
+        throw e;
+      }
     }
+    this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
     dev.onBatch(this.onDeviceBatch);
     tr.onBatch(this.onSocketBatch);
@@ -177,6 +196,8 @@ export class UdpBackend implements Backend {
         this.running = false;
         this.device?.close();
         this.transport?.close();
+        this.device = undefined;
+        this.transport = undefined;
         await this.kernel.flush().catch(() => undefined);
       })();
     }

@@ -155,8 +155,18 @@ export class VxlanBackend implements Backend {
   }
 
   /** Create the device and socket, configure the kernel side, start forwarding. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    if (!this.starting) {
+      this.starting = this.doStart().finally(() => { this.starting = undefined; });
+    }
+    return this.starting;
+  }
+
+  private starting: Promise<void> | undefined;
+
+  private async doStart(): Promise<void> {
     if (this.running) return;
+    if (this.stopping) await this.stopping;
     const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
     try {
       await tr.bind(this.port, this.opts.bindAddress);
@@ -174,15 +184,23 @@ export class VxlanBackend implements Backend {
     this.device = dev;
     this.transport = tr;
     if (this.opts.configureKernel !== false) {
-      await this.kernel.configureDevice(dev.name, {
-        mtu: this.deviceMtu,
-        cidr: `${u32ToIpv4(this.vtepIp)}/32`,
-        mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
-      });
-      if (this.mode === 'l3') await this.kernel.deviceSysctl(dev.name, 'accept_local', '1');
-      for (const p of this.bySubnet.values()) void this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.netAddr), dev.name);
-      await this.kernel.flush();
+      try {
+        await this.kernel.configureDevice(dev.name, {
+          mtu: this.deviceMtu,
+          cidr: `${u32ToIpv4(this.vtepIp)}/32`,
+          mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
+        });
+        if (this.mode === 'l3') await this.kernel.deviceSysctl(dev.name, 'accept_local', '1');
+        for (const p of this.bySubnet.values()) await this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.netAddr), dev.name);
+      } catch (e) {
+        dev.close();
+        tr.close();
+        this.device = undefined;
+        this.transport = undefined;
+        throw e;
+      }
     }
+    this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
     dev.onBatch(this.mode === 'l2' ? this.onTapBatch : this.onTunBatch);
     tr.onBatch(this.onSocketBatch);
@@ -218,7 +236,7 @@ export class VxlanBackend implements Backend {
     this.bySubnet.set(key, peer);
     this.linkTables(peer);
     this.rebuildKnown();
-    if (this.running && this.opts.configureKernel !== false) void this.kernel.replaceRoute(key, u32ToIpv4(peer.netAddr), this.device!.name);
+    if (this.running && this.opts.configureKernel !== false) this.kernel.replaceRoute(key, u32ToIpv4(peer.netAddr), this.device!.name).catch(() => undefined); // errors kept in kernel.errors
   }
 
   /** Remove the peer owning `subnet` (tables and kernel route). */
@@ -230,7 +248,7 @@ export class VxlanBackend implements Backend {
     this.bySubnet.delete(key);
     this.unlinkTables(old);
     this.rebuildKnown();
-    if (this.running && this.opts.configureKernel !== false) void this.kernel.deleteRoute(key, this.device!.name);
+    if (this.running && this.opts.configureKernel !== false) this.kernel.deleteRoute(key, this.device!.name).catch(() => undefined);
   }
 
   private linkTables(p: VxPeer): void {
@@ -309,6 +327,8 @@ export class VxlanBackend implements Backend {
         this.running = false;
         this.device?.close();
         this.transport?.close();
+        this.device = undefined;
+        this.transport = undefined;
         await this.kernel.flush().catch(() => undefined);
       })();
     }

@@ -8,7 +8,7 @@
  * commands read as JSON lines on stdin, each echoed with its `id`:
  *   {"id":1,"cmd":"addPeer","lease":{...}}   {"id":2,"cmd":"removePeer","subnet":"..."}
  *   {"id":3,"cmd":"stats"} -> {"id":3,"event":"stats","stats":{...},"rss":N}
- *   {"id":4,"cmd":"gc"}    {"id":5,"cmd":"stop"} (stops and exits)
+ *   {"id":4,"cmd":"gc"}    {"id":5,"cmd":"restart"} (stop, start again)    {"id":6,"cmd":"stop"} (stops and exits)
  * Miss events are printed as {"event":"miss",...}.
  */
 import { createInterface } from 'node:readline';
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
           case 'removePeer': backend.removePeer(msg.subnet!); out({ id, event: 'ok' }); break;
           case 'stats': out({ id, event: 'stats', stats: backend.stats(), rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed }); break;
           case 'gc': (globalThis as { gc?: () => void }).gc?.(); out({ id, event: 'ok' }); break;
+          case 'restart': await backend.stop(); await new Promise((r) => setTimeout(r, 300)); await backend.start(); out({ id, event: 'ok' }); break;
           case 'stop': await backend.stop(); out({ id, event: 'stopped' }); process.exit(0); break;
           default: out({ id, event: 'error', message: `unknown command ${msg.cmd}` });
         }

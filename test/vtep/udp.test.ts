@@ -57,6 +57,10 @@ describe.runIf(requireNetns())(`UDP backend, two hosts (${TRANSPORT})`, () => {
     await oa.addPeer(ob.lease);
     expect(ping(a, '198.19.2.0', 56)).toBe(true);
   });
+  it('stop() removes flannel0', async () => {
+    await ob.stop();
+    expect(() => b.ip('link', 'show', 'flannel0')).toThrow();
+  });
 });
 
 describe.runIf(requireNetns())('UDP backend, three hosts (mmsg transport), peer churn under traffic', () => {

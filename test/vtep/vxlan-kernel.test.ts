@@ -112,4 +112,13 @@ describe.runIf(requireNetns())('three hosts: two of ours and one kernel vxlan', 
     expect(ping(a, '198.19.2.0', 56)).toBe(true);
     expect(ping(a, '198.19.3.0', 56)).toBe(true);
   });
+  it('stops and restarts one dataplane while the others keep forwarding', async () => {
+    const restart = oa.cmd({ cmd: 'restart' });
+    expect(ping(c, '198.19.2.0', 56, 3)).toBe(true); // c <-> kernel b unaffected
+    await restart;
+    expect(a.ip('route', 'show', '198.19.2.0/24')).toMatch(/via 198\.19\.2\.0 dev flannel\.1 onlink/);
+    expect(ping(a, '198.19.2.0', 1422)).toBe(true);
+    expect(ping(b, '198.19.1.0', 1422)).toBe(true);
+    expect(ping(c, '198.19.1.0', 1422)).toBe(true);
+  });
 });
