@@ -109,6 +109,7 @@ export class NeighbourTable {
   private upd = new Float64Array(16);
   private readonly devs: string[] = [];
   private readonly devByName = new Map<string, number>();
+  /** Explicit proxy entries, keyed by int32 IP (Smi keys: no boxing on lookup). */
   private readonly proxies = new Map<number, string>();
   private readonly view = new View();
   private readonly limiter: MissLimiter;
@@ -184,7 +185,7 @@ export class NeighbourTable {
    */
   proxyLookup(ip: number): NeighbourEntry | undefined {
     if (this.proxies.size > 0) {
-      const dev = this.proxies.get(ip >>> 0);
+      const dev = this.proxies.get(ip | 0);
       if (dev !== undefined) {
         const v = this.view;
         v.ip = ip >>> 0;
@@ -268,12 +269,12 @@ export class NeighbourTable {
 
   /** `ip neigh add proxy <ip> dev <dev>`. */
   addProxy(ip: string | number, dev: string): void {
-    this.proxies.set(toU32(ip), checkDev(dev));
+    this.proxies.set(toU32(ip) | 0, checkDev(dev));
   }
 
   /** `ip neigh del proxy <ip>`. */
   deleteProxy(ip: string | number): boolean {
-    return this.proxies.delete(toU32(ip));
+    return this.proxies.delete(toU32(ip) | 0);
   }
 
   /** Age entries: reachable -> stale, incomplete -> failed, and drop stale/failed older than gcStaleTime. Returns entries removed. */
@@ -309,7 +310,7 @@ export class NeighbourTable {
 
   /** Proxy entries in the shape of `ip neigh show proxy`. */
   showProxy(): string {
-    return [...this.proxies].sort((a, b) => a[0] - b[0]).map(([ip, dev]) => `${formatU32(ip)} dev ${dev} proxy`).join('\n');
+    return [...this.proxies].sort((a, b) => (a[0] >>> 0) - (b[0] >>> 0)).map(([ip, dev]) => `${formatU32(ip >>> 0)} dev ${dev} proxy`).join('\n');
   }
 
   /** JSON export (entries then proxies). */
@@ -320,7 +321,7 @@ export class NeighbourTable {
       if (e.router) j.router = true;
       return j;
     });
-    for (const [ip, dev] of [...this.proxies].sort((a, b) => a[0] - b[0])) rows.push({ dst: formatU32(ip), dev, proxy: true });
+    for (const [ip, dev] of [...this.proxies].sort((a, b) => (a[0] >>> 0) - (b[0] >>> 0))) rows.push({ dst: formatU32(ip >>> 0), dev, proxy: true });
     return rows;
   }
 
