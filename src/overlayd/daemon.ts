@@ -311,16 +311,28 @@ export class Overlayd {
     if (!be) return;
     const next = this.usable(all);
     const d = diffPeers(this.peers, next);
+    const applied = new Map(this.peers);
     for (const subnet of d.remove) {
-      be.removePeer(subnet);
-      this.log.info(`peer removed: ${subnetToKey(subnet)} (${why})`);
+      try {
+        be.removePeer(subnet);
+        applied.delete(subnet);
+        this.log.info(`peer removed: ${subnetToKey(subnet)} (${why})`);
+      } catch (e) {
+        this.log.error(`removing peer ${subnetToKey(subnet)}: ${(e as Error).message}`);
+      }
     }
     for (const lease of d.upsert) {
       const was = this.peers.get(lease.subnet);
-      be.addPeer(lease);
-      this.log.info(`peer ${was ? 'changed' : 'added'}: ${leaseToJson(lease)} (${why})`);
+      try {
+        be.addPeer(lease);
+        applied.set(lease.subnet, lease);
+        this.log.info(`peer ${was ? 'changed' : 'added'}: ${leaseToJson(lease)} (${why})`);
+      } catch (e) {
+        // Not recorded as applied: the next reload retries it.
+        this.log.error(`adding peer ${leaseToJson(lease)}: ${(e as Error).message}`);
+      }
     }
-    this.peers = next;
+    this.peers = applied;
     this.reloads++;
     if (d.remove.length === 0 && d.upsert.length === 0 && why !== 'start') this.log.info(`peers unchanged (${why})`);
   }

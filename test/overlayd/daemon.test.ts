@@ -149,6 +149,23 @@ describe('overlayd lifecycle (fake backend)', () => {
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
 
+  it('a peer the backend rejects is logged, the others applied, and it is retried on the next reload', async () => {
+    const t = setup(['--peers-debounce-ms', '60000'], { '198.19.2.0-24': lease(2), '198.19.3.0-24': lease(3) });
+    await t.daemon.start();
+    const be = t.be();
+    const orig = be.addPeer.bind(be);
+    let reject = true;
+    be.addPeer = (l) => { if (reject && l.subnet === '198.19.4.0/24') throw new Error('no room'); orig(l); };
+    writeFileSync(t.peersPath, JSON.stringify({ '198.19.2.0-24': lease(2), '198.19.3.0-24': lease(3), '198.19.4.0-24': lease(4), '198.19.5.0-24': lease(5) }));
+    t.daemon.reloadPeers('SIGHUP');
+    expect(t.logs.some((l) => /ERROR adding peer \{"198\.19\.4\.0-24".*no room/.test(l))).toBe(true);
+    expect([...t.daemon.currentPeers().keys()].sort()).toEqual(['198.19.2.0/24', '198.19.3.0/24', '198.19.5.0/24']);
+    reject = false;
+    t.daemon.reloadPeers('SIGHUP');
+    expect(be.peers.has('198.19.4.0/24')).toBe(true);
+    expect(t.daemon.currentPeers().size).toBe(4);
+  });
+
   it('stop is idempotent and stops the backend once', async () => {
     const t = setup();
     await t.daemon.start();
