@@ -1,7 +1,7 @@
 /**
- * Small allocation-free lookup structures private to the dataplanes: a longest-prefix
- * match table keyed by uint32 IPv4 and CIDR parsing. (Kept in src/vtep so the hot
- * path does not depend on the shape of src/fdb's tables.)
+ * Small helpers private to the dataplanes: CIDR parsing with int32 forms for hot-path
+ * comparisons, and a MAC-keyed table looked up by (hi16, lo32) small-integer halves so
+ * that neighbour/FDB lookups never box a 48-bit key. (Routes use src/fdb's RouteTable4.)
  */
 import { ipv4ToU32 } from '../codec/addr.js';
 
@@ -38,59 +38,6 @@ export function parseCidr(s: string): Prefix4 {
 /** True when `ip` (int32 or uint32 form) is inside `p`. */
 export function inPrefix(ip: number, p: Prefix4): boolean {
   return (ip & p.maski) === p.neti;
-}
-
-/**
- * Longest-prefix-match table: one Map per prefix length keyed by the int32 form of the
- * network address (a V8 small integer, so lookups never box a key), probed from the
- * longest present length down. Lookups allocate nothing.
- */
-export class PrefixTable<T> {
-  private readonly byLen: Map<number, T>[] = Array.from({ length: 33 }, () => new Map<number, T>());
-  private lens: number[] = [];
-  private masks: number[] = [];
-
-  /** Insert or replace the value for `net/len`. */
-  set(p: Prefix4, value: T): void {
-    this.byLen[p.len]!.set(p.neti, value);
-    this.reindex();
-  }
-
-  /** Remove `net/len`; returns true if it was present. */
-  delete(p: Prefix4): boolean {
-    const had = this.byLen[p.len]!.delete(p.neti);
-    if (had) this.reindex();
-    return had;
-  }
-
-  /** Exact-match read of `net/len`. */
-  get(p: Prefix4): T | undefined {
-    return this.byLen[p.len]!.get(p.neti);
-  }
-
-  /** Longest-prefix match for `ip`; pass the int32 form (`buf.readInt32BE`) on hot paths. */
-  lookup(ip: number): T | undefined {
-    const lens = this.lens;
-    for (let i = 0; i < lens.length; i++) {
-      const v = this.byLen[lens[i]!]!.get(ip & this.masks[i]!);
-      if (v !== undefined) return v;
-    }
-    return undefined;
-  }
-
-  /** Number of prefixes. */
-  get size(): number {
-    let n = 0;
-    for (const m of this.byLen) n += m.size;
-    return n;
-  }
-
-  private reindex(): void {
-    const lens: number[] = [];
-    for (let l = 32; l >= 0; l--) if (this.byLen[l]!.size > 0) lens.push(l);
-    this.lens = lens;
-    this.masks = lens.map((l) => maskOf(l) | 0);
-  }
 }
 
 /** A MAC split into two V8 small integers (high 16 bits, low 32 bits as int32), plus the 48-bit number. */

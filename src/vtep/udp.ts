@@ -14,7 +14,8 @@ import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, parseCidr, PrefixTable, type Prefix4 } from './tables.js';
+import { inPrefix, parseCidr, type Prefix4 } from './tables.js';
+import { RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, UdpBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
@@ -52,7 +53,8 @@ export class UdpBackend implements Backend {
   private readonly io: DataplaneIo;
   private readonly kernel: KernelNet;
   private readonly counters = new Counters();
-  private readonly routes = new PrefixTable<UdpPeer>();
+  /** Routes to peer subnets (src/fdb's LPM table); each route's `peer` slot holds the peer. */
+  private readonly routes = new RouteTable4<UdpPeer>();
   private readonly bySubnet = new Map<string, UdpPeer>();
   /** Peers by public IP in int32 form (small-integer keys: lookups never box). */
   private readonly byAddr = new Map<number, UdpPeer>();
@@ -157,7 +159,7 @@ export class UdpBackend implements Backend {
     if (old) this.unlink(old, key);
     const peer: UdpPeer = { lease: { ...lease }, subnet, addr, counters: this.counters.peer(addr) };
     this.bySubnet.set(key, peer);
-    this.routes.set(subnet, peer);
+    this.routes.replace({ dst: { prefix: subnet.net, prefixLen: subnet.len }, dev: this.deviceName, peer });
     this.byAddr.set(addr | 0, peer);
   }
 
@@ -171,7 +173,7 @@ export class UdpBackend implements Backend {
 
   private unlink(peer: UdpPeer, key: string): void {
     this.bySubnet.delete(key);
-    if (this.routes.get(peer.subnet) === peer) this.routes.delete(peer.subnet);
+    if (this.routes.getExact(peer.subnet.net, peer.subnet.len)?.peer === peer) this.routes.deleteExact(peer.subnet.net, peer.subnet.len);
     if (this.byAddr.get(peer.addr | 0) === peer) {
       this.byAddr.delete(peer.addr | 0);
       // another lease on the same public IP keeps it a known source
@@ -220,7 +222,8 @@ export class UdpBackend implements Backend {
       if (len < 20) { c.drop(D.tx_runt); continue; }
       if (b[off]! >> 4 !== 4 || !ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); continue; }
       len = ipv4TotLen(b, off);
-      const peer = this.routes.lookup(b.readInt32BE(off + 16));
+      const route = this.routes.lookup(b.readInt32BE(off + 16));
+      const peer = route === undefined ? undefined : route.peer;
       if (peer === undefined) {
         c.drop(D.tx_no_route);
         if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
@@ -312,7 +315,7 @@ export class UdpBackend implements Backend {
   private sourceOk(src: number, peer: UdpPeer): boolean {
     if (inPrefix(src, peer.subnet)) return true;
     const owner = this.routes.lookup(src);
-    return owner !== undefined && owner.addr === peer.addr;
+    return owner !== undefined && owner.peer !== undefined && owner.peer.addr === peer.addr;
   }
 
   private flushRx(n: number): void {

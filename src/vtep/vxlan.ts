@@ -22,7 +22,8 @@ import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, macOf, MacTable, parseCidr, PrefixTable, type Mac, type Prefix4 } from './tables.js';
+import { inPrefix, macOf, MacTable, parseCidr, type Mac, type Prefix4 } from './tables.js';
+import { RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
@@ -51,11 +52,6 @@ interface VxPeer {
   readonly addr: number;
   /** Public IP, int32 (map key form). */
   readonly addri: number;
-}
-
-interface Route {
-  /** Next hop, int32 form. */
-  readonly nexthop: number;
 }
 
 const NO_COUNTERS: PeerCounters = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
@@ -92,7 +88,8 @@ export class VxlanBackend implements Backend {
 
   // the three tables (plus the all-zeros flood list). IPv4 keys and FDB destinations are
   // int32 (V8 small integers) and MACs are looked up by (hi16, lo32) halves: no boxing.
-  private readonly routes = new PrefixTable<Route>();
+  /** Route table (src/fdb's LPM): subnet via the peer's VTEP address, onlink. */
+  private readonly routes = new RouteTable4<VxPeer>();
   private readonly neigh = new Map<number, Mac>();
   private readonly fdb = new MacTable<number[]>();
   private zeros: number[] = [];
@@ -252,7 +249,7 @@ export class VxlanBackend implements Backend {
   }
 
   private linkTables(p: VxPeer): void {
-    if (this.mode === 'l3') this.routes.set(p.subnet, { nexthop: p.netAddr | 0 });
+    if (this.mode === 'l3') this.routes.replace({ dst: { prefix: p.subnet.net, prefixLen: p.subnet.len }, via: p.netAddr, onlink: true, dev: this.deviceName, peer: p });
     if (p.mac) {
       this.neigh.set(p.netAddr | 0, p.mac);
       this.fdb.set(p.mac, [p.addri]);
@@ -261,7 +258,7 @@ export class VxlanBackend implements Backend {
   }
 
   private unlinkTables(p: VxPeer): void {
-    if (this.mode === 'l3') this.routes.delete(p.subnet);
+    if (this.mode === 'l3' && this.routes.getExact(p.subnet.net, p.subnet.len)?.peer === p) this.routes.deleteExact(p.subnet.net, p.subnet.len);
     if (p.mac) {
       if (this.neigh.get(p.netAddr | 0)?.n === p.mac.n) this.neigh.delete(p.netAddr | 0);
       this.fdb.delete(p.mac);
@@ -412,8 +409,9 @@ export class VxlanBackend implements Backend {
         }
         continue;
       }
-      const mac = this.neigh.get(r.nexthop);
-      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', r.nexthop >>> 0); continue; }
+      const nexthop = r.gateway | 0;
+      const mac = this.neigh.get(nexthop);
+      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', nexthop >>> 0); continue; }
       const dsts = this.fdb.get(mac.hi, mac.lo) ?? this.zeros;
       if (dsts.length === 0) { c.drop(D.tx_no_fdb); this.miss('l2miss', mac.n); continue; }
       if (off < hdr) { c.drop(D.tx_runt); continue; }
