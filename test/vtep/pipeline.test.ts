@@ -98,6 +98,17 @@ describe('VxlanBackend L3 pipeline', () => {
     expect(d.data.subarray(22).equals(p)).toBe(true);
   });
 
+  it('writes the GBP header (G flag + policy) and accepts G-flagged frames only with GBP on', async () => {
+    const { dev, tr } = await vx('l3', { gbp: true, gbpPolicy: 0x1234, vni: 4242 });
+    dev.inject([ipv4Packet('198.19.1.0', '198.19.2.0')]);
+    expect(tr.sent[0]!.data.subarray(0, 8).toString('hex')).toBe('8800123400109200');
+    const p = ipv4Packet('198.19.2.0', '198.19.1.0');
+    const f = vxlanFrame(4242, '02:00:00:00:00:01', PEER_MAC, 0x0800, p, 0x88);
+    f.writeUInt16BE(0x0042, 2);
+    tr.inject([{ addr: PEER, data: f }]);
+    expect(dev.written).toHaveLength(1);
+  });
+
   it('decapsulates, validates, and answers ARP for our VTEP address', async () => {
     const { b, dev, tr } = await vx('l3');
     const p = ipv4Packet('198.19.2.0', '198.19.1.0');

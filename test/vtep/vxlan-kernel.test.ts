@@ -9,7 +9,7 @@ import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harne
 const MB = 1024 * 1024;
 const TRANSPORT = (process.env.VTEP_TRANSPORT as 'dgram' | 'mmsg' | undefined) ?? 'dgram';
 
-function pair(vni: number, port: number, gbp = false, transport: 'dgram' | 'mmsg' = TRANSPORT) {
+function pair(vni: number, port: number, gbp = false, transport: 'dgram' | 'mmsg' = TRANSPORT, gbpPolicy = 0) {
   const tb = new Testbed('vxk');
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(async () => {
@@ -18,7 +18,7 @@ function pair(vni: number, port: number, gbp = false, transport: 'dgram' | 'mmsg
     tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
     ours = await HostProc.start(tb, a, {
       kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
-      vni, port, gbp, vtepMac: '02:00:00:00:01:01', transport,
+      vni, port, gbp, gbpPolicy, vtepMac: '02:00:00:00:01:01', transport,
     });
     const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', vni, port, gbp, mac: '02:00:00:00:02:02' });
     await ours.addPeer(k.lease);
@@ -72,7 +72,7 @@ describe.runIf(requireNetns())('L3 VTEP <-> kernel vxlan, VNI 4242 on port 4789 
 });
 
 describe.runIf(requireNetns())('L3 VTEP <-> kernel vxlan with GBP', () => {
-  const t = pair(7, 4789, true); // policy 0: no G flag on the wire (Linux sends G only with a policy)
+  const t = pair(7, 4789, true, TRANSPORT, 0x1234); // we send G + policy 0x1234; Linux sends G only when the skb has a mark
   it('pings both ways', () => {
     expect(ping(t.a(), '198.19.2.0', 1000)).toBe(true);
     expect(ping(t.b(), '198.19.1.0', 1000)).toBe(true);
