@@ -7,8 +7,21 @@
  * backend over both transports. Every figure is repeated (median, min-max) and
  * every path is given as a ratio to kernel VXLAN measured in the same run.
  *
+ * Per path and repetition: RTT p50/p99 (ping every 10 ms), TCP throughput with 1
+ * and 4 streams (iperf3 -J), UDP received packet rate and loss at 64 and 1400 byte
+ * payloads (iperf3 -u -b 0), CPU time per received datagram during the UDP tests
+ * (see bench/lib/proc.ts for what is counted), and our daemon's peak RSS (VmHWM).
+ * By default the repetitions run in rounds (every path once per round, each on a
+ * fresh pair of namespaces); --sequential runs all repetitions of a path together.
+ *
+ * Output: progress on stderr, a table on stdout, and <out-dir>/results.json (every
+ * figure and every test execution), results.md (table, goals, caveats) and
+ * ratios.svg (hand-written bar chart of the ratios); --json/--md/--svg write copies.
+ *
  * Fairness: the machine's CPUs are shared by everything (iperf3 client and server,
- * both daemons, softirq); nothing is pinned. See USAGE for options.
+ * both daemons, softirq); nothing is pinned, as on a real node where pods and the
+ * overlay share cores. Other load on the machine shows up in the figures: run on a
+ * quiet machine for numbers to publish. See USAGE for options.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
