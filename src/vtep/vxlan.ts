@@ -92,6 +92,8 @@ export class VxlanBackend implements Backend {
   private readonly routes = new RouteTable4<VxPeer>();
   private readonly neigh = new Map<number, Mac>();
   private readonly fdb = new MacTable<number[]>();
+  /** FDB entries installed from leases or setFdb(): learning never moves them (kernel: permanent entries). */
+  private readonly staticMacs = new MacTable<true>();
   private zeros: number[] = [];
   /** Known senders (public IP int32 -> that peer's counters). */
   private known = new Map<number, PeerCounters>();
@@ -253,6 +255,7 @@ export class VxlanBackend implements Backend {
     if (p.mac) {
       this.neigh.set(p.netAddr | 0, p.mac);
       this.fdb.set(p.mac, [p.addri]);
+      this.staticMacs.set(p.mac, true);
     }
     if (this.mode === 'l2' && !this.zeros.includes(p.addri)) this.zeros = [...this.zeros, p.addri];
   }
@@ -262,6 +265,7 @@ export class VxlanBackend implements Backend {
     if (p.mac) {
       if (this.neigh.get(p.netAddr | 0)?.n === p.mac.n) this.neigh.delete(p.netAddr | 0);
       this.fdb.delete(p.mac);
+      this.staticMacs.delete(p.mac);
     }
     if (this.mode === 'l2') {
       let stillUsed = false;
@@ -275,8 +279,13 @@ export class VxlanBackend implements Backend {
     const m = macOf(parseMac(mac));
     const dsts = publicIps.map((ip) => ipv4ToU32(ip) | 0);
     if (m.n === 0) this.zeros = dsts;
-    else if (dsts.length === 0) this.fdb.delete(m);
-    else this.fdb.set(m, dsts);
+    else if (dsts.length === 0) {
+      this.fdb.delete(m);
+      this.staticMacs.delete(m);
+    } else {
+      this.fdb.set(m, dsts);
+      this.staticMacs.set(m, true);
+    }
     this.rebuildKnown();
   }
 
@@ -495,8 +504,12 @@ export class VxlanBackend implements Backend {
       const elen = len - VXLAN_HLEN;
       if (l2) {
         if (this.learning && !macIsGroup(b, e + 6)) {
-          const cur = this.fdb.get(b.readUInt16BE(e + 6), b.readInt32BE(e + 8));
-          if (cur === undefined || cur.length !== 1 || cur[0] !== from) this.fdb.set(macOf(readMac(b, e + 6)), [from]); // allocates only on change
+          const sh = b.readUInt16BE(e + 6);
+          const sl = b.readInt32BE(e + 8);
+          const cur = this.fdb.get(sh, sl);
+          if ((cur === undefined || cur.length !== 1 || cur[0] !== from) && this.staticMacs.get(sh, sl) === undefined && !(sh === this.macHi && sl === this.macLo)) {
+            this.fdb.set(macOf(readMac(b, e + 6)), [from]); // allocates only on change
+          }
         }
         n = this.pushRx(n, b, e, elen, pc);
         continue;

@@ -152,6 +152,9 @@ describe('VxlanBackend L2 pipeline', () => {
     // learning
     tr.inject([{ addr: PEER, data: vxlanFrame(1, '02:00:00:00:00:01', '02:00:00:00:00:77', 0x0800, Buffer.alloc(40)) }]);
     expect(b.fdbEntries()['02:00:00:00:00:77']).toEqual(['198.18.0.2']);
+    // a configured (lease) entry is never moved by learning
+    tr.inject([{ addr: ipv4ToU32('198.18.0.3'), data: vxlanFrame(1, '02:00:00:00:00:01', PEER_MAC, 0x0800, Buffer.alloc(40)) }]);
+    expect(b.fdbEntries()[PEER_MAC]).toEqual(['198.18.0.2']);
     // proxy ARP for 198.19.3.0
     const arp = Buffer.alloc(28);
     arp.writeUInt16BE(1, 0); arp.writeUInt16BE(0x0800, 2); arp[4] = 6; arp[5] = 4; arp.writeUInt16BE(1, 6);
