@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
       finishedAt: '',
       command,
       machine: describeMachine(),
-      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, sequential: opts.sequential, paths: opts.comparison ? opts.paths : [] },
+      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, sequential: opts.sequential, paths: opts.comparison ? opts.paths : [], pacedKpps: opts.pacedKpps },
       cpuAccounting: { irqTimeAccounting: irqTimeAccounting(), formula: '' },
       notes: [
         opts.sequential || opts.reps === 1
@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
         'Two namespace hosts joined by one veth pair; iperf3 and ping run between workload addresses (x.x.x.1 of each lease, on loopback), so every path carries the same traffic; each path gets a fresh pair of namespaces.',
         'Nothing is pinned: iperf3 client and server, both daemons and softirq share the machine’s CPUs, as they would on one host running two pods. Other load on the machine shows up in the figures.',
         'UDP packet rate: iperf3 -u -b 0 (unlimited) for the test duration; the figure is datagrams received per second at the server; loss is what the sender sent and the receiver never saw.',
+        `CPU/pkt 64 B and 1400 B are measured during those unlimited tests (so they include datagrams sent and then dropped); "CPU/pkt 64 B, paced" during a 64 B test paced at ${opts.pacedKpps} kpps, below every path's capacity: the per-packet cost without overload.`,
         'RTT: ping every 10 ms between the workload addresses, per-packet times, nearest-rank p50/p99.',
         'Peak RSS: VmHWM of our daemon (the larger of the two hosts) since it started, read after each repetition.',
       ],
@@ -144,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const all = [...Array(opts.reps).keys()];
       const settings = (repIndices: number[]) => ({
-        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log,
+        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, pacedPps: opts.pacedKpps * 1000, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log,
         ...(cpuProfDir ? { cpuProfDir } : {}),
       });
       const parts = new Map<PathId, RawPathResult[]>(opts.paths.map((id) => [id, []]));

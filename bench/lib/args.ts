@@ -20,6 +20,8 @@ export interface BenchOptions {
   pingCount: number;
   /** Underlay MTU. */
   mtu: number;
+  /** Rate of the paced 64 B UDP test (CPU per packet without overload), kpps. */
+  pacedKpps: number;
   /** Extra copy of the JSON. */
   json?: string;
   /** Extra copy of the SVG chart. */
@@ -53,6 +55,8 @@ Options:
   --reps N         repetitions per figure (default 3)
   --duration S     seconds per iperf3 test (default 5)
   --pings N        pings per RTT sample (default 300, 10 ms apart)
+  --paced-kpps N   rate of the paced 64 B UDP test that measures CPU per packet
+                   without overload (default 10; keep it below every path's capacity)
   --mtu N          underlay MTU of both veth ends (default 1500)
   --json FILE      also write every figure as JSON to FILE
   --svg FILE       also write the ratio chart to FILE
@@ -88,6 +92,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       duration: { type: 'string' },
       pings: { type: 'string' },
       mtu: { type: 'string' },
+      'paced-kpps': { type: 'string' },
       json: { type: 'string' },
       svg: { type: 'string' },
       md: { type: 'string' },
@@ -116,6 +121,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     duration: posInt('duration', values.duration, quick ? 2 : 5),
     pingCount: posInt('pings', values.pings, quick ? 100 : 300),
     mtu: posInt('mtu', values.mtu, 1500),
+    pacedKpps: posInt('paced-kpps', values['paced-kpps'], 10),
     outDir: values['out-dir'] ?? 'bench/out',
     cpuProf: values['cpu-prof'] ?? false,
     sequential: values.sequential ?? false,

@@ -28,6 +28,8 @@ export interface IperfTest {
   streams: number;
   /** UDP payload bytes (-l). */
   len?: number;
+  /** UDP send rate in datagrams per second (-b); unlimited when absent. */
+  pps?: number;
   /** Seconds (-t). */
   seconds: number;
 }
@@ -84,7 +86,11 @@ export function parseIperf(json: string, test: IperfTest): IperfResult {
  */
 export async function runIperfClient(host: NsHost, src: string, dst: string, port: number, test: IperfTest, onStart?: (c: ChildProcess) => void): Promise<IperfResult> {
   const args = ['-c', dst, '-B', src, '-p', String(port), '-t', String(test.seconds), '-J', '-P', String(test.streams)];
-  if (test.proto === 'udp') args.push('-u', '-b', '0', '-l', String(test.len ?? 64));
+  if (test.proto === 'udp') {
+    const len = test.len ?? 64;
+    // iperf3's UDP bitrate counts payload bits.
+    args.push('-u', '-b', test.pps ? String(test.pps * len * 8) : '0', '-l', String(len));
+  }
   for (let attempt = 0; ; attempt++) {
     const child = host.spawn('iperf3', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     onStart?.(child);

@@ -29,6 +29,8 @@ export interface RunSettings {
   workDir: string;
   /** Set to profile our daemons. */
   cpuProfDir?: string;
+  /** Rate of the paced 64 B UDP test, datagrams per second. */
+  pacedPps: number;
   /** CONFIG_IRQ_TIME_ACCOUNTING of this kernel (see proc.ts). */
   irqTime: boolean | null;
   log(msg: string): void;
@@ -170,6 +172,24 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
           record({ test: `udp${len}`, rep, ok: false, error: (e as Error).message, values: {} });
           s.log(`${tag} UDP ${len} B FAILED: ${(e as Error).message}`);
         }
+      }
+
+      // CPU per packet without overload: 64 B at a fixed rate every path sustains.
+      await sleep(300);
+      try {
+        const before = snapshot(procs());
+        const r = await runIperfClient(a.ns, a.workload, b.workload, IPERF_PORT, { ...udp(64), pps: s.pacedPps });
+        await sleep(200);
+        const cpu = cpuDelta(before, snapshot(procs()), s.irqTime, 'iperf3-client');
+        const cpuUs = r.packets > 0 ? (cpu.cpuSeconds * 1e6) / r.packets : NaN;
+        const kpps = r.packets / r.seconds / 1000;
+        push(result, 'cpuPerPktPaced', cpuUs);
+        record({ test: 'udp64paced', rep, ok: true, values: { kpps, targetKpps: s.pacedPps / 1000, lossPercent: r.lossPercent, received: r.packets, lost: r.lost, seconds: r.seconds, cpuUsPerPkt: cpuUs }, cpu });
+        s.log(`${tag} UDP 64 B paced at ${(s.pacedPps / 1000).toFixed(0)} kpps: ${kpps.toFixed(1)} kpps received, loss ${r.lossPercent.toFixed(1)}%, CPU ${cpuUs.toFixed(2)} µs/pkt`);
+      } catch (e) {
+        push(result, 'cpuPerPktPaced', NaN);
+        record({ test: 'udp64paced', rep, ok: false, error: (e as Error).message, values: {} });
+        s.log(`${tag} UDP 64 B paced FAILED: ${(e as Error).message}`);
       }
 
       if (isOurs(id)) {

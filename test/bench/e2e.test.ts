@@ -36,7 +36,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       expect(report.paths.map((p) => p.id)).toEqual(['hostgw', 'kernel-vxlan']);
       for (const p of report.paths) {
         expect(p.error).toBeUndefined();
-        for (const k of ['tcp1', 'tcp4', 'udp64pps', 'udp1400pps', 'rttP50', 'rttP99', 'cpuPerPkt64', 'cpuPerPkt1400'] as const) {
+        for (const k of ['tcp1', 'tcp4', 'udp64pps', 'udp1400pps', 'rttP50', 'rttP99', 'cpuPerPkt64', 'cpuPerPkt1400', 'cpuPerPktPaced'] as const) {
           expect(p.figures[k]?.median, `${p.id} ${k}`).toBeGreaterThan(0);
         }
       }
