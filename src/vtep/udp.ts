@@ -88,7 +88,7 @@ export class UdpBackend implements Backend {
     this.strictSource = opts.strictSource ?? true;
     this.icmpSrc = this.subnet.net;
     this.batch = Math.max(1, opts.batchSize ?? 64);
-    // A device batch may be larger than `batch`: views grow once on first use (not per packet).
+    // Output views: a longer input batch is sent in chunks of `batch`.
     this.txViews = newDatagramViews(this.batch);
     this.txPeers = new Array<UdpPeer | undefined>(this.batch).fill(undefined);
     this.rxViews = newPacketViews(this.batch);
@@ -186,7 +186,7 @@ export class UdpBackend implements Backend {
     return [...this.bySubnet.values()].map((p) => ({ ...p.lease }));
   }
 
-  /** Counters as a plain object (also includes ICMP errors generated under drops' companions). */
+  /** Counters as a plain object, plus the number of ICMP errors written back into the TUN. */
   stats(): DataplaneStats & { icmpSent: number } {
     return { ...this.counters.snapshot(), icmpSent: this.counters.icmpSent };
   }
