@@ -7,11 +7,9 @@
  * go into caller-owned objects, and encapsulation works in place in slot headroom.
  */
 export * from './addr.js';
-// FLANNEL_UDP_PORT (8285) lives in ./constants.js; the package root already exports the
-// same constant from src/vtep, so it is not re-exported here to keep `export *` unambiguous.
 export {
   EtherType, IpProto, ETH_HLEN, VLAN_HLEN, IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VXLAN_HLEN, ICMP_HLEN, ARP_LEN,
-  VXLAN_SOCKET_OVERHEAD, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX, VXLAN_PORT_IANA,
+  VXLAN_SOCKET_OVERHEAD, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX, VXLAN_PORT_IANA, FLANNEL_UDP_PORT,
   VNI_FLANNEL_DEFAULT, VNI_DEFAULT, VNI_MAX, EPHEMERAL_PORT_MIN, EPHEMERAL_PORT_MAX, IcmpType, IcmpCode, ArpOp,
 } from './constants.js';
 export * from './checksum.js';

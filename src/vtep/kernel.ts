@@ -3,10 +3,9 @@
  * per-peer routes flannel installs. Operations are queued and run in order, so the
  * synchronous addPeer/removePeer can schedule route changes and stop() can wait for them.
  *
- * The default is {@link RtnlNet} (src/tun's rtnetlink client); {@link IpCommandNet}
- * does the same with iproute2.
+ * The implementation is {@link RtnlNet} (src/tun's rtnetlink client); the library never
+ * runs iproute2.
  */
-import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { Rtnl } from '../tun/index.js';
 
@@ -22,57 +21,6 @@ export interface KernelNet {
   deviceSysctl(dev: string, key: string, value: string): Promise<void>;
   /** Wait for every queued operation. */
   flush(): Promise<void>;
-}
-
-function run(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (err) reject(new Error(`ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
-      else resolve();
-    });
-  });
-}
-
-/** KernelNet over iproute2, operations serialized in call order. */
-export class IpCommandNet implements KernelNet {
-  private chain: Promise<void> = Promise.resolve();
-  /** Errors of fire-and-forget operations (route updates from addPeer/removePeer). */
-  readonly errors: string[] = [];
-
-  private enqueue(fn: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(fn);
-    this.chain = p.catch((e: unknown) => {
-      this.errors.push(e instanceof Error ? e.message : String(e));
-    });
-    return p;
-  }
-
-  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void> {
-    return this.enqueue(async () => {
-      await run(['link', 'set', 'dev', dev, 'mtu', String(opts.mtu)]);
-      if (opts.mac) await run(['link', 'set', 'dev', dev, 'address', opts.mac]);
-      await run(['addr', 'replace', opts.cidr, 'dev', dev]);
-      await run(['link', 'set', 'dev', dev, 'up']);
-    });
-  }
-
-  replaceRoute(dst: string, via: string, dev: string): Promise<void> {
-    return this.enqueue(() => run(['route', 'replace', dst, 'via', via, 'dev', dev, 'onlink']));
-  }
-
-  deleteRoute(dst: string, dev: string): Promise<void> {
-    return this.enqueue(() => run(['route', 'del', dst, 'dev', dev]).catch(() => undefined));
-  }
-
-  deviceSysctl(dev: string, key: string, value: string): Promise<void> {
-    return this.enqueue(async () => {
-      await writeFile(`/proc/sys/net/ipv4/conf/${dev}/${key}`, value).catch(() => undefined);
-    });
-  }
-
-  flush(): Promise<void> {
-    return this.chain;
-  }
 }
 
 /** KernelNet over src/tun's rtnetlink client (this process's namespace), operations serialized in call order. */

@@ -13,6 +13,7 @@
 import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
+import { FLANNEL_UDP_PORT } from '../codec/constants.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, parseCidr, type Prefix4 } from './tables.js';
 import { RouteTable4 } from '../fdb/index.js';
@@ -25,8 +26,6 @@ import {
 } from './wire.js';
 import { newDatagramViews, newPacketViews, allocReplySlots, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
-/** flannel's UDP backend port. */
-export const FLANNEL_UDP_PORT = 8285;
 /** IPv4 + UDP header overhead of the UDP backend. */
 export const UDP_OVERHEAD = 28;
 

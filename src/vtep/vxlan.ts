@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
+import { VXLAN_PORT_LINUX } from '../codec/constants.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, macOf, MacTable, parseCidr, type Mac, type Prefix4 } from './tables.js';
 import { RouteTable4 } from '../fdb/index.js';
@@ -34,10 +35,6 @@ import {
 } from './wire.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
-/** flannel's VXLAN port (the kernel's legacy default). */
-export const FLANNEL_VXLAN_PORT = 8472;
-/** IANA VXLAN port. */
-export const IANA_VXLAN_PORT = 4789;
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = 50;
 
@@ -121,7 +118,7 @@ export class VxlanBackend implements Backend {
     this.subnet = parseCidr(opts.subnet);
     this.network = parseCidr(opts.network);
     this.publicIp = ipv4ToU32(opts.publicIp);
-    this.port = opts.port ?? FLANNEL_VXLAN_PORT;
+    this.port = opts.port ?? VXLAN_PORT_LINUX;
     this.vni = opts.vni ?? 1;
     if (!Number.isInteger(this.vni) || this.vni < 0 || this.vni > 0xffffff) throw new Error(`invalid VNI ${opts.vni}`);
     this.deviceName = opts.deviceName ?? `flannel.${this.vni}`;
