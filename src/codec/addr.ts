@@ -154,6 +154,35 @@ export function writeMac(buf: Uint8Array, off: number, n: number): void {
   buf[off + 5] = lo & 255;
 }
 
+/**
+ * Write a MAC given as two V8 small integers, the high 16 bits and the low 32 bits
+ * (as int32), at `buf[off..off+6)`: the form hot paths keep MACs in so that no 48-bit
+ * double is ever boxed. No allocation.
+ */
+export function writeMacHL(buf: Uint8Array, off: number, hi: number, lo: number): void {
+  buf[off] = (hi >>> 8) & 255;
+  buf[off + 1] = hi & 255;
+  buf[off + 2] = (lo >>> 24) & 255;
+  buf[off + 3] = (lo >>> 16) & 255;
+  buf[off + 4] = (lo >>> 8) & 255;
+  buf[off + 5] = lo & 255;
+}
+
+/** High 16 bits of a 48-bit MAC number (see {@link writeMacHL}). */
+export function macHi(n: number): number {
+  return Math.floor(n / TWO32) & 0xffff;
+}
+
+/** Low 32 bits of a 48-bit MAC number as int32 (see {@link writeMacHL}). */
+export function macLo(n: number): number {
+  return (n % TWO32) | 0;
+}
+
+/** True when the MAC at `buf[off..off+6)` is a group (multicast/broadcast) address: the I/G bit. */
+export function isMulticastMacAt(buf: Uint8Array, off: number): boolean {
+  return (buf[off]! & 1) !== 0;
+}
+
 /** True for group (multicast or broadcast) MACs: the I/G bit, least significant bit of the first octet. */
 export function isMulticastMac(n: number): boolean {
   return (Math.floor(n / 1099511627776) & 1) === 1; // n / 2^40 = first octet

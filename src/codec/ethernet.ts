@@ -160,7 +160,8 @@ export function emitArp(buf: Uint8Array, off: number, op: number, sha: number, s
 /**
  * Build a complete ARP reply frame (Ethernet + ARP, 42 bytes) at `buf[off..)` answering
  * the request `req`: "`req.tpa` is at `mac`". Returns the frame length (42).
- * `req` may point into the same buffer only if it does not overlap the output.
+ * The request's fields are read before anything is written, so the reply may be built
+ * in place over the request frame (`req` = the ARP header at `off + 14`).
  */
 export function buildArpReply(buf: Uint8Array, off: number, req: ArpPacket, mac: number): number {
   const sha = req.sha;

@@ -62,7 +62,7 @@ export class Ipv4Packet {
   get fragWord(): number { return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!; }
   set fragWord(v: number) { this.buf[this.off + 6] = (v >>> 8) & 255; this.buf[this.off + 7] = v & 255; }
   /** Don't-fragment flag. */
-  get dontFragment(): boolean { return (this.fragWord & IPV4_DF) !== 0; }
+  get dontFragment(): boolean { return ipv4DontFragment(this.buf, this.off); }
   /** More-fragments flag. */
   get moreFragments(): boolean { return (this.fragWord & IPV4_MF) !== 0; }
   /** Reserved (evil) bit. */
@@ -117,6 +117,16 @@ export function ipv4Check(buf: Uint8Array, off: number, len: number): 'ok' | Exc
 /** Total length field of the IPv4 header at `off` (caller checked bounds). */
 export function ipv4TotalLength(buf: Uint8Array, off: number): number {
   return (buf[off + 2]! << 8) | buf[off + 3]!;
+}
+
+/** True when the IPv4 header at `off` has DF set (caller checked bounds). */
+export function ipv4DontFragment(buf: Uint8Array, off: number): boolean {
+  return (buf[off + 6]! & 0x40) !== 0;
+}
+
+/** Structural check plus header checksum of the IPv4 packet `buf[off..off+len)` (len may include trailing padding). */
+export function ipv4Valid(buf: Uint8Array, off: number, len: number): boolean {
+  return ipv4Check(buf, off, len) === 'ok' && ipv4VerifyChecksum(buf, off);
 }
 
 /** Compute and store the IPv4 header checksum of the header at `off`. */

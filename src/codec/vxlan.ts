@@ -52,7 +52,7 @@ export class VxlanHeader {
   /** Raw flags byte. */
   get flags(): number { return this.buf[this.off]!; }
   /** 24-bit VNI. */
-  get vni(): number { return (this.buf[this.off + 4]! << 16) | (this.buf[this.off + 5]! << 8) | this.buf[this.off + 6]!; }
+  get vni(): number { return vxlanVni(this.buf, this.off); }
   set vni(v: number) {
     this.buf[this.off + 4] = (v >>> 16) & 255;
     this.buf[this.off + 5] = (v >>> 8) & 255;
@@ -66,6 +66,35 @@ export class VxlanHeader {
   get gbpDontLearn(): boolean { return (this.buf[this.off + 1]! & VXLAN_GBP_DONT_LEARN) !== 0; }
   /** GBP: A (policy applied) bit. */
   get gbpApplied(): boolean { return (this.buf[this.off + 1]! & VXLAN_GBP_APPLIED) !== 0; }
+}
+
+/** The 24-bit VNI of the VXLAN header at `off` (caller checked bounds). */
+export function vxlanVni(buf: Uint8Array, off: number): number {
+  return (buf[off + 4]! << 16) | (buf[off + 5]! << 8) | buf[off + 6]!;
+}
+
+/**
+ * The Linux receive-side flag check (vxlan_rcv): the I flag set and no unknown flag or
+ * reserved bit; with `gbp`, the G flag, the D/A bits in byte 1 and the group id in
+ * bytes 2-3 are allowed too. The last byte (reserved) must be zero. Caller checked bounds.
+ */
+export function vxlanFlagsValid(buf: Uint8Array, off: number, gbp: boolean): boolean {
+  const f = buf[off]!;
+  if (gbp) {
+    if ((f & ~(VXLAN_FLAG_I | VXLAN_FLAG_G)) !== 0 || (f & VXLAN_FLAG_I) === 0) return false;
+    if ((buf[off + 1]! & ~(VXLAN_GBP_DONT_LEARN | VXLAN_GBP_APPLIED)) !== 0) return false;
+  } else if (f !== VXLAN_FLAG_I || buf[off + 1] !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) {
+    return false;
+  }
+  return buf[off + 7] === 0;
+}
+
+/**
+ * Write the VXLAN header the Linux device sends: with GBP on and a non-zero `policy`,
+ * a GBP header (G flag and the group id), else a plain one. Returns `off + 8`.
+ */
+export function emitVxlanPolicy(buf: Uint8Array, off: number, vni: number, gbp: boolean, policy: number): number {
+  return gbp && policy !== 0 ? emitVxlanGbp(buf, off, vni, policy) : emitVxlan(buf, off, vni);
 }
 
 /** Write a plain VXLAN header (I flag, VNI, reserved zero) at `buf[off..off+8)`; returns `off + 8`. */

@@ -13,7 +13,7 @@
 import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
-import { FLANNEL_UDP_PORT } from '../codec/constants.js';
+import { FLANNEL_UDP_PORT } from '../codec/index.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, parseCidr, type Prefix4 } from './tables.js';
 import { RouteTable4 } from '../fdb/index.js';
@@ -21,13 +21,13 @@ import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, UdpBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
 import {
-  buildIcmpError, icmpErrorAllowed, ipv4DecTtl, ipv4DontFragment, ipv4TotLen, ipv4Valid,
-  ICMP_DEST_UNREACH, ICMP_EXC_TTL, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, ICMP_TIME_EXCEEDED,
-} from './wire.js';
+  buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4DecrementTtl, ipv4DontFragment,
+  ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN,
+} from '../codec/index.js';
 import { newDatagramViews, newPacketViews, allocReplySlots, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
 /** IPv4 + UDP header overhead of the UDP backend. */
-export const UDP_OVERHEAD = 28;
+export const UDP_OVERHEAD = IPV4_HLEN + UDP_HLEN;
 
 interface UdpPeer {
   readonly lease: Lease;
@@ -219,35 +219,38 @@ export class UdpBackend implements Backend {
       const off = s.off;
       let len = s.len;
       if (len < 20) { c.drop(D.tx_runt); continue; }
-      if (b[off]! >> 4 !== 4 || !ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); continue; }
-      len = ipv4TotLen(b, off);
+      if (!ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); continue; }
+      len = ipv4TotalLength(b, off);
       const route = this.routes.lookup(b.readInt32BE(off + 16));
       const peer = route === undefined ? undefined : route.peer;
       if (peer === undefined) {
         c.drop(D.tx_no_route);
-        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
-          const r = this.icmpSlots[nIcmp++]!;
-          r.len = buildIcmpError(r.buf, r.off, b, off, len, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0, this.icmpSrc);
+        if (nIcmp < this.icmpSlots.length) {
+          const r = this.icmpSlots[nIcmp]!;
+          r.len = buildIcmpNetUnreachable(r.buf, r.off, b, off, len, this.icmpSrc);
+          if (r.len > 0) nIcmp++;
         }
         continue;
       }
       if (b[off + 8]! <= 1) {
         c.drop(D.tx_ttl_exceeded);
-        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
-          const r = this.icmpSlots[nIcmp++]!;
-          r.len = buildIcmpError(r.buf, r.off, b, off, len, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0, this.icmpSrc);
+        if (nIcmp < this.icmpSlots.length) {
+          const r = this.icmpSlots[nIcmp]!;
+          r.len = buildIcmpTimeExceeded(r.buf, r.off, b, off, len, this.icmpSrc);
+          if (r.len > 0) nIcmp++;
         }
         continue;
       }
       if (len > mtu && ipv4DontFragment(b, off)) {
         c.drop(D.tx_too_big);
-        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
-          const r = this.icmpSlots[nIcmp++]!;
-          r.len = buildIcmpError(r.buf, r.off, b, off, len, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu, this.icmpSrc);
+        if (nIcmp < this.icmpSlots.length) {
+          const r = this.icmpSlots[nIcmp]!;
+          r.len = buildIcmpFragNeeded(r.buf, r.off, b, off, len, this.icmpSrc, mtu);
+          if (r.len > 0) nIcmp++;
         }
         continue;
       }
-      ipv4DecTtl(b, off);
+      ipv4DecrementTtl(b, off);
       if (n === this.txViews.length) this.flushTx(n), (n = 0);
       const v = this.txViews[n]!;
       v.buf = b;
@@ -304,7 +307,7 @@ export class UdpBackend implements Backend {
       const v = this.rxViews[n]!;
       v.buf = b;
       v.off = off;
-      v.len = ipv4TotLen(b, off);
+      v.len = ipv4TotalLength(b, off);
       this.rxPeers[n++] = peer;
     }
     if (n > 0) this.flushRx(n);

@@ -21,7 +21,6 @@ import { randomBytes } from 'node:crypto';
 import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
-import { VXLAN_PORT_LINUX } from '../codec/constants.js';
 import { Counters, D, type PeerCounters } from './counters.js';
 import { inPrefix, macOf, MacTable, parseCidr, type Mac, type Prefix4 } from './tables.js';
 import { RouteTable4 } from '../fdb/index.js';
@@ -29,14 +28,14 @@ import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
 import {
-  arpReplyInPlace, arpTargetIp, buildIcmpError, formatMac, icmpErrorAllowed, ipv4DontFragment, ipv4TotLen,
-  ipv4Valid, isArpRequest, macIsGroup, parseMac, readMac, vxlanFlagsValid, vxlanVni, writeMacHL, writeVxlan,
-  ETH_HLEN, ETH_P_ARP, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_NET_UNREACH, VXLAN_HLEN,
-} from './wire.js';
+  buildArpReply, buildIcmpFragNeeded, buildIcmpNetUnreachable, formatMac, ipv4DontFragment, ipv4TotalLength, ipv4Valid,
+  isMulticastMacAt, macToNumber, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
+  ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
+} from '../codec/index.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
-export const VXLAN_OVERHEAD = 50;
+export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
 
 interface VxPeer {
   readonly lease: Lease;
@@ -401,17 +400,19 @@ export class VxlanBackend implements Backend {
       const r = this.routes.lookup(b.readInt32BE(off + 16));
       if (r === undefined) {
         c.drop(D.tx_no_route);
-        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
-          const o = this.icmpSlots[nIcmp++]!;
-          o.len = buildIcmpError(o.buf, o.off, b, off, len, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0, this.vtepIp);
+        if (nIcmp < this.icmpSlots.length) {
+          const o = this.icmpSlots[nIcmp]!;
+          o.len = buildIcmpNetUnreachable(o.buf, o.off, b, off, len, this.vtepIp);
+          if (o.len > 0) nIcmp++;
         }
         continue;
       }
       if (len > this.deviceMtu && ipv4DontFragment(b, off)) {
         c.drop(D.tx_too_big);
-        if (nIcmp < this.icmpSlots.length && icmpErrorAllowed(b, off, len)) {
-          const o = this.icmpSlots[nIcmp++]!;
-          o.len = buildIcmpError(o.buf, o.off, b, off, len, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, this.deviceMtu, this.vtepIp);
+        if (nIcmp < this.icmpSlots.length) {
+          const o = this.icmpSlots[nIcmp]!;
+          o.len = buildIcmpFragNeeded(o.buf, o.off, b, off, len, this.vtepIp, this.deviceMtu);
+          if (o.len > 0) nIcmp++;
         }
         continue;
       }
@@ -424,9 +425,9 @@ export class VxlanBackend implements Backend {
       const e = off - ETH_HLEN;
       writeMacHL(b, e, mac.hi, mac.lo);
       writeMacHL(b, e + 6, this.macHi, this.macLo);
-      b[e + 12] = ETH_P_IP >>> 8;
-      b[e + 13] = ETH_P_IP & 0xff;
-      writeVxlan(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
+      b[e + 12] = EtherType.IPv4 >>> 8;
+      b[e + 13] = EtherType.IPv4 & 0xff;
+      emitVxlanPolicy(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
       for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - hdr, len + hdr, dsts[k]!);
     }
     if (n > 0) this.flushTx(n);
@@ -445,15 +446,15 @@ export class VxlanBackend implements Backend {
       const off = s.off;
       const len = s.len;
       if (len < ETH_HLEN) { c.drop(D.tx_runt); continue; }
-      if (this.proxyArp && b.readUInt16BE(off + 12) === ETH_P_ARP && isArpRequest(b, off, len)) {
-        const target = arpTargetIp(b, off);
+      if (this.proxyArp && b.readUInt16BE(off + 12) === EtherType.ARP && this.arpRequest(b, off, len)) {
+        const target = this.arp.tpa | 0;
         {
           const mac = this.neigh.get(target);
           if (mac === undefined) { c.drop(D.tx_l3miss); this.miss('l3miss', target >>> 0); continue; }
           const v = this.replyViews[nReply++]!;
           v.buf = b;
           v.off = off;
-          v.len = arpReplyInPlace(b, off, mac.hi, mac.lo, target);
+          v.len = buildArpReply(b, off, this.arp, mac.n);
           c.arpReplies++;
           if (nReply === this.replyViews.length) { this.device!.writeBatch(this.replyViews, nReply); nReply = 0; }
           continue;
@@ -461,9 +462,9 @@ export class VxlanBackend implements Backend {
       }
       if (off < VXLAN_HLEN) { c.drop(D.tx_runt); continue; }
       let dsts: number[] | undefined;
-      if (!macIsGroup(b, off)) {
+      if (!isMulticastMacAt(b, off)) {
         dsts = this.fdb.get(b.readUInt16BE(off), b.readInt32BE(off + 2));
-        if (dsts === undefined) this.miss('l2miss', readMac(b, off));
+        if (dsts === undefined) this.miss('l2miss', macToNumber(b, off));
       }
       if (dsts === undefined) {
         dsts = this.zeros;
@@ -471,7 +472,7 @@ export class VxlanBackend implements Backend {
         c.floods++;
         c.floodCopies += dsts.length;
       }
-      writeVxlan(b, off - VXLAN_HLEN, this.vni, this.gbp, this.gbpPolicy);
+      emitVxlanPolicy(b, off - VXLAN_HLEN, this.vni, this.gbp, this.gbpPolicy);
       for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - VXLAN_HLEN, len + VXLAN_HLEN, dsts[k]!);
     }
     if (n > 0) this.flushTx(n);
@@ -500,12 +501,12 @@ export class VxlanBackend implements Backend {
       const e = off + VXLAN_HLEN;
       const elen = len - VXLAN_HLEN;
       if (l2) {
-        if (this.learning && !macIsGroup(b, e + 6)) {
+        if (this.learning && !isMulticastMacAt(b, e + 6)) {
           const sh = b.readUInt16BE(e + 6);
           const sl = b.readInt32BE(e + 8);
           const cur = this.fdb.get(sh, sl);
           if ((cur === undefined || cur.length !== 1 || cur[0] !== from) && this.staticMacs.get(sh, sl) === undefined && !(sh === this.macHi && sl === this.macLo)) {
-            this.fdb.set(macOf(readMac(b, e + 6)), [from]); // allocates only on change
+            this.fdb.set(macOf(macToNumber(b, e + 6)), [from]); // allocates only on change
           }
         }
         n = this.pushRx(n, b, e, elen, pc);
@@ -515,17 +516,17 @@ export class VxlanBackend implements Backend {
       const dl = b.readInt32BE(e + 2);
       if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); continue; }
       const et = b.readUInt16BE(e + 12);
-      if (et === ETH_P_IP) {
+      if (et === EtherType.IPv4) {
         const ip = e + ETH_HLEN;
         const ilen = elen - ETH_HLEN;
         if (!ipv4Valid(b, ip, ilen)) { c.drop(D.rx_bad_ipv4); continue; }
         if (!inPrefix(b.readInt32BE(ip + 16), this.subnet)) { c.drop(D.rx_not_our_subnet); continue; }
         if (this.strictSource && !this.sourceOk(b.readInt32BE(ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); continue; }
-        n = this.pushRx(n, b, ip, ipv4TotLen(b, ip), pc);
-      } else if (et === ETH_P_ARP) {
-        if (!isArpRequest(b, e, elen) || arpTargetIp(b, e) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); continue; }
-        const rl = arpReplyInPlace(b, e, this.macHi, this.macLo, this.vtepIpi);
-        writeVxlan(b, off, this.vni, this.gbp, this.gbpPolicy);
+        n = this.pushRx(n, b, ip, ipv4TotalLength(b, ip), pc);
+      } else if (et === EtherType.ARP) {
+        if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); continue; }
+        const rl = buildArpReply(b, e, this.arp, this.vtepMac);
+        emitVxlanPolicy(b, off, this.vni, this.gbp, this.gbpPolicy);
         // replies go out after the received batch; ARP is rare, so they share the tx views
         const v = this.arpOut[nArp] ?? this.arpOut[this.arpOut.length - 1]!;
         v.buf = b;
@@ -543,6 +544,13 @@ export class VxlanBackend implements Backend {
   };
 
   private readonly arpOut: MutDatagramSlot[] = newDatagramViews(8);
+  /** ARP view, reused (the ARP paths are not hot, but allocate nothing either). */
+  private readonly arp = new ArpPacket();
+
+  /** True when the Ethernet frame `buf[off..off+len)` (ethertype ARP) carries an Ethernet/IPv4 ARP request; targets `this.arp` at it. */
+  private arpRequest(buf: Buffer, off: number, len: number): boolean {
+    return this.arp.check(buf, off + ETH_HLEN, len - ETH_HLEN) === 'ok' && this.arp.op === ArpOp.REQUEST;
+  }
 
   /** Inner source (int32) must be inside a subnet owned by the sender (int32 public IP). */
   private sourceOk(src: number, sender: number): boolean {
