@@ -27,7 +27,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       const code = await new Promise<number | null>((r) => child.on('close', r));
       const secs = (Date.now() - t0) / 1000;
       expect(code, stderr).toBe(0);
-      expect(secs).toBeLessThan(60);
+      expect(secs, stderr.slice(-3000)).toBeLessThan(60);
       expect(stderr).toMatch(/\[hostgw 1\/1\] TCP x1/);
       expect(stdout).toMatch(/TCP 1 stream \(Gbit\/s\)/);
 
@@ -37,7 +37,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       for (const p of report.paths) {
         expect(p.error).toBeUndefined();
         for (const k of ['tcp1', 'tcp4', 'udp64pps', 'udp1400pps', 'rttP50', 'rttP99', 'cpuPerPkt64', 'cpuPerPkt1400', 'cpuPerPktPaced'] as const) {
-          expect(p.figures[k]?.median, `${p.id} ${k}`).toBeGreaterThan(0);
+          expect(p.figures[k]?.median, `${p.id} ${k}\n${stderr.slice(-3000)}`).toBeGreaterThan(0);
         }
       }
       const kernel = report.paths[1];
