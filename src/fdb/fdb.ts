@@ -11,7 +11,7 @@
  * destination inline; entries with several (or IPv6) destinations keep an array.
  * `lookup()` returns a view owned by the table, overwritten by the next lookup.
  */
-import { WordsMap, Slots, MissLimiter, TWO32, growTo, toU32, toV6, toMac, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac, formatIpv6 } from './internal.js';
+import { WordsMap, Slots, MissLimiter, TWO32, growTo, toU32, toV6, toMac, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac, formatIpv6, COARSE_NOW, coarseNow, startCoarseClock } from './internal.js';
 
 /** One remote destination of an FDB entry. */
 export interface FdbDest {
@@ -153,6 +153,8 @@ export class Fdb {
   private readonly listeners: L2MissListener[] = [];
   private readonly limiter: MissLimiter;
   private readonly clock: () => number;
+  /** No clock injected: hot paths read the shared coarse clock (no heap number per call). */
+  private readonly coarse: boolean;
   private readonly ageing: number;
   /** Whether learn() learns. */
   learning: boolean;
@@ -162,7 +164,9 @@ export class Fdb {
   private readonly dstPort: number;
 
   constructor(opts: FdbOptions = {}) {
-    this.clock = opts.clock ?? Date.now;
+    this.coarse = opts.clock === undefined;
+    this.clock = opts.clock ?? coarseNow;
+    if (this.coarse) startCoarseClock();
     this.ageing = opts.ageingMs ?? 300_000;
     this.learning = opts.learning ?? true;
     this.max = opts.maxEntries ?? Infinity;
@@ -205,20 +209,28 @@ export class Fdb {
    * next lookup on this table. Allocation-free.
    */
   lookup(vni: number, mac: number): FdbEntry | undefined {
-    let s = this.map.get3(vni, (mac / TWO32) | 0, mac | 0);
+    return this.lookupHL(vni, (mac / TWO32) | 0, mac | 0);
+  }
+
+  /**
+   * lookup() with the MAC read from `buf[off..off+6)` (e.g. an inner Ethernet destination),
+   * as two small integers: no 48-bit double is formed unless an `l2miss` is emitted.
+   */
+  lookupBytes(vni: number, buf: Uint8Array, off: number): FdbEntry | undefined {
+    return this.lookupHL(vni, (buf[off]! << 8) | buf[off + 1]!, (buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!);
+  }
+
+  /** lookup() by MAC halves: `hi` the top 16 bits, `lo` the low 32 bits as int32. */
+  private lookupHL(vni: number, hi: number, lo: number): FdbEntry | undefined {
+    let s = this.map.get3(vni, hi, lo);
     if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
-    if (s < 0 && mac !== 0) {
+    if (s < 0 && (hi | lo) !== 0) {
       s = this.map.get3(vni, 0, 0);
       if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
     }
     if (s >= 0) return this.fill(s);
-    this.miss(vni, mac);
+    this.miss(vni, hi, lo);
     return undefined;
-  }
-
-  /** lookup() with the MAC read from `buf[off..off+6)` (e.g. an inner Ethernet destination). */
-  lookupBytes(vni: number, buf: Uint8Array, off: number): FdbEntry | undefined {
-    return this.lookup(vni, ((buf[off]! << 8) | buf[off + 1]!) * TWO32 + (((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0));
   }
 
   /** Exact entry for (vni, mac) as a stable copy; no default fallback, no events (control plane). */
@@ -242,13 +254,23 @@ export class Fdb {
    * when growing.
    */
   learn(vni: number, mac: number, srcIp: number, srcPort: number, dev?: string): LearnResult {
-    if (!this.learning || mac === 0 || mac > 0xffffffffffff || (Math.floor(mac / 1099511627776) & 1) === 1) return 'ignored';
+    if (mac < 0 || mac > 0xffffffffffff) return 'ignored';
+    return this.learnHL(vni, (mac / TWO32) | 0, mac | 0, srcIp, srcPort, dev);
+  }
+
+  /** learn() with the source MAC read from `buf[off..off+6)` (e.g. an inner Ethernet source). Allocation-free on refresh. */
+  learnBytes(vni: number, buf: Uint8Array, off: number, srcIp: number, srcPort: number, dev?: string): LearnResult {
+    return this.learnHL(vni, (buf[off]! << 8) | buf[off + 1]!, (buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!, srcIp, srcPort, dev);
+  }
+
+  private learnHL(vni: number, hi: number, lo: number, srcIp: number, srcPort: number, dev: string | undefined): LearnResult {
+    if (!this.learning || (hi | lo) === 0 || ((hi >>> 8) & 1) === 1) return 'ignored';
     const k = this.key;
     k[0] = vni;
-    k[1] = (mac / TWO32) | 0;
-    k[2] = mac | 0;
+    k[1] = hi;
+    k[2] = lo;
     const s = this.map.get(k, 0);
-    const now = this.clock();
+    const now = this.coarse ? COARSE_NOW[0]! : this.clock();
     if (s >= 0) {
       if (this.stOf(s) !== S_LEARNED) return 'ignored';
       this.upd[s] = now;
@@ -387,7 +409,7 @@ export class Fdb {
 
   /** Slot `s` (a learned entry) or -1 if it expired (then it is removed). */
   private expireCheck(s: number): number {
-    if (this.clock() - this.upd[s]! > this.ageing) {
+    if ((this.coarse ? COARSE_NOW[0]! : this.clock()) - this.upd[s]! > this.ageing) {
       this.remove(s, this.keyOf(s));
       return -1;
     }
@@ -513,10 +535,11 @@ export class Fdb {
     this.setDests(s, ds);
   }
 
-  private miss(vni: number, mac: number): void {
+  private miss(vni: number, hi: number, lo: number): void {
     if (this.listeners.length === 0) return;
     // Key folds VNI and MAC; collisions only make the limiter stricter.
-    if (!this.limiter.allow(((mac | 0) ^ Math.imul(vni, 0x9e3779b1)) | 0, this.clock())) return;
+    if (!this.limiter.allow((lo ^ Math.imul(vni, 0x9e3779b1)) | 0, this.coarse ? COARSE_NOW[0]! : this.clock())) return;
+    const mac = (hi & 0xffff) * TWO32 + (lo >>> 0);
     for (const fn of this.listeners) fn(vni, mac);
   }
 

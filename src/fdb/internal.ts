@@ -445,3 +445,30 @@ export class MissLimiter {
     return true;
   }
 }
+
+/**
+ * A shared coarse millisecond clock for the tables' hot paths when no clock is
+ * injected. Reading `Date.now()` (or any clock function) returns a fresh heap number
+ * on every call; the hot paths instead read `COARSE_NOW[0]` (an unboxed double),
+ * which an unref'd timer refreshes every {@link COARSE_TICK_MS} ms and every
+ * {@link coarseNow} call refreshes too. Entries may age up to one tick early/late.
+ */
+export const COARSE_NOW = new Float64Array(1);
+/** Refresh period of {@link COARSE_NOW}. */
+export const COARSE_TICK_MS = 10;
+let coarseTimer: ReturnType<typeof setInterval> | undefined;
+
+/** Start the coarse clock (idempotent; the timer never keeps the process alive). */
+export function startCoarseClock(): void {
+  COARSE_NOW[0] = Date.now();
+  if (coarseTimer !== undefined) return;
+  coarseTimer = setInterval(() => { COARSE_NOW[0] = Date.now(); }, COARSE_TICK_MS);
+  coarseTimer.unref();
+}
+
+/** Exact time for control-plane paths; also refreshes {@link COARSE_NOW}. The default table clock. */
+export function coarseNow(): number {
+  const t = Date.now();
+  COARSE_NOW[0] = t;
+  return t;
+}

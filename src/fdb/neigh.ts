@@ -7,7 +7,8 @@
  * about 40-60 bytes and lookups allocate nothing. `lookup()` returns a view object owned by the table that is
  * overwritten by the next lookup; use `get()` for a stable copy.
  */
-import { I32Map, Slots, MissLimiter, TWO32, growTo, toU32, toMac, toUnicastMac, checkDev, formatU32, formatMac } from './internal.js';
+import { writeMacHL } from '../codec/addr.js';
+import { I32Map, Slots, MissLimiter, TWO32, growTo, toU32, toMac, toUnicastMac, checkDev, formatU32, formatMac, COARSE_NOW, coarseNow, startCoarseClock } from './internal.js';
 
 /** Neighbour Unreachability Detection state, as `ip neigh` names them. */
 export type NeighState = 'permanent' | 'noarp' | 'reachable' | 'stale' | 'incomplete' | 'failed';
@@ -115,6 +116,8 @@ export class NeighbourTable {
   private readonly limiter: MissLimiter;
   private readonly listeners: L3MissListener[] = [];
   private readonly clock: () => number;
+  /** No clock injected: hot paths read the shared coarse clock (no heap number per call). */
+  private readonly coarse: boolean;
   private readonly reachableTime: number;
   private readonly gcStale: number;
   private readonly incompleteTime: number;
@@ -123,7 +126,9 @@ export class NeighbourTable {
   private readonly max: number;
 
   constructor(opts: NeighbourOptions = {}) {
-    this.clock = opts.clock ?? Date.now;
+    this.coarse = opts.clock === undefined;
+    this.clock = opts.clock ?? coarseNow;
+    if (this.coarse) startCoarseClock();
     this.reachableTime = opts.reachableTimeMs ?? 30_000;
     this.gcStale = opts.gcStaleTimeMs ?? 60_000;
     this.incompleteTime = opts.incompleteTimeMs ?? 3_000;
@@ -164,18 +169,39 @@ export class NeighbourTable {
    * reused by the next lookup/proxyLookup on this table. Allocation-free on hit.
    */
   lookup(ip: number): NeighbourEntry | undefined {
-    const s = this.map.get(ip | 0);
-    if (s >= 0) {
-      const b = s << 2;
-      let st = this.r[b + 3]! & 255;
-      if (st === S_REACHABLE && this.clock() - this.upd[s]! > this.reachableTime) {
-        st = S_STALE;
-        this.setSt(s, st);
-      }
-      if (st < S_INCOMPLETE) return this.fill(s);
-    }
+    const s = this.usable(ip);
+    if (s >= 0) return this.fill(s);
     this.miss(ip);
     return undefined;
+  }
+
+  /**
+   * Hot path for an encapsulating dataplane: write the link-layer address of the usable
+   * entry for `ip` (uint32 or int32) into `buf[off..off+6)` and return true; or return
+   * false (then `l3miss` fires, rate-limited) and leave `buf` alone. Allocation-free:
+   * the MAC goes from the int32 record to the bytes without ever being a 48-bit double.
+   */
+  lookupMacInto(ip: number, buf: Uint8Array, off: number): boolean {
+    const s = this.usable(ip);
+    if (s < 0) {
+      this.miss(ip);
+      return false;
+    }
+    const b = s << 2;
+    writeMacHL(buf, off, this.r[b + 2]!, this.r[b + 1]!);
+    return true;
+  }
+
+  /** Slot of the usable (permanent/noarp/reachable/stale) entry for `ip`, or -1; ages reachable -> stale on the way. */
+  private usable(ip: number): number {
+    const s = this.map.get(ip | 0);
+    if (s < 0) return -1;
+    let st = this.r[(s << 2) + 3]! & 255;
+    if (st === S_REACHABLE && (this.coarse ? COARSE_NOW[0]! : this.clock()) - this.upd[s]! > this.reachableTime) {
+      st = S_STALE;
+      this.setSt(s, st);
+    }
+    return st < S_INCOMPLETE ? s : -1;
   }
 
   /**
@@ -371,7 +397,7 @@ export class NeighbourTable {
 
   private miss(ip: number): void {
     if (this.listeners.length === 0) return;
-    if (!this.limiter.allow(ip | 0, this.clock())) return;
+    if (!this.limiter.allow(ip | 0, this.coarse ? COARSE_NOW[0]! : this.clock())) return;
     for (const fn of this.listeners) fn(ip >>> 0);
   }
 

@@ -12,6 +12,9 @@ const r6 = new RouteTable6();
 for (let i = 0; i < 1000; i++) r6.add({ dst: `2001:db8:${i.toString(16)}::/48`, dev: 'flannel-v6.1' });
 const n6 = new NeighbourTable6();
 for (let i = 0; i < 1000; i++) n6.add({ ip: `2001:db8:${i.toString(16)}::1`, lladdr: 0x0e0000000000 + i, dev: 'flannel-v6.1' });
+// learned entries (the ageing check reads the clock on every lookup/refresh)
+for (let i = 0; i < 1000; i++) hm.fdb.learn(1, 0x0a0000000000 + i, (0xc6130000 + i) >>> 0, 8472);
+const frame = new Uint8Array(6);
 const a6 = new Uint8Array(16);
 a6.set([0x20, 0x01, 0x0d, 0xb8]);
 let s = 0;
@@ -30,6 +33,15 @@ const run = (): void => {
       s += n6.lookup(a6, 0)!.state.length;
     } else if (which === 'neigh') s += hm.neigh.lookup((0x0a000000 + k * 256) >>> 0)!.state.length;
     else if (which === 'fdb') s += hm.fdb.lookup(1, 0x0e0000000000 + k)!.dests.length;
+    else if (which === 'neigh-mac') s += hm.neigh.lookupMacInto((0x0a000000 + k * 256) >>> 0, frame, 0) ? frame[5]! + 1 : 0;
+    else if (which === 'fdb-bytes') {
+      frame[0] = 0x0e; frame[1] = 0; frame[2] = 0; frame[3] = 0; frame[4] = k >> 8; frame[5] = k & 255;
+      s += hm.fdb.lookupBytes(1, frame, 0)!.dests[0]!.port + 1;
+    } else if (which === 'fdb-learned') s += hm.fdb.lookup(1, 0x0a0000000000 + k)!.dests.length;
+    else if (which === 'learn-refresh') {
+      frame[0] = 0x0a; frame[1] = 0; frame[2] = 0; frame[3] = 0; frame[4] = k >> 8; frame[5] = k & 255;
+      s += hm.fdb.learnBytes(1, frame, 0, (0xc6130000 + k) | 0, 8472) === 'refreshed' ? 1 : 0;
+    } else if (which === 'learn') s += hm.fdb.learn(1, 0x0a0000000000 + k, (0xc6130000 + k) | 0, 8472) === 'refreshed' ? 1 : 0;
     else if (which === 'fdb-default') s += hm.fdb.lookup(1, 0xffffffffffff)?.dests.length ?? 1;
     else s += hm.resolve((0x0a000000 + k * 256 + 9) >>> 0)!.dests.length;
   }
