@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { Rtnl } from '../tun/rtnl.js';
 import { ConfigError, parseIp4 } from './config.js';
 
 /** Compile an `--iface-regex` value anchored to the whole string: `^(?:RE)$`. Throws ConfigError when invalid. */
@@ -31,8 +32,38 @@ export interface IfaceInfo {
   internal: boolean;
 }
 
-/** The interfaces of this network namespace (os.networkInterfaces(), IPv4 only). */
-export function listInterfaces(src: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): IfaceInfo[] {
+/** IFF_LOOPBACK from <linux/if.h>. */
+const IFF_LOOPBACK = 0x8;
+
+/**
+ * The interfaces of this network namespace with their IPv4 addresses, in kernel (ifindex)
+ * order, read over rtnetlink as flannel does. Unlike os.networkInterfaces() (libuv skips
+ * interfaces that are not yet RUNNING), a link that was just brought up is listed, so a
+ * daemon started right after `ip link set up` finds it. Falls back to os.networkInterfaces()
+ * when no netlink socket can be opened (no native addon).
+ */
+export function listInterfaces(): IfaceInfo[] {
+  let nl: Rtnl | undefined;
+  try {
+    nl = Rtnl.open();
+    const addrs = nl.listAddressesSync(undefined, 4);
+    return nl
+      .listLinksSync()
+      .sort((x, y) => x.index - y.index)
+      .map((l) => ({
+        name: l.name,
+        addrs: addrs.filter((a) => a.index === l.index).map((a) => a.address),
+        internal: (l.flags & IFF_LOOPBACK) !== 0,
+      }));
+  } catch {
+    return listInterfacesFrom(networkInterfaces());
+  } finally {
+    nl?.close();
+  }
+}
+
+/** Build the candidate list from os.networkInterfaces()-shaped data (IPv4 only). */
+export function listInterfacesFrom(src: NodeJS.Dict<NetworkInterfaceInfo[]>): IfaceInfo[] {
   const out: IfaceInfo[] = [];
   for (const [name, infos] of Object.entries(src)) {
     const list = infos ?? [];

@@ -486,6 +486,11 @@ export class Rtnl {
 
   /** All links of this namespace. */
   async listLinks(): Promise<LinkInfo[]> {
+    return this.listLinksSync();
+  }
+
+  /** Synchronous variant of listLinks (configuration-time callers that cannot await). */
+  listLinksSync(): LinkInfo[] {
     return this.doDump(RTM_GETLINK, Rtnl.ifinfo(AF_UNSPEC, 0, 0, 0), RTM_NEWLINK, 'RTM_GETLINK dump').map(Rtnl.parseLink);
   }
 
@@ -565,6 +570,11 @@ export class Rtnl {
 
   /** List addresses, optionally of one link and/or one family. */
   async listAddresses(ref?: LinkRef, family?: 4 | 6): Promise<AddressInfo[]> {
+    return this.listAddressesSync(ref, family);
+  }
+
+  /** Synchronous variant of listAddresses. */
+  listAddressesSync(ref?: LinkRef, family?: 4 | 6): AddressInfo[] {
     const index = ref === undefined ? 0 : this.index(ref);
     const hdr = Buffer.alloc(8);
     hdr[0] = family === 4 ? AF_INET : family === 6 ? AF_INET6 : AF_UNSPEC;

@@ -30,8 +30,8 @@ export function netnsAvailable(): boolean {
 }
 
 /** Run a command, return stdout; throws with stderr on failure. */
-export function sh(cmd: string, args: string[], opts: { input?: string | Buffer; timeout?: number } = {}): string {
-  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 30_000 });
+export function sh(cmd: string, args: string[], opts: { input?: string | Buffer; timeout?: number; cwd?: string } = {}): string {
+  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 30_000, cwd: opts.cwd });
 }
 
 /** A test host: one network namespace. */
