@@ -98,6 +98,12 @@ export interface FdbOptions {
   dev?: string;
   /** The device's default destination port, omitted when printing. Default 0. */
   dstPort?: number;
+  /**
+   * Also fire `l2miss` when a unicast MAC has no entry of its own (whether or not it falls back to the
+   * all-zeros entry; a dataplane that reports unknown unicast even while flooding it). Group MACs never miss then.
+   * Default false: like the kernel, only when neither exists.
+   */
+  missOnDefault?: boolean;
   /** l2miss rate limit: one event per (VNI, MAC) per interval (default 1000 ms)... */
   missIntervalMs?: number;
   /** ...and at most this many per interval (default 100). */
@@ -162,6 +168,7 @@ export class Fdb {
   private readonly defVni: number;
   private readonly defDev: string;
   private readonly dstPort: number;
+  private readonly missOnDefault: boolean;
 
   constructor(opts: FdbOptions = {}) {
     this.coarse = opts.clock === undefined;
@@ -173,6 +180,7 @@ export class Fdb {
     this.defVni = checkVni(opts.vni ?? 1);
     this.defDev = checkDev(opts.dev ?? 'flannel.1');
     this.dstPort = checkPort(opts.dstPort ?? 0);
+    this.missOnDefault = opts.missOnDefault ?? false;
     this.limiter = new MissLimiter(opts.missIntervalMs ?? 1000, opts.missBurst ?? 100);
   }
 
@@ -224,12 +232,19 @@ export class Fdb {
   private lookupHL(vni: number, hi: number, lo: number): FdbEntry | undefined {
     let s = this.map.get3(vni, hi, lo);
     if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
-    if (s < 0 && (hi | lo) !== 0) {
+    return s >= 0 ? this.fill(s) : this.lookupDefault(vni, hi, lo);
+  }
+
+  /** No entry of its own for (vni, hi, lo): the all-zeros entry, else undefined; l2miss as configured. (Kept out of lookupHL so the hit path stays small enough to inline.) */
+  private lookupDefault(vni: number, hi: number, lo: number): FdbEntry | undefined {
+    let s = -1;
+    if ((hi | lo) !== 0) {
+      if (this.missOnDefault && ((hi >>> 8) & 1) === 0) this.miss(vni, hi, lo); // unicast only
       s = this.map.get3(vni, 0, 0);
       if (s >= 0 && (this.r[(s << 3) + 3]! & 15) === S_LEARNED) s = this.expireCheck(s);
     }
     if (s >= 0) return this.fill(s);
-    this.miss(vni, hi, lo);
+    if (!this.missOnDefault) this.miss(vni, hi, lo);
     return undefined;
   }
 

@@ -15,7 +15,7 @@ import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tu
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { FLANNEL_UDP_PORT } from '../codec/index.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, parseCidr, type Prefix4 } from './tables.js';
+import { inPrefix, parseCidr, type Prefix4 } from './prefix.js';
 import { RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, UdpBackendOptions } from './options.js';

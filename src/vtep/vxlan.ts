@@ -22,14 +22,14 @@ import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, macOf, MacTable, parseCidr, type Mac, type Prefix4 } from './tables.js';
-import { RouteTable4 } from '../fdb/index.js';
+import { inPrefix, parseCidr, type Prefix4 } from './prefix.js';
+import { Fdb, NeighbourTable, RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
 import { defaultIo } from './io.js';
 import {
   buildArpReply, buildIcmpFragNeeded, buildIcmpNetUnreachable, formatMac, ipv4DontFragment, ipv4TotalLength, ipv4Valid,
-  isMulticastMacAt, macToNumber, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
+  macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
@@ -42,8 +42,8 @@ interface VxPeer {
   readonly subnet: Prefix4;
   /** The peer's VTEP address: its subnet's network address (flannel's next hop). */
   readonly netAddr: number;
-  /** Peer VTEP MAC, or undefined when the lease has none (L2 mode may learn it). */
-  readonly mac: Mac | undefined;
+  /** Peer VTEP MAC (48-bit number), or undefined when the lease has none (L2 mode may learn it). */
+  readonly mac: number | undefined;
   /** Public IP, uint32. */
   readonly addr: number;
   /** Public IP, int32 (map key form). */
@@ -82,21 +82,21 @@ export class VxlanBackend implements Backend {
   private readonly proxyArp: boolean;
   private readonly strictSource: boolean;
 
-  // the three tables (plus the all-zeros flood list). IPv4 keys and FDB destinations are
-  // int32 (V8 small integers) and MACs are looked up by (hi16, lo32) halves: no boxing.
-  /** Route table (src/fdb's LPM): subnet via the peer's VTEP address, onlink. */
+  // the three tables, all src/fdb's (hot-path lookups allocation-free):
+  /** Route table (LPM): subnet via the peer's VTEP address, onlink. */
   private readonly routes = new RouteTable4<VxPeer>();
-  private readonly neigh = new Map<number, Mac>();
-  private readonly fdb = new MacTable<number[]>();
-  /** FDB entries installed from leases or setFdb(): learning never moves them (kernel: permanent entries). */
-  private readonly staticMacs = new MacTable<true>();
-  private zeros: number[] = [];
+  /** Neighbours: peer VTEP address -> VTEP MAC (permanent entries). */
+  private readonly neigh: NeighbourTable;
+  /**
+   * FDB: VTEP MAC -> public IP; the all-zeros entry is the flood list. Lease and setFdb()
+   * entries are permanent, so learning never moves them (as in the kernel).
+   */
+  private readonly fdb: Fdb;
   /** Known senders (public IP int32 -> that peer's counters). */
   private known = new Map<number, PeerCounters>();
   /** Subnets owned by each sender (public IP), for the inner-source check. */
   private senderSubnets = new Map<number, Prefix4[]>();
   private readonly bySubnet = new Map<string, VxPeer>();
-  private readonly missSeen = new Map<number, number>();
 
   private device: PacketDevice | undefined;
   private transport: UdpTransport | undefined;
@@ -137,9 +137,19 @@ export class VxlanBackend implements Backend {
     }
     this.vtepIp = this.subnet.net;
     this.vtepIpi = this.subnet.neti;
-    const m = macOf(this.vtepMac);
-    this.macHi = m.hi;
-    this.macLo = m.lo;
+    this.macHi = macHi(this.vtepMac);
+    this.macLo = macLo(this.vtepMac);
+    this.neigh = new NeighbourTable({ proxy: true });
+    this.fdb = new Fdb({ vni: this.vni, dev: this.deviceName, learning: this.learning, missOnDefault: true });
+    const cb = opts.onMiss;
+    if (cb) {
+      const emit = (ev: MissEvent): void => {
+        try { cb(ev); } catch { /* control plane errors must not break the dataplane */ }
+      };
+      // both tables rate-limit their events (one per key per second)
+      this.fdb.on('l2miss', (vni, mac) => emit({ type: 'l2miss', vni, mac: formatMac(mac) }));
+      this.neigh.on('l3miss', (ip) => emit({ type: 'l3miss', vni: this.vni, ip: u32ToIpv4(ip) }));
+    }
     const n = Math.max(1, opts.batchSize ?? 64);
     this.txViews = newDatagramViews(n);
     this.txCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
@@ -222,8 +232,8 @@ export class VxlanBackend implements Backend {
     const subnet = parseCidr(lease.subnet);
     if (subnet.net === this.subnet.net && subnet.len === this.subnet.len) return;
     const key = `${u32ToIpv4(subnet.net)}/${subnet.len}`;
-    const mac = lease.vtepMac ? macOf(parseMac(lease.vtepMac)) : undefined;
-    if (this.mode === 'l3' && !mac) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
+    const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
+    if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
     const addr = ipv4ToU32(lease.publicIp);
     const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, netAddr: subnet.net, mac, addr, addri: addr | 0 };
     const old = this.bySubnet.get(key);
@@ -248,54 +258,50 @@ export class VxlanBackend implements Backend {
 
   private linkTables(p: VxPeer): void {
     if (this.mode === 'l3') this.routes.replace({ dst: { prefix: p.subnet.net, prefixLen: p.subnet.len }, via: p.netAddr, onlink: true, dev: this.deviceName, peer: p });
-    if (p.mac) {
-      this.neigh.set(p.netAddr | 0, p.mac);
-      this.fdb.set(p.mac, [p.addri]);
-      this.staticMacs.set(p.mac, true);
+    if (p.mac !== undefined) {
+      this.neigh.replace({ ip: p.netAddr, lladdr: p.mac, dev: this.deviceName });
+      this.fdb.replace({ mac: p.mac, dst: p.addr });
     }
-    if (this.mode === 'l2' && !this.zeros.includes(p.addri)) this.zeros = [...this.zeros, p.addri];
+    if (this.mode === 'l2' && !this.floodList().includes(p.addr)) this.fdb.append({ mac: 0, dst: p.addr });
   }
 
   private unlinkTables(p: VxPeer): void {
     if (this.mode === 'l3' && this.routes.getExact(p.subnet.net, p.subnet.len)?.peer === p) this.routes.deleteExact(p.subnet.net, p.subnet.len);
-    if (p.mac) {
-      if (this.neigh.get(p.netAddr | 0)?.n === p.mac.n) this.neigh.delete(p.netAddr | 0);
-      this.fdb.delete(p.mac);
-      this.staticMacs.delete(p.mac);
+    if (p.mac !== undefined) {
+      if (this.neigh.get(p.netAddr)?.mac === p.mac) this.neigh.delete(p.netAddr);
+      this.fdb.delete(this.vni, p.mac);
     }
     if (this.mode === 'l2') {
       let stillUsed = false;
       for (const o of this.bySubnet.values()) if (o !== p && o.addr === p.addr) stillUsed = true;
-      if (!stillUsed) this.zeros = this.zeros.filter((a) => a !== p.addri);
+      if (!stillUsed) this.fdb.delete(this.vni, 0, p.addr);
     }
+  }
+
+  /** Public IPs (uint32) of the all-zeros (flood) entry. */
+  private floodList(): number[] {
+    return this.fdb.get(this.vni, 0)?.dests.map((d) => d.ip) ?? [];
   }
 
   /** Add/replace an FDB entry (`mac` "00:00:00:00:00:00" = the flood list) for a control plane. */
   setFdb(mac: string, publicIps: string[]): void {
-    const m = macOf(parseMac(mac));
-    const dsts = publicIps.map((ip) => ipv4ToU32(ip) | 0);
-    if (m.n === 0) this.zeros = dsts;
-    else if (dsts.length === 0) {
-      this.fdb.delete(m);
-      this.staticMacs.delete(m);
-    } else {
-      this.fdb.set(m, dsts);
-      this.staticMacs.set(m, true);
-    }
+    const m = parseMac(mac);
+    const dsts = publicIps.map((ip) => ipv4ToU32(ip));
+    this.fdb.delete(this.vni, m);
+    for (const d of dsts) this.fdb.append({ mac: m, dst: d });
     this.rebuildKnown();
   }
 
   /** Add/replace (or with `mac` undefined, delete) a neighbour entry for a control plane. */
   setNeighbour(ip: string, mac: string | undefined): void {
-    if (mac === undefined) this.neigh.delete(ipv4ToU32(ip) | 0);
-    else this.neigh.set(ipv4ToU32(ip) | 0, macOf(parseMac(mac)));
+    if (mac === undefined) this.neigh.delete(ip);
+    else this.neigh.replace({ ip, lladdr: mac, dev: this.deviceName });
   }
 
   /** The FDB as a plain object (mac -> public IPs; all-zeros = flood list). */
   fdbEntries(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const [m, d] of this.fdb.entries()) out[formatMac(m)] = d.map((a) => u32ToIpv4(a >>> 0));
-    if (this.zeros.length) out['00:00:00:00:00:00'] = this.zeros.map((a) => u32ToIpv4(a >>> 0));
+    for (const e of this.fdb.list()) if (e.dests.length > 0) out[formatMac(e.mac)] = e.dests.map((d) => u32ToIpv4(d.ip));
     return out;
   }
 
@@ -308,8 +314,7 @@ export class VxlanBackend implements Backend {
     const k = new Map<number, PeerCounters>();
     const add = (a: number): void => { if (!k.has(a | 0)) k.set(a | 0, this.counters.peer(a >>> 0)); };
     for (const p of this.bySubnet.values()) add(p.addr);
-    for (const [, d] of this.fdb.entries()) d.forEach(add);
-    this.zeros.forEach(add);
+    for (const e of this.fdb.list()) for (const d of e.dests) add(d.ip);
     this.known = k;
     const ss = new Map<number, Prefix4[]>();
     for (const p of this.bySubnet.values()) ss.set(p.addri, [...(ss.get(p.addri) ?? []), p.subnet]);
@@ -335,19 +340,6 @@ export class VxlanBackend implements Backend {
       })();
     }
     return this.stopping;
-  }
-
-  private miss(kind: 'l2miss' | 'l3miss', key: number): void {
-    const cb = this.opts.onMiss;
-    if (!cb) return;
-    const k = kind === 'l3miss' ? key + 2 ** 48 : key;
-    const now = Date.now();
-    const last = this.missSeen.get(k);
-    if (last !== undefined && now - last < 1000) return;
-    if (this.missSeen.size > 4096) this.missSeen.clear();
-    this.missSeen.set(k, now);
-    const ev: MissEvent = kind === 'l2miss' ? { type: 'l2miss', vni: this.vni, mac: formatMac(key) } : { type: 'l3miss', vni: this.vni, ip: u32ToIpv4(key) };
-    try { cb(ev); } catch { /* control plane errors must not break the dataplane */ }
   }
 
   /** Queue one datagram view to `addr` (int32 form); flushes when the batch is full. Returns the new count. */
@@ -416,19 +408,18 @@ export class VxlanBackend implements Backend {
         }
         continue;
       }
-      const nexthop = r.gateway | 0;
-      const mac = this.neigh.get(nexthop);
-      if (mac === undefined) { c.drop(D.tx_no_neighbour); this.miss('l3miss', nexthop >>> 0); continue; }
-      const dsts = this.fdb.get(mac.hi, mac.lo) ?? this.zeros;
-      if (dsts.length === 0) { c.drop(D.tx_no_fdb); this.miss('l2miss', mac.n); continue; }
       if (off < hdr) { c.drop(D.tx_runt); continue; }
       const e = off - ETH_HLEN;
-      writeMacHL(b, e, mac.hi, mac.lo);
+      // neighbour: the peer VTEP MAC goes straight into the inner Ethernet destination
+      if (!this.neigh.lookupMacInto(r.gateway | 0, b, e)) { c.drop(D.tx_no_neighbour); continue; }
+      const ent = this.fdb.lookupBytes(this.vni, b, e);
+      if (ent === undefined || ent.dests.length === 0) { c.drop(D.tx_no_fdb); continue; }
       writeMacHL(b, e + 6, this.macHi, this.macLo);
       b[e + 12] = EtherType.IPv4 >>> 8;
       b[e + 13] = EtherType.IPv4 & 0xff;
       emitVxlanPolicy(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
-      for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - hdr, len + hdr, dsts[k]!);
+      const ds = ent.dests;
+      for (let k = 0; k < ds.length; k++) n = this.pushTx(n, b, off - hdr, len + hdr, ds[k]!.ip | 0);
     }
     if (n > 0) this.flushTx(n);
     if (nIcmp > 0) c.icmpSent += this.device!.writeBatch(this.icmpSlots, nIcmp);
@@ -447,33 +438,30 @@ export class VxlanBackend implements Backend {
       const len = s.len;
       if (len < ETH_HLEN) { c.drop(D.tx_runt); continue; }
       if (this.proxyArp && b.readUInt16BE(off + 12) === EtherType.ARP && this.arpRequest(b, off, len)) {
-        const target = this.arp.tpa | 0;
+        const target = this.arp.tpa;
         {
-          const mac = this.neigh.get(target);
-          if (mac === undefined) { c.drop(D.tx_l3miss); this.miss('l3miss', target >>> 0); continue; }
+          const ent = this.neigh.proxyLookup(target);
+          if (ent === undefined) { c.drop(D.tx_l3miss); continue; }
           const v = this.replyViews[nReply++]!;
           v.buf = b;
           v.off = off;
-          v.len = buildArpReply(b, off, this.arp, mac.n);
+          v.len = buildArpReply(b, off, this.arp, ent.mac);
           c.arpReplies++;
           if (nReply === this.replyViews.length) { this.device!.writeBatch(this.replyViews, nReply); nReply = 0; }
           continue;
         }
       }
       if (off < VXLAN_HLEN) { c.drop(D.tx_runt); continue; }
-      let dsts: number[] | undefined;
-      if (!isMulticastMacAt(b, off)) {
-        dsts = this.fdb.get(b.readUInt16BE(off), b.readInt32BE(off + 2));
-        if (dsts === undefined) this.miss('l2miss', macToNumber(b, off));
-      }
-      if (dsts === undefined) {
-        dsts = this.zeros;
-        if (dsts.length === 0) { c.drop(D.tx_l2miss); continue; }
+      // exact entry, else the all-zeros flood entry (broadcast, multicast, unknown unicast)
+      const ent = this.fdb.lookupBytes(this.vni, b, off);
+      if (ent === undefined || ent.dests.length === 0) { c.drop(D.tx_l2miss); continue; }
+      const ds = ent.dests;
+      if (ent.mac === 0) {
         c.floods++;
-        c.floodCopies += dsts.length;
+        c.floodCopies += ds.length;
       }
       emitVxlanPolicy(b, off - VXLAN_HLEN, this.vni, this.gbp, this.gbpPolicy);
-      for (let k = 0; k < dsts.length; k++) n = this.pushTx(n, b, off - VXLAN_HLEN, len + VXLAN_HLEN, dsts[k]!);
+      for (let k = 0; k < ds.length; k++) n = this.pushTx(n, b, off - VXLAN_HLEN, len + VXLAN_HLEN, ds[k]!.ip | 0);
     }
     if (n > 0) this.flushTx(n);
     if (nReply > 0) this.device!.writeBatch(this.replyViews, nReply);
@@ -501,13 +489,9 @@ export class VxlanBackend implements Backend {
       const e = off + VXLAN_HLEN;
       const elen = len - VXLAN_HLEN;
       if (l2) {
-        if (this.learning && !isMulticastMacAt(b, e + 6)) {
-          const sh = b.readUInt16BE(e + 6);
-          const sl = b.readInt32BE(e + 8);
-          const cur = this.fdb.get(sh, sl);
-          if ((cur === undefined || cur.length !== 1 || cur[0] !== from) && this.staticMacs.get(sh, sl) === undefined && !(sh === this.macHi && sl === this.macLo)) {
-            this.fdb.set(macOf(macToNumber(b, e + 6)), [from]); // allocates only on change
-          }
+        // learning (kernel vxlan_snoop): never our own MAC; permanent entries are never moved
+        if (this.learning && !(b.readUInt16BE(e + 6) === this.macHi && b.readInt32BE(e + 8) === this.macLo)) {
+          this.fdb.learnBytes(this.vni, b, e + 6, from, this.port);
         }
         n = this.pushRx(n, b, e, elen, pc);
         continue;

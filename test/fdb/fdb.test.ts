@@ -154,4 +154,25 @@ describe('Fdb', () => {
     expect(f.size).toBe(0);
   });
 
+  it('missOnDefault: l2miss for unknown unicast even while the all-zeros entry floods it (not for group MACs)', () => {
+    const f = new Fdb({ vni: 1, missOnDefault: true });
+    const misses: number[] = [];
+    f.on('l2miss', (_v, m) => misses.push(m));
+    f.append({ mac: 0, dst: '198.18.0.2' });
+    expect(f.lookup(1, 0x020000000077)?.mac).toBe(0);
+    expect(misses).toEqual([0x020000000077]);
+    const frame = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0x5e, 0, 0, 1]);
+    expect(f.lookupBytes(1, frame, 0)?.mac).toBe(0);
+    expect(f.lookupBytes(1, frame, 6)?.mac).toBe(0);
+    expect(misses).toHaveLength(1);
+    const g = new Fdb({ vni: 1 });
+    const gm: number[] = [];
+    g.on('l2miss', (_v, m) => gm.push(m));
+    g.append({ mac: 0, dst: '198.18.0.2' });
+    g.lookup(1, 0x020000000077);
+    expect(gm).toEqual([]);
+    g.delete(1, 0);
+    expect(g.lookup(1, 0x020000000077)).toBeUndefined();
+    expect(gm).toEqual([0x020000000077]);
+  });
 });
