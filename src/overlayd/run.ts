@@ -34,6 +34,12 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     return EXIT_CONFIG;
   }
 
+  // A daemon runs until told to stop: signal listeners do not keep Node's event loop alive,
+  // and a backend may hold no ref'd handle (or unref its device and socket), so hold the
+  // loop open explicitly. Without this, overlayd could exit silently after 'running' and
+  // leave its device behind.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+
   let stopping = false;
   const stop = (sig: string, code = 0): void => {
     if (stopping) {
@@ -41,6 +47,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
       process.exit(1);
     }
     stopping = true;
+    clearInterval(keepAlive);
     stderrLogger.info(`${sig}: stopping`);
     daemon.stop().then(
       () => {

@@ -123,6 +123,9 @@ describe.runIf(requireNetns())('overlayd in a namespace', () => {
       expect(line).toMatch(/underlay interface eth1 \(198\.18\.0\.1\): picked because its whole name matches --iface-regex "eth1\|bond1" \(as \^\(\?:eth1\|bond1\)\$\)/);
       await d.waitFor(/running/);
       expect(JSON.parse(d.out().trim())).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
+      // The fake backend holds no event-loop handle: the daemon itself must keep running.
+      await sleep(700);
+      expect(d.child.exitCode, d.err()).toBe(null);
     } finally {
       d.child.kill('SIGTERM');
       expect(await d.exited, d.err()).toBe(0);
