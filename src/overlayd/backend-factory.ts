@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
-import { UdpBackend, VxlanBackend, type DataplaneIo, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
+import { UdpBackend, VxlanBackend, defaultIo, type DataplaneIo, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
 import { ConfigError, type BackendType } from './config.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
@@ -88,11 +88,8 @@ export function stableVtepMac(subnet: string): string {
 export const defaultBackendFactory: BackendFactory = async (p) => {
   const opts = toBackendOptions(p);
   if (p.tap) {
-    // src/vtep's default I/O (its private module: looked up loosely, preloading src/tun where that step exists).
-    const m = (await import('../vtep/io.js')) as { defaultIo?: DataplaneIo; preloadIo?: () => Promise<void> };
-    if (!m.defaultIo) throw new ConfigError('--pcap: src/vtep has no default I/O to wrap in this build');
-    if (m.preloadIo) await m.preloadIo();
-    opts.io = tapIo(m.defaultIo, p.tap, p.localIp);
+    // Wrap src/vtep's default device/socket I/O so both sides of the tunnel are captured.
+    opts.io = tapIo(defaultIo, p.tap, p.localIp);
   }
   return p.type === 'udp' ? new UdpBackend(opts) : new VxlanBackend(opts);
 };

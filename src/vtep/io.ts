@@ -19,6 +19,3 @@ export const defaultIo: DataplaneIo = {
     return createTransport(kind, { batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20 });
   },
 };
-
-/** Kept for callers written against the lazily loading version: src/tun is now imported statically, so this does nothing. */
-export async function preloadIo(): Promise<void> {}
