@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
-import { UdpBackend, VxlanBackend, defaultIo, type DataplaneIo, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
+import { UdpBackend, VxlanBackend, defaultIo, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
 import { ConfigError, type BackendType } from './config.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
