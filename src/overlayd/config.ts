@@ -6,6 +6,7 @@
  * offending file, key or value; the CLI prints it and exits with status 2.
  */
 import type { Lease } from '../vtep/backend.js';
+import { AddrError, IpAddr, IpPrefix, ipPrefix, parseIp, parsePrefix } from '../codec/addr.js';
 
 /** A configuration problem. `message` is one line and names the problem. */
 export class ConfigError extends Error {
@@ -16,61 +17,21 @@ export class ConfigError extends Error {
 }
 
 // ---------------------------------------------------------------------------
-// IPv4 / CIDR helpers (self-contained: configuration path only, not hot).
+// Addresses: src/codec's IpAddr / IpPrefix, with overlayd's wording in errors.
 
-/** An IPv4 prefix with its network address (host bits cleared) as uint32. */
-export interface Cidr4 {
-  /** Address as written, uint32. */
-  addr: number;
-  /** Network address (host bits cleared), uint32. */
-  network: number;
-  /** Prefix length 0..32. */
-  prefixLen: number;
-}
-
-/** Parse a dotted quad to uint32, or return undefined when malformed. */
-export function parseIp4(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return undefined;
-  let v = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    const o = Number(part);
-    if (o > 255 || (part.length > 1 && part[0] === '0')) return undefined;
-    v = v * 256 + o;
+/** Parse an IPv4 prefix in network form ("198.19.2.0/24"); `what` names it in the one-line error. */
+export function parseNetworkPrefix(s: string, what: string): IpPrefix {
+  const p = parsePrefix(s, { family: 4 });
+  if (p instanceof AddrError) {
+    if (p.reason === 'host-bits-set') throw new ConfigError(`${what} "${s}" has host bits set (did you mean ${ipPrefix(s, { hostBits: 'clear' }).toString()}?)`);
+    throw new ConfigError(`${what} "${s}" is not an IPv4 CIDR`);
   }
-  return v >>> 0;
+  return p;
 }
 
-/** Format a uint32 as a dotted quad. */
-export function formatIp4(v: number): string {
-  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
-}
-
-/** Netmask for a prefix length, uint32. */
-export function prefixMask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
-
-/** Parse "a.b.c.d/len", or return undefined when malformed. */
-export function parseCidr4(s: string): Cidr4 | undefined {
-  const slash = s.indexOf('/');
-  if (slash < 0) return undefined;
-  const addr = parseIp4(s.slice(0, slash));
-  const pl = s.slice(slash + 1);
-  if (addr === undefined || !/^(\d|[12]\d|3[0-2])$/.test(pl)) return undefined;
-  const prefixLen = Number(pl);
-  return { addr, network: (addr & prefixMask(prefixLen)) >>> 0, prefixLen };
-}
-
-/** Format a prefix's network form, "a.b.c.0/len". */
-export function formatCidr4(c: { network: number; prefixLen: number }): string {
-  return `${formatIp4(c.network)}/${c.prefixLen}`;
-}
-
-/** True when prefix `inner` lies entirely inside prefix `outer`. */
-export function cidrContains(outer: Cidr4, inner: Cidr4): boolean {
-  return inner.prefixLen >= outer.prefixLen && ((inner.network & prefixMask(outer.prefixLen)) >>> 0) === outer.network;
+/** True when `s` is an IPv4 dotted quad. */
+export function isIpv4(s: unknown): s is string {
+  return typeof s === 'string' && !(parseIp(s, { family: 4 }) instanceof AddrError);
 }
 
 /** Parse a MAC "aa:bb:cc:dd:ee:ff" (case-insensitive); returns the lower-case form or undefined. */
@@ -112,7 +73,7 @@ export interface NetConf {
   /** The overlay network, network form ("198.19.0.0/16"). */
   network: string;
   /** Parsed `network`. */
-  networkCidr: Cidr4;
+  networkCidr: IpPrefix;
   /** Prefix length of each host's lease. */
   subnetLen: number;
   /** The backend section. */
@@ -159,18 +120,16 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object`);
   const netStr = root.Network;
   if (typeof netStr !== 'string') throw new ConfigError(`${source}: "Network" (an IPv4 CIDR) is required`);
-  const net = parseCidr4(netStr);
-  if (!net) throw new ConfigError(`${source}: Network "${netStr}" is not an IPv4 CIDR`);
-  if (net.addr !== net.network) throw new ConfigError(`${source}: Network "${netStr}" has host bits set (did you mean ${formatCidr4(net)}?)`);
+  const net = parseNetworkPrefix(netStr, `${source}: Network`);
 
   let subnetLen = optInt(root, 'SubnetLen', source, 0, 32);
   if (subnetLen === undefined || subnetLen === 0) {
-    if (net.prefixLen > 28) throw new ConfigError(`${source}: Network ${netStr} is too small (smaller than a /28)`);
-    subnetLen = net.prefixLen <= 22 ? 24 : net.prefixLen + 2;
+    if (net.len > 28) throw new ConfigError(`${source}: Network ${netStr} is too small (smaller than a /28)`);
+    subnetLen = net.len <= 22 ? 24 : net.len + 2;
   } else {
     if (subnetLen > 30) throw new ConfigError(`${source}: SubnetLen ${subnetLen} is too long (at most 30)`);
-    if (subnetLen < net.prefixLen + 2) {
-      throw new ConfigError(`${source}: SubnetLen ${subnetLen} must be at least Network's length + 2 (${net.prefixLen + 2}) so Network holds at least four subnets`);
+    if (subnetLen < net.len + 2) {
+      throw new ConfigError(`${source}: SubnetLen ${subnetLen} must be at least Network's length + 2 (${net.len + 2}) so Network holds at least four subnets`);
     }
   }
 
@@ -195,19 +154,17 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
     directRouting: optBool(be, 'DirectRouting', bsrc + '.') ?? false,
   };
   if (mtu) backend.mtu = mtu;
-  return { network: formatCidr4(net), networkCidr: net, subnetLen, backend };
+  return { network: net.toString(), networkCidr: net, subnetLen, backend };
 }
 
 /**
  * Validate this host's lease (`--subnet`): an IPv4 CIDR in network form, exactly
  * SubnetLen long, inside Network. Returns its network form.
  */
-export function validateSubnet(subnet: string, conf: NetConf): Cidr4 {
-  const c = parseCidr4(subnet);
-  if (!c) throw new ConfigError(`--subnet "${subnet}" is not an IPv4 CIDR`);
-  if (c.addr !== c.network) throw new ConfigError(`--subnet ${subnet} has host bits set (did you mean ${formatCidr4(c)}?)`);
-  if (!cidrContains(conf.networkCidr, c)) throw new ConfigError(`--subnet ${subnet} is outside Network ${conf.network}`);
-  if (c.prefixLen !== conf.subnetLen) throw new ConfigError(`--subnet ${subnet} must be a /${conf.subnetLen} (SubnetLen in net-conf)`);
+export function validateSubnet(subnet: string, conf: NetConf): IpPrefix {
+  const c = parseNetworkPrefix(subnet, '--subnet');
+  if (!conf.networkCidr.covers(c)) throw new ConfigError(`--subnet ${subnet} is outside Network ${conf.network}`);
+  if (c.len !== conf.subnetLen) throw new ConfigError(`--subnet ${subnet} must be a /${conf.subnetLen} (SubnetLen in net-conf)`);
   return c;
 }
 
@@ -248,7 +205,7 @@ export function leaseToJson(lease: Lease): string {
 }
 
 /** Parse one lease value (`source` names it in errors). */
-export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: Cidr4): Lease {
+export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: IpPrefix): Lease {
   const where = `${source}: "${key}"`;
   let subnet: string;
   try {
@@ -256,15 +213,15 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
   } catch (e) {
     throw new ConfigError(`${source}: ${(e as Error).message}`);
   }
-  const sc = parseCidr4(subnet);
-  if (!sc || sc.addr !== sc.network) throw new ConfigError(`${where} is not a subnet in network form`);
-  if (network && !cidrContains(network, sc)) throw new ConfigError(`${where} is outside Network ${formatCidr4(network)}`);
+  const sc = parsePrefix(subnet, { family: 4 });
+  if (sc instanceof AddrError) throw new ConfigError(`${where} is not a subnet in network form`);
+  if (network && !network.covers(sc)) throw new ConfigError(`${where} is outside Network ${network.toString()}`);
   if (!isObject(v)) throw new ConfigError(`${where}: lease value must be an object`);
   const pub = v.PublicIP;
-  if (typeof pub !== 'string' || parseIp4(pub) === undefined) throw new ConfigError(`${where}: PublicIP ${JSON.stringify(pub ?? null)} is not an IPv4 address`);
+  if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${JSON.stringify(pub ?? null)} is not an IPv4 address`);
   const bt = typeof v.BackendType === 'string' ? v.BackendType.toLowerCase() : v.BackendType;
   if (bt !== 'udp' && bt !== 'vxlan') throw new ConfigError(`${where}: BackendType ${JSON.stringify(v.BackendType ?? null)} is not "udp" or "vxlan"`);
-  const lease: Lease = { subnet: formatCidr4(sc), publicIp: pub, backendType: bt };
+  const lease: Lease = { subnet: sc.toString(), publicIp: pub, backendType: bt };
   if (bt === 'vxlan') {
     const bd = v.BackendData;
     if (!isObject(bd)) throw new ConfigError(`${where}: vxlan lease needs BackendData {"VNI", "VtepMAC"}`);
@@ -283,16 +240,15 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
  * ("198.19.2.0-24", or full etcd keys ending in one) to lease values. Returns a map
  * from subnet (CIDR) to lease. Overlapping subnets are an error.
  */
-export function parsePeers(text: string, source = 'peers file', network?: Cidr4): Map<string, Lease> {
+export function parsePeers(text: string, source = 'peers file', network?: IpPrefix): Map<string, Lease> {
   const root = parseJson(text, source);
   if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
   const out = new Map<string, Lease>();
   for (const [key, v] of Object.entries(root)) {
     const lease = parseLeaseAttrs(key, v, source, network);
-    const c = parseCidr4(lease.subnet)!;
+    const c = ipPrefix(lease.subnet);
     for (const other of out.keys()) {
-      const o = parseCidr4(other)!;
-      if (cidrContains(o, c) || cidrContains(c, o)) throw new ConfigError(`${source}: "${key}" overlaps ${subnetToKey(other)}`);
+      if (ipPrefix(other).overlaps(c)) throw new ConfigError(`${source}: "${key}" overlaps ${subnetToKey(other)}`);
     }
     out.set(lease.subnet, lease);
   }
@@ -341,9 +297,8 @@ export interface SubnetEnv {
 
 /** The gateway form flannel writes for FLANNEL_SUBNET: first host address with the lease's length ("198.19.1.1/24"). */
 export function gatewayForm(subnet: string): string {
-  const c = parseCidr4(subnet);
-  if (!c) throw new ConfigError(`"${subnet}" is not an IPv4 CIDR`);
-  return `${formatIp4((c.network + 1) >>> 0)}/${c.prefixLen}`;
+  const c = parseNetworkPrefix(subnet, 'subnet');
+  return `${IpAddr.fromV4(c.net + 1).toString()}/${c.len}`;
 }
 
 /** Render subnet.env exactly as flanneld writes it (the flannel CNI plugin reads it). */

@@ -12,12 +12,10 @@ import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFa
 import type { CliOptions } from './cli.js';
 import {
   ConfigError,
-  cidrContains,
   diffPeers,
   encapOverhead,
   leaseToJson,
-  parseCidr4,
-  parseIp4,
+  isIpv4,
   parseNetConf,
   parsePeers,
   renderSubnetEnv,
@@ -25,6 +23,7 @@ import {
   validateSubnet,
   type NetConf,
 } from './config.js';
+import { ipPrefix } from '../codec/addr.js';
 import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
 import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
@@ -86,10 +85,10 @@ function readConfigFile(path: string, flag: string): string {
 export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): DaemonConfig {
   const netConf = parseNetConf(readConfigFile(o.netConf, '--net-conf'), o.netConf);
   const subnet = validateSubnet(o.subnet, netConf);
-  const subnetStr = `${o.subnet.split('/')[0]}/${subnet.prefixLen}`;
+  const subnetStr = subnet.toString();
   let initialPeers = new Map<string, Lease>();
   if (o.peers !== undefined) initialPeers = parsePeers(readConfigFile(o.peers, '--peers'), o.peers, netConf.networkCidr);
-  if (o.healthzPort && parseIp4(o.healthzIp) === undefined) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
+  if (o.healthzPort && !isIpv4(o.healthzIp)) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
   const req: { iface?: string[]; ifaceRegex?: string[]; publicIp?: string } = { iface: o.iface, ifaceRegex: o.ifaceRegex };
   if (o.publicIp !== undefined) req.publicIp = o.publicIp;
   const iface = pickInterface(req, ifaces, routeTable);
@@ -286,13 +285,13 @@ export class Overlayd {
 
   /** Filter a peers map: drop our own subnet, overlapping subnets and other backend types (with a log line each). */
   private usable(all: ReadonlyMap<string, Lease>): Map<string, Lease> {
-    const own = parseCidr4(this.cfg.subnet)!;
+    const own = ipPrefix(this.cfg.subnet);
     const type = this.cfg.netConf.backend.type;
     const out = new Map<string, Lease>();
     for (const [subnet, lease] of all) {
-      const c = parseCidr4(subnet)!;
+      const c = ipPrefix(subnet);
       if (subnet === this.cfg.subnet) continue; // our own lease (a peers file shared by all hosts lists it)
-      if (cidrContains(own, c) || cidrContains(c, own)) {
+      if (own.overlaps(c)) {
         this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
         continue;
       }

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { Rtnl } from '../tun/rtnl.js';
-import { ConfigError, parseIp4 } from './config.js';
+import { ConfigError, isIpv4 } from './config.js';
 
 /** Compile an `--iface-regex` value anchored to the whole string: `^(?:RE)$`. Throws ConfigError when invalid. */
 export function compileIfaceRegex(re: string): RegExp {
@@ -125,7 +125,7 @@ function firstAddr(i: IfaceInfo, what: string): string {
  */
 export function pickInterface(req: IfaceRequest, ifaces: IfaceInfo[] = listInterfaces(), routeTable?: string): IfacePick {
   const names = ifaces.map((i) => i.name).join(', ');
-  if (req.publicIp !== undefined && parseIp4(req.publicIp) === undefined) throw new ConfigError(`--public-ip "${req.publicIp}" is not an IPv4 address`);
+  if (req.publicIp !== undefined && !isIpv4(req.publicIp)) throw new ConfigError(`--public-ip "${req.publicIp}" is not an IPv4 address`);
   const finish = (i: IfaceInfo, reason: string, localIp?: string): IfacePick => {
     const local = localIp ?? firstAddr(i, reason);
     const pub = req.publicIp ?? local;
@@ -134,7 +134,7 @@ export function pickInterface(req: IfaceRequest, ifaces: IfaceInfo[] = listInter
 
   if (req.iface && req.iface.length > 0) {
     for (const want of req.iface) {
-      if (parseIp4(want) !== undefined) {
+      if (isIpv4(want)) {
         const i = ifaces.find((x) => x.addrs.includes(want));
         if (i) return finish(i, `--iface ${want} is an address on "${i.name}"`, want);
       } else {

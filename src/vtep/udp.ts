@@ -15,7 +15,10 @@ import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tu
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { FLANNEL_UDP_PORT } from '../codec/index.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, parseCidr, type Prefix4 } from './prefix.js';
+import { IpPrefix, ipPrefix, type ParsePrefixOptions } from '../codec/addr.js';
+
+/** Subnets in leases and options: IPv4, host bits cleared. */
+const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
 import { RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, UdpBackendOptions } from './options.js';
@@ -31,7 +34,7 @@ export const UDP_OVERHEAD = IPV4_HLEN + UDP_HLEN;
 
 interface UdpPeer {
   readonly lease: Lease;
-  readonly subnet: Prefix4;
+  readonly subnet: IpPrefix;
   readonly addr: number;
   readonly counters: PeerCounters;
 }
@@ -40,8 +43,8 @@ interface UdpPeer {
 export class UdpBackend implements Backend {
   readonly type = 'udp' as const;
   /** Effective options. */
-  readonly subnet: Prefix4;
-  readonly network: Prefix4;
+  readonly subnet: IpPrefix;
+  readonly network: IpPrefix;
   readonly publicIp: number;
   readonly port: number;
   readonly deviceName: string;
@@ -76,8 +79,8 @@ export class UdpBackend implements Backend {
 
   constructor(opts: UdpBackendOptions) {
     this.opts = opts;
-    this.subnet = parseCidr(opts.subnet);
-    this.network = parseCidr(opts.network);
+    this.subnet = ipPrefix(opts.subnet, SUBNET);
+    this.network = ipPrefix(opts.network, SUBNET);
     this.publicIp = ipv4ToU32(opts.publicIp);
     this.port = opts.port ?? FLANNEL_UDP_PORT;
     this.deviceName = opts.deviceName ?? 'flannel0';
@@ -150,7 +153,7 @@ export class UdpBackend implements Backend {
 
   /** Add or replace a peer (keyed by its subnet). */
   addPeer(lease: Lease): void {
-    const subnet = parseCidr(lease.subnet);
+    const subnet = ipPrefix(lease.subnet, SUBNET);
     const key = `${u32ToIpv4(subnet.net)}/${subnet.len}`;
     const addr = ipv4ToU32(lease.publicIp);
     if (subnet.net === this.subnet.net && subnet.len === this.subnet.len) return; // our own lease
@@ -164,7 +167,7 @@ export class UdpBackend implements Backend {
 
   /** Remove the peer owning `subnet`. */
   removePeer(subnet: string): void {
-    const p = parseCidr(subnet);
+    const p = ipPrefix(subnet, SUBNET);
     const key = `${u32ToIpv4(p.net)}/${p.len}`;
     const old = this.bySubnet.get(key);
     if (old) this.unlink(old, key);
@@ -301,7 +304,7 @@ export class UdpBackend implements Backend {
       const off = s.off;
       if (s.len < 20) { c.drop(D.rx_truncated); continue; }
       if (!ipv4Valid(b, off, s.len)) { c.drop(D.rx_bad_ipv4); continue; }
-      if (!inPrefix(b.readInt32BE(off + 16), subnet)) { c.drop(D.rx_not_our_subnet); continue; }
+      if (!subnet.containsV4(b.readInt32BE(off + 16))) { c.drop(D.rx_not_our_subnet); continue; }
       if (this.strictSource && !this.sourceOk(b.readInt32BE(off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); continue; }
       if (n === this.rxViews.length) this.flushRx(n), (n = 0);
       const v = this.rxViews[n]!;
@@ -315,7 +318,7 @@ export class UdpBackend implements Backend {
 
   /** Inner source must belong to the sending peer (any of its leases). */
   private sourceOk(src: number, peer: UdpPeer): boolean {
-    if (inPrefix(src, peer.subnet)) return true;
+    if (peer.subnet.containsV4(src)) return true;
     const owner = this.routes.lookup(src);
     return owner !== undefined && owner.peer !== undefined && owner.peer.addr === peer.addr;
   }

@@ -22,7 +22,10 @@ import type { Backend, DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4 } from '../codec/addr.js';
 import { Counters, D, type PeerCounters } from './counters.js';
-import { inPrefix, parseCidr, type Prefix4 } from './prefix.js';
+import { IpPrefix, ipPrefix, type ParsePrefixOptions } from '../codec/addr.js';
+
+/** Subnets in leases and options: IPv4, host bits cleared. */
+const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
 import { Fdb, NeighbourTable, RouteTable4 } from '../fdb/index.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import type { DataplaneIo, MissEvent, VxlanBackendOptions } from './options.js';
@@ -39,7 +42,7 @@ export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
 
 interface VxPeer {
   readonly lease: Lease;
-  readonly subnet: Prefix4;
+  readonly subnet: IpPrefix;
   /** The peer's VTEP address: its subnet's network address (flannel's next hop). */
   readonly netAddr: number;
   /** Peer VTEP MAC (48-bit number), or undefined when the lease has none (L2 mode may learn it). */
@@ -56,8 +59,8 @@ const NO_COUNTERS: PeerCounters = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBy
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
   readonly mode: 'l3' | 'l2';
-  readonly subnet: Prefix4;
-  readonly network: Prefix4;
+  readonly subnet: IpPrefix;
+  readonly network: IpPrefix;
   readonly publicIp: number;
   readonly port: number;
   readonly vni: number;
@@ -95,7 +98,7 @@ export class VxlanBackend implements Backend {
   /** Known senders (public IP int32 -> that peer's counters). */
   private known = new Map<number, PeerCounters>();
   /** Subnets owned by each sender (public IP), for the inner-source check. */
-  private senderSubnets = new Map<number, Prefix4[]>();
+  private senderSubnets = new Map<number, IpPrefix[]>();
   private readonly bySubnet = new Map<string, VxPeer>();
 
   private device: PacketDevice | undefined;
@@ -114,8 +117,8 @@ export class VxlanBackend implements Backend {
   constructor(opts: VxlanBackendOptions) {
     this.opts = opts;
     this.mode = opts.mode ?? 'l3';
-    this.subnet = parseCidr(opts.subnet);
-    this.network = parseCidr(opts.network);
+    this.subnet = ipPrefix(opts.subnet, SUBNET);
+    this.network = ipPrefix(opts.network, SUBNET);
     this.publicIp = ipv4ToU32(opts.publicIp);
     this.port = opts.port ?? VXLAN_PORT_LINUX;
     this.vni = opts.vni ?? 1;
@@ -229,7 +232,7 @@ export class VxlanBackend implements Backend {
    * to the all-zeros flood list and, when the lease has a MAC, the FDB and neighbour entries.
    */
   addPeer(lease: Lease): void {
-    const subnet = parseCidr(lease.subnet);
+    const subnet = ipPrefix(lease.subnet, SUBNET);
     if (subnet.net === this.subnet.net && subnet.len === this.subnet.len) return;
     const key = `${u32ToIpv4(subnet.net)}/${subnet.len}`;
     const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
@@ -246,7 +249,7 @@ export class VxlanBackend implements Backend {
 
   /** Remove the peer owning `subnet` (tables and kernel route). */
   removePeer(subnet: string): void {
-    const p = parseCidr(subnet);
+    const p = ipPrefix(subnet, SUBNET);
     const key = `${u32ToIpv4(p.net)}/${p.len}`;
     const old = this.bySubnet.get(key);
     if (!old) return;
@@ -316,7 +319,7 @@ export class VxlanBackend implements Backend {
     for (const p of this.bySubnet.values()) add(p.addr);
     for (const e of this.fdb.list()) for (const d of e.dests) add(d.ip);
     this.known = k;
-    const ss = new Map<number, Prefix4[]>();
+    const ss = new Map<number, IpPrefix[]>();
     for (const p of this.bySubnet.values()) ss.set(p.addri, [...(ss.get(p.addri) ?? []), p.subnet]);
     this.senderSubnets = ss;
   }
@@ -504,7 +507,7 @@ export class VxlanBackend implements Backend {
         const ip = e + ETH_HLEN;
         const ilen = elen - ETH_HLEN;
         if (!ipv4Valid(b, ip, ilen)) { c.drop(D.rx_bad_ipv4); continue; }
-        if (!inPrefix(b.readInt32BE(ip + 16), this.subnet)) { c.drop(D.rx_not_our_subnet); continue; }
+        if (!this.subnet.containsV4(b.readInt32BE(ip + 16))) { c.drop(D.rx_not_our_subnet); continue; }
         if (this.strictSource && !this.sourceOk(b.readInt32BE(ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); continue; }
         n = this.pushRx(n, b, ip, ipv4TotalLength(b, ip), pc);
       } else if (et === EtherType.ARP) {
@@ -540,7 +543,7 @@ export class VxlanBackend implements Backend {
   private sourceOk(src: number, sender: number): boolean {
     const subnets = this.senderSubnets.get(sender);
     if (subnets === undefined) return false;
-    for (let i = 0; i < subnets.length; i++) if (inPrefix(src, subnets[i]!)) return true;
+    for (let i = 0; i < subnets.length; i++) if (subnets[i]!.containsV4(src)) return true;
     return false;
   }
 

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  formatIpv4Cidr, formatIpv6, formatMac, formatMacBytes, ipv4InPrefix, ipv4Mask, ipv4Network, ipv4ToU32, ipv6Equal,
-  isBroadcastMac, isLocalMac, isMulticastMac, isUnicastMac, macToNumber, numberToMac, parseIpv4Cidr, parseIpv6,
-  parseMac, parseMacBytes, readIpv4, u32ToIpv4, writeIpv4, writeMac,
+  AddrError, formatIpv6, formatMac, formatMacBytes, IpAddr, ipAddr, IpPrefix, ipPrefix, ipv4InPrefix, ipv4Mask, ipv4Network,
+  ipv4ToU32, ipv6Equal, isBroadcastMac, isLocalMac, isMulticastMac, isUnicastMac, macToNumber, parseIp, parseIpv6,
+  parseMac, parseMacBytes, parsePrefix, readIpv4, u32ToIpv4, writeIpv4, writeMac,
 } from '../../src/codec/index.js';
 
 describe('MAC addresses', () => {
@@ -12,7 +12,7 @@ describe('MAC addresses', () => {
     expect(parseMac('AA-BB-CC-DD-EE-0F')).toBe(0xaabbccddee0f);
     expect(parseMac('00:00:00:00:00:01')).toBe(1);
     expect(formatMac(0x0a0b0c0d0e0f)).toBe('0a:0b:0c:0d:0e:0f');
-    expect(numberToMac(0xffffffffffff)).toBe('ff:ff:ff:ff:ff:ff');
+    expect(formatMac(0xffffffffffff)).toBe('ff:ff:ff:ff:ff:ff');
     expect(formatMac(0)).toBe('00:00:00:00:00:00');
     expect([...parseMacBytes('01:02:03:04:05:06')]).toEqual([1, 2, 3, 4, 5, 6]);
     expect(formatMacBytes(Uint8Array.from([9, 9, 1, 2, 3, 4, 5, 6]), 2)).toBe('01:02:03:04:05:06');
@@ -58,12 +58,17 @@ describe('IPv4 addresses and CIDRs', () => {
     expect(u32ToIpv4(readIpv4(b, 1))).toBe('198.19.2.255');
   });
   it('parses CIDRs and rejects bad ones naming the value', () => {
-    expect(parseIpv4Cidr('198.19.0.0/16')).toEqual({ addr: ipv4ToU32('198.19.0.0'), prefixLen: 16 });
-    expect(parseIpv4Cidr('0.0.0.0/0')).toEqual({ addr: 0, prefixLen: 0 });
-    expect(parseIpv4Cidr('255.255.255.255/32')).toEqual({ addr: 0xffffffff, prefixLen: 32 });
-    expect(formatIpv4Cidr(parseIpv4Cidr('198.19.2.0/24'))).toBe('198.19.2.0/24');
+    const p = ipPrefix('198.19.0.0/16');
+    expect([p.net, p.len, p.family, p.neti, p.maski]).toEqual([ipv4ToU32('198.19.0.0'), 16, 4, ipv4ToU32('198.19.0.0') | 0, 0xffff0000 | 0]);
+    expect(ipPrefix('0.0.0.0/0').toString()).toBe('0.0.0.0/0');
+    expect(ipPrefix('255.255.255.255/32').net).toBe(0xffffffff);
+    expect(ipPrefix('198.19.2.0/24').toString()).toBe('198.19.2.0/24');
+    expect(ipPrefix('198.19.2.0/24').toKey()).toBe('198.19.2.0-24');
     for (const bad of ['198.19.0.0', '198.19.0.0/33', '198.19.0.0/-1', '198.19.0.0/08', '198.19.0/16', '198.19.0.256/16', '/16', '198.19.0.0/', 'x/1']) {
-      expect(() => parseIpv4Cidr(bad)).toThrow(`"${bad}"`);
+      expect(() => ipPrefix(bad)).toThrow(`"${bad}"`);
+      const r = parsePrefix(bad);
+      expect(r).toBeInstanceOf(AddrError);
+      expect((r as AddrError).input).toBe(bad);
     }
   });
   it('masks and matches prefixes', () => {
@@ -74,6 +79,66 @@ describe('IPv4 addresses and CIDRs', () => {
     expect(ipv4InPrefix(ipv4ToU32('198.19.2.77'), ipv4ToU32('198.19.0.0'), 16)).toBe(true);
     expect(ipv4InPrefix(ipv4ToU32('198.20.2.77'), ipv4ToU32('198.19.0.0'), 16)).toBe(false);
     expect(ipv4InPrefix(ipv4ToU32('1.2.3.4'), 0, 0)).toBe(true);
+  });
+});
+
+describe('IpAddr and IpPrefix: one type for both families', () => {
+  const reason = (r: unknown): string => (r instanceof AddrError ? r.reason : 'ok');
+  it('gives a typed reason for every refusal, never throwing from parse*', () => {
+    expect(reason(parseIp('198.18.0.300'))).toBe('bad-address');
+    expect(reason(parseIp('2001:2::1', { family: 4 }))).toBe('wrong-family');
+    expect(reason(parseIp('198.18.0.1', { family: 6 }))).toBe('wrong-family');
+    expect(reason(parsePrefix('198.19.0.0'))).toBe('missing-prefix-length');
+    expect(reason(parsePrefix('198.19.0.0', { bare: true }))).toBe('ok');
+    expect(parsePrefix('2001:2::1', { bare: true }).toString()).toBe('2001:2::1/128');
+    expect(reason(parsePrefix('198.19.0.0/33'))).toBe('bad-prefix-length');
+    expect(reason(parsePrefix('2001:2::/129'))).toBe('bad-prefix-length');
+    expect(reason(parsePrefix('198.19.1.1/16'))).toBe('host-bits-set');
+    expect((parsePrefix('198.19.1.1/16') as AddrError).message).toContain('did you mean 198.19.0.0/16?');
+    expect(reason(parsePrefix('2001:2::1/48'))).toBe('host-bits-set');
+    expect(parsePrefix('2001:2:0:1::5/48', { hostBits: 'clear' }).toString()).toBe('2001:2::/48');
+    expect(reason(parsePrefix('default'))).toBe('missing-prefix-length');
+    expect(parsePrefix('default', { keywords: true }).toString()).toBe('0.0.0.0/0');
+    expect(parsePrefix('any', { keywords: true, family: 6 }).toString()).toBe('::/0');
+    expect(reason(parsePrefix(42 as unknown as string))).toBe('bad-address');
+    expect(() => ipAddr('nope')).toThrow(AddrError);
+  });
+  it('contains, covers and overlaps across families', () => {
+    const net = ipPrefix('198.19.0.0/16');
+    expect(net.contains(ipAddr('198.19.255.1'))).toBe(true);
+    expect(net.contains(ipAddr('198.20.0.1'))).toBe(false);
+    expect(net.contains(ipAddr('2001:2::1'))).toBe(false);
+    expect(net.containsV4(ipv4ToU32('198.19.3.4') | 0)).toBe(true);
+    expect(net.covers(ipPrefix('198.19.3.0/24'))).toBe(true);
+    expect(ipPrefix('198.19.3.0/24').covers(net)).toBe(false);
+    expect(ipPrefix('198.19.3.0/24').overlaps(net)).toBe(true);
+    expect(ipPrefix('198.19.3.0/24').overlaps(ipPrefix('198.19.4.0/24'))).toBe(false);
+    const n6 = ipPrefix('2001:2::/48');
+    expect(n6.contains(ipAddr('2001:2:0:ffff::1'))).toBe(true);
+    expect(n6.contains(ipAddr('2001:3::1'))).toBe(false);
+    expect(n6.covers(ipPrefix('2001:2:0:1::/64'))).toBe(true);
+    expect(n6.overlaps(net)).toBe(false);
+    expect(ipAddr('2001:2::1').equals(ipAddr('2001:2:0:0::1'))).toBe(true);
+    expect(ipAddr('198.18.0.1').equals(IpAddr.fromV4(0xc6120001))).toBe(true);
+    expect(IpPrefix.v4(0xc6130201, 24).toString()).toBe('198.19.2.0/24');
+  });
+  it('agrees with a bit-by-bit oracle for IPv4 and IPv6 membership (property)', () => {
+    const bit = (b: Uint8Array, i: number): number => (b[i >> 3]! >> (7 - (i & 7))) & 1;
+    fc.assert(fc.property(fc.boolean(), fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.nat(128),
+      (v6, ab, bb, l) => {
+        const fam = v6 ? 6 : 4;
+        const len = v6 ? l : l % 33;
+        const a = IpAddr.fromBytes(ab, fam);
+        const b = IpAddr.fromBytes(bb, fam);
+        const p = new IpPrefix(a, len);
+        let inside = true;
+        for (let i = 0; i < len; i++) if (bit(ab, i) !== bit(bb, i)) inside = false;
+        expect(p.contains(b)).toBe(inside);
+        expect(p.contains(a)).toBe(true);
+        expect(ipPrefix(p.toString()).equals(p)).toBe(true);
+        expect(parseIp(a.toString()) instanceof IpAddr && ipAddr(a.toString()).equals(a)).toBe(true);
+        if (!v6) expect(p.containsV4(b.v4)).toBe(inside);
+      }), { numRuns: 3000 });
   });
 });
 

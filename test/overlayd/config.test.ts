@@ -57,7 +57,7 @@ describe('net-conf.json', () => {
   });
   it('--subnet must be inside Network, SubnetLen long, in network form', () => {
     const c = parseNetConf('{"Network":"198.19.0.0/16"}');
-    expect(validateSubnet('198.19.3.0/24', c).prefixLen).toBe(24);
+    expect(validateSubnet('198.19.3.0/24', c).len).toBe(24);
     expect(err(() => validateSubnet('198.18.3.0/24', c))).toBe('--subnet 198.18.3.0/24 is outside Network 198.19.0.0/16');
     expect(err(() => validateSubnet('198.19.3.0/25', c))).toMatch(/must be a \/24/);
     expect(err(() => validateSubnet('198.19.3.1/24', c))).toMatch(/host bits set.*198\.19\.3\.0\/24/);
