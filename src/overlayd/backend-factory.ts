@@ -1,7 +1,7 @@
 /**
  * Creating the dataplane: overlayd only talks to the {@link Backend} contract
  * (src/vtep/backend.ts); this module maps overlayd's resolved configuration onto the
- * concrete classes exported by src/vtep (`UdpBackend`, `VxlanBackend`).
+ * backend registry (src/vtep/registry.ts), which knows every backend type.
  *
  * Tests and experiments can substitute any factory: a module given with
  * `--backend-module` whose default export is a {@link BackendFactory}.
@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
-import { UdpBackend, VxlanBackend, defaultIo, type UdpBackendOptions, type VxlanBackendOptions } from '../vtep/index.js';
+import { defaultIo, lookupBackend, type BackendConfig } from '../vtep/index.js';
 import { ConfigError, type BackendType } from './config.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
@@ -44,6 +44,8 @@ export interface BackendParams {
   transport: 'dgram' | 'mmsg';
   /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
   vtepMac?: string;
+  /** Failures outside the packet path after start (kernel route updates): logged by overlayd. */
+  onError?: (e: Error) => void;
   /** Optional capture hook (`--pcap`). */
   tap?: PacketTap;
 }
@@ -51,9 +53,9 @@ export interface BackendParams {
 /** Creates (but does not start) a backend. */
 export type BackendFactory = (p: BackendParams) => Backend | Promise<Backend>;
 
-/** The constructor options for src/vtep's UdpBackend / VxlanBackend. */
-export function toBackendOptions(p: BackendParams): UdpBackendOptions | VxlanBackendOptions {
-  const o: UdpBackendOptions = {
+/** The registry's backend configuration (src/vtep/registry.ts) for overlayd's parameters. */
+export function toBackendOptions(p: BackendParams): BackendConfig {
+  const o: BackendConfig = {
     subnet: p.subnet,
     network: p.network,
     publicIp: p.publicIp,
@@ -63,8 +65,9 @@ export function toBackendOptions(p: BackendParams): UdpBackendOptions | VxlanBac
     transport: p.transport,
     bindAddress: p.localIp,
   };
+  if (p.onError) o.onError = p.onError;
   if (p.type === 'udp') return o;
-  const v: VxlanBackendOptions = { ...o, mode: 'l3', vni: p.vni, gbp: p.gbp };
+  const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
   if (p.vtepMac) v.vtepMac = p.vtepMac;
   return v;
 }
@@ -82,7 +85,7 @@ export function stableVtepMac(subnet: string): string {
 }
 
 /**
- * The default factory: `new UdpBackend(opts)` / `new VxlanBackend(opts)` from src/vtep.
+ * The default factory: the backend registered for the type (src/vtep/registry.ts).
  * With a capture tap, the backend's device/socket I/O is wrapped by {@link tapIo}.
  */
 export const defaultBackendFactory: BackendFactory = async (p) => {
@@ -91,7 +94,9 @@ export const defaultBackendFactory: BackendFactory = async (p) => {
     // Wrap src/vtep's default device/socket I/O so both sides of the tunnel are captured.
     opts.io = tapIo(defaultIo, p.tap, p.localIp);
   }
-  return p.type === 'udp' ? new UdpBackend(opts) : new VxlanBackend(opts);
+  const reg = lookupBackend(p.type);
+  if (reg === undefined) throw new ConfigError(`backend type "${p.type}" is not registered`);
+  return reg.create(opts);
 };
 
 /** Load a factory from an ES module whose default export (or `createBackend` export) is a BackendFactory. */

@@ -7,6 +7,8 @@
  */
 import type { Lease } from '../vtep/backend.js';
 import { AddrError, IpAddr, IpPrefix, ipPrefix, parseIp, parsePrefix } from '../codec/addr.js';
+import { backendTypes, lookupBackend } from '../vtep/registry.js';
+import '../vtep/index.js'; // registers the built-in backends
 
 /** A configuration problem. `message` is one line and names the problem. */
 export class ConfigError extends Error {
@@ -45,10 +47,6 @@ export function normalizeMac(s: string): string | undefined {
 /** Backend types overlayd runs. */
 export type BackendType = 'udp' | 'vxlan';
 
-/** Flannel's default UDP port for the udp backend. */
-export const DEFAULT_UDP_PORT = 8285;
-/** Flannel's default UDP port for the vxlan backend (the Linux kernel's historical default, not IANA 4789). */
-export const DEFAULT_VXLAN_PORT = 8472;
 /** Flannel's default VNI. */
 export const DEFAULT_VNI = 1;
 
@@ -139,8 +137,9 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   const typeRaw = be.Type ?? 'udp';
   if (typeof typeRaw !== 'string') throw new ConfigError(`${bsrc}.Type must be a string`);
   const type = typeRaw.toLowerCase();
-  if (type !== 'udp' && type !== 'vxlan') {
-    throw new ConfigError(`${bsrc}.Type "${typeRaw}" is not supported by overlayd (supported: "udp", "vxlan")`);
+  const reg = lookupBackend(type);
+  if (reg === undefined || (type !== 'udp' && type !== 'vxlan')) {
+    throw new ConfigError(`${bsrc}.Type "${typeRaw}" is not supported by overlayd (supported: ${backendTypes().map((t) => `"${t}"`).join(', ')})`);
   }
   const port = optInt(be, 'Port', bsrc + '.', 0, 65535);
   const vni = optInt(be, 'VNI', bsrc + '.', 0, 0xffffff);
@@ -148,7 +147,7 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   if (mtu !== undefined && mtu !== 0 && mtu < 576) throw new ConfigError(`${bsrc}.MTU ${mtu} is too small (at least 576)`);
   const backend: BackendConf = {
     type,
-    port: port || (type === 'udp' ? DEFAULT_UDP_PORT : DEFAULT_VXLAN_PORT),
+    port: port || reg.defaultPort,
     vni: vni || DEFAULT_VNI,
     gbp: optBool(be, 'GBP', bsrc + '.') ?? false,
     directRouting: optBool(be, 'DirectRouting', bsrc + '.') ?? false,
@@ -316,7 +315,7 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-/** Encapsulation overhead in bytes the tunnel device's MTU must leave: IPv4+UDP (28) for udp, +VXLAN+Ethernet (50) for vxlan. */
+/** Encapsulation overhead in bytes the tunnel device's MTU must leave, from the backend registry (udp 28, vxlan 50). */
 export function encapOverhead(type: BackendType): number {
-  return type === 'udp' ? 28 : 50;
+  return lookupBackend(type)?.mtuOverhead ?? 0;
 }

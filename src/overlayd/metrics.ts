@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DataplaneStats } from '../vtep/backend.js';
+import { DROP_REASONS } from '../vtep/counters.js';
 import { ConfigError } from './config.js';
 
 /** Labels describing this daemon, exported as `overlayd_info`. */
@@ -49,9 +50,13 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
     name: 'overlayd_drops_total', help: 'Packets dropped, by reason.', labelNames: ['reason'], registers: [reg],
     collect() {
       this.reset();
-      for (const [reason, n] of Object.entries(get().drops)) this.inc({ reason }, n);
+      const d = get().drops;
+      // every known reason is always present (0 until it happens), so dashboards and alerts see it
+      for (const reason of DROP_REASONS) this.inc({ reason }, d[reason] ?? 0);
+      for (const [reason, n] of Object.entries(d)) if (!(DROP_REASONS as readonly string[]).includes(reason)) this.inc({ reason }, n);
     },
   });
+  total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
   const perPeer = (field: 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes', name: string, help: string): void => {
     new Counter({
       name, help, labelNames: ['peer'], registers: [reg],

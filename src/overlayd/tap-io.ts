@@ -65,6 +65,10 @@ class TappedTransport implements UdpTransport {
       handler(slots, count);
     });
   }
+  sendError(index: number): number {
+    return this.t.sendError(index);
+  }
+
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     const n = this.t.sendBatch(slots, count);
     const lp = this.t.localPort();

@@ -80,8 +80,17 @@ export interface UdpTransport {
   localPort(): number;
   /** Install the batch receive handler and start receiving. */
   onBatch(handler: BatchHandler<DatagramSlot>): void;
-  /** Send `slots[0..count)` each to its own `addr`/`port`; returns how many were handed to the kernel. */
+  /**
+   * Send `slots[0..count)` each to its own `addr`/`port`. Returns how many were handed to
+   * the kernel: slots `[0, sent)` went out; for each later one {@link sendError} tells why not.
+   */
   sendBatch(slots: readonly DatagramSlot[], count: number): number;
+  /**
+   * Why slot `index` of the last sendBatch was not sent: a positive errno (EAGAIN when the
+   * socket buffer was full or the batch stopped before it), or 0 when it was sent.
+   * Transports that cannot tell report EAGAIN.
+   */
+  sendError(index: number): number;
   /** Close the socket. Idempotent. */
   close(): void;
 }

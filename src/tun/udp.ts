@@ -140,6 +140,13 @@ export class MmsgUdpTransport implements UdpTransport {
     if (this.io && !this.closed) this.io.start(this.deliver);
   }
 
+  /** Why slot `index` of the last sendBatch was not sent (see UdpTransport.sendError). */
+  sendError(index: number): number {
+    return index < this.lastSent ? 0 : 11;
+  }
+
+  private lastSent = 0;
+
   /** Send `slots[0..count)` each to its own addr/port (port 0: the connected peer). Returns how many the kernel took. */
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     const io = this.io;
@@ -166,7 +173,7 @@ export class MmsgUdpTransport implements UdpTransport {
         d[b + D_ADDR] = s.addr >>> 0;
       }
     }
-    return io.write(bufs, d, a6, count);
+    return (this.lastSent = io.write(bufs, d, a6, count));
   }
 
   /** Receive one batch now without waiting (0 when nothing is queued); fills `slots`. */
@@ -283,6 +290,11 @@ export class DgramUdpTransport implements UdpTransport {
 
   /** Install the batch handler and start receiving. */
   onBatch(handler: BatchHandler<DatagramSlot>): void { this.handler = handler; }
+
+  /** Always 0: node:dgram takes every datagram (failures are reported asynchronously and dropped). */
+  sendError(): number {
+    return 0;
+  }
 
   /**
    * Send `slots[0..count)` with socket.send, one datagram each. The bytes are copied

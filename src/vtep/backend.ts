@@ -32,6 +32,8 @@ export interface DataplaneStats {
   drops: Record<string, number>;
   /** Per-peer counters keyed by the peer's public IP. */
   peers: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
+  /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
+  errors?: { kernel: number; lastKernel?: string };
 }
 
 /** A running dataplane. */

@@ -21,11 +21,19 @@ export const DROP_REASONS = [
   'tx_l2miss',
   'tx_l3miss',
   'tx_unsupported_ethertype',
+  // sending failed: by errno class (see sendErrorReason)
   'tx_socket_full',
+  'tx_underlay_unreachable',
+  'tx_no_source_address',
+  'tx_underlay_too_big',
+  'tx_refused',
+  'tx_blocked',
+  'tx_send_error',
   // from the network (read from the socket)
   'rx_ipv6_underlay',
   'rx_unknown_peer',
   'rx_truncated',
+  'rx_oversized',
   'rx_bad_ipv4',
   'rx_not_our_subnet',
   'rx_spoofed_inner_source',
@@ -44,6 +52,25 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export const D: { readonly [K in DropReason]: number } = Object.freeze(
   Object.fromEntries(DROP_REASONS.map((r, i) => [r, i])) as { [K in DropReason]: number },
 );
+
+/**
+ * The drop reason of a send that failed with `errno` (positive Linux errno):
+ * EAGAIN/ENOBUFS -> tx_socket_full; ENETUNREACH/EHOSTUNREACH/ENETDOWN -> tx_underlay_unreachable;
+ * EADDRNOTAVAIL/EINVAL (our source address vanished) -> tx_no_source_address;
+ * EMSGSIZE -> tx_underlay_too_big; ECONNREFUSED -> tx_refused; EPERM/EACCES (a firewall) ->
+ * tx_blocked; anything else -> tx_send_error.
+ */
+export function sendErrorReason(errno: number): number {
+  switch (errno) {
+    case 11: case 105: return D.tx_socket_full; // EAGAIN, ENOBUFS
+    case 101: case 113: case 100: return D.tx_underlay_unreachable; // ENETUNREACH, EHOSTUNREACH, ENETDOWN
+    case 99: case 22: return D.tx_no_source_address; // EADDRNOTAVAIL, EINVAL
+    case 90: return D.tx_underlay_too_big; // EMSGSIZE
+    case 111: return D.tx_refused; // ECONNREFUSED
+    case 1: case 13: return D.tx_blocked; // EPERM, EACCES
+    default: return D.tx_send_error;
+  }
+}
 
 /** Counters of one peer (kept on the peer object; read by snapshot). */
 export interface PeerCounters {

@@ -26,8 +26,6 @@ export interface KernelNet {
 /** KernelNet over src/tun's rtnetlink client (this process's namespace), operations serialized in call order. */
 export class RtnlNet implements KernelNet {
   private chain: Promise<void> = Promise.resolve();
-  /** Errors of fire-and-forget operations (route updates from addPeer/removePeer). */
-  readonly errors: string[] = [];
   private readonly rt: Rtnl;
 
   constructor(rt?: Rtnl) {
@@ -36,9 +34,8 @@ export class RtnlNet implements KernelNet {
 
   private enqueue(fn: () => Promise<void>): Promise<void> {
     const p = this.chain.then(fn);
-    this.chain = p.catch((e: unknown) => {
-      this.errors.push(e instanceof Error ? e.message : String(e));
-    });
+    // a failure rejects its own promise (the caller reports it) and never stops the queue
+    this.chain = p.catch(() => undefined);
     return p;
   }
 

@@ -48,6 +48,11 @@ export interface CommonBackendOptions {
   io?: DataplaneIo;
   /** Kernel configuration backend; defaults to src/tun's rtnetlink client (RtnlNet). */
   kernel?: KernelNet;
+  /**
+   * Called with failures outside the packet path after start (a kernel route that could
+   * not be installed, ...). They are also counted in stats().errors. Never called per packet.
+   */
+  onError?: (e: Error) => void;
 }
 
 /** Options of the flannel0-style UDP backend. */

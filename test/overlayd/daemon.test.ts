@@ -1,3 +1,4 @@
+import { DROP_REASONS } from '../../src/vtep/counters.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -137,6 +138,9 @@ describe('overlayd lifecycle (fake backend)', () => {
     expect(m).toMatch(/^overlayd_rx_bytes_total 700$/m);
     expect(m).toMatch(/^overlayd_drops_total\{reason="unknown-peer"\} 3$/m);
     expect(m).toMatch(/^overlayd_drops_total\{reason="bad-vni"\} 1$/m);
+    // every reason the dataplane knows is declared, at 0 until it happens
+    for (const r of DROP_REASONS) expect(m).toMatch(new RegExp(`^overlayd_drops_total\\{reason="${r}"\\} 0$`, 'm'));
+    expect(m).toMatch(/^overlayd_kernel_errors_total 0$/m);
     expect(m).toMatch(/^overlayd_peer_rx_packets_total\{peer="198\.18\.0\.2"\} 7$/m);
     expect(m).toMatch(/^overlayd_peers 1$/m);
     expect(m).toMatch(/^overlayd_info\{backend="udp",subnet="198\.19\.1\.0\/24",public_ip="198\.18\.0\.1",iface="u0",transport="mmsg"\} 1$/m);

@@ -165,3 +165,65 @@ describe('VxlanBackend L2 pipeline', () => {
     expect(dev.written[0]!.subarray(14 + 8, 14 + 14).toString('hex')).toBe('020000000003');
   });
 });
+
+describe('VxlanBackend peer model is flannel\'s HostModel', () => {
+  it('two leases sharing one VTEP MAC: removing one keeps the other forwarding (refcounted FDB entry)', async () => {
+    const { b, dev, tr } = await vx('l3');
+    // one host (198.18.0.2, one VTEP MAC) holding a second subnet
+    b.addPeer({ subnet: '198.19.4.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
+    b.removePeer('198.19.2.0/24');
+    dev.inject([ipv4Packet('198.19.1.5', '198.19.4.7')]);
+    expect(b.stats().drops).toEqual({});
+    expect(tr.sent).toHaveLength(1);
+    expect(tr.sent[0]!.addr).toBe(PEER);
+    // the removed subnet is gone: no route, ICMP net unreachable into the device
+    dev.inject([ipv4Packet('198.19.1.5', '198.19.2.7')]);
+    expect(b.stats().drops).toEqual({ tx_no_route: 1 });
+    expect(b.showTables().fdb).toBe(`${PEER_MAC} dev flannel.1 dst 198.18.0.2 self permanent`);
+    b.removePeer('198.19.4.0/24');
+    expect(b.showTables().fdb).toBe('');
+  });
+});
+
+describe('core: failures are counted by what happened', () => {
+  it('send failures by errno class; kernel failures in stats().errors and onError', async () => {
+    const io = new FakeIo();
+    const kernel = { ...nullKernel, replaceRoute: (): Promise<void> => Promise.reject(new Error('RTM_NEWROUTE: ENETUNREACH')) };
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' });
+    const tr = io.tr!;
+    // the kernel took the first datagram, then refused: EADDRNOTAVAIL (our address vanished), then EAGAIN
+    const errs = [0, 99, 11, 101, 1];
+    tr.sendBatch = (s, n) => { for (let i = 0; i < n; i++) if (errs[i] === 0) tr.sent.push({ addr: s[i]!.addr, port: s[i]!.port, data: Buffer.alloc(0) }); return 1; };
+    (tr as { sendError: (i: number) => number }).sendError = (i: number) => errs[i] ?? 11;
+    io.dev!.inject([1, 2, 3, 4, 5].map((k) => ipv4Packet('198.19.1.5', `198.19.2.${k}`)));
+    expect(b.stats().txPackets).toBe(1);
+    expect(b.stats().drops).toEqual({ tx_no_source_address: 1, tx_socket_full: 1, tx_underlay_unreachable: 1, tx_blocked: 1 });
+    expect(b.stats().errors).toEqual({ kernel: 0 });
+  });
+
+  it('a kernel route that fails after start shows in stats().errors and onError, with its cause', async () => {
+    const io = new FakeIo();
+    const seen: Error[] = [];
+    const kernel = { ...nullKernel, replaceRoute: (): Promise<void> => Promise.reject(new Error('RTM_NEWROUTE: ENETUNREACH')) };
+    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel, onError: (e) => seen.push(e) });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
+    await new Promise((r) => setImmediate(r));
+    expect(b.stats().errors).toEqual({ kernel: 1, lastKernel: 'route 198.19.2.0/24 via 198.19.2.0 dev flannel.1: RTM_NEWROUTE: ENETUNREACH' });
+    expect(seen).toHaveLength(1);
+    expect((seen[0]!.cause as Error).message).toBe('RTM_NEWROUTE: ENETUNREACH');
+  });
+
+  it('a complete datagram larger than its receive slot is rx_oversized, a cut IPv4 packet rx_truncated', async () => {
+    const { b, dev, tr } = await udp();
+    const s = tr.slots[0]!;
+    const big = ipv4Packet('198.19.2.7', '198.19.1.5', { payload: 1400 });
+    big.writeUInt16BE(s.buf.length - 96 + 100, 2); // says it is longer than the slot could hold
+    tr.inject([{ addr: PEER, data: Buffer.concat([big, Buffer.alloc(s.buf.length - 96 - big.length)]) }]);
+    tr.inject([{ addr: PEER, data: ipv4Packet('198.19.2.7', '198.19.1.5', { payload: 100 }).subarray(0, 60) }]);
+    expect(dev.written).toHaveLength(0);
+    expect(b.stats().drops).toEqual({ rx_oversized: 1, rx_truncated: 1 });
+  });
+});

@@ -1,0 +1,46 @@
+/**
+ * The backend registry, after flannel's `RegisterNetwork`: a backend type name maps to
+ * how to build it and what it costs on the wire. overlayd, the benchmark and library
+ * users create backends only through it, so a new backend is one file in src/vtep that
+ * implements {@link Backend} (a tunnel backend by extending the core, src/vtep/core.ts)
+ * and calls {@link registerBackend} at its end, plus one export line in src/vtep/index.ts.
+ */
+import type { Backend } from './backend.js';
+import type { CommonBackendOptions } from './options.js';
+
+/** Everything a registered backend may be built from: the common options plus the net-conf.json knobs. */
+export interface BackendConfig extends CommonBackendOptions {
+  /** VXLAN network identifier (VXLAN). */
+  vni?: number;
+  /** VXLAN Group Based Policy (VXLAN). */
+  gbp?: boolean;
+  /** Our VTEP MAC, stable across restarts (VXLAN). */
+  vtepMac?: string;
+}
+
+/** A backend type as registered. */
+export interface BackendRegistration {
+  /** Per-packet encapsulation overhead in bytes: device MTU = underlay MTU - overhead (0: no tunnel). */
+  readonly mtuOverhead: number;
+  /** flannel's default UDP port for this type (0: no socket). */
+  readonly defaultPort: number;
+  /** Build an unstarted backend. Throws on invalid options. */
+  create(config: BackendConfig): Backend;
+}
+
+const registry = new Map<string, BackendRegistration>();
+
+/** Register (or replace) backend type `type` (lower case, as in net-conf.json's Backend.Type). */
+export function registerBackend(type: string, reg: BackendRegistration): void {
+  registry.set(type.toLowerCase(), reg);
+}
+
+/** The registration of `type` (case-insensitive), or undefined when no such backend exists. */
+export function lookupBackend(type: string): BackendRegistration | undefined {
+  return registry.get(type.toLowerCase());
+}
+
+/** Registered type names, sorted. */
+export function backendTypes(): string[] {
+  return [...registry.keys()].sort();
+}
