@@ -3,9 +3,22 @@
  *
  * A packet lives in a preallocated slot: `buf` has room for `HEADROOM` bytes in
  * front of the payload so a tunnel header can be written in place (as
- * wireguard-go's tun.Device does with its offset). Slots are owned by whoever
- * allocated the batch and are reused for every read; consumers must not keep
- * references to a slot's bytes after the callback returns.
+ * wireguard-go's tun.Device does with its offset).
+ *
+ * Who owns which buffer, when:
+ *  - **Receive slots** ({@link PacketSlot}, {@link DatagramSlot}) belong to the device or
+ *    transport that allocated them. Their `buf` never changes. During a batch callback the
+ *    handler may read and rewrite the bytes in place (encapsulate into the headroom,
+ *    decapsulate by moving `off`), but it must not keep the slot, its `buf` or a subarray
+ *    of it after the callback returns: the next read overwrites them.
+ *  - **Output views** ({@link PacketView}, {@link DatagramView}) belong to a dataplane.
+ *    Their `buf` is re-pointed per packet at the receive slot being forwarded, so a batch
+ *    crosses from device to socket (or back) without a copy. A view is valid only until
+ *    the batch callback that filled it returns; the dataplane core flushes every view
+ *    before returning (src/vtep/core.ts).
+ *  - **writeBatch / sendBatch** read the slots or views they are given during the call and
+ *    keep nothing: the caller may reuse them as soon as the call returns (a transport that
+ *    must send later, like node:dgram, copies).
  */
 
 /** Bytes reserved in front of every received payload: outer Ethernet(14) + IPv6(40) + UDP(8) + VXLAN(8) + inner Ethernet(14) = 84, rounded up. */
@@ -14,7 +27,7 @@ export const HEADROOM = 96;
 /** Default per-slot capacity: headroom + a 9000-byte jumbo frame + tail room. */
 export const SLOT_SIZE = 9216 + HEADROOM;
 
-/** One packet in a batch: the bytes are `buf[off, off + len)`. */
+/** One packet in a batch: the bytes are `buf[off, off + len)`. A receive slot: see the ownership rules above. */
 export interface PacketSlot {
   /** Backing storage, fixed for the life of the slot. */
   readonly buf: Buffer;
@@ -33,6 +46,31 @@ export interface DatagramSlot extends PacketSlot {
   /** IPv6 peer (16 bytes, preallocated); valid when family is 6. */
   readonly addr6: Uint8Array;
   /** UDP port of the peer. */
+  port: number;
+}
+
+/**
+ * An output view: a {@link PacketSlot} whose `buf` a dataplane re-points at the slot it
+ * forwards. Valid only until the batch callback returns (see the ownership rules above).
+ */
+export interface PacketView {
+  /** The buffer of the packet being forwarded (re-pointed per packet). */
+  buf: Buffer;
+  /** Start of the packet inside `buf`. */
+  off: number;
+  /** Packet length in bytes. */
+  len: number;
+}
+
+/** A {@link DatagramSlot}-shaped output view (see {@link PacketView}). */
+export interface DatagramView extends PacketView {
+  /** Address family of `addr`. */
+  family: 4 | 6;
+  /** IPv4 destination as uint32; valid when family is 4. */
+  addr: number;
+  /** IPv6 destination (16 bytes, preallocated, copied into); valid when family is 6. */
+  readonly addr6: Uint8Array;
+  /** UDP port. */
   port: number;
 }
 

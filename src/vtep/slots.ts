@@ -1,23 +1,15 @@
 /**
- * Preallocated output views: slot objects whose `buf` is re-pointed at an input
- * slot's buffer, so a batch is forwarded without copying or allocating.
+ * Preallocated output views (src/tun/types.ts PacketView/DatagramView): slot objects whose
+ * `buf` is re-pointed at an input slot's buffer, so a batch is forwarded without copying
+ * or allocating. The ownership rules are in src/tun/types.ts.
  */
-import { HEADROOM } from '../tun/types.js';
+import { HEADROOM, type DatagramView, type PacketView } from '../tun/types.js';
 
-/** A PacketSlot whose buffer can be re-pointed. */
-export interface MutPacketSlot {
-  buf: Buffer;
-  off: number;
-  len: number;
-}
+/** A view whose buffer is re-pointed per packet. */
+export type MutPacketSlot = PacketView;
 
-/** A DatagramSlot whose buffer can be re-pointed. */
-export interface MutDatagramSlot extends MutPacketSlot {
-  family: 4 | 6;
-  addr: number;
-  readonly addr6: Uint8Array;
-  port: number;
-}
+/** A datagram view whose buffer is re-pointed per packet. */
+export type MutDatagramSlot = DatagramView;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -31,7 +23,7 @@ export function newDatagramViews(n: number): MutDatagramSlot[] {
   return Array.from({ length: n }, () => ({ buf: EMPTY, off: 0, len: 0, family: 4 as const, addr: 0, addr6: new Uint8Array(16), port: 0 }));
 }
 
-/** `n` slots with their own small buffers, for generated replies (ICMP errors, ARP). */
+/** `n` slots with their own small buffers (owned by the dataplane, never re-pointed), for generated replies (ICMP errors). */
 export function allocReplySlots(n: number, size = 1024): MutPacketSlot[] {
   return Array.from({ length: n }, () => ({ buf: Buffer.alloc(size), off: HEADROOM, len: 0 }));
 }
