@@ -14,6 +14,12 @@ export const HEADROOM = 96;
 /** Default per-slot capacity: headroom + a 9000-byte jumbo frame + tail room. */
 export const SLOT_SIZE = 9216 + HEADROOM;
 
+/**
+ * Per-slot capacity for offload I/O (TUN with `offload`, UDP with `gro`): headroom + a 64 KB
+ * super-packet / coalesced datagram run + tail room (65792 bytes).
+ */
+export const OFFLOAD_SLOT_SIZE = HEADROOM + 65535 + 161;
+
 /** One packet in a batch: the bytes are `buf[off, off + len)`. */
 export interface PacketSlot {
   /** Backing storage, fixed for the life of the slot. */
@@ -34,6 +40,15 @@ export interface DatagramSlot extends PacketSlot {
   readonly addr6: Uint8Array;
   /** UDP port of the peer. */
   port: number;
+  /**
+   * UDP segment size (offloads). Send: 0/undefined = one datagram; > 0 = the bytes are a run of
+   * datagrams of `segSize` bytes each (the last may be shorter), split by the kernel (UDP GSO) or
+   * by the transport (fallback). Receive: gso_size of a message coalesced by UDP GRO (all of its
+   * datagrams came from the same peer; every one is `segSize` bytes except a shorter last one),
+   * 0 for a single datagram. Optional so that plain slot views stay assignable; transports
+   * always set it on receive.
+   */
+  segSize?: number;
 }
 
 /** Allocate `n` packet slots of `size` bytes each with `off` preset to HEADROOM. */
@@ -47,7 +62,7 @@ export function allocSlots(n: number, size: number = SLOT_SIZE): PacketSlot[] {
 export function allocDatagramSlots(n: number, size: number = SLOT_SIZE): DatagramSlot[] {
   const out: DatagramSlot[] = [];
   for (let i = 0; i < n; i++) {
-    out.push({ buf: Buffer.allocUnsafe(size), off: HEADROOM, len: 0, family: 4, addr: 0, addr6: new Uint8Array(16), port: 0 });
+    out.push({ buf: Buffer.allocUnsafe(size), off: HEADROOM, len: 0, family: 4, addr: 0, addr6: new Uint8Array(16), port: 0, segSize: 0 });
   }
   return out;
 }
