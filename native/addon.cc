@@ -649,6 +649,16 @@ static Napi::Value UdpSetGro(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r < 0 ? -errno : 0);
 }
 
+// udpSetNoCheck(fd, on) -> 0 | -errno: SO_NO_CHECK (IPv4 UDP sent without checksum; the kernel
+// then refuses UDP_SEGMENT with EINVAL, which also makes the GSO fallback testable).
+static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int on = info.Length() > 1 && info[1].ToBoolean() ? 1 : 0;
+  int r = setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on));
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
 static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) CloseFd(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -811,6 +821,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tunSetOffload", Napi::Function::New(env, TunSetOffload));
   exports.Set("udpGsoProbe", Napi::Function::New(env, UdpGsoProbe));
   exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro));
+  exports.Set("udpSetNoCheck", Napi::Function::New(env, UdpSetNoCheck));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("sockPort", Napi::Function::New(env, SockPort));

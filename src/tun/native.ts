@@ -53,6 +53,8 @@ export interface NativeBinding {
   udpGsoProbe(fd: number): number;
   /** setsockopt(UDP_GRO); 0 or -errno. */
   udpSetGro(fd: number, on: boolean): number;
+  /** setsockopt(SO_NO_CHECK); 0 or -errno. */
+  udpSetNoCheck(fd: number, on: boolean): number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;

@@ -12,7 +12,7 @@ import {
   TX_SENT, TX_DROPPED, TX_GSO_REJECTED,
 } from './native.js';
 import { ipToBytes, bytesToIp } from './rtnl.js';
-import { errnoName } from './errors.js';
+import { errnoName, OsError } from './errors.js';
 
 /** Most datagrams the kernel accepts in one UDP GSO message (UDP_MAX_SEGMENTS). */
 export const UDP_GSO_MAX_SEGMENTS = 64;
@@ -35,6 +35,8 @@ export interface SendResult {
   gsoMessages: number;
   /** Slots with segSize > 0 that the transport split into plain datagrams (no GSO or over the limits). */
   splitSlots: number;
+  /** errno (positive) of the last refused message, 0 when none; `errnoName()` gives its name. */
+  errno: number;
 }
 
 /** Options common to both transports. */
@@ -64,6 +66,12 @@ export interface TransportOptions {
    * transport switches to splitting itself for the rest of its life. Gets the errno name.
    */
   onGsoFallback?: (code: string) => void;
+  /**
+   * mmsg only: false sets SO_NO_CHECK (IPv4 datagrams sent with a zero UDP checksum, as the kernel's
+   * VXLAN does by default). The kernel refuses UDP GSO on such sockets, so sends of `segSize` slots
+   * go through the fallback split. Default true.
+   */
+  udpChecksum?: boolean;
 }
 
 /** uint32 (a<<24|b<<16|c<<8|d) to dotted quad. */
@@ -106,7 +114,7 @@ export class MmsgUdpTransport implements UdpTransport {
   /** errno name of the GSO refusal that switched the transport to splitting (null: none). */
   gsoError: string | null = null;
   /** Result of the last `sendBatch` call (the same object every time). */
-  readonly lastSend: SendResult = { slots: 0, datagrams: 0, bytes: 0, dropped: 0, unsent: 0, gsoMessages: 0, splitSlots: 0 };
+  readonly lastSend: SendResult = { slots: 0, datagrams: 0, bytes: 0, dropped: 0, unsent: 0, gsoMessages: 0, splitSlots: 0, errno: 0 };
   private fd = -1;
   private family: 4 | 6 = 4;
   private io: NativeBatchIo | null = null;
@@ -151,6 +159,10 @@ export class MmsgUdpTransport implements UdpTransport {
       else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
       this.port = n.sockPort(this.fd);
       this.gso = this.opts.gso !== false && n.udpGsoProbe(this.fd) === 0;
+      if (this.opts.udpChecksum === false) {
+        const e = n.udpSetNoCheck(this.fd, true);
+        if (e < 0) throw new OsError(-e, 'SO_NO_CHECK');
+      }
       if (this.opts.gro) {
         const r = n.udpSetGro(this.fd, true);
         this.gro = r === 0;
@@ -212,7 +224,7 @@ export class MmsgUdpTransport implements UdpTransport {
    */
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     const r = this.lastSend;
-    r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0;
+    r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0; r.errno = 0;
     if (!this.io || this.closed) return 0;
     if (count > slots.length) count = slots.length;
     if (count <= 0) return 0;
@@ -289,7 +301,7 @@ export class MmsgUdpTransport implements UdpTransport {
         return i;
       } else {
         slotOk = false;
-        if (code === TX_DROPPED) r.dropped += dgrams; else r.unsent += dgrams;
+        if (code === TX_DROPPED) { r.dropped += dgrams; r.errno = st >>> 8; } else r.unsent += dgrams;
       }
     }
     if (slotOk && e > 0) r.slots++;

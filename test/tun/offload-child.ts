@@ -199,7 +199,8 @@ async function udpRecv(): Promise<void> {
 async function udpSend(): Promise<void> {
   const [addr, gso, ...runs] = args;
   let fallback: string | null = null;
-  const t = new MmsgUdpTransport({ batch: 8, gso: gso === '1', onGsoFallback: (c) => { fallback = c; } });
+  // gso: '1' on, '0' off, 'nocheck' on but with SO_NO_CHECK (the kernel refuses GSO: fallback path).
+  const t = new MmsgUdpTransport({ batch: 8, gso: gso !== '0', udpChecksum: gso !== 'nocheck', onGsoFallback: (c) => { fallback = c; } });
   t.bindSync(0, addr);
   const tx = allocDatagramSlots(runs.length, 70_000);
   runs.forEach((r, i) => {

@@ -169,6 +169,26 @@ describe.runIf(requireNetns())('offloads in network namespaces', () => {
     expect(m2.some((m) => m.segSize === 1000)).toBe(true);
   });
 
+  it('UDP GSO refused by the kernel (SO_NO_CHECK socket: EINVAL): the batch is resent split from the refused message, reported once', async () => {
+    const r1 = start(b, 'udpRecv', ['198.18.0.2', '0']);
+    const r2 = start(b, 'udpRecv', ['198.18.0.2', '0']);
+    try {
+      const p1 = (await r1.wait((e) => e.ev === 'ready')).port as number;
+      const p2 = (await r2.wait((e) => e.ev === 'ready')).port as number;
+      // A plain datagram first (sent), then two GSO runs: the first is refused, both go split.
+      const s = start(a, 'udpSend', ['198.18.0.1', 'nocheck', `198.18.0.2:${p1}:0:1:300`, `198.18.0.2:${p2}:1000:5:400`, `198.18.0.2:${p1}:1200:3:500`]);
+      const res = await s.wait((e) => e.ev === 'result');
+      expect(res).toMatchObject({ sent: 3, slots: 3, datagrams: 9, bytes: 300 + 4400 + 2900, dropped: 0, gsoMessages: 0, splitSlots: 2, gsoBefore: true, gso: false, gsoError: 'EINVAL', fallback: 'EINVAL' });
+      const m1 = await r1.datagrams(4);
+      const m2 = await r2.datagrams(5);
+      expect(m1.map((m) => m.len)).toEqual([300, 1200, 1200, 500]); // the plain one not sent twice
+      expect(m2.map((m) => m.len)).toEqual([1000, 1000, 1000, 1000, 400]);
+      expect([...m1, ...m2].every((m) => m.contentOk)).toBe(true);
+    } finally {
+      r1.end(); r2.end();
+    }
+  });
+
   it('UDP GSO disabled: the transport splits the runs itself into the same datagrams, still one call', async () => {
     const { res, m1, m2 } = await sendRuns(false, false);
     expect(res).toMatchObject({ sent: 3, slots: 3, datagrams: 16, bytes: 16_200, gsoMessages: 0, splitSlots: 2, gsoBefore: false, gso: false, fallback: null });
