@@ -424,7 +424,8 @@ export class DgramUdpTransport implements UdpTransport {
   onBatch(handler: BatchHandler<DatagramSlot>): void { this.handler = handler; }
 
   /**
-   * Send `slots[0..count)` with socket.send, one datagram each. The bytes are copied
+   * Send `slots[0..count)` with socket.send, one datagram each (a slot with `segSize` > 0: one per
+   * segment, split here; node:dgram has no GSO). The bytes are copied
    * (node:dgram may queue a send and read the buffer later), so slots can be reused at once.
    * Returns count (node:dgram reports failures asynchronously; they are dropped).
    */
@@ -434,15 +435,22 @@ export class DgramUdpTransport implements UdpTransport {
     if (count > slots.length) count = slots.length;
     for (let i = 0; i < count; i++) {
       const s = slots[i];
-      const data = Buffer.allocUnsafe(s.len);
-      s.buf.copy(data, 0, s.off, s.off + s.len);
-      if (s.port === 0) { sock.send(data); continue; }
-      let host: string;
-      if (s.family === 4) {
-        if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
-        host = this.lastAddrStr;
-      } else host = bytesToIp(s.addr6);
-      sock.send(data, s.port, host);
+      let host = '';
+      if (s.port !== 0) {
+        if (s.family === 4) {
+          if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
+          host = this.lastAddrStr;
+        } else host = bytesToIp(s.addr6);
+      }
+      // A segSize run (no GSO here) goes out as one datagram per segment.
+      const seg = s.segSize! | 0, step = seg > 0 ? seg : s.len;
+      for (let p = 0; p < s.len || p === 0; p += step) {
+        const n = Math.min(step, s.len - p);
+        const data = Buffer.allocUnsafe(n);
+        s.buf.copy(data, 0, s.off + p, s.off + p + n);
+        if (s.port === 0) sock.send(data); else sock.send(data, s.port, host);
+        if (step <= 0) break;
+      }
     }
     return count;
   }

@@ -226,6 +226,22 @@ describe('mmsg UDP GSO/GRO over loopback', () => {
     expect(g.got.map((x) => x.len)).toEqual(Array(70).fill(100));
   });
 
+  it('dgram transport: a segSize run goes out as one datagram per segment', async () => {
+    const r = new MmsgUdpTransport({ batch: 32 });
+    const s = new DgramUdpTransport();
+    open.push(r, s);
+    await r.bind(0, '127.0.0.1');
+    await s.bind(0, '127.0.0.1');
+    const g = gather(r);
+    const tx = allocDatagramSlots(1, 16_384);
+    run(tx[0], 1000, 4, 10);
+    tx[0].family = 4; tx[0].addr = LOOP4; tx[0].port = r.localPort();
+    expect(s.sendBatch(tx, 1)).toBe(1);
+    await until(() => g.total() >= 4);
+    expect(g.got.map((x) => x.len)).toEqual([1000, 1000, 1000, 10]);
+    expect(g.got.map((x) => x.first[0])).toEqual([0, 1, 2, 3]);
+  });
+
   it('no allocation per call on the split send path and the GRO receive path', async () => {
     const { PerformanceObserver, constants } = await import('node:perf_hooks');
     const r = new MmsgUdpTransport({ batch: 64, gro: true, rcvbuf: 1 << 20 });
