@@ -4,7 +4,10 @@
 //
 // Batches are exchanged through caller-owned slot Buffers (registered once) and a
 // small Uint32Array "descriptor" array, stride DESC_STRIDE per slot:
-//   [0] off   [1] len   [2] family (4|6)   [3] port   [4] IPv4 addr (a<<24|b<<16|c<<8|d)   [5] reserved
+//   [0] off   [1] len   [2] family (4|6)   [3] port   [4] IPv4 addr (a<<24|b<<16|c<<8|d)
+//   [5] flags: receive: 1 = MSG_TRUNC; UDP send: status written back (TX_* | errno << 8)
+//   [6] UDP segment size: send: UDP_SEGMENT (GSO) when > 0; receive: gso_size of a UDP_GRO
+//       message (0: one datagram)
 // IPv6 addresses travel in a Uint8Array of 16 bytes per slot.
 #include <napi.h>
 #include <uv.h>
@@ -15,6 +18,7 @@
 #include <net/if.h>  // before linux/ headers (glibc/uapi compatibility)
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
+#include <linux/udp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
@@ -27,7 +31,30 @@
 #include <string>
 #include <vector>
 
-static const int DESC_STRIDE = 6;
+static const int DESC_STRIDE = 7;
+
+// Offload constants missing from older uapi headers.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17  // IPPROTO_UDP
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+// Per-message send status written back into desc[5] by BatchIo.write in UDP mode
+// (low byte; errno of a failure in the bits above).
+enum TxStatus : uint32_t { TX_NOT_SENT = 0, TX_SENT = 1, TX_DROPPED = 2, TX_GSO_REJECTED = 3 };
+// Control buffer room per message (UDP_SEGMENT on send, UDP_GRO on receive).
+static const size_t CTRL_LEN = 64;
 static std::set<int> g_fds;  // every fd this addon opened and has not closed yet
 
 static void CloseAllFds(void*) {
@@ -156,7 +183,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   BatchIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchIo>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-      ThrowType(env, "BatchIo(fd, mode, hdrLen|sockFamily)");
+      ThrowType(env, "BatchIo(fd, mode, hdrLen|sockFamily, inlineHdr?)");
       return;
     }
     fd_ = info[0].As<Napi::Number>().Int32Value();
@@ -165,6 +192,8 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
     if (mode_ == 0) hdrLen_ = extra;
     else sockFamily_ = extra == 6 ? AF_INET6 : AF_INET;
     if (hdrLen_ < 0 || hdrLen_ > 64) hdrLen_ = 0;
+    // Offload layout: the virtio_net_hdr lives in the slot right before off (see ReadBatch/Write).
+    inlineHdr_ = mode_ == 0 && hdrLen_ > 0 && info.Length() > 3 && info[3].ToBoolean();
   }
 
   ~BatchIo() override { ClosePoll(); }
@@ -173,6 +202,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   int fd_ = -1;
   int mode_ = 0;
   int hdrLen_ = 0;
+  bool inlineHdr_ = false;  // mode 0: header at buf[off - hdrLen, off) instead of a scratch/zero buffer
   int sockFamily_ = AF_INET;
   bool started_ = false;
   bool refed_ = true;
@@ -190,6 +220,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   std::vector<mmsghdr> msgs_;
   std::vector<iovec> iovs_;
   std::vector<sockaddr_storage> addrs_;
+  std::vector<uint64_t> ctrl_;  // mode 1: CTRL_LEN bytes of cmsg room per receive slot (8-aligned)
   uint8_t hdrScratch_[64] = {0};
   uint8_t zeroHdr_[64] = {0};
 
@@ -238,6 +269,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
     msgs_.assign(n, mmsghdr{});
     iovs_.assign(n * 2, iovec{});
     addrs_.assign(n, sockaddr_storage{});
+    ctrl_.assign(n * (CTRL_LEN / 8), 0);
     return env.Undefined();
   }
 
@@ -253,8 +285,14 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
         if (off > rxCap_[count]) off = rxCap_[count];
         iovec iov[2];
         int niov = 0;
-        if (hdrLen_ > 0) iov[niov++] = {hdrScratch_, static_cast<size_t>(hdrLen_)};
-        iov[niov++] = {rxPtr_[count] + off, rxCap_[count] - off};
+        if (inlineHdr_) {
+          // One read into buf + off - hdrLen: header at [off - hdrLen, off), packet at off.
+          if (off < static_cast<size_t>(hdrLen_)) off = hdrLen_;
+          iov[niov++] = {rxPtr_[count] + off - hdrLen_, rxCap_[count] - (off - hdrLen_)};
+        } else {
+          if (hdrLen_ > 0) iov[niov++] = {hdrScratch_, static_cast<size_t>(hdrLen_)};
+          iov[niov++] = {rxPtr_[count] + off, rxCap_[count] - off};
+        }
         ssize_t r = readv(fd_, iov, niov);
         if (r < 0) {
           if (errno == EINTR) continue;
@@ -262,6 +300,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
           break;
         }
         d[1] = r > hdrLen_ ? static_cast<uint32_t>(r - hdrLen_) : 0;
+        if (inlineHdr_) d[0] = static_cast<uint32_t>(off);
         count++;
       }
       return static_cast<int>(count);
@@ -276,6 +315,8 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       msgs_[i].msg_hdr.msg_iovlen = 1;
       msgs_[i].msg_hdr.msg_name = &addrs_[i];
       msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      msgs_[i].msg_hdr.msg_control = &ctrl_[i * (CTRL_LEN / 8)];
+      msgs_[i].msg_hdr.msg_controllen = CTRL_LEN;
     }
     int r;
     do {
@@ -289,9 +330,22 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       uint32_t* d = rxDesc_ + i * DESC_STRIDE;
       d[1] = msgs_[i].msg_len;
       d[5] = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) ? 1 : 0;
+      d[6] = GroSegSize(&msgs_[i].msg_hdr);
       SockaddrToDesc(&addrs_[i], d, rxA6_ ? rxA6_ + i * 16 : hdrScratch_);
     }
     return r;
+  }
+
+  // gso_size of a coalesced (UDP_GRO) message from its control data; 0 for a single datagram.
+  static uint32_t GroSegSize(msghdr* mh) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(mh); c != nullptr; c = CMSG_NXTHDR(mh, c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v;
+        memcpy(&v, CMSG_DATA(c), sizeof(v));
+        return v > 0 ? static_cast<uint32_t>(v) : 0;
+      }
+    }
+    return 0;
   }
 
   static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
@@ -371,6 +425,11 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   }
 
   // write(bufs[], desc, addr6|null, count): returns how many were written (stops at EAGAIN).
+  // TUN/TAP with an inline header: each packet is written from off - hdrLen (the caller put the
+  // virtio_net_hdr there); a slot with off < hdrLen is dropped.
+  // UDP: desc[6] > 0 sends the slot as a GSO run (UDP_SEGMENT cmsg, one per message); desc[5] of
+  // every message gets its TxStatus | errno << 8. A GSO message refused with EIO, EINVAL or
+  // EOPNOTSUPP stops the call there (TX_GSO_REJECTED) so the caller can resend it split.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsTypedArray() || !info[3].IsNumber())
@@ -389,10 +448,12 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
     static thread_local std::vector<mmsghdr> tmsgs;
     static thread_local std::vector<iovec> tiovs;
     static thread_local std::vector<sockaddr_storage> taddrs;
+    static thread_local std::vector<uint64_t> tctrl;
     if (tmsgs.size() < count) {
       tmsgs.resize(count);
       tiovs.resize(count);
       taddrs.resize(count);
+      tctrl.resize(count * (CTRL_LEN / 8));
     }
     // Resolve buffers first.
     for (uint32_t i = 0; i < count; i++) {
@@ -405,6 +466,14 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       size_t off = d[0], plen = d[1];
       if (off > len) off = len;
       if (plen > len - off) plen = len - off;
+      if (inlineHdr_) {
+        if (off < static_cast<size_t>(hdrLen_)) {
+          tiovs[i] = {nullptr, 0};  // no room for the header: dropped below
+          continue;
+        }
+        off -= hdrLen_;
+        plen += hdrLen_;
+      }
       tiovs[i] = {static_cast<char*>(data) + off, plen};
     }
     uint32_t written = 0;
@@ -412,7 +481,11 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       for (uint32_t i = 0; i < count; i++) {
         iovec iov[2];
         int niov = 0;
-        if (hdrLen_ > 0) iov[niov++] = {zeroHdr_, static_cast<size_t>(hdrLen_)};
+        if (inlineHdr_) {
+          if (tiovs[i].iov_base == nullptr) continue;
+        } else if (hdrLen_ > 0) {
+          iov[niov++] = {zeroHdr_, static_cast<size_t>(hdrLen_)};
+        }
         iov[niov++] = tiovs[i];
         ssize_t r = writev(fd_, iov, niov);
         if (r < 0) {
@@ -424,8 +497,10 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       }
       return Napi::Number::New(env, written);
     }
+    uint32_t* dw = desc.Data();
     for (uint32_t i = 0; i < count; i++) {
-      const uint32_t* d = dd + i * DESC_STRIDE;
+      uint32_t* d = dw + i * DESC_STRIDE;
+      d[5] = TX_NOT_SENT;
       memset(&tmsgs[i], 0, sizeof(mmsghdr));
       tmsgs[i].msg_hdr.msg_iov = &tiovs[i];
       tmsgs[i].msg_hdr.msg_iovlen = 1;
@@ -433,16 +508,36 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
         tmsgs[i].msg_hdr.msg_name = &taddrs[i];
         tmsgs[i].msg_hdr.msg_namelen = DescToSockaddr(d, a6 ? a6 + i * 16 : zeroHdr_, sockFamily_, &taddrs[i]);
       }
+      if (d[6] > 0 && d[6] <= 0xffff) {
+        msghdr* mh = &tmsgs[i].msg_hdr;
+        mh->msg_control = &tctrl[i * (CTRL_LEN / 8)];
+        mh->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        memset(mh->msg_control, 0, mh->msg_controllen);
+        cmsghdr* c = CMSG_FIRSTHDR(mh);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = static_cast<uint16_t>(d[6]);
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+      }
     }
     uint32_t pos = 0;
     while (pos < count) {
       int r = sendmmsg(fd_, tmsgs.data() + pos, count - pos, MSG_DONTWAIT);
       if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
+        uint32_t* d = dw + pos * DESC_STRIDE;
+        if (tmsgs[pos].msg_hdr.msg_control != nullptr && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) {
+          d[5] = TX_GSO_REJECTED | static_cast<uint32_t>(err) << 8;
+          break;  // the caller resends from here without GSO
+        }
+        d[5] = TX_DROPPED | static_cast<uint32_t>(err) << 8;
         pos++;  // this datagram failed (unreachable, refused...): drop it and go on
         continue;
       }
+      for (int k = 0; k < r; k++) dw[(pos + k) * DESC_STRIDE + 5] = TX_SENT;
       written += r;
       pos += r;
     }
@@ -509,6 +604,59 @@ static Napi::Value TunSetPersist(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   if (ioctl(fd, TUNSETPERSIST, info[1].ToBoolean() ? 1 : 0) < 0) return ThrowErrno(env, errno, "TUNSETPERSIST");
   return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// Offloads: TUN virtio_net_hdr / TUNSETOFFLOAD, UDP GSO (UDP_SEGMENT) and GRO (UDP_GRO).
+// These return 0 or -errno instead of throwing: callers probe and fall back.
+
+// tunSetVnetHdrSz(fd, size) -> 0 | -errno
+static Napi::Value TunSetVnetHdrSz(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "tunSetVnetHdrSz(fd, size)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int sz = info[1].As<Napi::Number>().Int32Value();
+  int r = ioctl(fd, TUNSETVNETHDRSZ, &sz);
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+// tunSetOffload(fd, flags) -> 0 | -errno (TUN_F_* bits; EINVAL for bits this kernel does not know)
+static Napi::Value TunSetOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "tunSetOffload(fd, flags)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  unsigned long flags = info[1].As<Napi::Number>().Uint32Value();
+  int r = ioctl(fd, TUNSETOFFLOAD, flags);
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+// udpGsoProbe(fd) -> 0 when the socket knows UDP_SEGMENT, else -errno (ENOPROTOOPT on old kernels)
+static Napi::Value UdpGsoProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int v = 0;
+  socklen_t l = sizeof(v);
+  int r = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &l);
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+// udpSetGro(fd, on) -> 0 | -errno
+static Napi::Value UdpSetGro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int on = info.Length() > 1 && info[1].ToBoolean() ? 1 : 0;
+  int r = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+// udpSetNoCheck(fd, on) -> 0 | -errno: SO_NO_CHECK (IPv4 UDP sent without checksum; the kernel
+// then refuses UDP_SEGMENT with EINVAL, which also makes the GSO fallback testable).
+static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int on = info.Length() > 1 && info[1].ToBoolean() ? 1 : 0;
+  int r = setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on));
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
 }
 
 static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
@@ -669,6 +817,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tunOpen", Napi::Function::New(env, TunOpen));
   exports.Set("tunSetPersist", Napi::Function::New(env, TunSetPersist));
   exports.Set("closeFd", Napi::Function::New(env, CloseFdJs));
+  exports.Set("tunSetVnetHdrSz", Napi::Function::New(env, TunSetVnetHdrSz));
+  exports.Set("tunSetOffload", Napi::Function::New(env, TunSetOffload));
+  exports.Set("udpGsoProbe", Napi::Function::New(env, UdpGsoProbe));
+  exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro));
+  exports.Set("udpSetNoCheck", Napi::Function::New(env, UdpSetNoCheck));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("sockPort", Napi::Function::New(env, SockPort));

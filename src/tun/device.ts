@@ -6,13 +6,35 @@
  * batch; this wrapper copies the lengths from the shared descriptor array into the slot
  * objects (no allocation per packet). Write: one native call writes a whole batch.
  */
-import { HEADROOM, SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot } from './types.js';
-import { native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF } from './native.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot } from './types.js';
+import {
+  native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF,
+  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6,
+} from './native.js';
 import { Rtnl, type AddressInfo, type LinkInfo } from './rtnl.js';
-import { errnoName } from './errors.js';
+import { errnoName, OsError } from './errors.js';
 
 /** Size of `struct virtio_net_hdr` prepended to every packet when `vnetHdr` is set. */
 export const VNET_HDR_LEN = 10;
+
+/** Offloads the kernel accepted with TUNSETOFFLOAD (all false when `offload` is off). */
+export interface DeviceOffloads {
+  /** TUN_F_CSUM: packets may carry a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM) both ways. */
+  readonly csum: boolean;
+  /** TUN_F_TSO4: TCP/IPv4 super-packets (GSO_TCPV4) both ways. */
+  readonly tso4: boolean;
+  /** TUN_F_TSO6: TCP/IPv6 super-packets (GSO_TCPV6) both ways. */
+  readonly tso6: boolean;
+  /** TUN_F_USO4: UDP/IPv4 super-packets (GSO_UDP_L4) both ways. */
+  readonly uso4: boolean;
+  /** TUN_F_USO6: UDP/IPv6 super-packets (GSO_UDP_L4) both ways. */
+  readonly uso6: boolean;
+}
+
+const NO_OFFLOADS: DeviceOffloads = Object.freeze({ csum: false, tso4: false, tso6: false, uso4: false, uso6: false });
+
+/** Smallest slot for an offload device: headroom + a 64 KB super-packet. */
+const MIN_OFFLOAD_SLOT = HEADROOM + 65535;
 
 /** Options to create a TUN or TAP device. */
 export interface DeviceOptions {
@@ -27,6 +49,15 @@ export interface DeviceOptions {
    * received headers are discarded and zero headers are written (no offloads enabled).
    */
   vnetHdr?: boolean;
+  /**
+   * Kernel offloads (as wireguard-go): IFF_VNET_HDR, TUNSETVNETHDRSZ 10, and TUNSETOFFLOAD with
+   * CSUM|TSO4|TSO6 plus USO4|USO6 when the kernel accepts them (see `offloads`). The 10-byte
+   * virtio_net_hdr is then part of the slot, in front of the packet: a read puts it at
+   * `buf[off - 10, off)` and the packet (possibly a super-packet up to 64 KB) at `buf[off, off + len)`;
+   * a write sends `buf[off - 10, off + len)`, so the caller writes the header there first (zeroes:
+   * a plain packet with a complete checksum). Slots default to OFFLOAD_SLOT_SIZE.
+   */
+  offload?: boolean;
   /** TUNSETPERSIST: keep the device after close (default false). */
   persist?: boolean;
   /** Max packets read per wake-up = number of receive slots (default 64). */
@@ -69,6 +100,10 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   readonly vnetHdr: boolean;
   /** Whether IFF_MULTI_QUEUE is in use. */
   readonly multiQueue: boolean;
+  /** Whether the offload layout is in use (virtio_net_hdr in the slot at [off - 10, off)). */
+  readonly offload: boolean;
+  /** Offloads the kernel accepted (all false without `offload`). */
+  readonly offloads: DeviceOffloads;
   /** Read errors seen by the receive loop (errno names), newest last; capped at 16. */
   readonly readErrors: string[] = [];
   protected readonly io: NativeBatchIo;
@@ -85,20 +120,30 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
 
   protected constructor(tap: boolean, opts: DeviceOptions) {
     const n = native();
-    const r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr, !!opts.persist);
+    const offload = !!opts.offload;
+    const slotSize = opts.slotSize ?? (offload ? OFFLOAD_SLOT_SIZE : SLOT_SIZE);
+    if (offload && slotSize < MIN_OFFLOAD_SLOT) throw new RangeError(`offload devices need slotSize >= ${MIN_OFFLOAD_SLOT}`);
+    const r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr || offload, !!opts.persist);
     this.tap = tap;
     this.opts = opts;
     this.fd = r.fd;
     this.name = r.name;
     this.ifindex = r.ifindex;
-    this.vnetHdr = !!opts.vnetHdr;
+    this.vnetHdr = !!opts.vnetHdr || offload;
     this.multiQueue = !!opts.multiQueue;
+    this.offload = offload;
+    try {
+      this.offloads = offload ? enableOffloads(r.fd, r.name) : NO_OFFLOADS;
+    } catch (e) {
+      n.closeFd(r.fd);
+      throw e;
+    }
     const batch = Math.max(1, opts.batch ?? 64);
-    this.slots = allocSlots(batch, opts.slotSize ?? SLOT_SIZE);
+    this.slots = allocSlots(batch, slotSize);
     this.rxDesc = new Uint32Array(batch * DESC_STRIDE);
     for (let i = 0; i < batch; i++) this.rxDesc[i * DESC_STRIDE + D_OFF] = HEADROOM;
     this.txDesc = new Uint32Array(batch * DESC_STRIDE);
-    this.io = new n.BatchIo(this.fd, 0, this.vnetHdr ? VNET_HDR_LEN : 0);
+    this.io = new n.BatchIo(this.fd, 0, this.vnetHdr ? VNET_HDR_LEN : 0, offload);
     this.io.setRxSlots(this.slots.map((s) => s.buf), this.rxDesc, null);
     this.cachedMtu = opts.mtu ?? 1500;
     track(this);
@@ -200,7 +245,11 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     }
   }
 
-  /** Write `slots[0..count)`; returns how many were written (the rest were dropped). */
+  /**
+   * Write `slots[0..count)`; returns how many were written (the rest were dropped).
+   * Offload devices write `buf[off - 10, off + len)`: the caller's virtio_net_hdr comes first
+   * (slots with off < 10 are dropped).
+   */
   writeBatch(slots: readonly PacketSlot[], count: number): number {
     if (this.closedFlag) return 0;
     if (count > slots.length) count = slots.length;
@@ -217,7 +266,7 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     return this.io.write(bufs, d, null, count);
   }
 
-  /** Write one packet (convenience; a batch of one). Returns true when written. */
+  /** Write one packet (convenience; a batch of one; offload devices: header at buf[off - 10, off)). Returns true when written. */
   writePacket(buf: Buffer, off = 0, len = buf.length - off): boolean {
     return this.writeBatch([{ buf, off, len }], 1) === 1;
   }
@@ -257,6 +306,21 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     this.waiter = null;
     w?.(0);
   }
+}
+
+/**
+ * TUNSETVNETHDRSZ 10 and TUNSETOFFLOAD: try CSUM|TSO4|TSO6|USO4|USO6, then without USO
+ * (kernels before 6.2 refuse unknown bits with EINVAL). Throws when even the TCP set is refused.
+ */
+function enableOffloads(fd: number, name: string): DeviceOffloads {
+  const n = native();
+  let err = n.tunSetVnetHdrSz(fd, VNET_HDR_LEN);
+  if (err < 0) throw new OsError(-err, `TUNSETVNETHDRSZ ${name}`);
+  const tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+  if (n.tunSetOffload(fd, tcp | TUN_F_USO4 | TUN_F_USO6) === 0) return Object.freeze({ csum: true, tso4: true, tso6: true, uso4: true, uso6: true });
+  err = n.tunSetOffload(fd, tcp);
+  if (err < 0) throw new OsError(-err, `TUNSETOFFLOAD ${name}`);
+  return Object.freeze({ csum: true, tso4: true, tso6: true, uso4: false, uso6: false });
 }
 
 /** A layer-3 TUN device (IFF_TUN | IFF_NO_PI): slots hold bare IPv4/IPv6 packets. */

@@ -1,7 +1,10 @@
 /** Public exports of src/tun (re-exported by src/index.ts): batch contracts, TUN/TAP devices, UDP transports, rtnetlink. */
 export * from './types.js';
-export { TunDevice, TapDevice, VNET_HDR_LEN, type DeviceOptions, type PacketBatch } from './device.js';
-export { MmsgUdpTransport, DgramUdpTransport, createTransport, type TransportOptions } from './udp.js';
+export { TunDevice, TapDevice, VNET_HDR_LEN, type DeviceOptions, type DeviceOffloads, type PacketBatch } from './device.js';
+export {
+  MmsgUdpTransport, DgramUdpTransport, createTransport, UDP_GSO_MAX_SEGMENTS, UDP_GSO_MAX_BYTES,
+  type TransportOptions, type SendResult,
+} from './udp.js';
 export {
   Rtnl, NUD, RT_SCOPE, RTN, RT_TABLE_MAIN, ipToBytes, bytesToIp, macToBytes, bytesToMac,
   type LinkRef, type LinkInfo, type LinkChange, type AddressInfo, type RouteSpec, type RouteInfo,

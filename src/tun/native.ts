@@ -8,12 +8,26 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Stride (in uint32 elements) of one slot's descriptor: off, len, family, port, addr, flags. */
-export const DESC_STRIDE = 6;
-/** Descriptor field offsets inside one stride. */
-export const D_OFF = 0, D_LEN = 1, D_FAMILY = 2, D_PORT = 3, D_ADDR = 4, D_FLAGS = 5;
+/** Stride (in uint32 elements) of one slot's descriptor: off, len, family, port, addr, flags, seg. */
+export const DESC_STRIDE = 7;
+/**
+ * Descriptor field offsets inside one stride. D_FLAGS: on receive 1 = truncated (MSG_TRUNC);
+ * on UDP send the addon writes back a TX_* status (low byte) and the errno (bits 8+).
+ * D_SEG: UDP segment size (send: UDP_SEGMENT/GSO when > 0; receive: UDP_GRO gso_size, 0 = one datagram).
+ */
+export const D_OFF = 0, D_LEN = 1, D_FAMILY = 2, D_PORT = 3, D_ADDR = 4, D_FLAGS = 5, D_SEG = 6;
 
-/** Native batch I/O object bound to one fd (mode 0: TUN/TAP, mode 1: UDP socket). */
+/** Per-message UDP send status in D_FLAGS (low byte) after `write`. */
+export const TX_NOT_SENT = 0, TX_SENT = 1, TX_DROPPED = 2, TX_GSO_REJECTED = 3;
+
+/** TUNSETOFFLOAD feature bits (linux/if_tun.h). */
+export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40;
+
+/**
+ * Native batch I/O object bound to one fd (mode 0: TUN/TAP, mode 1: UDP socket).
+ * Mode 0 with `inlineHdr`: the `extra`-byte virtio_net_hdr sits in the slot at [off - extra, off)
+ * (read fills it, write sends it); without it the header is discarded on read / zero on write.
+ */
 export interface NativeBatchIo {
   setRxSlots(bufs: Buffer[], desc: Uint32Array, addr6?: Uint8Array | null): void;
   start(cb: (count: number) => void): void;
@@ -27,10 +41,20 @@ export interface NativeBatchIo {
 
 /** The addon's exports. */
 export interface NativeBinding {
-  BatchIo: new (fd: number, mode: 0 | 1, extra: number) => NativeBatchIo;
+  BatchIo: new (fd: number, mode: 0 | 1, extra: number, inlineHdr?: boolean) => NativeBatchIo;
   tunOpen(name: string, tap: boolean, multiQueue: boolean, vnetHdr: boolean, persist: boolean): { fd: number; name: string; ifindex: number };
   tunSetPersist(fd: number, on: boolean): void;
   closeFd(fd: number): void;
+  /** TUNSETVNETHDRSZ; 0 or -errno. */
+  tunSetVnetHdrSz(fd: number, size: number): number;
+  /** TUNSETOFFLOAD with TUN_F_* bits; 0 or -errno. */
+  tunSetOffload(fd: number, flags: number): number;
+  /** getsockopt(UDP_SEGMENT): 0 when UDP GSO is known to the kernel, else -errno. */
+  udpGsoProbe(fd: number): number;
+  /** setsockopt(UDP_GRO); 0 or -errno. */
+  udpSetGro(fd: number, on: boolean): number;
+  /** setsockopt(SO_NO_CHECK); 0 or -errno. */
+  udpSetNoCheck(fd: number, on: boolean): number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;

@@ -27,6 +27,12 @@ export const HEADROOM = 96;
 /** Default per-slot capacity: headroom + a 9000-byte jumbo frame + tail room. */
 export const SLOT_SIZE = 9216 + HEADROOM;
 
+/**
+ * Per-slot capacity for offload I/O (TUN with `offload`, UDP with `gro`): headroom + a 64 KB
+ * super-packet / coalesced datagram run + tail room (65792 bytes).
+ */
+export const OFFLOAD_SLOT_SIZE = HEADROOM + 65535 + 161;
+
 /** One packet in a batch: the bytes are `buf[off, off + len)`. A receive slot: see the ownership rules above. */
 export interface PacketSlot {
   /** Backing storage, fixed for the life of the slot. */
@@ -47,6 +53,15 @@ export interface DatagramSlot extends PacketSlot {
   readonly addr6: Uint8Array;
   /** UDP port of the peer. */
   port: number;
+  /**
+   * UDP segment size (offloads). Send: 0/undefined = one datagram; > 0 = the bytes are a run of
+   * datagrams of `segSize` bytes each (the last may be shorter), split by the kernel (UDP GSO) or
+   * by the transport (fallback). Receive: gso_size of a message coalesced by UDP GRO (all of its
+   * datagrams came from the same peer; every one is `segSize` bytes except a shorter last one),
+   * 0 for a single datagram. Optional so that plain slot views stay assignable; transports
+   * always set it on receive.
+   */
+  segSize?: number;
 }
 
 /**
@@ -72,6 +87,8 @@ export interface DatagramView extends PacketView {
   readonly addr6: Uint8Array;
   /** UDP port. */
   port: number;
+  /** UDP segment size of a GSO run (see {@link DatagramSlot.segSize}); 0 = one datagram. */
+  segSize?: number;
 }
 
 /** Allocate `n` packet slots of `size` bytes each with `off` preset to HEADROOM. */
@@ -85,7 +102,7 @@ export function allocSlots(n: number, size: number = SLOT_SIZE): PacketSlot[] {
 export function allocDatagramSlots(n: number, size: number = SLOT_SIZE): DatagramSlot[] {
   const out: DatagramSlot[] = [];
   for (let i = 0; i < n; i++) {
-    out.push({ buf: Buffer.allocUnsafe(size), off: HEADROOM, len: 0, family: 4, addr: 0, addr6: new Uint8Array(16), port: 0 });
+    out.push({ buf: Buffer.allocUnsafe(size), off: HEADROOM, len: 0, family: 4, addr: 0, addr6: new Uint8Array(16), port: 0, segSize: 0 });
   }
   return out;
 }
@@ -120,13 +137,13 @@ export interface UdpTransport {
   onBatch(handler: BatchHandler<DatagramSlot>): void;
   /**
    * Send `slots[0..count)` each to its own `addr`/`port`. Returns how many were handed to
-   * the kernel: slots `[0, sent)` went out; for each later one {@link sendError} tells why not.
+   * the kernel; when that is fewer than `count`, {@link sendError} tells for each slot
+   * whether it went out and, if not, why.
    */
   sendBatch(slots: readonly DatagramSlot[], count: number): number;
   /**
-   * Why slot `index` of the last sendBatch was not sent: a positive errno (EAGAIN when the
-   * socket buffer was full or the batch stopped before it), or 0 when it was sent.
-   * Transports that cannot tell report EAGAIN.
+   * Outcome of slot `index` of the last sendBatch: 0 when it was sent, else a positive errno
+   * (EAGAIN when the socket buffer was full or the batch stopped before it).
    */
   sendError(index: number): number;
   /** Close the socket. Idempotent. */

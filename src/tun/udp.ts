@@ -6,9 +6,38 @@
  *    and batches are delivered once per event-loop turn (setImmediate coalescing).
  */
 import dgram from 'node:dgram';
-import { HEADROOM, SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
-import { native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_LEN, D_OFF, D_PORT } from './native.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
+import {
+  native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_FLAGS, D_LEN, D_OFF, D_PORT, D_SEG,
+  TX_SENT, TX_DROPPED, TX_GSO_REJECTED,
+} from './native.js';
 import { ipToBytes, bytesToIp } from './rtnl.js';
+import { errnoName, OsError } from './errors.js';
+
+/** Most datagrams the kernel accepts in one UDP GSO message (UDP_MAX_SEGMENTS). */
+export const UDP_GSO_MAX_SEGMENTS = 64;
+/** Most payload bytes in one UDP GSO message (65535 - IPv4 header - UDP header; used for both families). */
+export const UDP_GSO_MAX_BYTES = 65507;
+
+/** Per-call result of `MmsgUdpTransport.sendBatch`, in a reused object (`transport.lastSend`). */
+export interface SendResult {
+  /** Slots whose datagrams were all handed to the kernel (= the return value). */
+  slots: number;
+  /** Datagrams handed to the kernel (a GSO slot counts its segments). */
+  datagrams: number;
+  /** Payload bytes handed to the kernel. */
+  bytes: number;
+  /** Datagrams the kernel refused (unreachable, too big...), not retried. */
+  dropped: number;
+  /** Datagrams not attempted because the socket buffer was full (EAGAIN/ENOBUFS). */
+  unsent: number;
+  /** Messages sent with UDP_SEGMENT (kernel GSO). */
+  gsoMessages: number;
+  /** Slots with segSize > 0 that the transport split into plain datagrams (no GSO or over the limits). */
+  splitSlots: number;
+  /** errno (positive) of the last refused message, 0 when none; `errnoName()` gives its name. */
+  errno: number;
+}
 
 /** Options common to both transports. */
 export interface TransportOptions {
@@ -22,6 +51,27 @@ export interface TransportOptions {
   sndbuf?: number;
   /** SO_REUSEPORT (mmsg only). */
   reusePort?: boolean;
+  /**
+   * mmsg only: use UDP GSO (UDP_SEGMENT) for slots with `segSize` > 0 (default true, when the kernel
+   * knows it). false: such slots are always split into plain datagrams by the transport.
+   */
+  gso?: boolean;
+  /**
+   * mmsg only: enable UDP GRO receive (setsockopt UDP_GRO). Received slots may then hold several
+   * datagrams of one peer, with `segSize` set; slots default to OFFLOAD_SLOT_SIZE. Default false.
+   */
+  gro?: boolean;
+  /**
+   * mmsg only: called once when the kernel refuses a GSO send (EIO/EINVAL/EOPNOTSUPP) and the
+   * transport switches to splitting itself for the rest of its life. Gets the errno name.
+   */
+  onGsoFallback?: (code: string) => void;
+  /**
+   * mmsg only: false sets SO_NO_CHECK (IPv4 datagrams sent with a zero UDP checksum, as the kernel's
+   * VXLAN does by default). The kernel refuses UDP GSO on such sockets, so sends of `segSize` slots
+   * go through the fallback split. Default true.
+   */
+  udpChecksum?: boolean;
 }
 
 /** uint32 (a<<24|b<<16|c<<8|d) to dotted quad. */
@@ -54,6 +104,17 @@ export class MmsgUdpTransport implements UdpTransport {
   readonly slots: DatagramSlot[];
   /** Effective [SO_RCVBUF, SO_SNDBUF] after bind. */
   bufferSizes: [number, number] = [0, 0];
+  /**
+   * True while slots with `segSize` are sent with kernel GSO: after bind, when the kernel knows
+   * UDP_SEGMENT and `gso` was not false; becomes false for good after a refused GSO send.
+   */
+  gso = false;
+  /** True when UDP GRO receive is on (asked with `gro` and accepted by the kernel). */
+  gro = false;
+  /** errno name of the GSO refusal that switched the transport to splitting (null: none). */
+  gsoError: string | null = null;
+  /** Result of the last `sendBatch` call (the same object every time). */
+  readonly lastSend: SendResult = { slots: 0, datagrams: 0, bytes: 0, dropped: 0, unsent: 0, gsoMessages: 0, splitSlots: 0, errno: 0 };
   private fd = -1;
   private family: 4 | 6 = 4;
   private io: NativeBatchIo | null = null;
@@ -62,6 +123,8 @@ export class MmsgUdpTransport implements UdpTransport {
   private txDesc: Uint32Array;
   private txA6: Uint8Array;
   private txBufs: Buffer[] = [];
+  /** Descriptor entry -> index of its slot (entries outnumber slots when GSO runs are split). */
+  private txSlotOf: Uint32Array;
   private handler: BatchHandler<DatagramSlot> | null = null;
   private closed = false;
   private port = 0;
@@ -70,12 +133,13 @@ export class MmsgUdpTransport implements UdpTransport {
   /** Create an unbound transport; call bind(). */
   constructor(private readonly opts: TransportOptions = {}) {
     const n = Math.max(1, opts.batch ?? 64);
-    this.slots = allocDatagramSlots(n, opts.slotSize ?? SLOT_SIZE);
+    this.slots = allocDatagramSlots(n, opts.slotSize ?? (opts.gro ? OFFLOAD_SLOT_SIZE : SLOT_SIZE));
     this.rxDesc = new Uint32Array(n * DESC_STRIDE);
     for (let i = 0; i < n; i++) this.rxDesc[i * DESC_STRIDE + D_OFF] = HEADROOM;
     this.rxA6 = new Uint8Array(n * 16);
     this.txDesc = new Uint32Array(n * DESC_STRIDE);
     this.txA6 = new Uint8Array(n * 16);
+    this.txSlotOf = new Uint32Array(n);
   }
 
   /** Bind to `address` (default 0.0.0.0; an IPv6 address makes a dual-stack IPv6 socket) and `port`. */
@@ -94,6 +158,15 @@ export class MmsgUdpTransport implements UdpTransport {
       if (this.opts.rcvbuf || this.opts.sndbuf) this.bufferSizes = n.setSockBuf(this.fd, this.opts.rcvbuf ?? 0, this.opts.sndbuf ?? 0);
       else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
       this.port = n.sockPort(this.fd);
+      this.gso = this.opts.gso !== false && n.udpGsoProbe(this.fd) === 0;
+      if (this.opts.udpChecksum === false) {
+        const e = n.udpSetNoCheck(this.fd, true);
+        if (e < 0) throw new OsError(-e, 'SO_NO_CHECK');
+      }
+      if (this.opts.gro) {
+        const r = n.udpSetGro(this.fd, true);
+        this.gro = r === 0;
+      }
       this.io = new n.BatchIo(this.fd, 1, this.family);
       this.io.setRxSlots(this.slots.map((s) => s.buf), this.rxDesc, this.rxA6);
     } catch (e) {
@@ -121,6 +194,7 @@ export class MmsgUdpTransport implements UdpTransport {
       const slot = s[i], b = i * DESC_STRIDE;
       slot.off = HEADROOM;
       slot.len = d[b + D_LEN];
+      slot.segSize = d[b + D_SEG];
       slot.port = d[b + D_PORT];
       if (d[b + D_FAMILY] === 6) {
         slot.family = 6;
@@ -140,40 +214,109 @@ export class MmsgUdpTransport implements UdpTransport {
     if (this.io && !this.closed) this.io.start(this.deliver);
   }
 
-  /** Why slot `index` of the last sendBatch was not sent (see UdpTransport.sendError). */
+  /** Why slot `index` of the last sendBatch was not sent: 0 = sent, else a positive errno (EAGAIN: not attempted). */
   sendError(index: number): number {
-    return index < this.lastSent ? 0 : 11;
+    return index < this.slotErr.length ? this.slotErr[index]! : 11;
   }
 
-  private lastSent = 0;
+  /** Per-slot outcome of the last sendBatch (see sendError). */
+  private slotErr = new Int32Array(64);
 
-  /** Send `slots[0..count)` each to its own addr/port (port 0: the connected peer). Returns how many the kernel took. */
+  /**
+   * Send `slots[0..count)` each to its own addr/port (port 0: the connected peer) in one or few
+   * sendmmsg calls. A slot with `segSize` > 0 is a run of datagrams: one UDP_SEGMENT message while
+   * `gso` is true and it fits the limits (UDP_GSO_MAX_SEGMENTS, UDP_GSO_MAX_BYTES), otherwise split
+   * here into plain datagrams (zero copy: descriptors into the same buffer). If the kernel refuses
+   * GSO, the rest of the batch is resent split, `gso` becomes false and `onGsoFallback` fires once.
+   * Returns how many slots were handed to the kernel completely; details in `lastSend`, and per
+   * slot in `sendError(i)`.
+   */
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
-    const io = this.io;
-    if (!io || this.closed) return 0;
+    const r = this.lastSend;
+    r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0; r.errno = 0;
+    if (!this.io || this.closed) return 0;
     if (count > slots.length) count = slots.length;
     if (count <= 0) return 0;
-    if (this.txDesc.length < count * DESC_STRIDE) {
-      this.txDesc = new Uint32Array(count * DESC_STRIDE);
-      this.txA6 = new Uint8Array(count * 16);
+    if (this.slotErr.length < count) this.slotErr = new Int32Array(count);
+    this.slotErr.fill(0, 0, count);
+    let start = 0;
+    while (start < count) start = this.sendFrom(slots, start, count);
+    return r.slots;
+  }
+
+  /** Send slots[start..count); returns the slot index to resend from after a GSO refusal, else count. */
+  private sendFrom(slots: readonly DatagramSlot[], start: number, count: number): number {
+    const io = this.io!;
+    const r = this.lastSend;
+    const gso = this.gso;
+    // Pass 1: number of descriptor entries (one per message).
+    let entries = 0;
+    for (let i = start; i < count; i++) {
+      const s = slots[i], seg = s.segSize! | 0, len = s.len;
+      if (seg <= 0 || len <= seg) entries++;
+      else if (gso && len <= UDP_GSO_MAX_BYTES && len <= seg * UDP_GSO_MAX_SEGMENTS) entries++;
+      else entries += Math.ceil(len / seg);
     }
-    const d = this.txDesc, bufs = this.txBufs, a6 = this.txA6;
-    if (bufs.length < count) bufs.length = count;
-    for (let i = 0; i < count; i++) {
-      const s = slots[i], b = i * DESC_STRIDE;
-      bufs[i] = s.buf;
-      d[b + D_OFF] = s.off;
-      d[b + D_LEN] = s.len;
-      d[b + D_FAMILY] = s.family;
-      d[b + D_PORT] = s.port;
-      if (s.family === 6) {
-        const src = s.addr6, o = i * 16;
-        for (let k = 0; k < 16; k++) a6[o + k] = src[k];
+    if (this.txDesc.length < entries * DESC_STRIDE) {
+      this.txDesc = new Uint32Array(entries * DESC_STRIDE);
+      this.txA6 = new Uint8Array(entries * 16);
+    }
+    if (this.txSlotOf.length < entries) this.txSlotOf = new Uint32Array(entries);
+    const d = this.txDesc, bufs = this.txBufs, a6 = this.txA6, slotOf = this.txSlotOf;
+    if (bufs.length < entries) bufs.length = entries;
+    // Pass 2: fill the descriptors.
+    let e = 0;
+    for (let i = start; i < count; i++) {
+      const s = slots[i], seg = s.segSize! | 0, len = s.len;
+      let off = s.off, left = len, step = len, segField = 0;
+      if (seg > 0 && len > seg) {
+        if (gso && len <= UDP_GSO_MAX_BYTES && len <= seg * UDP_GSO_MAX_SEGMENTS) segField = seg;
+        else { step = seg; r.splitSlots++; }
+      }
+      do {
+        const n = left < step ? left : step, b = e * DESC_STRIDE;
+        bufs[e] = s.buf;
+        slotOf[e] = i;
+        d[b + D_OFF] = off;
+        d[b + D_LEN] = n;
+        d[b + D_FAMILY] = s.family;
+        d[b + D_PORT] = s.port;
+        d[b + D_SEG] = segField;
+        if (s.family === 6) {
+          const src = s.addr6, o = e * 16;
+          for (let k = 0; k < 16; k++) a6[o + k] = src[k];
+        } else {
+          d[b + D_ADDR] = s.addr >>> 0;
+        }
+        off += n; left -= n; e++;
+      } while (left > 0);
+    }
+    io.write(bufs, d, a6, e);
+    // Pass 3: statuses written back by the addon.
+    let slotOk = true, cur = start;
+    for (let k = 0; k < e; k++) {
+      const b = k * DESC_STRIDE, st = d[b + D_FLAGS], code = st & 0xff, i = slotOf[k];
+      if (i !== cur) { if (slotOk) r.slots++; slotOk = true; cur = i; }
+      const seg = d[b + D_SEG], len = d[b + D_LEN];
+      const dgrams = seg > 0 ? Math.ceil(len / seg) : 1;
+      if (code === TX_SENT) {
+        r.datagrams += dgrams; r.bytes += len;
+        if (seg > 0) r.gsoMessages++;
+      } else if (code === TX_GSO_REJECTED) {
+        // Messages before this one went out; resend from its slot without GSO.
+        this.gso = false;
+        if (this.gsoError === null) {
+          this.gsoError = errnoName(st >>> 8);
+          this.opts.onGsoFallback?.(this.gsoError);
+        }
+        return i;
       } else {
-        d[b + D_ADDR] = s.addr >>> 0;
+        slotOk = false;
+        if (code === TX_DROPPED) { r.dropped += dgrams; r.errno = st >>> 8; this.slotErr[i] = st >>> 8 || 5; } else { r.unsent += dgrams; if (this.slotErr[i] === 0) this.slotErr[i] = 11; }
       }
     }
-    return (this.lastSent = io.write(bufs, d, a6, count));
+    if (slotOk && e > 0) r.slots++;
+    return count;
   }
 
   /** Receive one batch now without waiting (0 when nothing is queued); fills `slots`. */
@@ -297,7 +440,8 @@ export class DgramUdpTransport implements UdpTransport {
   }
 
   /**
-   * Send `slots[0..count)` with socket.send, one datagram each. The bytes are copied
+   * Send `slots[0..count)` with socket.send, one datagram each (a slot with `segSize` > 0: one per
+   * segment, split here; node:dgram has no GSO). The bytes are copied
    * (node:dgram may queue a send and read the buffer later), so slots can be reused at once.
    * Returns count (node:dgram reports failures asynchronously; they are dropped).
    */
@@ -307,15 +451,22 @@ export class DgramUdpTransport implements UdpTransport {
     if (count > slots.length) count = slots.length;
     for (let i = 0; i < count; i++) {
       const s = slots[i];
-      const data = Buffer.allocUnsafe(s.len);
-      s.buf.copy(data, 0, s.off, s.off + s.len);
-      if (s.port === 0) { sock.send(data); continue; }
-      let host: string;
-      if (s.family === 4) {
-        if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
-        host = this.lastAddrStr;
-      } else host = bytesToIp(s.addr6);
-      sock.send(data, s.port, host);
+      let host = '';
+      if (s.port !== 0) {
+        if (s.family === 4) {
+          if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
+          host = this.lastAddrStr;
+        } else host = bytesToIp(s.addr6);
+      }
+      // A segSize run (no GSO here) goes out as one datagram per segment.
+      const seg = s.segSize! | 0, step = seg > 0 ? seg : s.len;
+      for (let p = 0; p < s.len || p === 0; p += step) {
+        const n = Math.min(step, s.len - p);
+        const data = Buffer.allocUnsafe(n);
+        s.buf.copy(data, 0, s.off + p, s.off + p + n);
+        if (s.port === 0) sock.send(data); else sock.send(data, s.port, host);
+        if (step <= 0) break;
+      }
     }
     return count;
   }

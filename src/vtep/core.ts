@@ -298,7 +298,7 @@ export abstract class TunnelCore {
     for (let j = 0; j < n; j++) {
       const pc = this.txCounters[j]!;
       this.txCounters[j] = NO_COUNTERS;
-      const err = j < sent ? 0 : tr.sendError(j);
+      const err = j < sent && sent === n ? 0 : tr.sendError(j);
       if (err === 0) {
         const len = this.txViews[j]!.len;
         c.txPackets++;

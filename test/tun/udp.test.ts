@@ -145,3 +145,138 @@ describe('UDP transports over loopback', () => {
     expect(() => createTransport('nope' as 'mmsg')).toThrow(/unknown transport kind/);
   });
 });
+
+describe('mmsg UDP GSO/GRO over loopback', () => {
+  /** `n` datagrams of `seg` bytes (last `last` bytes) in one slot; datagram k is filled with byte k. */
+  function run(slot: DatagramSlot, seg: number, n: number, last: number): void {
+    let p = HEADROOM;
+    for (let k = 0; k < n; k++) { const l = k === n - 1 ? last : seg; slot.buf.fill(k, p, p + l); p += l; }
+    slot.off = HEADROOM; slot.len = p - HEADROOM; slot.segSize = seg;
+  }
+  /** Split received slots by segSize into datagram lengths; checks each datagram's fill byte. */
+  function splitAll(got: { len: number; seg: number; first: number[] }[]): number[] {
+    const out: number[] = [];
+    for (const g of got) {
+      if (g.seg === 0) { out.push(g.len); continue; }
+      for (let p = 0; p < g.len; p += g.seg) out.push(Math.min(g.seg, g.len - p));
+    }
+    return out;
+  }
+  function gather(t: MmsgUdpTransport): { got: { len: number; seg: number; first: number[] }[]; total: () => number } {
+    const got: { len: number; seg: number; first: number[] }[] = [];
+    t.onBatch((slots, count) => {
+      for (let i = 0; i < count; i++) {
+        const s = slots[i], seg = s.segSize ?? 0, first: number[] = [];
+        for (let p = 0; p < s.len; p += seg || s.len) first.push(s.buf[s.off + p]);
+        got.push({ len: s.len, seg, first });
+      }
+    });
+    return { got, total: () => splitAll(got).length };
+  }
+  async function until(f: () => boolean, ms = 3000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!f()) { if (Date.now() > end) throw new Error('timeout'); await new Promise((r) => setTimeout(r, 20)); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  for (const [fam, addr] of [[4, '127.0.0.1'], [6, '::1']] as const) {
+    it(`IPv${fam}: a 10-segment GSO send arrives as 10 datagrams, or coalesced with segSize under GRO`, async () => {
+      const plain = new MmsgUdpTransport({ batch: 32 });
+      const gro = new MmsgUdpTransport({ batch: 32, gro: true });
+      const s = new MmsgUdpTransport({ batch: 4 });
+      open.push(plain, gro, s);
+      for (const t of [plain, gro, s]) await t.bind(0, addr);
+      expect(s.gso).toBe(true);
+      expect(gro.gro).toBe(true);
+      expect(gro.slots[0].buf.length).toBeGreaterThanOrEqual(HEADROOM + 65535);
+      const pg = gather(plain), gg = gather(gro);
+      const tx = allocDatagramSlots(2, 70_000);
+      for (const [i, t] of [plain, gro].entries()) {
+        run(tx[i], 1300, 10, 500);
+        tx[i].family = fam; tx[i].port = t.localPort();
+        if (fam === 4) tx[i].addr = LOOP4; else { tx[i].addr6.fill(0); tx[i].addr6[15] = 1; }
+      }
+      expect(s.sendBatch(tx, 2)).toBe(2);
+      expect(s.lastSend).toMatchObject({ slots: 2, datagrams: 20, bytes: 2 * (9 * 1300 + 500), gsoMessages: 2, splitSlots: 0, dropped: 0 });
+      await until(() => pg.total() >= 10 && gg.total() >= 10);
+      expect(pg.got.map((g) => g.len)).toEqual([...Array(9).fill(1300), 500]);
+      expect(pg.got.every((g) => g.seg === 0)).toBe(true);
+      expect(pg.got.map((g) => g.first[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(gg.got.length).toBeLessThan(10);
+      expect(gg.got[0].seg).toBe(1300);
+      expect(splitAll(gg.got)).toEqual([...Array(9).fill(1300), 500]);
+      expect(gg.got.flatMap((g) => g.first)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    });
+  }
+
+  it('over the limits (more than 64 segments) a run is split by the transport even with GSO on', async () => {
+    const r = new MmsgUdpTransport({ batch: 128 });
+    const s = new MmsgUdpTransport();
+    open.push(r, s);
+    await r.bind(0, '127.0.0.1');
+    await s.bind(0, '127.0.0.1');
+    const g = gather(r);
+    const tx = allocDatagramSlots(1, 70_000);
+    run(tx[0], 100, 70, 100);
+    tx[0].family = 4; tx[0].addr = LOOP4; tx[0].port = r.localPort();
+    expect(s.sendBatch(tx, 1)).toBe(1);
+    expect(s.lastSend).toMatchObject({ datagrams: 70, bytes: 7000, gsoMessages: 0, splitSlots: 1 });
+    expect(s.gso).toBe(true);
+    await until(() => g.total() >= 70);
+    expect(g.got.map((x) => x.len)).toEqual(Array(70).fill(100));
+  });
+
+  it('dgram transport: a segSize run goes out as one datagram per segment', async () => {
+    const r = new MmsgUdpTransport({ batch: 32 });
+    const s = new DgramUdpTransport();
+    open.push(r, s);
+    await r.bind(0, '127.0.0.1');
+    await s.bind(0, '127.0.0.1');
+    const g = gather(r);
+    const tx = allocDatagramSlots(1, 16_384);
+    run(tx[0], 1000, 4, 10);
+    tx[0].family = 4; tx[0].addr = LOOP4; tx[0].port = r.localPort();
+    expect(s.sendBatch(tx, 1)).toBe(1);
+    await until(() => g.total() >= 4);
+    expect(g.got.map((x) => x.len)).toEqual([1000, 1000, 1000, 10]);
+    expect(g.got.map((x) => x.first[0])).toEqual([0, 1, 2, 3]);
+  });
+
+  it('no allocation per call on the split send path and the GRO receive path', async () => {
+    const { PerformanceObserver, constants } = await import('node:perf_hooks');
+    const r = new MmsgUdpTransport({ batch: 64, gro: true, rcvbuf: 1 << 20 });
+    const s = new MmsgUdpTransport({ batch: 8, gso: false });
+    const sg = new MmsgUdpTransport({ batch: 8 });
+    open.push(r, s, sg);
+    await r.bind(0, '127.0.0.1');
+    await s.bind(0, '127.0.0.1');
+    await sg.bind(0, '127.0.0.1');
+    const tx = allocDatagramSlots(3, 16_384);
+    run(tx[0], 1000, 8, 200); run(tx[1], 500, 3, 500);
+    tx[2].off = HEADROOM; tx[2].len = 64; tx[2].segSize = 0;
+    for (const t of tx) { t.family = 4; t.addr = LOOP4; t.port = r.localPort(); }
+    let dgrams = 0; // coalesced (segSize > 0) messages received
+    const pump = (rounds: number): void => {
+      for (let i = 0; i < rounds; i++) {
+        s.sendBatch(tx, 3);
+        sg.sendBatch(tx, 3);
+        for (let n = r.recvBatch(); n > 0; n = r.recvBatch()) {
+          for (let k = 0; k < n; k++) if ((r.slots[k].segSize ?? 0) > 0) dgrams++;
+        }
+      }
+    };
+    pump(2000); // warm up (JIT, grow-once arrays)
+    let scavenges = 0;
+    const obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (((e as unknown as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges++;
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    pump(30_000);
+    await new Promise((res) => setTimeout(res, 50));
+    obs.disconnect();
+    expect(dgrams).toBeGreaterThan(0);
+    expect(s.lastSend.splitSlots).toBe(2);
+    expect(sg.lastSend.gsoMessages).toBe(2);
+    expect(scavenges).toBeLessThanOrEqual(2);
+  });
+});

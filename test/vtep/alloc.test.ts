@@ -26,7 +26,7 @@ class NullTransport implements UdpTransport {
   localPort(): number { return 0; }
   onBatch(h: BatchHandler<DatagramSlot>): void { this.handler = h; }
   sendBatch(_s: readonly DatagramSlot[], n: number): number { this.sent += n; return n; }
-  sendError(): number { return 11; }
+  sendError(): number { return 0; }
   close(): void {}
 }
 function nullIo(): DataplaneIo & { dev?: NullDevice; tr?: NullTransport } {

@@ -32,7 +32,7 @@ export class FakeTransport implements UdpTransport {
   async bind(port: number): Promise<void> { this.port = port; }
   localPort(): number { return this.port; }
   onBatch(h: BatchHandler<DatagramSlot>): void { this.handler = h; }
-  sendError(): number { return 11; }
+  sendError(): number { return 0; }
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     for (let i = 0; i < count; i++) {
       const s = slots[i]!;
