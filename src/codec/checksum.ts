@@ -206,7 +206,21 @@ export function copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff
   while (dw < wEnd) {
     const chunkEnd = Math.min(wEnd, dw + CHUNK_WORDS);
     let a = 0;
+    let c = 0;
+    const unEnd = chunkEnd - 3;
     if (shift === 0) {
+      for (; dw < unEnd; dw += 4, sw += 4) {
+        const v0 = su[sw]!;
+        const v1 = su[sw + 1]!;
+        const v2 = su[sw + 2]!;
+        const v3 = su[sw + 3]!;
+        du[dw] = v0;
+        du[dw + 1] = v1;
+        du[dw + 2] = v2;
+        du[dw + 3] = v3;
+        a += v0 + v1;
+        c += v2 + v3;
+      }
       for (; dw < chunkEnd; dw++, sw++) {
         const v = su[sw]!;
         du[dw] = v;
@@ -214,6 +228,23 @@ export function copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff
       }
     } else {
       let cur = su[sw]!;
+      for (; dw < unEnd; dw += 4, sw += 4) {
+        const n0 = su[sw + 1]!;
+        const n1 = su[sw + 2]!;
+        const n2 = su[sw + 3]!;
+        const n3 = su[sw + 4]!;
+        const v0 = ((cur >>> rs) | (n0 << ls)) >>> 0;
+        const v1 = ((n0 >>> rs) | (n1 << ls)) >>> 0;
+        const v2 = ((n1 >>> rs) | (n2 << ls)) >>> 0;
+        const v3 = ((n2 >>> rs) | (n3 << ls)) >>> 0;
+        du[dw] = v0;
+        du[dw + 1] = v1;
+        du[dw + 2] = v2;
+        du[dw + 3] = v3;
+        a += v0 + v1;
+        c += v2 + v3;
+        cur = n3;
+      }
       for (; dw < chunkEnd; dw++) {
         const nxt = su[++sw]!;
         const v = ((cur >>> rs) | (nxt << ls)) >>> 0;
@@ -222,7 +253,7 @@ export function copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff
         cur = nxt;
       }
     }
-    let x = acc + a;
+    let x = acc + a + c;
     while (x > 0xffffffff) x = Math.floor(x / 65536) + (x % 65536);
     x = (x >>> 16) + (x & 0xffff);
     acc = (x >>> 16) + (x & 0xffff);
