@@ -17,16 +17,28 @@ const CHUNK_WORDS = 1 << 20;
 
 let lastAb: ArrayBufferLike | null = null;
 let lastU32: Uint32Array = new Uint32Array(0);
+let prevAb: ArrayBufferLike | null = null;
+let prevU32: Uint32Array = lastU32;
 const views = new WeakMap<ArrayBufferLike, Uint32Array>();
 
-/** The cached whole-buffer Uint32Array view for an ArrayBuffer. */
+/** The cached whole-buffer Uint32Array view for an ArrayBuffer (two most recent kept: copies alternate two buffers). */
 function u32View(ab: ArrayBufferLike): Uint32Array {
   if (ab === lastAb) return lastU32;
+  if (ab === prevAb) {
+    const v = prevU32;
+    prevAb = lastAb;
+    prevU32 = lastU32;
+    lastAb = ab;
+    lastU32 = v;
+    return v;
+  }
   let v = views.get(ab);
   if (v === undefined || v.length !== ab.byteLength >>> 2) {
     v = new Uint32Array(ab, 0, ab.byteLength >>> 2);
     views.set(ab, v);
   }
+  prevAb = lastAb;
+  prevU32 = lastU32;
   lastAb = ab;
   lastU32 = v;
   return v;
@@ -151,4 +163,108 @@ export function pseudoSum6(buf: Uint8Array, srcOff: number, dstOff: number, prot
     s += ((buf[srcOff + i]! << 8) | buf[srcOff + i + 1]!) + ((buf[dstOff + i]! << 8) | buf[dstOff + i + 1]!);
   }
   return s;
+}
+
+/**
+ * Copy `src[srcOff..srcOff+len)` to `dst[dstOff..)` and return the ones-complement sum of
+ * the copied bytes plus `initial` (as {@link onesSum} would over the destination), in one
+ * pass. Ranges must be inside their arrays and must not overlap. Allocation-free (unlike
+ * `Buffer#copy` / `set(subarray())`, which create a view per call): on little-endian hosts
+ * it moves aligned 32-bit words, shifting when source and destination alignments differ.
+ */
+export function copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number, initial = 0): number {
+  if (len < SMALL || !LITTLE_ENDIAN) {
+    let s = initial;
+    for (let i = 0; i < len; i++) {
+      const b = src[srcOff + i]!;
+      dst[dstOff + i] = b;
+      s += (i & 1) ? b : b << 8;
+    }
+    return csumFold(s);
+  }
+  const dAbs = dst.byteOffset + dstOff;
+  const head = (4 - (dAbs & 3)) & 3;
+  let s = initial;
+  for (let i = 0; i < head; i++) {
+    const b = src[srcOff + i]!;
+    dst[dstOff + i] = b;
+    s += (i & 1) ? b : b << 8;
+  }
+  const sAbs = src.byteOffset + srcOff + head;
+  const shift = sAbs & 3;
+  const su = u32View(src.buffer);
+  const du = u32View(dst.buffer);
+  let sw = sAbs >>> 2;
+  let dw = (dAbs + head) >>> 2;
+  let nWords = (len - head) >>> 2;
+  // The shifted path reads one word past the last one it writes; keep that inside the view.
+  if (shift !== 0 && sw + nWords >= su.length) nWords = Math.max(0, su.length - sw - 1);
+  const wEnd = dw + nWords;
+  let acc = 0;
+  const rs = shift << 3;
+  const ls = 32 - rs;
+  while (dw < wEnd) {
+    const chunkEnd = Math.min(wEnd, dw + CHUNK_WORDS);
+    let a = 0;
+    let c = 0;
+    const unEnd = chunkEnd - 3;
+    if (shift === 0) {
+      for (; dw < unEnd; dw += 4, sw += 4) {
+        const v0 = su[sw]!;
+        const v1 = su[sw + 1]!;
+        const v2 = su[sw + 2]!;
+        const v3 = su[sw + 3]!;
+        du[dw] = v0;
+        du[dw + 1] = v1;
+        du[dw + 2] = v2;
+        du[dw + 3] = v3;
+        a += v0 + v1;
+        c += v2 + v3;
+      }
+      for (; dw < chunkEnd; dw++, sw++) {
+        const v = su[sw]!;
+        du[dw] = v;
+        a += v;
+      }
+    } else {
+      let cur = su[sw]!;
+      for (; dw < unEnd; dw += 4, sw += 4) {
+        const n0 = su[sw + 1]!;
+        const n1 = su[sw + 2]!;
+        const n2 = su[sw + 3]!;
+        const n3 = su[sw + 4]!;
+        const v0 = ((cur >>> rs) | (n0 << ls)) >>> 0;
+        const v1 = ((n0 >>> rs) | (n1 << ls)) >>> 0;
+        const v2 = ((n1 >>> rs) | (n2 << ls)) >>> 0;
+        const v3 = ((n2 >>> rs) | (n3 << ls)) >>> 0;
+        du[dw] = v0;
+        du[dw + 1] = v1;
+        du[dw + 2] = v2;
+        du[dw + 3] = v3;
+        a += v0 + v1;
+        c += v2 + v3;
+        cur = n3;
+      }
+      for (; dw < chunkEnd; dw++) {
+        const nxt = su[++sw]!;
+        const v = ((cur >>> rs) | (nxt << ls)) >>> 0;
+        du[dw] = v;
+        a += v;
+        cur = nxt;
+      }
+    }
+    let x = acc + a + c;
+    while (x > 0xffffffff) x = Math.floor(x / 65536) + (x % 65536);
+    x = (x >>> 16) + (x & 0xffff);
+    acc = (x >>> 16) + (x & 0xffff);
+  }
+  // Words are host (little-endian) order; a word at an even span position sums byte-swapped.
+  if ((head & 1) === 0) acc = swap16(acc);
+  s += acc;
+  for (let i = head + nWords * 4; i < len; i++) {
+    const b = src[srcOff + i]!;
+    dst[dstOff + i] = b;
+    s += (i & 1) ? b : b << 8;
+  }
+  return csumFold(s);
 }

@@ -18,3 +18,7 @@ export * from './ip.js';
 export * from './icmp.js';
 export * from './vxlan.js';
 export { flannelUdpValidate, flannelDecrementTtl, type FlannelUdpReason } from './flannel.js';
+export * from './virtio.js';
+export * from './l4.js';
+export * from './gso.js';
+export * from './gro.js';

@@ -1,0 +1,373 @@
+/**
+ * Software GRO for TCP: merge consecutive in-order segments of one flow, received in a
+ * batch of decapsulated inner IP packets, into super-packets written to TUN behind a
+ * virtio_net_hdr (GSO_TCPV4/TCPV6 + NEEDS_CSUM), so the kernel handles one packet where it
+ * would have handled up to 64.
+ *
+ * Driving it (one batch, e.g. one recvmmsg):
+ *
+ *     co.reset();
+ *     for each inner packet p:  if (co.add(p.buf, p.off, p.len) === 'full') { drain(); co.reset(); co.add(...); }
+ *     drain():  for (let i = 0; i < co.count; i++)
+ *                 if (co.merged(i)) { n = co.write(i, big, 0); tunWrite(big, 0, n); }
+ *                 else { o = co.packetOff(i) - 10; co.emitHeader(i, co.packetBuf(i), o);
+ *                        tunWrite(co.packetBuf(i), o, 10 + co.packetLen(i)); }   // in place, no copy
+ *
+ * `add` only records a view: the input bytes must stay untouched until the batch is
+ * drained (it may itself rewrite a complemented partial checksum to the canonical form).
+ * Outputs keep the per-flow order of the inputs.
+ *
+ * Merge rules (a careful subset of Linux `tcp_gro_receive` / `inet_gro_receive`):
+ * same addresses and ports; same IP header except length, ID and checksum (IPv4: no
+ * options, no fragment, same ToS, DF, TTL; IPv6: same version/traffic class/flow label
+ * word, hop limit, TCP as next header); a valid IPv4 header checksum; TCP flags exactly ACK
+ * or ACK|PSH, and PSH ends the run; same ACK number, window, urgent pointer and option
+ * bytes; sequence number exactly the run's next; non-empty payload no larger than the
+ * first segment's (gso_size), a smaller one ends the run; at most 64 segments and 65535
+ * bytes of IP packet; each segment's TCP checksum verifies, or is a partial one (pseudo-
+ * header sum; merged output is NEEDS_CSUM anyway). IP IDs are not compared: the output
+ * carries the first ID and the kernel increments from it if it re-segments. Everything
+ * else passes through unchanged with an all-zero header (NEEDS_CSUM for a partial
+ * checksum), so a packet with a bad checksum reaches the kernel and is dropped there.
+ */
+import { copySum, csumFold, onesSum, onesSumSimple, pseudoSum4, pseudoSum6 } from './checksum.js';
+import { IpProto } from './constants.js';
+import { ipv4FillChecksum } from './ip.js';
+import { GSO_MAX_SEGMENTS, TcpFlag } from './gso.js';
+import { L4Layout, parseL4, partialKind, storePartialChecksum } from './l4.js';
+import { VIRTIO_NET_HDR_LEN, emitVirtioNeedsCsum, emitVirtioNone, emitVirtioTcpGso } from './virtio.js';
+import { EMPTY } from './util.js';
+
+/** What `add` did with a packet. */
+export type CoalesceResult =
+  /** Appended to an open run of its flow. */
+  | 'merged'
+  /** Started a new run (output item) that later segments may join. */
+  | 'started'
+  /** Not coalescible: its own output item, written unchanged. */
+  | 'passthrough'
+  /** The batch is full: nothing recorded; drain, `reset()` and add it again. */
+  | 'full';
+
+/** Sizing of a {@link TcpCoalescer}. */
+export interface CoalescerOptions {
+  /** Most packets per batch (default 256). */
+  maxPackets?: number;
+  /** Most flows with an open run at once; the oldest is closed beyond (default 16). */
+  maxFlows?: number;
+}
+
+/** Largest IP packet a merged run may grow to. */
+export const GRO_MAX_LENGTH = 65535;
+
+const KIND_PLAIN = 0; // pass-through, zero header
+const KIND_PARTIAL = 1; // pass-through, NEEDS_CSUM header
+const KIND_RUN = 2; // TCP run (1..64 packets)
+
+/** Allocation-free TCP segment coalescer; see the module comment for how to drive it. */
+export class TcpCoalescer {
+  private readonly cap: number;
+  private readonly maxFlows: number;
+  private readonly lay = new L4Layout();
+  // Packets.
+  private readonly pBuf: Uint8Array[];
+  private readonly pOff: Int32Array;
+  private readonly pLen: Int32Array;
+  private readonly pNext: Int32Array;
+  private readonly pPay: Int32Array; // payload length (runs)
+  private readonly pPartial: Uint8Array;
+  private nPkts = 0;
+  // Output items.
+  private readonly iFirst: Int32Array;
+  private readonly iLast: Int32Array;
+  private readonly iKind: Uint8Array;
+  private readonly iCount: Int32Array;
+  private readonly iTotal: Int32Array; // IP bytes of the run
+  private readonly iGso: Int32Array;
+  private readonly iNextSeq: Uint32Array;
+  private readonly iHash: Int32Array;
+  private readonly iHdr: Int32Array; // IP + TCP header length
+  private readonly iIpHl: Int32Array;
+  private readonly iCsumOff: Int32Array; // pass-through NEEDS_CSUM
+  private nItems = 0;
+  // Open runs (item indices), oldest first.
+  private readonly open: Int32Array;
+  private nOpen = 0;
+
+  constructor(opts: CoalescerOptions = {}) {
+    const cap = opts.maxPackets ?? 256;
+    this.cap = cap;
+    this.maxFlows = Math.max(1, opts.maxFlows ?? 16);
+    this.pBuf = new Array<Uint8Array>(cap).fill(EMPTY);
+    this.pOff = new Int32Array(cap);
+    this.pLen = new Int32Array(cap);
+    this.pNext = new Int32Array(cap);
+    this.pPay = new Int32Array(cap);
+    this.pPartial = new Uint8Array(cap);
+    this.iFirst = new Int32Array(cap);
+    this.iLast = new Int32Array(cap);
+    this.iKind = new Uint8Array(cap);
+    this.iCount = new Int32Array(cap);
+    this.iTotal = new Int32Array(cap);
+    this.iGso = new Int32Array(cap);
+    this.iNextSeq = new Uint32Array(cap);
+    this.iHash = new Int32Array(cap);
+    this.iHdr = new Int32Array(cap);
+    this.iIpHl = new Int32Array(cap);
+    this.iCsumOff = new Int32Array(cap);
+    this.open = new Int32Array(this.maxFlows);
+  }
+
+  /** Forget the batch (drop the references to its buffers' contents logically; slots stay allocated). */
+  reset(): void {
+    for (let i = 0; i < this.nPkts; i++) this.pBuf[i] = EMPTY;
+    this.nPkts = 0;
+    this.nItems = 0;
+    this.nOpen = 0;
+  }
+
+  /** Number of output packets so far. */
+  get count(): number { return this.nItems; }
+
+  /** Number of packets added so far. */
+  get packets(): number { return this.nPkts; }
+
+  /** True when output `i` is a merged super-packet (more than one segment) that must be written with {@link write}. */
+  merged(i: number): boolean { return this.iKind[i] === KIND_RUN && this.iCount[i]! > 1; }
+
+  /** Segments in output `i` (1 for a pass-through). */
+  segments(i: number): number { return this.iKind[i] === KIND_RUN ? this.iCount[i]! : 1; }
+
+  /** Buffer of the (first) input packet of output `i`. */
+  packetBuf(i: number): Uint8Array { return this.pBuf[this.iFirst[i]!]!; }
+  /** Offset of the (first) input packet of output `i`. */
+  packetOff(i: number): number { return this.pOff[this.iFirst[i]!]!; }
+  /** Length of the (first) input packet of output `i`, as given to `add`. */
+  packetLen(i: number): number { return this.pLen[this.iFirst[i]!]!; }
+
+  /** Bytes {@link write} produces for output `i` (10-byte header included). */
+  outputLength(i: number): number {
+    return VIRTIO_NET_HDR_LEN + (this.merged(i) ? this.iTotal[i]! : this.pLen[this.iFirst[i]!]!);
+  }
+
+  /**
+   * Write the virtio header of output `i` at `buf[off..off+10)`: all-zero, NEEDS_CSUM for
+   * a pass-through partial checksum, or GSO_TCPV4/6 + NEEDS_CSUM for a merged run (whose
+   * packet then has to come from {@link write}). Returns `off + 10`.
+   */
+  emitHeader(i: number, buf: Uint8Array, off: number): number {
+    const p = this.iFirst[i]!;
+    if (this.merged(i)) {
+      const b = this.pBuf[p]!;
+      return emitVirtioTcpGso(buf, off, (b[this.pOff[p]!]! >>> 4) === 4 ? 4 : 6, this.iIpHl[i]!, this.iHdr[i]!, this.iGso[i]!);
+    }
+    if (this.pPartial[p] !== 0) return emitVirtioNeedsCsum(buf, off, this.iIpHl[i]!, this.iCsumOff[i]!);
+    return emitVirtioNone(buf, off);
+  }
+
+  /**
+   * Write output `i` (virtio header + packet) at `out[off..)`; returns the bytes written or
+   * -1 when `out` is too small. A merged run becomes one packet: the first segment's
+   * headers with the summed length (IPv4 checksum redone), PSH if the last segment had it,
+   * the TCP checksum field set to the pseudo-header sum, then every segment's payload.
+   */
+  write(i: number, out: Uint8Array, off: number): number {
+    const n = this.outputLength(i);
+    if (off < 0 || off + n > out.length) return -1;
+    const h = this.emitHeader(i, out, off);
+    let p = this.iFirst[i]!;
+    if (!this.merged(i)) {
+      copySum(this.pBuf[p]!, this.pOff[p]!, out, h, this.pLen[p]!);
+      return n;
+    }
+    const hdr = this.iHdr[i]!;
+    const ipHl = this.iIpHl[i]!;
+    const total = this.iTotal[i]!;
+    copySum(this.pBuf[p]!, this.pOff[p]!, out, h, hdr);
+    let d = h + hdr;
+    let lastFlags = 0;
+    for (; p >= 0; p = this.pNext[p]!) {
+      const b = this.pBuf[p]!;
+      const o = this.pOff[p]!;
+      copySum(b, o + hdr, out, d, this.pPay[p]!);
+      d += this.pPay[p]!;
+      lastFlags = b[o + ipHl + 13]!;
+    }
+    const l4 = h + ipHl;
+    const l4Len = total - ipHl;
+    let pseudo: number;
+    if (out[h]! >>> 4 === 4) {
+      out[h + 2] = total >>> 8;
+      out[h + 3] = total & 255;
+      ipv4FillChecksum(out, h);
+      pseudo = pseudoSum4(rd32(out, h + 12), rd32(out, h + 16), IpProto.TCP, l4Len);
+    } else {
+      out[h + 4] = l4Len >>> 8;
+      out[h + 5] = l4Len & 255;
+      pseudo = pseudoSum6(out, h + 8, h + 24, IpProto.TCP, l4Len);
+    }
+    out[l4 + 13] = out[l4 + 13]! | (lastFlags & TcpFlag.PSH);
+    const ps = csumFold(pseudo);
+    out[l4 + 16] = ps >>> 8;
+    out[l4 + 17] = ps & 255;
+    return n;
+  }
+
+  /** Offer the inner IP packet at `buf[off..off+len)`; see {@link CoalesceResult}. */
+  add(buf: Uint8Array, off: number, len: number): CoalesceResult {
+    if (this.nPkts >= this.cap) return 'full';
+    const p = this.nPkts++;
+    this.pBuf[p] = buf;
+    this.pOff[p] = off;
+    this.pLen[p] = len;
+    this.pNext[p] = -1;
+    this.pPay[p] = 0;
+    this.pPartial[p] = 0;
+    const lay = this.lay;
+    if (parseL4(buf, off, len, lay) !== 'ok') return this.passthrough(p, 0, -1);
+    const ipHl = lay.ipHl;
+    const l4 = off + ipHl;
+    const l4Len = lay.l4Len;
+    const pseudo = lay.pseudoBase + l4Len;
+    const fo = l4 + lay.csumOff;
+    const field = (buf[fo]! << 8) | buf[fo + 1]!;
+    if (lay.proto === IpProto.UDP) {
+      // Only a partial checksum matters here (it needs NEEDS_CSUM); others the kernel checks.
+      const ul = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
+      if (ul < 8 || ul > l4Len || (field === 0 && lay.version === 4)) return this.passthrough(p, 0, -1);
+      const pk = partialKind(field, csumFold(lay.pseudoBase + ul));
+      if (pk === 'bad' || onesSum(buf, l4, ul, lay.pseudoBase + ul) === 0xffff) return this.passthrough(p, 0, -1);
+      if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, ul);
+      this.pPartial[p] = 1;
+      return this.passthrough(p, 0, -1);
+    }
+    // TCP: checksum state first (a partial one still needs NEEDS_CSUM when passed through).
+    let csumOk = true;
+    if (onesSum(buf, l4, l4Len, pseudo) !== 0xffff) {
+      const pk = partialKind(field, csumFold(pseudo));
+      if (pk === 'bad') csumOk = false;
+      else {
+        if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, l4Len);
+        this.pPartial[p] = 1;
+      }
+    }
+    const hash = flowHash(buf, off, lay.version, l4);
+    const run = this.findOpen(buf, off, lay.version, l4, hash);
+    const flags = buf[l4 + 13]!;
+    const pay = l4Len - lay.l4Hl;
+    const eligible = csumOk && pay > 0 && (flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH)) &&
+      (lay.version === 6 || (ipHl === 20 && onesSumSimple(buf, off, 20) === 0xffff));
+    if (!eligible) {
+      if (run >= 0) this.closeAt(run);
+      return this.passthrough(p, ipHl, 1);
+    }
+    this.pPay[p] = pay;
+    const seq = ((buf[l4 + 4]! << 24) | (buf[l4 + 5]! << 16) | (buf[l4 + 6]! << 8) | buf[l4 + 7]!) >>> 0;
+    if (run >= 0) {
+      const it = this.open[run]!;
+      if (this.canAppend(it, buf, off, lay.version, l4, lay.l4Hl, seq, pay)) {
+        this.pNext[this.iLast[it]!] = p;
+        this.iLast[it] = p;
+        this.iCount[it]!++;
+        this.iTotal[it]! += pay;
+        this.iNextSeq[it] = (seq + pay) >>> 0;
+        if (pay < this.iGso[it]! || (flags & TcpFlag.PSH) !== 0 || this.iCount[it]! >= GSO_MAX_SEGMENTS ||
+            this.iTotal[it]! >= GRO_MAX_LENGTH) this.closeAt(run);
+        return 'merged';
+      }
+      this.closeAt(run);
+    }
+    // Start a new run.
+    const it = this.nItems++;
+    this.iFirst[it] = p;
+    this.iLast[it] = p;
+    this.iKind[it] = KIND_RUN;
+    this.iCount[it] = 1;
+    this.iTotal[it] = lay.ipLen;
+    this.iGso[it] = pay;
+    this.iNextSeq[it] = (seq + pay) >>> 0;
+    this.iHash[it] = hash;
+    this.iHdr[it] = ipHl + lay.l4Hl;
+    this.iIpHl[it] = ipHl;
+    this.iCsumOff[it] = 16;
+    if ((flags & TcpFlag.PSH) === 0 && lay.ipLen < GRO_MAX_LENGTH) {
+      if (this.nOpen >= this.maxFlows) this.closeAt(0);
+      this.open[this.nOpen++] = it;
+    }
+    return 'started';
+  }
+
+  /** Record packet `p` as its own pass-through output (csum fields for a partial checksum). */
+  private passthrough(p: number, ipHl: number, tcp: number): CoalesceResult {
+    const it = this.nItems++;
+    this.iFirst[it] = p;
+    this.iLast[it] = p;
+    this.iKind[it] = this.pPartial[p] !== 0 ? KIND_PARTIAL : KIND_PLAIN;
+    this.iCount[it] = 1;
+    this.iIpHl[it] = ipHl !== 0 ? ipHl : this.lay.ipHl;
+    this.iCsumOff[it] = tcp === 1 ? 16 : 6;
+    this.iGso[it] = 0;
+    this.iHdr[it] = 0;
+    return 'passthrough';
+  }
+
+  /** Index in `open` of the open run of this packet's flow, or -1. */
+  private findOpen(buf: Uint8Array, off: number, version: number, l4: number, hash: number): number {
+    for (let k = 0; k < this.nOpen; k++) {
+      const it = this.open[k]!;
+      if (this.iHash[it] !== hash) continue;
+      const q = this.iFirst[it]!;
+      const b = this.pBuf[q]!;
+      const o = this.pOff[q]!;
+      if (b[o]! >>> 4 !== version) continue;
+      const ql4 = o + this.iIpHl[it]!;
+      if (!same(b, ql4, buf, l4, 4)) continue;
+      if (version === 4 ? same(b, o + 12, buf, off + 12, 8) : same(b, o + 8, buf, off + 8, 32)) return k;
+    }
+    return -1;
+  }
+
+  /** Whether a TCP segment (already eligible) continues run `it`. */
+  private canAppend(it: number, buf: Uint8Array, off: number, version: number, l4: number, l4Hl: number, seq: number, pay: number): boolean {
+    if (seq !== this.iNextSeq[it] || pay > this.iGso[it]!) return false;
+    if (this.iTotal[it]! + pay > GRO_MAX_LENGTH || this.iCount[it]! >= GSO_MAX_SEGMENTS) return false;
+    const q = this.iFirst[it]!;
+    const b = this.pBuf[q]!;
+    const o = this.pOff[q]!;
+    if (version === 4) {
+      // ver/ihl + ToS, flags/fragment word (DF), TTL + protocol.
+      if (b[o + 1] !== buf[off + 1] || b[o + 6] !== buf[off + 6] || b[o + 7] !== buf[off + 7] ||
+          b[o + 8] !== buf[off + 8] || b[o] !== buf[off]) return false;
+    } else if (!same(b, o, buf, off, 4) || b[o + 6] !== buf[off + 6] || b[o + 7] !== buf[off + 7]) {
+      return false;
+    }
+    const ql4 = o + this.iIpHl[it]!;
+    if (this.iHdr[it]! - this.iIpHl[it]! !== l4Hl) return false;
+    // ACK number, data offset, window, urgent pointer, options (flags are ACK or ACK|PSH, PSH closed the run).
+    return same(b, ql4 + 8, buf, l4 + 8, 5) && same(b, ql4 + 14, buf, l4 + 14, 2) &&
+      same(b, ql4 + 18, buf, l4 + 18, l4Hl - 18);
+  }
+
+  /** Close the open run at index `k` of `open`. */
+  private closeAt(k: number): void {
+    for (let j = k + 1; j < this.nOpen; j++) this.open[j - 1] = this.open[j]!;
+    this.nOpen--;
+  }
+}
+
+function same(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[ao + i] !== b[bo + i]) return false;
+  return true;
+}
+
+function rd32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/** Cheap hash of addresses and ports (a pre-filter before the byte compare). */
+function flowHash(buf: Uint8Array, off: number, version: number, l4: number): number {
+  let h = rd32(buf, l4) | 0;
+  const end = version === 4 ? off + 20 : off + 40;
+  for (let o = version === 4 ? off + 12 : off + 8; o < end; o += 4) h = Math.imul(h ^ (rd32(buf, o) | 0), 0x9e3779b1);
+  return h | 0;
+}
