@@ -208,7 +208,56 @@ async function unpriv(): Promise<void> {
   say({ ev: 'result', ...res });
 }
 
-const modes: Record<string, () => Promise<void>> = { tunPing, tunBatch, tunIter, tapPing, lifecycle, rtnl, unpriv };
+/**
+ * Event-loop liveness while many rtnetlink requests are in flight: a 1 ms timer and a
+ * loopback UDP echo keep running; reports the largest timer gap and echo round trip.
+ * argv[3]: number of rounds (each: a burst of concurrent requests, then a sequential run).
+ */
+async function stall(): Promise<void> {
+  const rounds = Number(process.argv[3] ?? 40);
+  const rt = Rtnl.open();
+  await rt.getLink('lo');
+  let last = performance.now(), maxGap = 0, ticks = 0;
+  const timer = setInterval(() => { const t = performance.now(); if (t - last > maxGap) maxGap = t - last; last = t; ticks++; }, 1);
+  const srv = dgram.createSocket('udp4');
+  srv.on('message', (m, r) => srv.send(m, r.port, r.address));
+  await new Promise<void>((r) => srv.bind(0, '127.0.0.1', r));
+  const cli = dgram.createSocket('udp4');
+  let echoes = 0, maxRtt = 0, lastEcho = performance.now(), maxEchoGap = 0;
+  cli.on('message', (m) => {
+    const t = performance.now();
+    echoes++;
+    maxRtt = Math.max(maxRtt, t - m.readDoubleLE(0));
+    maxEchoGap = Math.max(maxEchoGap, t - lastEcho);
+    lastEcho = t;
+  });
+  await new Promise<void>((r) => cli.bind(0, '127.0.0.1', r));
+  const port = (srv.address()).port;
+  const ping = setInterval(() => { const b = Buffer.alloc(8); b.writeDoubleLE(performance.now(), 0); cli.send(b, port, '127.0.0.1'); }, 2);
+  // Let the probes settle before measuring.
+  await new Promise((r) => setTimeout(r, 50));
+  maxGap = 0; maxRtt = 0; maxEchoGap = 0; echoes = 0; lastEcho = performance.now(); last = performance.now();
+  const t0 = performance.now();
+  let requests = 0;
+  for (let round = 0; round < rounds; round++) {
+    const burst: Promise<unknown>[] = [];
+    for (let i = 0; i < 32; i++) {
+      burst.push(rt.addAddress('lo', `198.18.${round & 0xff}.${i + 1}/32`, { replace: true }));
+      burst.push(rt.getLink('lo'));
+    }
+    await Promise.all(burst);
+    requests += burst.length;
+    for (let i = 0; i < 32; i++) { await rt.delAddress('lo', `198.18.${round & 0xff}.${i + 1}/32`); requests++; }
+    await rt.listLinks(); requests++;
+  }
+  const elapsed = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 20));
+  clearInterval(timer); clearInterval(ping);
+  cli.close(); srv.close(); rt.close();
+  say({ ev: 'result', rounds, requests, elapsed, maxGap, ticks, echoes, maxRtt, maxEchoGap });
+}
+
+const modes: Record<string, () => Promise<void>> = { tunPing, tunBatch, tunIter, tapPing, lifecycle, rtnl, unpriv, stall };
 const fn = modes[mode];
 if (!fn) { say({ ev: 'error', message: `unknown mode ${mode}` }); process.exit(2); }
 fn().catch((e: unknown) => { say({ ev: 'error', code: (e as { code?: string }).code, message: (e as Error).message }); process.exit(1); });
