@@ -236,7 +236,7 @@ async function stall(): Promise<void> {
   const ping = setInterval(() => { const b = Buffer.alloc(8); b.writeDoubleLE(performance.now(), 0); cli.send(b, port, '127.0.0.1'); }, 2);
   // Let the probes settle before measuring.
   await new Promise((r) => setTimeout(r, 50));
-  maxGap = 0; maxRtt = 0; maxEchoGap = 0; echoes = 0; lastEcho = performance.now(); last = performance.now();
+  maxGap = 0; maxRtt = 0; maxEchoGap = 0; echoes = 0; ticks = 0; lastEcho = performance.now(); last = performance.now();
   const t0 = performance.now();
   let requests = 0;
   for (let round = 0; round < rounds; round++) {

@@ -13,8 +13,11 @@ import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHILD = join(ROOT, 'test', 'tun', 'child.ts');
-/** Largest tolerated event-loop gap, ms (the machine is shared: generous, far below the old behaviour). */
-const MAX_GAP_MS = 150;
+/**
+ * Largest tolerated event-loop gap, ms. Generous because the machine is shared (scheduling
+ * noise of tens of ms happens); the old design's gap was the whole workload (400-700 ms).
+ */
+const MAX_GAP_MS = 250;
 
 /** Run child.ts `mode` in `host` and resolve with its 'result' JSON line. */
 function runChild(tb: Testbed, host: NsHost, args: string[]): Promise<Record<string, number>> {
@@ -46,6 +49,8 @@ describe.runIf(requireNetns())('rtnetlink does not block the event loop', () => 
     expect(r.maxGap, JSON.stringify(r)).toBeLessThan(MAX_GAP_MS);
     expect(r.maxEchoGap, JSON.stringify(r)).toBeLessThan(MAX_GAP_MS);
     expect(r.echoes).toBeGreaterThan(0);
+    // The timer ran throughout: on average at least one tick per 20 ms.
+    expect(r.ticks, JSON.stringify(r)).toBeGreaterThan(r.elapsed / 20);
   });
 
   it('... and also under rtnl_lock contention from another process', async () => {
