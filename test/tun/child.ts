@@ -5,6 +5,7 @@
  * Packet building here is a tiny local helper on purpose (src/codec is developed separately).
  */
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { TunDevice, TapDevice, Rtnl, NUD, type PacketSlot } from '../../src/tun/index.js';
 
 const mode = process.argv[2];
@@ -205,7 +206,9 @@ async function unpriv(): Promise<void> {
   const res: Record<string, string> = {};
   try { await TunDevice.create({ name: 'odnp0' }); res.tun = 'no error'; } catch (e) { res.tun = `${(e as { code?: string }).code}|${(e as Error).message}`; }
   try { await Rtnl.open().setLink('lo', { mtu: 1500 }); res.rtnl = 'no error'; } catch (e) { res.rtnl = `${(e as { code?: string }).code}|${(e as Error).message}`; }
-  say({ ev: 'result', ...res });
+  // Report who we ran as: uid and whether CAP_NET_ADMIN (bit 12) is in the effective set.
+  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  say({ ev: 'result', ...res, uid: process.getuid?.(), netAdmin: (BigInt(`0x${capEff}`) & (1n << 12n)) !== 0n });
 }
 
 /**

@@ -204,7 +204,10 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
   });
 
   it('unprivileged use fails with errno names and "needs CAP_NET_ADMIN"', async () => {
-    const c = new Child(tb.track(h.spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', '--import', 'tsx', CHILD, 'unpriv'], { cwd: ROOT })));
+    // Still uid 0 (so the child can read the checkout wherever it lives, e.g. under a mode-0700
+    // directory) but without CAP_NET_ADMIN: dropped from the bounding and inheritable sets
+    // before exec, so node never gains it.
+    const c = new Child(tb.track(h.spawn('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-net_admin', 'node', '--import', 'tsx', CHILD, 'unpriv'], { cwd: ROOT })));
     const r = await c.wait((e) => e.ev === 'result');
     const [tunCode, tunMsg] = String(r.tun).split('|');
     expect(['EPERM', 'EACCES']).toContain(tunCode);
@@ -212,6 +215,8 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     const [rtCode, rtMsg] = String(r.rtnl).split('|');
     expect(rtCode).toBe('EPERM');
     expect(rtMsg).toMatch(/needs CAP_NET_ADMIN/);
+    expect(r.uid).toBe(0);
+    expect(r.netAdmin).toBe(false);
     await c.exited;
   });
 });
