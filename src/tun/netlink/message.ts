@@ -190,8 +190,7 @@ export interface NlError {
 /** Parse the body of an NLMSG_ERROR message (`flags` are the error message's header flags). */
 export function parseError(body: Buffer, flags: number): Parsed<NlError> {
   if (body.length < 4) return fail('short-body', 0);
-  const errno = -readI32(body, 0);
-  const out: NlError = { errno: errno < 0 ? -errno : errno };
+  const out: NlError = { errno: Math.abs(readI32(body, 0)) };
   if (body.length >= 4 + NLMSG_HDRLEN) {
     out.request = { type: readU16(body, 8), seq: readU32(body, 12) };
     if (flags & NLM_F_ACK_TLVS) {
