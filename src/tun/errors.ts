@@ -50,5 +50,8 @@ export function errnoOf(e: unknown): number {
 /** Wrap `e` (a native or other error) as an OsError for `syscall`, keeping it as `cause`; OsErrors pass through. */
 export function wrapOsError(e: unknown, syscall: string, detail?: string): OsError {
   if (e instanceof OsError && detail === undefined) return e;
-  return new OsError(errnoOf(e), syscall, detail, { cause: e });
+  // Errno-style native errors say only strerror (now in `code`); others carry their own text.
+  const o = e as { syscall?: unknown; message?: unknown } | null;
+  const own = o && o.syscall === undefined && typeof o.message === 'string' ? o.message : undefined;
+  return new OsError(errnoOf(e), syscall, detail ?? own, { cause: e });
 }

@@ -173,13 +173,18 @@ async function rtnl(): Promise<void> {
   await rt.appendFdb({ dev: 'vx0', mac: '00:00:00:00:00:00', dst: '198.19.5.21' });
   await rt.addFdb({ dev: 'vx0', mac: '02:00:00:00:00:33', dst: '198.19.5.22' });
   const errs: Record<string, string | undefined> = {};
+  const causes: Record<string, string | undefined> = {};
   const grab = async (k: string, f: () => Promise<unknown>): Promise<void> => {
-    try { await f(); errs[k] = 'no error'; } catch (e) { errs[k] = `${(e as { code?: string }).code} ${(e as Error).message}`; }
+    try { await f(); errs[k] = 'no error'; } catch (e) {
+      errs[k] = `${(e as { code?: string }).code} ${(e as Error).message}`;
+      causes[k] = ((e as Error).cause as { code?: string } | undefined)?.code;
+    }
   };
   await grab('dupRoute', () => rt.addRoute({ dst: '198.19.8.0/24', dev: 'rt0', metric: 7 }));
   await grab('noDev', () => rt.getLink('nosuchdev0'));
   await grab('badGw', () => rt.addRoute({ dst: '198.19.12.0/24', via: '198.18.200.1', dev: 'rt0' }));
   out.errs = errs;
+  out.causes = causes;
   const link = await rt.getLink('rt0');
   out.link = link;
   out.links = (await rt.listLinks()).map((l) => l.name);

@@ -189,6 +189,8 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     expect(errs.dupRoute).toMatch(/^EEXIST /);
     expect(errs.noDev).toMatch(/^ENODEV .*nosuchdev0/);
     expect(errs.badGw).toMatch(/^ENETUNREACH .*gateway/i);
+    // The friendlier ENODEV wraps the kernel's reply error, kept as `cause`.
+    expect((r.causes as Record<string, string>).noDev).toBe('ENODEV');
     // Deletions.
     c.send('delete');
     await c.wait((e) => e.ev === 'deleted');
