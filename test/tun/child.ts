@@ -193,6 +193,8 @@ async function rtnl(): Promise<void> {
   out.neigh = (await rt.listNeighbours({ dev: 'rt0' })).map((n) => ({ a: n.address, ll: n.lladdr, state: n.state }));
   out.fdb = (await rt.listFdb('vx0')).filter((f) => f.dst).map((f) => `${f.mac} ${f.dst}`);
   out.vxKind = (await rt.getLink('vx0')).kind;
+  // The blocking helpers used at start-up agree with the async ones.
+  out.sync = { links: rt.listLinksSync().map((l) => l.name), addrs: rt.listAddressesSync('rt0', 4).map((a) => a.cidr), mtu: rt.getLinkSync('rt0').mtu };
   say({ ev: 'ready', ...out });
   onStdin(async (line) => {
     if (line !== 'delete') return;

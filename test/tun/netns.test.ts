@@ -183,6 +183,7 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     expect(r.neigh).toEqual(expect.arrayContaining([{ a: '198.19.5.9', ll: '02:aa:bb:cc:dd:09', state: 0x80 }]));
     expect(r.fdb).toEqual(expect.arrayContaining(['00:00:00:00:00:00 198.19.5.20', '00:00:00:00:00:00 198.19.5.21', '02:00:00:00:00:33 198.19.5.22']));
     expect(r.vxKind).toBe('vxlan');
+    expect(r.sync).toEqual({ links: r.links, addrs: ['198.19.5.1/24'], mtu: 1450 });
     expect((r.link as { kind: string }).kind).toBe('veth');
     // Errors carry errno names and the kernel's extended ack message.
     const errs = r.errs as Record<string, string>;
