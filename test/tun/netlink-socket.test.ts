@@ -19,11 +19,15 @@ class FakeKernel implements NlTransport {
   onSendSync: ((m: NlMessage) => void) | null = null;
   private onReadable: (() => void) | null = null;
 
+  /** When set, sends stay "in the kernel" (as if blocked on rtnl_lock) until release(). */
+  hold = false;
+  private held: (() => void)[] = [];
   send(buf: Buffer, done: (errno: number) => void): void {
     const errno = this.sendErrno;
     if (!errno) this.sent.push(...parseMessages(Buffer.from(buf)).messages);
-    setImmediate(() => done(errno));
+    if (this.hold) this.held.push(() => done(errno)); else setImmediate(() => done(errno));
   }
+  release(): void { this.hold = false; this.held.splice(0).forEach((f) => f()); }
   sendSync(buf: Buffer): void {
     const msgs = parseMessages(Buffer.from(buf)).messages;
     this.sent.push(...msgs);
@@ -165,5 +169,44 @@ describe('NlSocket', () => {
     // Nothing queued: the sync request times out instead of hanging.
     k.onSendSync = null;
     expect(() => s.requestSync(RTM_NEWROUTE, 0, Buffer.alloc(12), { what: 'lost', timeoutMs: 20 })).toThrow(/ETIMEDOUT/);
+  });
+});
+
+describe('NlSocket queues', () => {
+  it('requests that time out before their turn are never sent; later requests still go out', async () => {
+    const k = new FakeKernel();
+    const s = new NlSocket(k);
+    k.hold = true;
+    const first = s.request(RTM_NEWROUTE, 0, Buffer.alloc(12), { what: 'first' });
+    // These wait behind `first` (its send is stuck in the kernel) and time out meanwhile.
+    const gone = [1, 2, 3].map((i) => s.request(RTM_NEWROUTE, 0, Buffer.alloc(12), { what: `gone${i}`, timeoutMs: 1 }));
+    await Promise.all(gone.map((g) => expect(g).rejects.toMatchObject({ code: 'ETIMEDOUT' })));
+    k.release();
+    const [m1] = await k.sentCount(1);
+    const last = s.request(RTM_NEWROUTE, 0, Buffer.alloc(12), { what: 'last' });
+    const sent = await k.sentCount(2);
+    k.deliver(ack(m1.seq), ack(sent[1].seq));
+    await first;
+    await last;
+  });
+
+  it('a receive error fails every pending request, queued dumps included, and the socket stays usable', async () => {
+    const k = new FakeKernel();
+    const s = new NlSocket(k);
+    const d1 = s.request(RTM_GETLINK, 0, Buffer.alloc(16), { what: 'd1', dump: true });
+    const d2 = s.request(RTM_GETLINK, 0, Buffer.alloc(16), { what: 'd2', dump: true });
+    await k.sentCount(1);
+    const recv = k.recv.bind(k);
+    k.recv = () => { throw Object.assign(new Error('netlink recv: No buffer space available'), { code: 'ENOBUFS', errno: -105, syscall: 'netlink recv' }); };
+    k.deliver(Buffer.alloc(0));
+    await expect(d1).rejects.toMatchObject({ code: 'ENOBUFS', cause: expect.objectContaining({ code: 'ENOBUFS' }) });
+    await expect(d2).rejects.toMatchObject({ code: 'ENOBUFS' });
+    k.recv = recv;
+    k.queue = [];
+    const d3 = s.request(RTM_GETLINK, 0, Buffer.alloc(16), { what: 'd3', dump: true });
+    const sent = await k.sentCount(k.sent.length >= 2 ? 3 : 2);
+    const m3 = sent[sent.length - 1];
+    k.deliver(link(m3.seq, 4), done(m3.seq));
+    expect((await d3).length).toBe(1);
   });
 });

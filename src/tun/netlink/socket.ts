@@ -250,8 +250,8 @@ export class NlSocket {
     this.pending.delete(p.seq);
     if (this.dumping === p) {
       this.dumping = null;
-      const next = this.dumpQueue.shift();
-      if (next) next();
+      // Start the next queued dump (queued ones already settled, e.g. by a receive error, start nothing).
+      while (!this.dumping && this.dumpQueue.length) this.dumpQueue.shift()!();
     }
     if (this.pending.size === 0) this.transport.stopWatch();
     if (err) p.reject(err); else p.resolve(p.msgs);
@@ -272,7 +272,12 @@ export class NlSocket {
       size += item.buf.length;
       if (item.p.dump) break; // after a dump starts the kernel skips the ACKs of the rest of the datagram
     }
-    if (!batch.length) { const item = this.sendQueue.shift()!; batch.push(item); }
+    if (!batch.length) {
+      // Only settled requests were left, or the head alone exceeds the batch size.
+      const item = this.sendQueue.shift();
+      if (!item) return;
+      batch.push(item);
+    }
     this.sending = true;
     const buf = batch.length === 1 ? batch[0].buf : Buffer.concat(batch.map((b) => b.buf));
     this.transport.send(buf, (errno) => {
