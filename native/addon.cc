@@ -1,5 +1,6 @@
 // overlay_native: syscalls only (TUN/TAP open, batched read/write with uv_poll
-// readiness, recvmmsg/sendmmsg UDP, raw NETLINK_ROUTE). No packet logic lives here:
+// readiness, recvmmsg/sendmmsg UDP, raw NETLINK_ROUTE with uv_poll readiness and sends on
+// the libuv pool). No packet logic lives here:
 // all parsing and building of packets happens in TypeScript (src/tun, src/codec).
 //
 // Batches are exchanged through caller-owned slot Buffers (registered once) and a
@@ -811,6 +812,180 @@ static Napi::Value NlRecv(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(r));
 }
 
+// nlRecvNow(fd, buf) -> bytes of the next queued datagram (its full length, which may exceed
+// buf.length when truncated), or -1 when nothing is queued. Never blocks.
+static Napi::Value NlRecvNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsBuffer()) return ThrowType(env, "nlRecvNow(fd, buf)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  ssize_t r;
+  do {
+    r = recv(fd, b.Data(), b.Length(), MSG_DONTWAIT | MSG_TRUNC);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    return ThrowErrno(env, errno, "netlink recv");
+  }
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+// sendto(fd, buf) to the kernel on a libuv pool thread: rtnetlink runs the request inside
+// sendmsg (taking rtnl_lock), so the event loop must not be the one waiting for it.
+class NlSendWorker : public Napi::AsyncWorker {
+ public:
+  NlSendWorker(Napi::Function cb, int fd, Napi::Buffer<char> buf, size_t len)
+      : Napi::AsyncWorker(cb, "overlay:nlSend"), fd_(fd), data_(buf.Data()), len_(len) {
+    bufRef_ = Napi::Persistent(buf);
+  }
+  void Execute() override {
+    sockaddr_nl sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    ssize_t r;
+    do {
+      r = sendto(fd_, data_, len_, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) err_ = errno;
+    else sent_ = r;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    bufRef_.Reset();
+    Callback().MakeCallback(Receiver().Value(), {Napi::Number::New(env, err_), Napi::Number::New(env, static_cast<double>(sent_))});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+ private:
+  int fd_;
+  char* data_;
+  size_t len_;
+  int err_ = 0;
+  ssize_t sent_ = 0;
+  Napi::Reference<Napi::Buffer<char>> bufRef_;
+};
+
+// nlSendAsync(fd, buf, len, cb(errno, bytes)): errno 0 on success. The caller keeps the fd open until cb.
+static Napi::Value NlSendAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[1].IsBuffer() || !info[3].IsFunction()) return ThrowType(env, "nlSendAsync(fd, buf, len, cb)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  size_t len = info[2].As<Napi::Number>().Uint32Value();
+  if (len > b.Length()) len = b.Length();
+  auto* w = new NlSendWorker(info[3].As<Napi::Function>(), fd, b, len);
+  w->Queue();
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// FdWatch: readiness of one fd on the event loop (uv_poll); cb() when readable. Never reads
+// and never closes the fd: the caller does both.
+class FdWatch : public Napi::ObjectWrap<FdWatch> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "FdWatch",
+                       {InstanceMethod("start", &FdWatch::Start), InstanceMethod("stop", &FdWatch::Stop),
+                        InstanceMethod("close", &FdWatch::Close), InstanceMethod("ref", &FdWatch::RefLoop),
+                        InstanceMethod("unref", &FdWatch::UnrefLoop)});
+  }
+  FdWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatch>(info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      ThrowType(info.Env(), "FdWatch(fd)");
+      return;
+    }
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+  }
+  ~FdWatch() override { ClosePoll(); }
+
+ private:
+  int fd_ = -1;
+  bool started_ = false;
+  bool refed_ = true;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference cb_;
+
+  static void OnPollClose(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
+  void ClosePoll() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClose);
+      poll_ = nullptr;
+    }
+  }
+  static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
+    FdWatch* self = static_cast<FdWatch*>(h->data);
+    if (!self || !self->started_) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    self->cb_.MakeCallback(env.Global(), {Napi::Number::New(env, status < 0 ? -status : 0)});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+  // start(cb(errno)): watch for readability (errno 0, or the poll error).
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "start(callback)");
+    if (fd_ < 0) return ThrowErrno(env, EBADF, "start");
+    cb_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (!poll_) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      poll_ = new uv_poll_t;
+      int r = uv_poll_init(loop, poll_, fd_);
+      if (r < 0) {
+        delete poll_;
+        poll_ = nullptr;
+        return ThrowErrno(env, -r, "uv_poll_init");
+      }
+      poll_->data = this;
+      if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    }
+    int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+    if (r < 0) return ThrowErrno(env, -r, "uv_poll_start");
+    if (!started_) {
+      started_ = true;
+      Ref();
+    }
+    return env.Undefined();
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_) uv_poll_stop(poll_);
+    if (started_) {
+      started_ = false;
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    ClosePoll();
+    fd_ = -1;
+    if (started_) {
+      started_ = false;
+      Unref();
+    }
+    if (!cb_.IsEmpty()) cb_.Reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
+    refed_ = true;
+    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    refed_ = false;
+    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+};
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, CloseAllFds, nullptr);
   exports.Set("BatchIo", BatchIo::Init(env));
@@ -829,6 +1004,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nlOpen", Napi::Function::New(env, NlOpen));
   exports.Set("nlSend", Napi::Function::New(env, NlSend));
   exports.Set("nlRecv", Napi::Function::New(env, NlRecv));
+  exports.Set("nlRecvNow", Napi::Function::New(env, NlRecvNow));
+  exports.Set("nlSendAsync", Napi::Function::New(env, NlSendAsync));
+  exports.Set("FdWatch", FdWatch::Init(env));
   exports.Set("DESC_STRIDE", Napi::Number::New(env, DESC_STRIDE));
   return exports;
 }

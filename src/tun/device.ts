@@ -6,13 +6,13 @@
  * batch; this wrapper copies the lengths from the shared descriptor array into the slot
  * objects (no allocation per packet). Write: one native call writes a whole batch.
  */
-import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot } from './types.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot, type ReadErrorListener } from './types.js';
 import {
   native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF,
   TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6,
 } from './native.js';
 import { Rtnl, type AddressInfo, type LinkInfo } from './rtnl.js';
-import { errnoName, OsError } from './errors.js';
+import { OsError, errnoName, wrapOsError } from './errors.js';
 
 /** Size of `struct virtio_net_hdr` prepended to every packet when `vnetHdr` is set. */
 export const VNET_HDR_LEN = 10;
@@ -104,8 +104,9 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   readonly offload: boolean;
   /** Offloads the kernel accepted (all false without `offload`). */
   readonly offloads: DeviceOffloads;
-  /** Read errors seen by the receive loop (errno names), newest last; capped at 16. */
-  readonly readErrors: string[] = [];
+  private readonly errCounts: Record<string, number> = {};
+  private errTotal = 0;
+  private errListeners: ReadErrorListener[] = [];
   protected readonly io: NativeBatchIo;
   private readonly fd: number;
   private readonly rxDesc: Uint32Array;
@@ -123,7 +124,12 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     const offload = !!opts.offload;
     const slotSize = opts.slotSize ?? (offload ? OFFLOAD_SLOT_SIZE : SLOT_SIZE);
     if (offload && slotSize < MIN_OFFLOAD_SLOT) throw new RangeError(`offload devices need slotSize >= ${MIN_OFFLOAD_SLOT}`);
-    const r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr || offload, !!opts.persist);
+    let r: { fd: number; name: string; ifindex: number };
+    try {
+      r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr || offload, !!opts.persist);
+    } catch (e) {
+      throw wrapOsError(e, (e as { syscall?: string }).syscall ?? `TUNSETIFF ${opts.name ?? ''}`);
+    }
     this.tap = tap;
     this.opts = opts;
     this.fd = r.fd;
@@ -173,10 +179,39 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   /** Number of receive slots (max packets per batch). */
   get batchSize(): number { return this.slots.length; }
 
+  /**
+   * Receive errors so far by errno name (`{ EIO: 2 }`); a read error drops nothing that was
+   * already read, the loop just tries again on the next readiness. For stats()/metrics.
+   */
+  get readErrorCounts(): Readonly<Record<string, number>> { return this.errCounts; }
+
+  /** Total receive errors so far. */
+  get readErrorTotal(): number { return this.errTotal; }
+
+  /**
+   * Call `listener` with an OsError (code = errno name) for every receive error, e.g. to log
+   * or count it elsewhere. Returns the function that removes the listener. A throwing listener
+   * is reported as a process warning and does not stop the receive loop.
+   */
+  onReadError(listener: ReadErrorListener): () => void {
+    this.errListeners.push(listener);
+    return () => { this.errListeners = this.errListeners.filter((l) => l !== listener); };
+  }
+
+  private readError(errno: number): void {
+    const code = errnoName(errno);
+    this.errCounts[code] = (this.errCounts[code] ?? 0) + 1;
+    this.errTotal++;
+    if (!this.errListeners.length) return;
+    const err = new OsError(errno, `read ${this.name}`);
+    for (const l of this.errListeners) {
+      try { l(err); } catch (e) { process.emitWarning(`${this.name}: read error listener threw: ${(e as Error).message}`); }
+    }
+  }
+
   private deliver = (count: number): void => {
     if (count < 0) {
-      if (this.readErrors.length >= 16) this.readErrors.shift();
-      this.readErrors.push(errnoName(-count));
+      this.readError(-count);
       return;
     }
     const d = this.rxDesc, s = this.slots;
@@ -190,6 +225,7 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
 
   private iterDeliver = (count: number): void => {
     this.io.stop();
+    if (count < 0) this.readError(-count);
     if (count > 0) {
       const d = this.rxDesc, s = this.slots;
       for (let i = 0; i < count; i++) { s[i].off = HEADROOM; s[i].len = d[i * DESC_STRIDE + D_LEN]; }
@@ -220,7 +256,14 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
 
   /** Read one batch now without waiting (0 when nothing is queued). Fills `slots`. */
   readBatch(): number {
-    const count = this.io.read();
+    let count: number;
+    try {
+      count = this.io.read();
+    } catch (e) {
+      const err = wrapOsError(e, `read ${this.name}`);
+      this.readError(-err.errno);
+      throw err;
+    }
     const d = this.rxDesc, s = this.slots;
     for (let i = 0; i < count; i++) { s[i].off = HEADROOM; s[i].len = d[i * DESC_STRIDE + D_LEN]; }
     return count;

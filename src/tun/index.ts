@@ -8,6 +8,6 @@ export {
 export {
   Rtnl, NUD, RT_SCOPE, RTN, RT_TABLE_MAIN, ipToBytes, bytesToIp, macToBytes, bytesToMac,
   type LinkRef, type LinkInfo, type LinkChange, type AddressInfo, type RouteSpec, type RouteInfo,
-  type NeighSpec, type NeighInfo, type FdbSpec, type FdbInfo, type VxlanSpec,
+  type NeighSpec, type NeighInfo, type FdbSpec, type FdbInfo, type VxlanSpec, type NlSocketStats,
 } from './rtnl.js';
 export { OsError, errnoName } from './errors.js';

@@ -39,6 +39,16 @@ export interface NativeBatchIo {
   close(): void;
 }
 
+/** Readiness watcher of one fd on the event loop (uv_poll). Never reads or closes the fd. */
+export interface NativeFdWatch {
+  /** Call `cb(0)` whenever the fd is readable (`cb(errno)` on a poll error) until stop(). */
+  start(cb: (err: number) => void): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
 /** The addon's exports. */
 export interface NativeBinding {
   BatchIo: new (fd: number, mode: 0 | 1, extra: number, inlineHdr?: boolean) => NativeBatchIo;
@@ -61,7 +71,13 @@ export interface NativeBinding {
   setSockBuf(fd: number, rcvbuf: number, sndbuf: number): [number, number];
   nlOpen(protocol: number): number;
   nlSend(fd: number, buf: Buffer, len: number): number;
+  /** Blocking receive (poll up to timeoutMs); throws ETIMEDOUT. For the synchronous helpers only. */
   nlRecv(fd: number, buf: Buffer, timeoutMs: number): number;
+  /** Non-blocking receive: the datagram's full length (> buf.length: truncated), -1 when nothing is queued. */
+  nlRecvNow(fd: number, buf: Buffer): number;
+  /** sendto() the kernel on a libuv pool thread; `cb(errno, bytes)`, errno 0 on success. */
+  nlSendAsync(fd: number, buf: Buffer, len: number, cb: (errno: number, bytes: number) => void): void;
+  FdWatch: new (fd: number) => NativeFdWatch;
 }
 
 let binding: NativeBinding | undefined;

@@ -20,6 +20,7 @@
  *    keep nothing: the caller may reuse them as soon as the call returns (a transport that
  *    must send later, like node:dgram, copies).
  */
+import type { OsError } from './errors.js';
 
 /** Bytes reserved in front of every received payload: outer Ethernet(14) + IPv6(40) + UDP(8) + VXLAN(8) + inner Ethernet(14) = 84, rounded up. */
 export const HEADROOM = 96;
@@ -113,10 +114,20 @@ export function allocDatagramSlots(n: number, size: number = SLOT_SIZE): Datagra
  */
 export type BatchHandler<S extends PacketSlot> = (slots: S[], count: number) => void;
 
+/** Called with each receive error of a device (an OsError: `code` is the errno name). */
+export type ReadErrorListener = (err: OsError) => void;
+
 /** A packet device (TUN or TAP) read and written in batches. */
 export interface PacketDevice {
   /** Kernel interface name. */
   readonly name: string;
+  /**
+   * Receive errors so far, by errno name (e.g. `{ EIO: 2 }`), for a dataplane's stats()/metrics.
+   * Optional so that test doubles need not implement it; src/tun's devices do.
+   */
+  readonly readErrorCounts?: Readonly<Record<string, number>>;
+  /** Subscribe to receive errors; returns the unsubscribe function. Optional as above. */
+  onReadError?(listener: ReadErrorListener): () => void;
   /** Install the batch receive handler and start reading (readiness from the event loop). */
   onBatch(handler: BatchHandler<PacketSlot>): void;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */

@@ -5,6 +5,7 @@
  * Packet building here is a tiny local helper on purpose (src/codec is developed separately).
  */
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { TunDevice, TapDevice, Rtnl, NUD, type PacketSlot } from '../../src/tun/index.js';
 
 const mode = process.argv[2];
@@ -172,13 +173,18 @@ async function rtnl(): Promise<void> {
   await rt.appendFdb({ dev: 'vx0', mac: '00:00:00:00:00:00', dst: '198.19.5.21' });
   await rt.addFdb({ dev: 'vx0', mac: '02:00:00:00:00:33', dst: '198.19.5.22' });
   const errs: Record<string, string | undefined> = {};
+  const causes: Record<string, string | undefined> = {};
   const grab = async (k: string, f: () => Promise<unknown>): Promise<void> => {
-    try { await f(); errs[k] = 'no error'; } catch (e) { errs[k] = `${(e as { code?: string }).code} ${(e as Error).message}`; }
+    try { await f(); errs[k] = 'no error'; } catch (e) {
+      errs[k] = `${(e as { code?: string }).code} ${(e as Error).message}`;
+      causes[k] = ((e as Error).cause as { code?: string } | undefined)?.code;
+    }
   };
   await grab('dupRoute', () => rt.addRoute({ dst: '198.19.8.0/24', dev: 'rt0', metric: 7 }));
   await grab('noDev', () => rt.getLink('nosuchdev0'));
   await grab('badGw', () => rt.addRoute({ dst: '198.19.12.0/24', via: '198.18.200.1', dev: 'rt0' }));
   out.errs = errs;
+  out.causes = causes;
   const link = await rt.getLink('rt0');
   out.link = link;
   out.links = (await rt.listLinks()).map((l) => l.name);
@@ -187,6 +193,8 @@ async function rtnl(): Promise<void> {
   out.neigh = (await rt.listNeighbours({ dev: 'rt0' })).map((n) => ({ a: n.address, ll: n.lladdr, state: n.state }));
   out.fdb = (await rt.listFdb('vx0')).filter((f) => f.dst).map((f) => `${f.mac} ${f.dst}`);
   out.vxKind = (await rt.getLink('vx0')).kind;
+  // The blocking helpers used at start-up agree with the async ones.
+  out.sync = { links: rt.listLinksSync().map((l) => l.name), addrs: rt.listAddressesSync('rt0', 4).map((a) => a.cidr), mtu: rt.getLinkSync('rt0').mtu };
   say({ ev: 'ready', ...out });
   onStdin(async (line) => {
     if (line !== 'delete') return;
@@ -205,10 +213,61 @@ async function unpriv(): Promise<void> {
   const res: Record<string, string> = {};
   try { await TunDevice.create({ name: 'odnp0' }); res.tun = 'no error'; } catch (e) { res.tun = `${(e as { code?: string }).code}|${(e as Error).message}`; }
   try { await Rtnl.open().setLink('lo', { mtu: 1500 }); res.rtnl = 'no error'; } catch (e) { res.rtnl = `${(e as { code?: string }).code}|${(e as Error).message}`; }
-  say({ ev: 'result', ...res });
+  // Report who we ran as: uid and whether CAP_NET_ADMIN (bit 12) is in the effective set.
+  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  say({ ev: 'result', ...res, uid: process.getuid?.(), netAdmin: (BigInt(`0x${capEff}`) & (1n << 12n)) !== 0n });
 }
 
-const modes: Record<string, () => Promise<void>> = { tunPing, tunBatch, tunIter, tapPing, lifecycle, rtnl, unpriv };
+/**
+ * Event-loop liveness while many rtnetlink requests are in flight: a 1 ms timer and a
+ * loopback UDP echo keep running; reports the largest timer gap and echo round trip.
+ * argv[3]: number of rounds (each: a burst of concurrent requests, then a sequential run).
+ */
+async function stall(): Promise<void> {
+  const rounds = Number(process.argv[3] ?? 40);
+  const rt = Rtnl.open();
+  await rt.getLink('lo');
+  let last = performance.now(), maxGap = 0, ticks = 0;
+  const timer = setInterval(() => { const t = performance.now(); if (t - last > maxGap) maxGap = t - last; last = t; ticks++; }, 1);
+  const srv = dgram.createSocket('udp4');
+  srv.on('message', (m, r) => srv.send(m, r.port, r.address));
+  await new Promise<void>((r) => srv.bind(0, '127.0.0.1', r));
+  const cli = dgram.createSocket('udp4');
+  let echoes = 0, maxRtt = 0, lastEcho = performance.now(), maxEchoGap = 0;
+  cli.on('message', (m) => {
+    const t = performance.now();
+    echoes++;
+    maxRtt = Math.max(maxRtt, t - m.readDoubleLE(0));
+    maxEchoGap = Math.max(maxEchoGap, t - lastEcho);
+    lastEcho = t;
+  });
+  await new Promise<void>((r) => cli.bind(0, '127.0.0.1', r));
+  const port = (srv.address()).port;
+  const ping = setInterval(() => { const b = Buffer.alloc(8); b.writeDoubleLE(performance.now(), 0); cli.send(b, port, '127.0.0.1'); }, 2);
+  // Let the probes settle before measuring.
+  await new Promise((r) => setTimeout(r, 50));
+  maxGap = 0; maxRtt = 0; maxEchoGap = 0; echoes = 0; ticks = 0; lastEcho = performance.now(); last = performance.now();
+  const t0 = performance.now();
+  let requests = 0;
+  for (let round = 0; round < rounds; round++) {
+    const burst: Promise<unknown>[] = [];
+    for (let i = 0; i < 32; i++) {
+      burst.push(rt.addAddress('lo', `198.18.${round & 0xff}.${i + 1}/32`, { replace: true }));
+      burst.push(rt.getLink('lo'));
+    }
+    await Promise.all(burst);
+    requests += burst.length;
+    for (let i = 0; i < 32; i++) { await rt.delAddress('lo', `198.18.${round & 0xff}.${i + 1}/32`); requests++; }
+    await rt.listLinks(); requests++;
+  }
+  const elapsed = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 20));
+  clearInterval(timer); clearInterval(ping);
+  cli.close(); srv.close(); rt.close();
+  say({ ev: 'result', rounds, requests, elapsed, maxGap, ticks, echoes, maxRtt, maxEchoGap });
+}
+
+const modes: Record<string, () => Promise<void>> = { tunPing, tunBatch, tunIter, tapPing, lifecycle, rtnl, unpriv, stall };
 const fn = modes[mode];
 if (!fn) { say({ ev: 'error', message: `unknown mode ${mode}` }); process.exit(2); }
 fn().catch((e: unknown) => { say({ ev: 'error', code: (e as { code?: string }).code, message: (e as Error).message }); process.exit(1); });

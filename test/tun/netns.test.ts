@@ -183,12 +183,15 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     expect(r.neigh).toEqual(expect.arrayContaining([{ a: '198.19.5.9', ll: '02:aa:bb:cc:dd:09', state: 0x80 }]));
     expect(r.fdb).toEqual(expect.arrayContaining(['00:00:00:00:00:00 198.19.5.20', '00:00:00:00:00:00 198.19.5.21', '02:00:00:00:00:33 198.19.5.22']));
     expect(r.vxKind).toBe('vxlan');
+    expect(r.sync).toEqual({ links: r.links, addrs: ['198.19.5.1/24'], mtu: 1450 });
     expect((r.link as { kind: string }).kind).toBe('veth');
     // Errors carry errno names and the kernel's extended ack message.
     const errs = r.errs as Record<string, string>;
     expect(errs.dupRoute).toMatch(/^EEXIST /);
     expect(errs.noDev).toMatch(/^ENODEV .*nosuchdev0/);
     expect(errs.badGw).toMatch(/^ENETUNREACH .*gateway/i);
+    // The friendlier ENODEV wraps the kernel's reply error, kept as `cause`.
+    expect((r.causes as Record<string, string>).noDev).toBe('ENODEV');
     // Deletions.
     c.send('delete');
     await c.wait((e) => e.ev === 'deleted');
@@ -204,7 +207,10 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
   });
 
   it('unprivileged use fails with errno names and "needs CAP_NET_ADMIN"', async () => {
-    const c = new Child(tb.track(h.spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', '--import', 'tsx', CHILD, 'unpriv'], { cwd: ROOT })));
+    // Still uid 0 (so the child can read the checkout wherever it lives, e.g. under a mode-0700
+    // directory) but without CAP_NET_ADMIN: dropped from the bounding and inheritable sets
+    // before exec, so node never gains it.
+    const c = new Child(tb.track(h.spawn('setpriv', ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-net_admin', 'node', '--import', 'tsx', CHILD, 'unpriv'], { cwd: ROOT })));
     const r = await c.wait((e) => e.ev === 'result');
     const [tunCode, tunMsg] = String(r.tun).split('|');
     expect(['EPERM', 'EACCES']).toContain(tunCode);
@@ -212,6 +218,8 @@ describe.runIf(requireNetns())('src/tun in network namespaces', () => {
     const [rtCode, rtMsg] = String(r.rtnl).split('|');
     expect(rtCode).toBe('EPERM');
     expect(rtMsg).toMatch(/needs CAP_NET_ADMIN/);
+    expect(r.uid).toBe(0);
+    expect(r.netAdmin).toBe(false);
     await c.exited;
   });
 });
