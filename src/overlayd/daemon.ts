@@ -227,7 +227,7 @@ export class Overlayd {
         directRouting: c.netConf.backend.directRouting, mtu: c.mtu, underlayMtu: c.underlayMtu, transport: c.transport,
       };
       if (this.pcap) params.tap = this.pcap;
-      params.onError = (e) => this.log.error(`kernel: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
+      params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);
       const be = await this.factory(params);
       this.backend = be;

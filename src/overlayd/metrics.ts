@@ -57,6 +57,13 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
     },
   });
   total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
+  new Counter({
+    name: 'overlayd_device_read_errors_total', help: 'Errors reading the tunnel device, by errno.', labelNames: ['errno'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const [errno, n] of Object.entries(get().errors?.device ?? {})) this.inc({ errno }, n);
+    },
+  });
   const perPeer = (field: 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes', name: string, help: string): void => {
     new Counter({
       name, help, labelNames: ['peer'], registers: [reg],

@@ -6,12 +6,13 @@
  *    and batches are delivered once per event-loop turn (setImmediate coalescing).
  */
 import dgram from 'node:dgram';
+import { AddrError, IpAddr, parseIp, u32ToIpv4 } from '../codec/addr.js';
 import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
 import {
   native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_FLAGS, D_LEN, D_OFF, D_PORT, D_SEG,
   TX_SENT, TX_DROPPED, TX_GSO_REJECTED,
 } from './native.js';
-import { ipToBytes, bytesToIp } from './rtnl.js';
+import { bytesToIp } from './rtnl.js';
 import { errnoName, OsError } from './errors.js';
 
 /** Most datagrams the kernel accepts in one UDP GSO message (UDP_MAX_SEGMENTS). */
@@ -74,24 +75,10 @@ export interface TransportOptions {
   udpChecksum?: boolean;
 }
 
-/** uint32 (a<<24|b<<16|c<<8|d) to dotted quad. */
-export function u32ToIPv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
-/** Dotted quad to uint32 (a<<24|b<<16|c<<8|d); -1 when not a plain IPv4 literal. */
-export function ipv4ToU32(s: string): number {
-  let v = 0, part = 0, dots = 0, digits = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || part > 255) return -1;
-      v = v * 256 + part; part = 0; digits = 0; dots++;
-    } else if (c >= 48 && c <= 57) { part = part * 10 + (c - 48); digits++; }
-    else return -1;
-  }
-  if (dots !== 3 || digits === 0 || part > 255) return -1;
-  return (v * 256 + part) >>> 0;
+/** A received address, parsed once per distinct sender (node:dgram hands out strings). */
+function dgramSource(address: string, family: string): IpAddr | undefined {
+  const a = parseIp(family !== 'IPv4' && address.startsWith('::ffff:') ? address.slice(7) : address);
+  return a instanceof AddrError ? undefined : a;
 }
 
 const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
@@ -406,6 +393,9 @@ export class DgramUdpTransport implements UdpTransport {
     return this.sock ? this.sock.address().port : 0;
   }
 
+  private lastRxStr = '';
+  private lastRx: IpAddr | undefined;
+
   private onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (!this.handler) return;
     const slot = this.slots[this.pending];
@@ -414,10 +404,11 @@ export class DgramUdpTransport implements UdpTransport {
     slot.off = HEADROOM;
     slot.len = n;
     slot.port = rinfo.port;
-    let a = rinfo.family === 'IPv4' ? ipv4ToU32(rinfo.address) : -1;
-    if (a < 0 && rinfo.address.startsWith('::ffff:')) a = ipv4ToU32(rinfo.address.slice(7));
-    if (a >= 0) { slot.family = 4; slot.addr = a; }
-    else { slot.family = 6; slot.addr6.set(ipToBytes(rinfo.address)); }
+    if (rinfo.address !== this.lastRxStr) { this.lastRxStr = rinfo.address; this.lastRx = dgramSource(rinfo.address, rinfo.family); }
+    const a = this.lastRx;
+    if (a === undefined) return;
+    if (a.family === 4) { slot.family = 4; slot.addr = a.v4; }
+    else { slot.family = 6; slot.addr6.set(a.bytes); }
     this.pending++;
     if (this.pending === this.slots.length) this.flush();
     else if (!this.scheduled) { this.scheduled = true; setImmediate(this.flushTick); }
@@ -454,7 +445,7 @@ export class DgramUdpTransport implements UdpTransport {
       let host = '';
       if (s.port !== 0) {
         if (s.family === 4) {
-          if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIPv4(s.addr >>> 0); }
+          if (s.addr !== this.lastAddr) { this.lastAddr = s.addr; this.lastAddrStr = u32ToIpv4(s.addr >>> 0); }
           host = this.lastAddrStr;
         } else host = bytesToIp(s.addr6);
       }

@@ -33,7 +33,7 @@ export interface DataplaneStats {
   /** Per-peer counters keyed by the peer's public IP. */
   peers: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
-  errors?: { kernel: number; lastKernel?: string };
+  errors?: { kernel: number; lastKernel?: string; device?: Record<string, number> };
 }
 
 /** A running dataplane. */

@@ -69,6 +69,8 @@ export interface ErrorStats {
   kernel: number;
   /** The last kernel failure's message, if any. */
   lastKernel?: string;
+  /** Device read errors by errno name (`{ EIO: 2 }`), when there were any. */
+  device?: Record<string, number>;
 }
 
 /** Statistics every tunnel backend reports. */
@@ -188,6 +190,7 @@ export abstract class TunnelCore {
     }
     this.device = dev;
     this.transport = tr;
+    dev.onReadError?.((e) => this.report(e));
     this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
     dev.onBatch(this.onDeviceBatch);
@@ -226,6 +229,11 @@ export abstract class TunnelCore {
   private kernelFailed(e: Error): void {
     this.kernelErrors++;
     this.lastKernelError = e.message;
+    this.report(e);
+  }
+
+  /** Pass a failure outside the packet path to the `onError` option. */
+  private report(e: Error): void {
     try {
       this.opts.onError?.(e);
     } catch { /* a control plane's handler must not break the dataplane */ }
@@ -235,6 +243,8 @@ export abstract class TunnelCore {
   stats(): CoreStats {
     const s: CoreStats = { ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, errors: { kernel: this.kernelErrors } };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
+    const dev = this.device?.readErrorCounts;
+    if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
     return s;
   }
 

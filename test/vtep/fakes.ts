@@ -1,6 +1,8 @@
 /** In-memory device, transport and kernel for pipeline unit tests. */
 import { allocDatagramSlots, allocSlots, HEADROOM, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import type { DataplaneIo, KernelNet } from '../../src/vtep/index.js';
+import { OsError } from '../../src/tun/errors.js';
+import type { ReadErrorListener } from '../../src/tun/types.js';
 
 export class FakeDevice implements PacketDevice {
   handler: BatchHandler<PacketSlot> | undefined;
@@ -14,6 +16,14 @@ export class FakeDevice implements PacketDevice {
     return count;
   }
   close(): void { this.closed = true; }
+  readErrorCounts: Record<string, number> = {};
+  private errListener: ReadErrorListener | undefined;
+  onReadError(l: ReadErrorListener): () => void { this.errListener = l; return () => { this.errListener = undefined; }; }
+  /** Simulate a read error with errno name `code`. */
+  failRead(code: string): void {
+    this.readErrorCounts[code] = (this.readErrorCounts[code] ?? 0) + 1;
+    this.errListener?.(new OsError(5, `read ${this.name}`));
+  }
   /** Deliver packets as one batch read from the device. */
   inject(pkts: Buffer[]): void {
     pkts.forEach((p, i) => { const s = this.slots[i]!; s.off = HEADROOM; p.copy(s.buf, HEADROOM); s.len = p.length; });

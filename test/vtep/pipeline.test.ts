@@ -216,6 +216,17 @@ describe('core: failures are counted by what happened', () => {
     expect((seen[0]!.cause as Error).message).toBe('RTM_NEWROUTE: ENETUNREACH');
   });
 
+  it('device read errors show in stats().errors.device and onError', async () => {
+    const io = new FakeIo();
+    const seen: string[] = [];
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, onError: (e) => seen.push(e.message) });
+    await b.start();
+    io.dev!.failRead('EIO');
+    io.dev!.failRead('EIO');
+    expect(b.stats().errors).toEqual({ kernel: 0, device: { EIO: 2 } });
+    expect(seen).toEqual(['read flannel0: EIO', 'read flannel0: EIO']);
+  });
+
   it('a complete datagram larger than its receive slot is rx_oversized, a cut IPv4 packet rx_truncated', async () => {
     const { b, dev, tr } = await udp();
     const s = tr.slots[0]!;
