@@ -454,6 +454,13 @@ export class NeighbourCore<A> {
     }
   }
 
+  /** Build a table from JSON (`NeighbourTable.fromJSON(rows)`, `NeighbourTable6.fromJSON(rows)`). */
+  static fromJSON<T extends { importJSON(rows: readonly NeighbourJson[]): void }>(this: new (opts?: NeighbourOptions) => T, rows: readonly NeighbourJson[], opts?: NeighbourOptions): T {
+    const t = new this(opts);
+    t.importJSON(rows);
+    return t;
+  }
+
   /** Entries as JSON rows, sorted by address (after ageing). */
   private rows(): NeighbourJson[] {
     this.sweep();

@@ -7,7 +7,7 @@
  * Lookups allocate nothing and return a view object owned by the table that is
  * overwritten by the next lookup; use `get()` for a stable copy.
  */
-import { NeighbourCore, type NeighEntry, type NeighFamily, type NeighInput, type NeighbourJson, type NeighbourOptions } from './neigh-core.js';
+import { NeighbourCore, type NeighEntry, type NeighFamily, type NeighInput, type NeighbourOptions } from './neigh-core.js';
 import { toU32, formatU32 } from './internal.js';
 
 export type { NeighState, NeighbourJson, NeighbourOptions } from './neigh-core.js';
@@ -39,12 +39,5 @@ const IPV4: NeighFamily<number> = {
 export class NeighbourTable extends NeighbourCore<number> {
   constructor(opts: NeighbourOptions = {}) {
     super(IPV4, opts);
-  }
-
-  /** Build a table from JSON. */
-  static fromJSON(rows: readonly NeighbourJson[], opts?: NeighbourOptions): NeighbourTable {
-    const t = new NeighbourTable(opts);
-    t.importJSON(rows);
-    return t;
   }
 }

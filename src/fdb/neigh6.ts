@@ -5,7 +5,7 @@
  * Hot-path lookups take the address inside a buffer (e.g. a packet) at an offset,
  * allocate nothing and return a view reused by the next lookup.
  */
-import { NeighbourCore, type NeighEntry, type NeighFamily, type NeighInput, type NeighbourJson, type NeighbourOptions } from './neigh-core.js';
+import { NeighbourCore, type NeighEntry, type NeighFamily, type NeighInput, type NeighbourOptions } from './neigh-core.js';
 import { toV6, formatIpv6 } from './internal.js';
 
 /** An IPv6 neighbour entry (`ip`: 16 bytes; in a lookup view, a buffer reused by the table). */
@@ -54,12 +54,5 @@ const IPV6: NeighFamily<Uint8Array> = {
 export class NeighbourTable6 extends NeighbourCore<Uint8Array> {
   constructor(opts: NeighbourOptions = {}) {
     super(IPV6, opts);
-  }
-
-  /** Build a table from JSON. */
-  static fromJSON(rows: readonly NeighbourJson[], opts?: NeighbourOptions): NeighbourTable6 {
-    const t = new NeighbourTable6(opts);
-    t.importJSON(rows);
-    return t;
   }
 }
