@@ -96,17 +96,22 @@ export type NeighMissListener<A> = (ip: A) => void;
 export interface NeighFamily<A> {
   /** Key width in int32 words (1 for IPv4, 4 for IPv6). */
   readonly words: number;
-  /** Key words of `a` (for a byte address, the bytes at `off`) into `k[0..words)`. Must not allocate. */
-  load(a: A, off: number, k: Int32Array): void;
   /**
-   * Hot path: the first key word of `a`; a family with wider keys also loads all the
-   * words into `k` as load() does (a one-word family need not touch `k`). Must not allocate.
+   * Hot path: key words of `a` (for a byte address, the bytes at `off`) into
+   * `k[0..words)`. Must not allocate. (A number address is its own one-word key: the
+   * table uses it directly, so that it is never boxed to be passed to a call.)
    */
-  first(a: A, off: number, k: Int32Array): number;
+  load(a: A, off: number, k: Int32Array): void;
   /** Control plane: parse `v` into key words `k[0..words)`; throws naming the value. */
   parse(v: string | A, k: Int32Array): void;
-  /** The address held in `k[ko..ko+words)`: written into `into` when the address is a buffer and `into` is given, else a fresh value. */
-  addr(k: Int32Array, ko: number, into?: A): A;
+  /** The address held in `k[ko..ko+words)`, as a fresh value. */
+  addr(k: Int32Array, ko: number): A;
+  /**
+   * Hot path: set `v.ip` to the address held in `k[ko..ko+words)` without allocating
+   * (a byte address is written into the existing `v.ip`). Storing inside the family's
+   * own function keeps an IPv4 number unboxed on its way into the view.
+   */
+  toView(v: { ip: A }, k: Int32Array, ko: number): void;
   /** Text form of the address in `k[ko..ko+words)`. */
   format(k: Int32Array, ko: number): string;
 }
@@ -128,13 +133,42 @@ const ROUTER = 256;
 const P_DEV = 0;
 const P_KEY = 1;
 
+/**
+ * The lookup view. Fields are created in the constructor from typed first values (a
+ * number `ip` starts as a number, not undefined) so that V8 keeps IPv4 addresses,
+ * MACs and times as unboxed doubles and a lookup stores them without allocating.
+ */
 class View<A> implements NeighEntry<A> {
-  mac = 0;
-  state: NeighState = 'permanent';
-  dev = '';
-  router = false;
-  updated = 0;
-  constructor(public ip: A) {}
+  declare ip: A;
+  declare mac: number;
+  declare state: NeighState;
+  declare dev: string;
+  declare router: boolean;
+  declare updated: number;
+  constructor(ip: A) {
+    this.ip = ip;
+    this.mac = 0;
+    this.state = 'permanent';
+    this.dev = '';
+    this.router = false;
+    this.updated = 0;
+  }
+}
+
+/**
+ * One View subclass per family, so that each family's views have their own hidden
+ * class and a Uint8Array `ip` (IPv6) never turns the IPv4 views' unboxed `ip` into a
+ * boxed one.
+ */
+const viewClasses = new WeakMap<object, unknown>();
+
+function newView<A>(fam: NeighFamily<A>): View<A> {
+  let C = viewClasses.get(fam) as (new (ip: A) => View<A>) | undefined;
+  if (C === undefined) {
+    C = class FamilyView extends View<A> {};
+    viewClasses.set(fam, C);
+  }
+  return new C(fam.addr(new Int32Array(fam.words), 0));
 }
 
 /**
@@ -265,7 +299,7 @@ export class NeighbourCore<A> {
     this.r = this.ent.r;
     this.sh = this.ent.sh;
     this.k = new Int32Array(fam.words);
-    this.view = new View(fam.addr(this.k, 0));
+    this.view = newView(fam);
     this.coarse = opts.clock === undefined;
     this.clock = opts.clock ?? coarseNow;
     if (this.coarse) startCoarseClock();
@@ -311,7 +345,7 @@ export class NeighbourCore<A> {
    * the next lookup/proxyLookup on this table. Allocation-free on hit.
    */
   lookup(ip: A, off = 0): NeighEntry<A> | undefined {
-    const s = this.usable(this.fam.first(ip, off, this.k));
+    const s = this.usable(typeof ip === 'number' ? ip | 0 : this.loadKey(ip, off));
     if (s >= 0) return this.fill(s);
     this.miss(ip, off);
     return undefined;
@@ -325,7 +359,7 @@ export class NeighbourCore<A> {
    * bytes without ever being a 48-bit double.
    */
   lookupMacInto(ip: A, buf: Uint8Array, off: number, ipOff = 0): boolean {
-    const s = this.usable(this.fam.first(ip, ipOff, this.k));
+    const s = this.usable(typeof ip === 'number' ? ip | 0 : this.loadKey(ip, ipOff));
     if (s < 0) {
       this.miss(ip, ipOff);
       return false;
@@ -489,13 +523,19 @@ export class NeighbourCore<A> {
     const p = P.find(this.k);
     if (p < 0) return false;
     const v = this.view;
-    v.ip = this.fam.addr(this.k, 0, v.ip);
+    this.fam.toView(v, this.k, 0);
     v.mac = this.proxyMac;
     v.state = 'permanent';
     v.dev = this.devs[P.r[(p << P.sh) + P_DEV]!]!;
     v.router = false;
     v.updated = 0;
     return true;
+  }
+
+  /** Load the key of a non-number address into `k`; returns its first word. */
+  private loadKey(ip: A, off: number): number {
+    this.fam.load(ip, off, this.k);
+    return this.k[0]!;
   }
 
   /**
@@ -537,7 +577,7 @@ export class NeighbourCore<A> {
     const r = this.r;
     const b = s << this.sh;
     const meta = r[b + META]!;
-    v.ip = this.fam.addr(r, b + KEY, v.ip);
+    this.fam.toView(v, r, b + KEY);
     v.mac = r[b + MAC_HI]! * TWO32 + (r[b + MAC_LO]! >>> 0);
     v.state = ST_NAMES[meta & 255]!;
     v.dev = this.devs[meta >>> 16]!;

@@ -27,11 +27,13 @@ const IPV4: NeighFamily<number> = {
   load(a, _off, k) {
     k[0] = a;
   },
-  first: (a) => a | 0,
   parse(v, k) {
     k[0] = toU32(v);
   },
   addr: (k, ko) => k[ko]! >>> 0,
+  toView(v, k, ko) {
+    v.ip = k[ko]! >>> 0;
+  },
   format: (k, ko) => formatU32(k[ko]! >>> 0),
 };
 

@@ -26,8 +26,8 @@ function load6(a: Uint8Array, off: number, k: Int32Array): number {
   return k[0]!;
 }
 
-/** The 16 bytes of the words `k[ko..ko+4)`, into `into` or a fresh array. */
-function addr6(k: Int32Array, ko: number, into = new Uint8Array(16)): Uint8Array {
+/** The 16 bytes of the words `k[ko..ko+4)`, into `into` (default: a fresh array). */
+function addr6(k: Int32Array, ko: number, into: Uint8Array = new Uint8Array(16)): Uint8Array {
   for (let w = 0; w < 4; w++) {
     const x = k[ko + w]!;
     into[w * 4] = x >>> 24;
@@ -42,11 +42,13 @@ function addr6(k: Int32Array, ko: number, into = new Uint8Array(16)): Uint8Array
 const IPV6: NeighFamily<Uint8Array> = {
   words: 4,
   load: load6,
-  first: load6,
   parse(v, k) {
     load6(toV6(v), 0, k);
   },
-  addr: addr6,
+  addr: (k, ko) => addr6(k, ko),
+  toView(v, k, ko) {
+    addr6(k, ko, v.ip);
+  },
   format: (k, ko) => formatIpv6(addr6(k, ko)),
 };
 
