@@ -98,8 +98,8 @@ export interface NeighFamily<A> {
   readonly words: number;
   /**
    * Hot path: key words of `a` (for a byte address, the bytes at `off`) into
-   * `k[0..words)`. Must not allocate. (A number address is its own one-word key: the
-   * table uses it directly, so that it is never boxed to be passed to a call.)
+   * `k[0..words)`. Must not allocate. (A number address must be a one-word key, which
+   * hot paths look up directly, so that it is never boxed to be passed to a call.)
    */
   load(a: A, off: number, k: Int32Array): void;
   /** Control plane: parse `v` into key words `k[0..words)`; throws naming the value. */
@@ -180,7 +180,7 @@ class Records {
   /** Index of one-word keys, else null. */
   readonly one: I32Map | null;
   /** Index of wider keys, else null. */
-  readonly many: WordsMap | null;
+  private readonly many: WordsMap | null;
   private readonly slots = new Slots();
   /** log2 of the record stride. */
   readonly sh: number;
@@ -265,9 +265,8 @@ export class NeighbourCore<A> {
   private readonly ent: Records;
   /** Explicit proxy entries (`ip neigh add proxy`). */
   private readonly prox: Records;
-  /** Hot-path copies of `ent`'s indexes, records (refreshed whenever they may grow) and stride shift. */
+  /** Hot-path copies of `ent`'s one-word index (number addresses), records (refreshed whenever they may grow) and stride shift. */
   private readonly one: I32Map | null;
-  private readonly many: WordsMap | null;
   private r: Int32Array;
   private readonly sh: number;
   private upd = new Float64Array(16);
@@ -295,10 +294,10 @@ export class NeighbourCore<A> {
     this.ent = new Records(fam.words, KEY);
     this.prox = new Records(fam.words, P_KEY);
     this.one = this.ent.one;
-    this.many = this.ent.many;
     this.r = this.ent.r;
     this.sh = this.ent.sh;
     this.k = new Int32Array(fam.words);
+    if (typeof fam.addr(this.k, 0) === 'number' && fam.words !== 1) throw new Error('a family of number addresses must have one-word keys');
     this.view = newView(fam);
     this.coarse = opts.clock === undefined;
     this.clock = opts.clock ?? coarseNow;
@@ -345,7 +344,7 @@ export class NeighbourCore<A> {
    * the next lookup/proxyLookup on this table. Allocation-free on hit.
    */
   lookup(ip: A, off = 0): NeighEntry<A> | undefined {
-    const s = this.usable(typeof ip === 'number' ? ip | 0 : this.loadKey(ip, off));
+    const s = this.usable(typeof ip === 'number' ? this.one!.get(ip | 0) : this.slotOf(ip, off));
     if (s >= 0) return this.fill(s);
     this.miss(ip, off);
     return undefined;
@@ -359,7 +358,7 @@ export class NeighbourCore<A> {
    * bytes without ever being a 48-bit double.
    */
   lookupMacInto(ip: A, buf: Uint8Array, off: number, ipOff = 0): boolean {
-    const s = this.usable(typeof ip === 'number' ? ip | 0 : this.loadKey(ip, ipOff));
+    const s = this.usable(typeof ip === 'number' ? this.one!.get(ip | 0) : this.slotOf(ip, ipOff));
     if (s < 0) {
       this.miss(ip, ipOff);
       return false;
@@ -532,18 +531,14 @@ export class NeighbourCore<A> {
     return true;
   }
 
-  /** Load the key of a non-number address into `k`; returns its first word. */
-  private loadKey(ip: A, off: number): number {
+  /** Slot of the entry for a non-number (byte) address, or -1. */
+  private slotOf(ip: A, off: number): number {
     this.fam.load(ip, off, this.k);
-    return this.k[0]!;
+    return this.ent.find(this.k);
   }
 
-  /**
-   * Slot of the usable (permanent/noarp/reachable/stale) entry for the key whose first
-   * word is `k0` (a wider key: loaded in `k`), or -1; ages reachable -> stale on the way.
-   */
-  private usable(k0: number): number {
-    const s = this.one !== null ? this.one.get(k0) : this.many!.get(this.k, 0);
+  /** `s` if it is the slot of a usable (permanent/noarp/reachable/stale) entry, else -1; ages reachable -> stale on the way. */
+  private usable(s: number): number {
     if (s < 0) return -1;
     const m = (s << this.sh) + META;
     const r = this.r;
