@@ -3,7 +3,7 @@
  * 4M times between markers; the parent runs this under --trace-gc and counts
  * scavenges between the markers (any per-lookup allocation would cause dozens).
  */
-import { HostModel, RouteTable6, NeighbourTable6 } from '../../src/fdb/index.js';
+import { HostModel, RouteTable6, NeighbourTable, NeighbourTable6 } from '../../src/fdb/index.js';
 
 const which = process.argv[2] ?? 'resolve';
 const hm = new HostModel({ vni: 1 });
@@ -12,6 +12,11 @@ const r6 = new RouteTable6();
 for (let i = 0; i < 1000; i++) r6.add({ dst: `2001:db8:${i.toString(16)}::/48`, dev: 'flannel-v6.1' });
 const n6 = new NeighbourTable6();
 for (let i = 0; i < 1000; i++) n6.add({ ip: `2001:db8:${i.toString(16)}::1`, lladdr: 0x0e0000000000 + i, dev: 'flannel-v6.1' });
+n6.addProxy('2001:db8:ffff::1', 'flannel-v6.1');
+// IPv4 addresses >= 2^31: passed as int32 (as the dataplane does), they come back as uint32 doubles in the view's ip, which must be written without boxing
+const n4 = new NeighbourTable({ proxyMac: 0x0e0000000001 });
+for (let i = 0; i < 1000; i++) n4.add({ ip: (0xc6130000 + i * 256) >>> 0, lladdr: 0x0e0000000000 + i, dev: 'flannel.1', state: 'reachable' });
+n4.addProxy('198.18.0.1', 'flannel.1');
 // learned entries (the ageing check reads the clock on every lookup/refresh)
 for (let i = 0; i < 1000; i++) hm.fdb.learn(1, 0x0a0000000000 + i, (0xc6130000 + i) >>> 0, 8472);
 const frame = new Uint8Array(6);
@@ -31,7 +36,18 @@ const run = (): void => {
       a6[5] = k & 255;
       a6[15] = 1;
       s += n6.lookup(a6, 0)!.state.length;
-    } else if (which === 'neigh') s += hm.neigh.lookup((0x0a000000 + k * 256) >>> 0)!.state.length;
+    } else if (which === 'neigh6-mac') {
+      a6[4] = k >> 8;
+      a6[5] = k & 255;
+      a6[15] = 1;
+      s += n6.lookupMacInto(a6, frame, 0, 0) ? frame[5]! + 1 : 0;
+    } else if (which === 'neigh6-proxy') {
+      a6[4] = k >> 8;
+      a6[5] = k & 255;
+      a6[15] = 1;
+      s += n6.proxyLookup(a6, 0)!.state.length;
+    } else if (which === 'neigh-hi') s += n4.proxyLookup((0xc6130000 + k * 256) | 0)!.ip > 0x80000000 ? 1 : 0;
+    else if (which === 'neigh') s += hm.neigh.lookup((0x0a000000 + k * 256) >>> 0)!.state.length;
     else if (which === 'fdb') s += hm.fdb.lookup(1, 0x0e0000000000 + k)!.dests.length;
     else if (which === 'neigh-mac') s += hm.neigh.lookupMacInto((0x0a000000 + k * 256) >>> 0, frame, 0) ? frame[5]! + 1 : 0;
     else if (which === 'fdb-bytes') {

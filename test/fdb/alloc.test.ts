@@ -15,7 +15,7 @@ function scavenges(which: string): number {
 }
 
 describe('hot paths do not allocate (4M lookups, --trace-gc in a child)', () => {
-  for (const w of ['route', 'route6', 'neigh', 'neigh-mac', 'neigh6', 'fdb', 'fdb-bytes', 'fdb-learned', 'fdb-default', 'learn-refresh', 'resolve']) {
+  for (const w of ['route', 'route6', 'neigh', 'neigh-mac', 'neigh6', 'neigh6-mac', 'neigh6-proxy', 'neigh-hi', 'fdb', 'fdb-bytes', 'fdb-learned', 'fdb-default', 'learn-refresh', 'resolve']) {
     it(w, () => {
       expect(scavenges(w)).toBe(0);
     });
