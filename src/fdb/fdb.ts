@@ -11,7 +11,7 @@
  * destination inline; entries with several (or IPv6) destinations keep an array.
  * `lookup()` returns a view owned by the table, overwritten by the next lookup.
  */
-import { WordsMap, Slots, MissLimiter, TWO32, growTo, toU32, toV6, toMac, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac, formatIpv6, COARSE_NOW, coarseNow, startCoarseClock } from './internal.js';
+import { WordsMap, Slots, MissLimiter, TWO32, growTo, toU32, toV6, toMac, toUnicastMac, checkVni, checkPort, checkDev, u32ToIpv4, formatMac, formatIpv6, COARSE_NOW, coarseNow, startCoarseClock } from './internal.js';
 
 /** One remote destination of an FDB entry. */
 export interface FdbDest {
@@ -374,7 +374,7 @@ export class Fdb {
     const lines: string[] = [];
     for (const e of this.list()) {
       for (const d of e.dests) {
-        const ip = d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!);
+        const ip = d.family === 4 ? u32ToIpv4(d.ip) : formatIpv6(d.ip6!);
         const port = d.port !== 0 && d.port !== this.dstPort ? ` port ${d.port}` : '';
         const vni = d.vni !== e.vni ? ` vni ${d.vni}` : '';
         const st = e.state === 'learned' ? '' : ` ${e.state}`;
@@ -389,7 +389,7 @@ export class Fdb {
     const rows: FdbJson[] = [];
     for (const e of this.list()) {
       for (const d of e.dests) {
-        const r: FdbJson = { mac: formatMac(e.mac), vni: e.vni, dev: e.dev, dst: d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!), state: e.state };
+        const r: FdbJson = { mac: formatMac(e.mac), vni: e.vni, dev: e.dev, dst: d.family === 4 ? u32ToIpv4(d.ip) : formatIpv6(d.ip6!), state: e.state };
         if (d.port !== 0) r.port = d.port;
         if (d.vni !== e.vni) r.dstVni = d.vni;
         rows.push(r);
@@ -541,7 +541,7 @@ export class Fdb {
       const cur = this.destsOf(s);
       const d = p.dest;
       if (cur.some((x) => x.family === d.family && x.ip === d.ip && sameV6(x.ip6, d.ip6) && x.port === d.port && x.vni === d.vni)) {
-        throw new Error(`RTNETLINK answers: File exists (${formatMac(p.mac)} dst ${d.family === 4 ? formatU32(d.ip) : formatIpv6(d.ip6!)})`);
+        throw new Error(`RTNETLINK answers: File exists (${formatMac(p.mac)} dst ${d.family === 4 ? u32ToIpv4(d.ip) : formatIpv6(d.ip6!)})`);
       }
       ds = [...cur, d];
     }

@@ -11,7 +11,7 @@
 import { RouteTable4, Route4 } from './route.js';
 import { NeighbourTable } from './neigh.js';
 import { Fdb, type FdbEntry } from './fdb.js';
-import { parseCidr4, toU32, toUnicastMac, checkVni, checkPort, checkDev, formatU32, formatMac } from './internal.js';
+import { parseCidr4, toU32, toUnicastMac, checkVni, checkPort, checkDev, u32ToIpv4, formatMac } from './internal.js';
 
 /** A remote host, as in a flannel VXLAN lease. */
 export interface HostSpec<P = unknown> {
@@ -202,7 +202,7 @@ export class HostModel<P = unknown> {
       n++;
       const ne = this.neigh.get(r.gateway);
       if (!ne || ne.state !== 'permanent') {
-        problems.push(`${r.dst}: no permanent neighbour for ${formatU32(r.gateway)}`);
+        problems.push(`${r.dst}: no permanent neighbour for ${u32ToIpv4(r.gateway)}`);
         continue;
       }
       const f = this.fdb.get(this.vni, ne.mac);
@@ -243,6 +243,6 @@ export class HostModel<P = unknown> {
     const f = this.fdb.get(this.vni, ne.mac);
     const d = f?.dests[0];
     if (!d || d.family !== 4) return undefined;
-    return { subnet: `${formatU32(r.prefix)}/${r.prefixLen}`, publicIp: formatU32(d.ip), vtepMac: formatMac(ne.mac), vni: d.vni, port: d.port };
+    return { subnet: `${u32ToIpv4(r.prefix)}/${r.prefixLen}`, publicIp: u32ToIpv4(d.ip), vtepMac: formatMac(ne.mac), vni: d.vni, port: d.port };
   }
 }

@@ -3,9 +3,9 @@
  * allocation-free open-addressing hash maps over typed arrays. Not exported from
  * the package entry.
  */
-import { ipv4ToU32, parseMac, formatMac, isMulticastMac, parseIpv6, formatIpv6 } from '../codec/addr.js';
+import { AddrError, IpAddr, IpPrefix, parseIp, parsePrefix, parseMac, formatMac, isMulticastMac, formatIpv6, u32ToIpv4 } from '../codec/addr.js';
 
-export { formatMac, formatIpv6 };
+export { formatMac, formatIpv6, u32ToIpv4 };
 
 /** 2^32 as a double. */
 export const TWO32 = 4294967296;
@@ -20,46 +20,33 @@ export function toU32(v: string | number, what = 'IPv4 address'): number {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`invalid ${what} ${String(v)}: not a uint32`);
     return v >>> 0;
   }
-  try {
-    return ipv4ToU32(v);
-  } catch {
-    throw new Error(`invalid ${what} "${v}"`);
+  const a = parseIp(v, { family: 4 });
+  if (a instanceof AddrError) throw new Error(`invalid ${what} "${String(v)}"`, { cause: a });
+  return a.v4;
+}
+
+/** src/codec's prefix parser with ip-route's keywords, bare addresses and error wording. */
+function routePrefix(s: string, family: 4 | 6): IpPrefix {
+  const p = parsePrefix(s, { family, bare: true, keywords: true });
+  if (p instanceof AddrError) {
+    if (p.reason === 'host-bits-set') throw new Error(`Invalid prefix for given prefix length. ("${s}")`, { cause: p });
+    throw new Error(`any valid prefix is expected rather than "${String(s)}".`, { cause: p });
   }
+  return p;
 }
 
 /** Parse "a.b.c.d/len", "a.b.c.d" (=/32) or "default"; refuses host bits like ip-route does. */
 export function parseCidr4(s: string): { prefix: number; prefixLen: number } {
-  if (typeof s !== 'string') throw new Error(`any valid prefix is expected rather than "${String(s)}".`);
-  if (s === 'default' || s === 'all' || s === 'any') return { prefix: 0, prefixLen: 0 };
-  const slash = s.indexOf('/');
-  const ip = slash < 0 ? s : s.slice(0, slash);
-  const pl = slash < 0 ? '32' : s.slice(slash + 1);
-  let addr: number;
-  try {
-    addr = ipv4ToU32(ip);
-  } catch {
-    throw new Error(`any valid prefix is expected rather than "${s}".`);
-  }
-  if (!/^\d{1,2}$/.test(pl) || Number(pl) > 32) throw new Error(`any valid prefix is expected rather than "${s}".`);
-  const len = Number(pl);
-  return { prefix: checkHostBits4(addr, len, s), prefixLen: len };
+  const p = routePrefix(s, 4);
+  return { prefix: p.net, prefixLen: p.len };
 }
 
 /** Validate a numeric prefix/length pair; returns the prefix as uint32. */
 export function checkPrefix4(prefix: number, prefixLen: number): number {
   if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 32) throw new Error(`invalid prefix length ${String(prefixLen)} (0..32).`);
   const p = toU32(prefix, 'IPv4 prefix');
-  return checkHostBits4(p, prefixLen, `${formatU32(p)}/${prefixLen}`);
-}
-
-function checkHostBits4(addr: number, len: number, shown: string): number {
-  if (((addr & MASK4[len]!) >>> 0) !== addr) throw new Error(`Invalid prefix for given prefix length. ("${shown}")`);
-  return addr;
-}
-
-/** Dotted quad of a uint32. */
-export function formatU32(v: number): string {
-  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+  if (IpPrefix.v4(p, prefixLen).net !== p) throw new Error(`Invalid prefix for given prefix length. ("${u32ToIpv4(p)}/${prefixLen}")`);
+  return p;
 }
 
 /** Parse an IPv6 address (string or 16 bytes, copied); throws naming the value. */
@@ -68,38 +55,20 @@ export function toV6(v: string | Uint8Array, what = 'IPv6 address'): Uint8Array 
     if (v.length !== 16) throw new Error(`invalid ${what}: expected 16 bytes, got ${v.length}`);
     return new Uint8Array(v);
   }
-  try {
-    return parseIpv6(v);
-  } catch {
-    throw new Error(`invalid ${what} "${v}"`);
-  }
+  const a = parseIp(v, { family: 6 });
+  if (a instanceof AddrError) throw new Error(`invalid ${what} "${String(v)}"`, { cause: a });
+  return Uint8Array.from(a.bytes);
 }
 
 /** Parse "x::/len", "x::" (=/128) or "default"; refuses host bits like ip-route does. */
 export function parseCidr6(s: string): { prefix: Uint8Array; prefixLen: number } {
-  if (s === 'default' || s === 'all' || s === 'any') return { prefix: new Uint8Array(16), prefixLen: 0 };
-  const slash = s.indexOf('/');
-  const ip = slash < 0 ? s : s.slice(0, slash);
-  const pl = slash < 0 ? '128' : s.slice(slash + 1);
-  let addr: Uint8Array;
-  try {
-    addr = parseIpv6(ip);
-  } catch {
-    throw new Error(`any valid prefix is expected rather than "${s}".`);
-  }
-  if (!/^\d{1,3}$/.test(pl) || Number(pl) > 128) throw new Error(`any valid prefix is expected rather than "${s}".`);
-  const len = Number(pl);
-  checkHostBits6(addr, len, s);
-  return { prefix: addr, prefixLen: len };
+  const p = routePrefix(s, 6);
+  return { prefix: Uint8Array.from(p.addr.bytes), prefixLen: p.len };
 }
 
 /** Throw unless bits beyond `len` are zero. */
 export function checkHostBits6(addr: Uint8Array, len: number, shown: string): void {
-  for (let i = 0; i < 16; i++) {
-    const keep = len >= (i + 1) * 8 ? 8 : len <= i * 8 ? 0 : len - i * 8;
-    const m = keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff;
-    if ((addr[i]! & ~m & 0xff) !== 0) throw new Error(`Invalid prefix for given prefix length. ("${shown}")`);
-  }
+  if (!new IpPrefix(IpAddr.fromBytes(addr, 6), len).addr.equals(IpAddr.fromBytes(addr, 6))) throw new Error(`Invalid prefix for given prefix length. ("${shown}")`);
 }
 
 /** Parse a MAC (string or 48-bit number); throws naming the value. */

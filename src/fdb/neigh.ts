@@ -8,7 +8,7 @@
  * overwritten by the next lookup; use `get()` for a stable copy.
  */
 import { NeighbourCore, type NeighEntry, type NeighFamily, type NeighInput, type NeighbourOptions } from './neigh-core.js';
-import { toU32, formatU32 } from './internal.js';
+import { toU32, u32ToIpv4 } from './internal.js';
 
 export type { NeighState, NeighbourJson, NeighbourOptions } from './neigh-core.js';
 
@@ -34,7 +34,7 @@ const IPV4: NeighFamily<number> = {
   toView(v, k, ko) {
     v.ip = k[ko]! >>> 0;
   },
-  format: (k, ko) => formatU32(k[ko]! >>> 0),
+  format: (k, ko) => u32ToIpv4(k[ko]! >>> 0),
 };
 
 /** IPv4 neighbour (ARP) table. Hot-path addresses are uint32 (or int32) numbers. */

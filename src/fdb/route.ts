@@ -8,7 +8,7 @@
  */
 import {
   WordsMap, Slots, MASK4, h32,
-  toU32, toV6, parseCidr4, parseCidr6, checkPrefix4, checkHostBits6, checkDev, formatU32, formatIpv6,
+  toU32, toV6, parseCidr4, parseCidr6, checkPrefix4, checkHostBits6, checkDev, u32ToIpv4, formatIpv6,
 } from './internal.js';
 
 /** What a route does with matching packets: forward (`unicast`) or deliver locally (`local`, as in `ip route add local`). */
@@ -57,18 +57,18 @@ export class Route4<P = unknown> {
   /** Destination as printed by ip-route: "default", "a.b.c.d" for /32, else "a.b.c.d/len". */
   get dst(): string {
     if (this.prefixLen === 0) return 'default';
-    return this.prefixLen === 32 ? formatU32(this.prefix) : `${formatU32(this.prefix)}/${this.prefixLen}`;
+    return this.prefixLen === 32 ? u32ToIpv4(this.prefix) : `${u32ToIpv4(this.prefix)}/${this.prefixLen}`;
   }
   /** One line in the shape of `ip route show` (trailing space trimmed). */
   toString(): string {
     if (this.kind === 'local') return `local ${this.dst} dev ${this.dev} scope host`;
     if (this._g === 0) return `${this.dst} dev ${this.dev} scope link`;
-    return `${this.dst} via ${formatU32(this.gateway)} dev ${this.dev}${this.onlink ? ' onlink' : ''}`;
+    return `${this.dst} via ${u32ToIpv4(this.gateway)} dev ${this.dev}${this.onlink ? ' onlink' : ''}`;
   }
   /** JSON form (peer omitted). */
   toJSON(): RouteJson {
     const j: RouteJson = { dst: this.dst, dev: this.dev };
-    if (this._g !== 0) j.via = formatU32(this.gateway);
+    if (this._g !== 0) j.via = u32ToIpv4(this.gateway);
     if (this.onlink) j.onlink = true;
     if (this.kind === 'local') j.kind = 'local';
     return j;
@@ -292,7 +292,7 @@ export class RouteTable4<P = unknown> {
     if (kind !== 'unicast' && kind !== 'local') throw new Error(`invalid route kind "${String(kind)}"`);
     let gw = 0;
     if (r.via !== undefined) {
-      if (kind === 'local') throw new Error(`local route ${formatU32(prefix)}/${prefixLen} cannot have a gateway`);
+      if (kind === 'local') throw new Error(`local route ${u32ToIpv4(prefix)}/${prefixLen} cannot have a gateway`);
       gw = toU32(r.via, 'gateway');
       if (gw === 0) throw new Error(`invalid gateway "${String(r.via)}": 0.0.0.0`);
     }
