@@ -18,11 +18,11 @@ export function bytesToIp(b: Uint8Array): string {
   return IpAddr.fromBytes(b, b.length === 4 ? 4 : 6).toString();
 }
 
-/** Parse aa:bb:cc:dd:ee:ff to 6 bytes. */
+/** Parse aa:bb:cc:dd:ee:ff to 6 bytes (like ip(8), an octet may be written with one digit: 2:0:0:0:0:1). */
 export function macToBytes(mac: string): Buffer {
   let n: number;
   try {
-    n = parseMac(mac);
+    n = parseMac(typeof mac === 'string' ? mac.split(/([:-])/).map((g) => (g.length === 1 && g !== ':' && g !== '-' ? `0${g}` : g)).join('') : mac);
   } catch (e) {
     throw new OsError(22, 'parse MAC', `'${mac}' is not a MAC address`, { cause: e });
   }
