@@ -22,6 +22,10 @@ class TappedDevice implements PacketDevice {
   get name(): string {
     return this.dev.name;
   }
+  /** The wrapped device's offload layout (the tap then sees super-packets, without their virtio header). */
+  get offload(): boolean {
+    return this.dev.offload === true;
+  }
   onBatch(handler: BatchHandler<PacketSlot>): void {
     const tap = this.tap;
     this.dev.onBatch((slots, count) => {
@@ -86,14 +90,14 @@ class TappedTransport implements UdpTransport {
 /** Wrap `io` so every packet crossing the tunnel device or UDP socket is shown to `tap`. `localIp` is the underlay address (for the synthesized outer headers). */
 export function tapIo(io: DataplaneIo, tap: PacketTap, localIp: string): DataplaneIo {
   return {
-    async openTun(name) {
-      return new TappedDevice(await io.openTun(name), tap);
+    async openTun(name, opts) {
+      return new TappedDevice(await io.openTun(name, opts), tap);
     },
     async openTap(name) {
       return new TappedDevice(await io.openTap(name), tap);
     },
-    createTransport(kind) {
-      return new TappedTransport(io.createTransport(kind), tap, localIp);
+    createTransport(kind, opts) {
+      return new TappedTransport(io.createTransport(kind, opts), tap, localIp);
     },
   };
 }
