@@ -38,7 +38,7 @@ export interface DataplaneStats {
    */
   offload?: {
     superPackets: number; segmentsOut: number; gsoSends: number; gsoSegments: number; groMessages: number;
-    groSegments: number; coalescedWrites: number; coalescedSegments: number; csumFinished: number;
+    groSegments: number; coalescedWrites: number; coalescedSegments: number; rxSuperPackets: number; csumFinished: number;
   };
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
   errors?: { kernel: number; lastKernel?: string };

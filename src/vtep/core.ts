@@ -51,7 +51,7 @@ import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tu
 import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
 import {
   buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4Check, ipv4VerifyChecksum,
-  csumFold, emitVirtioNone, finishChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
+  csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
   GSO_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
@@ -129,6 +129,28 @@ export function finishPartialChecksum(buf: Buffer, off: number, len: number): bo
   if (c === 0 && lay.proto === IpProto.UDP) c = 0xffff;
   buf[fo] = c >>> 8;
   buf[fo + 1] = c & 255;
+  return true;
+}
+
+const bigLay = new L4Layout();
+
+/**
+ * The IP packet at `buf[off, off+len)` (virtio header at off - 10) is longer than the device
+ * `mtu`: if it is TCP with a partial or complete checksum, rewrite its header as GSO_TCPV4/6 +
+ * NEEDS_CSUM with gso_size = MTU - IP and TCP headers (the checksum field set to the partial
+ * pseudo-header sum), so the kernel segments it when it has to. Anything else is left as is.
+ */
+function oversizedTcpGso(buf: Buffer, off: number, len: number, mtu: number): boolean {
+  const lay = bigLay;
+  if (parseL4(buf, off, len, lay) !== 'ok' || lay.proto !== IpProto.TCP || lay.ipLen !== len) return false;
+  const hdr = lay.ipHl + lay.l4Hl;
+  if (mtu <= hdr) return false;
+  const pseudo = lay.pseudoBase + lay.l4Len;
+  const fo = off + lay.ipHl + 16;
+  const field = (buf[fo]! << 8) | buf[fo + 1]!;
+  if (partialKind(field, csumFold(pseudo)) === 'bad' && onesSum(buf, off + lay.ipHl, lay.l4Len, pseudo) !== 0xffff) return false; // corrupt: the kernel drops it
+  storePartialChecksum(buf, off, lay, lay.l4Len);
+  emitVirtioTcpGso(buf, off - VIRTIO_NET_HDR_LEN, lay.version === 4 ? 4 : 6, lay.ipHl, hdr, mtu - hdr);
   return true;
 }
 
@@ -673,23 +695,44 @@ export abstract class TunnelCore {
    * Coalesce stage (offload device): TCP runs become GSO super-packets written from the output
    * buffers; other packets get their virtio header in place when the 10 bytes before them are
    * their own datagram's, else they are copied (with the header) into the output buffers.
+   *
+   * A packet longer than the device MTU (a kernel VXLAN peer over veth hands its TSO
+   * super-packets to the UDP socket unsegmented, up to 64 KB) is never merged: the coalescer is
+   * drained before and after it, and a TCP one is written as a GSO_TCP super-packet with an
+   * MTU-sized gso_size, so the kernel can still forward it (re-segmenting) instead of dropping it.
    */
   private coalesceStage(n: number): void {
     const co = this.coalescer!;
     const views = this.rxViews;
+    const mtu = this.deviceMtu;
     co.reset();
     for (let j = 0; j < n; j++) {
       const v = views[j]!;
+      const big = v.len > mtu;
+      if (big && co.packets > 0) this.drainCoalescer();
       const r = co.add(v.buf, v.off, v.len); // capacity = rx queue size: never 'full'
       if (r === 'started' || r === 'passthrough') this.coFirst[co.count - 1] = j;
+      if (big) this.drainCoalescer();
     }
+    this.drainCoalescer();
+    for (let j = 0; j < n; j++) this.rxCounters[j] = NO_COUNTERS;
+    const out = this.devOut;
+    for (let g = 0; g < out.length && out[g]!.buf !== EMPTY_BUF; g++) out[g]!.buf = EMPTY_BUF;
+  }
+
+  /** Build the device writes of the coalescer's outputs, write them, and reset the coalescer. */
+  private drainCoalescer(): void {
+    const co = this.coalescer!;
+    const views = this.rxViews;
     const items = co.count;
     const out = this.devOut;
+    const mtu = this.deviceMtu;
     let m = 0;
     let ob = 0;
     let pos = 0;
     for (let i = 0; i < items; i++) {
       const j = this.coFirst[i]!;
+      const o = out[m]!;
       if (co.merged(i) || this.rxOwnHead[j] === 0) {
         const need = co.outputLength(i);
         if (pos + need > this.rxOutBufs[ob]!.length) {
@@ -708,19 +751,18 @@ export abstract class TunnelCore {
         d.off = pos + VIRTIO_NET_HDR_LEN;
         d.len = need - VIRTIO_NET_HDR_LEN;
         pos += (need + 7) & ~7;
+        if (d.len > mtu && !co.merged(i) && oversizedTcpGso(buf, d.off, d.len, mtu)) this.counters.offload.rxSuperPackets++;
       } else {
         const v = views[j]!;
-        const o = out[m]!;
         co.emitHeader(i, v.buf, v.off - VIRTIO_NET_HDR_LEN);
         o.buf = v.buf;
         o.off = v.off;
         o.len = v.len;
+        if (v.len > mtu && oversizedTcpGso(v.buf, v.off, v.len, mtu)) this.counters.offload.rxSuperPackets++;
       }
       this.devOutItem[m++] = i;
     }
     this.writeCoalesced(m);
-    for (let j = 0; j < n; j++) this.rxCounters[j] = NO_COUNTERS;
-    for (let g = 0; g < out.length && out[g]!.buf !== EMPTY_BUF; g++) out[g]!.buf = EMPTY_BUF;
     co.reset();
   }
 

@@ -106,6 +106,11 @@ export class OffloadCounters {
   coalescedWrites = 0;
   /** Segments inside those super-packets. */
   coalescedSegments = 0;
+  /**
+   * Received inner TCP packets longer than the device MTU (a kernel peer's TSO super-packet that
+   * crossed a veth unsegmented) written to the offload device as GSO super-packets.
+   */
+  rxSuperPackets = 0;
   /** Received inner packets with a partial TCP/UDP checksum completed in software (device without offloads). */
   csumFinished = 0;
 
@@ -114,7 +119,7 @@ export class OffloadCounters {
     return {
       superPackets: this.superPackets, segmentsOut: this.segmentsOut, gsoSends: this.gsoSends, gsoSegments: this.gsoSegments,
       groMessages: this.groMessages, groSegments: this.groSegments, coalescedWrites: this.coalescedWrites,
-      coalescedSegments: this.coalescedSegments, csumFinished: this.csumFinished,
+      coalescedSegments: this.coalescedSegments, rxSuperPackets: this.rxSuperPackets, csumFinished: this.csumFinished,
     };
   }
 }
@@ -129,6 +134,7 @@ export interface OffloadStats {
   groSegments: number;
   coalescedWrites: number;
   coalescedSegments: number;
+  rxSuperPackets: number;
   csumFinished: number;
 }
 
