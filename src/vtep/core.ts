@@ -25,7 +25,7 @@
  * callback returns, so no view outlives the slot it points into. Generated packets
  * (ICMP errors) are built in the core's own reply slots. Nothing is allocated per packet.
  *
- * Offloads (option `offload: 'auto'`, issue #11) are four more stages, here and only here, so
+ * Offloads (option `offload: 'auto'`, default DEFAULT_OFFLOAD in src/vtep/options.ts; issue #11) are four more stages, here and only here, so
  * every backend gets them by declaring `encapPrefix` (its header bytes in front of the packet):
  *
  *   - segment (device side): a TUN read carries a virtio_net_hdr; a TSO/USO super-packet is cut
@@ -57,7 +57,7 @@ import {
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
 import { Counters, D, sendErrorReason, type OffloadStats, type PeerCounters } from './counters.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
-import type { CommonBackendOptions, DataplaneIo } from './options.js';
+import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 
@@ -276,7 +276,7 @@ export abstract class TunnelCore {
     this.strictSource = opts.strictSource ?? true;
     this.icmpSrc = this.subnet.net;
     const n = Math.max(1, opts.batchSize ?? 64);
-    this.offloadWanted = opts.offload === 'auto' && deviceKind === 'tun';
+    this.offloadWanted = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto' && deviceKind === 'tun';
     // with offloads the queues hold whole segmented super-packets / GRO messages
     const txCap = this.offloadWanted ? n + STAGES * GSO_MAX_SEGMENTS : n;
     const rxCap = this.offloadWanted ? Math.max(n, 256) : n;

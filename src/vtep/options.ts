@@ -33,6 +33,9 @@ export interface DataplaneIo {
   createTransport(kind: 'dgram' | 'mmsg', opts?: CreateTransportOptions): UdpTransport;
 }
 
+/** The `offload` option's default (see {@link CommonBackendOptions.offload}). */
+export const DEFAULT_OFFLOAD: 'auto' | 'off' = 'off';
+
 /** Options shared by both dataplanes. */
 export interface CommonBackendOptions {
   /** This host's overlay subnet (its lease), CIDR, e.g. "198.19.1.0/24". */
@@ -66,7 +69,7 @@ export interface CommonBackendOptions {
    * Kernel offloads (issue #11). 'auto': open the TUN with offloads (TSO/USO super-packets read
    * and segmented here, UDP GSO sends, UDP GRO receive on the mmsg transport, TCP segments
    * coalesced into super-packets written to the TUN), falling back to plain I/O when the kernel
-   * refuses. 'off' (the default): plain packets. The dgram transport gets no GRO and a TAP (L2
+   * refuses. 'off': plain packets. Default {@link DEFAULT_OFFLOAD}. The dgram transport gets no GRO and a TAP (L2
    * mode) no device offloads in either case. Received inner packets whose TCP/UDP checksum is
    * still partial (a kernel sender over veth) are completed in both modes.
    */
