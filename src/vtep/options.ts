@@ -34,7 +34,7 @@ export interface DataplaneIo {
 }
 
 /** The `offload` option's default (see {@link CommonBackendOptions.offload}). */
-export const DEFAULT_OFFLOAD: 'auto' | 'off' = 'off';
+export const DEFAULT_OFFLOAD: 'auto' | 'off' = 'auto';
 
 /** Options shared by both dataplanes. */
 export interface CommonBackendOptions {

@@ -31,9 +31,10 @@ class NullTransport implements UdpTransport {
   sendError(): number { return 0; }
   close(): void {}
 }
-function nullIo(): DataplaneIo & { dev?: NullDevice; tr?: NullTransport } {
+/** offload: honour openTun's `offload` request (default: ignore it, plain packets). */
+function nullIo(offload = false): DataplaneIo & { dev?: NullDevice; tr?: NullTransport } {
   const io: DataplaneIo & { dev?: NullDevice; tr?: NullTransport } = {
-    openTun: (n, o) => (io.dev = new NullDevice(n, o?.offload === true)),
+    openTun: (n, o) => (io.dev = new NullDevice(n, offload && o?.offload === true)),
     openTap: (n) => (io.dev = new NullDevice(n)),
     createTransport: () => (io.tr = new NullTransport()),
   };
@@ -134,7 +135,7 @@ describe('no allocation per packet', () => {
   });
 
   it('VXLAN L3 with offloads: segment + GSO merge, GRO split + coalesce', async () => {
-    const io = nullIo();
+    const io = nullIo(true);
     const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
     await b.start();
     expect(b.deviceOffload).toBe(true);

@@ -76,12 +76,16 @@ export class FakeIo implements DataplaneIo {
   tr: FakeTransport | undefined;
   /** Options the dataplane asked for. */
   asked: { tun?: { offload?: boolean }; transport?: { gro?: boolean } } = {};
-  /** refuseOffload: openTun with offload throws (a kernel without TUNSETOFFLOAD). */
-  constructor(readonly refuseOffload = false) {}
+  /**
+   * offload: honour `openTun(name, { offload: true })` with an offload-layout device (default:
+   * ignore it, like a factory that cannot do offloads); refuseOffload: throw instead (a kernel
+   * without TUNSETOFFLOAD).
+   */
+  constructor(readonly caps: { offload?: boolean; refuseOffload?: boolean } = {}) {}
   openTun(name: string, opts?: { offload?: boolean }): PacketDevice {
     this.asked.tun = opts;
-    if (opts?.offload && this.refuseOffload) throw new Error('TUNSETOFFLOAD: EINVAL');
-    return (this.dev = new FakeDevice(name, opts?.offload === true));
+    if (opts?.offload && this.caps.refuseOffload) throw new Error('TUNSETOFFLOAD: EINVAL');
+    return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true));
   }
   openTap(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
   createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean }): UdpTransport {

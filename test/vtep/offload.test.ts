@@ -91,7 +91,7 @@ function vxlanFrame(payload: Buffer): Buffer {
   return Buffer.concat([h, payload]);
 }
 
-async function vtep(offload: 'auto' | 'off', io = new FakeIo()) {
+async function vtep(offload: 'auto' | 'off', io = new FakeIo({ offload: true })) {
   const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload });
   await b.start();
   b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
@@ -109,14 +109,14 @@ describe('offload option', () => {
   });
   it('falls back to a plain TUN (logged) when the kernel refuses offloads', async () => {
     const logs: string[] = [];
-    const io = new FakeIo(true);
+    const io = new FakeIo({ offload: true, refuseOffload: true });
     const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, offload: 'auto', onLog: (m) => logs.push(m) });
     await b.start();
     expect(b.deviceOffload).toBe(false);
     expect(logs[0]).toMatch(/offloads unavailable/);
   });
   it('L2 mode (TAP) never asks for offloads', async () => {
-    const io = new FakeIo();
+    const io = new FakeIo({ offload: true });
     const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, mode: 'l2', offload: 'auto' });
     await b.start();
     expect(io.asked.transport).toBeUndefined();
@@ -165,7 +165,7 @@ describe('segment stage (offload TUN -> network)', () => {
 describe('receive stage: GRO split', () => {
   it('UDP backend: splits a GRO message; each datagram validated; neighbours never overwritten', async () => {
     for (const offload of ['auto', 'off'] as const) {
-      const io = new FakeIo();
+      const io = new FakeIo({ offload: true });
       const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, offload });
       await b.start();
       b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' });
