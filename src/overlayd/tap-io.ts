@@ -64,7 +64,7 @@ class TappedTransport implements UdpTransport {
       const lp = this.t.localPort();
       for (let i = 0; i < count; i++) {
         const s = slots[i]!;
-        if (s.family === 4) tap.outer('in', s.buf, s.off, s.len, this.local, lp, s.addr, s.port);
+        if (s.family === 4) this.outer('in', s, lp);
       }
       handler(slots, count);
     });
@@ -78,9 +78,17 @@ class TappedTransport implements UdpTransport {
     const lp = this.t.localPort();
     for (let i = 0; i < n; i++) {
       const s = slots[i]!;
-      if (s.family === 4) this.tap.outer('out', s.buf, s.off, s.len, this.local, lp, s.addr, s.port);
+      if (s.family === 4) this.outer('out', s, lp);
     }
     return n;
+  }
+  /** Show one slot to the tap: a GSO/GRO run (segSize > 0) as the datagrams it stands for. */
+  private outer(dir: 'in' | 'out', s: DatagramSlot, lp: number): void {
+    const seg = s.segSize ?? 0;
+    const step = seg > 0 ? seg : s.len;
+    for (let o = 0; o < s.len; o += step) {
+      this.tap.outer(dir, s.buf, s.off + o, Math.min(step, s.len - o), this.local, lp, s.addr, s.port);
+    }
   }
   close(): void {
     this.t.close();
