@@ -25,8 +25,9 @@
  * callback returns, so no view outlives the slot it points into. Generated packets
  * (ICMP errors) are built in the core's own reply slots. Nothing is allocated per packet.
  *
- * Offloads (option `offload: 'auto'`, default DEFAULT_OFFLOAD in src/vtep/options.ts; issue #11) are four more stages, here and only here, so
- * every backend gets them by declaring `encapPrefix` (its header bytes in front of the packet):
+ * Offloads (option `offload: 'auto'`, the default: DEFAULT_OFFLOAD in src/vtep/options.ts;
+ * issue #11) are four more stages, here and only here, so every backend gets them by declaring
+ * `encapPrefix` (its header bytes in front of the packet):
  *
  *   - segment (device side): a TUN read carries a virtio_net_hdr; a TSO/USO super-packet is cut
  *     by `gsoSegmentStrided` into a core-owned staging buffer with `encapPrefix` free bytes in

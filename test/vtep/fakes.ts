@@ -75,7 +75,7 @@ export class FakeIo implements DataplaneIo {
   dev: FakeDevice | undefined;
   tr: FakeTransport | undefined;
   /** Options the dataplane asked for. */
-  asked: { tun?: { offload?: boolean }; transport?: { gro?: boolean } } = {};
+  asked: { tun?: { offload?: boolean }; transport?: { gro?: boolean; onGsoFallback?: (code: string) => void } } = {};
   /**
    * offload: honour `openTun(name, { offload: true })` with an offload-layout device (default:
    * ignore it, like a factory that cannot do offloads); refuseOffload: throw instead (a kernel
@@ -88,7 +88,7 @@ export class FakeIo implements DataplaneIo {
     return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true));
   }
   openTap(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
-  createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean }): UdpTransport {
+  createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean; onGsoFallback?: (code: string) => void }): UdpTransport {
     this.asked.transport = opts;
     return (this.tr = new FakeTransport());
   }

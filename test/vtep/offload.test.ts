@@ -115,6 +115,16 @@ describe('offload option', () => {
     expect(b.deviceOffload).toBe(false);
     expect(logs[0]).toMatch(/offloads unavailable/);
   });
+  it('logs a GSO fallback of the transport once', async () => {
+    const logs: string[] = [];
+    const io = new FakeIo({ offload: true });
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, offload: 'auto', onLog: (m) => logs.push(m) });
+    await b.start();
+    const fallback = io.asked.transport!.onGsoFallback!;
+    fallback('EIO');
+    fallback('EIO');
+    expect(logs).toEqual(['UDP GSO refused by the kernel (EIO); datagram runs are split in software']);
+  });
   it('L2 mode (TAP) never asks for offloads', async () => {
     const io = new FakeIo({ offload: true });
     const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, mode: 'l2', offload: 'auto' });
