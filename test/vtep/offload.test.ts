@@ -157,6 +157,26 @@ describe('segment stage (offload TUN -> network)', () => {
     expect(b.stats().offload).toMatchObject({ superPackets: 1, segmentsOut: 3, gsoSends: 1, gsoSegments: 3 });
     expect(b.stats().txPackets).toBe(3);
   });
+  it('UDP backend: a USO super-packet becomes bare IPv4 datagrams (TTL decremented) in one GSO run', async () => {
+    const io = new FakeIo({ offload: true });
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, offload: 'auto' });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' });
+    const sp = Buffer.alloc(28 + 1200);
+    buildPacket(sp, 0, { v: 4, src4: A, dst4: B, proto: 'udp', payload: new Uint8Array(1200).map((_, i) => i & 255), csum: 'partial' });
+    const h = Buffer.alloc(10);
+    emitVirtio(h, 0, VirtioFlag.NEEDS_CSUM, VirtioGso.UDP_L4, 28, 500, 20, 6);
+    io.dev!.inject([sp], [h]);
+    expect(io.tr!.sent.map((x) => [x.data.length, x.segSize])).toEqual([[528 + 528 + 228, 528]]);
+    const d = io.tr!.datagrams();
+    expect(d.map((x) => x.length)).toEqual([528, 528, 228]);
+    for (const x of d) {
+      expect(x[8]).toBe(63);
+      expect(ipVerifies(x, 0)).toBe(true);
+      expect(l4Verifies(x, 0)).toBe(true);
+    }
+    expect(b.stats().peers['198.18.0.2']!.txPackets).toBe(3);
+  });
   it('finishes a NEEDS_CSUM packet, counts bad headers and unsegmentable super-packets', async () => {
     const { b, dev, tr } = await vtep('auto');
     const p = TCP(1, 100, 'partial');
