@@ -42,6 +42,10 @@ export interface BackendParams {
   underlayMtu: number;
   /** UDP transport implementation. */
   transport: 'dgram' | 'mmsg';
+  /** Kernel offloads (`--offload`; absent: the dataplane's default). */
+  offload?: 'auto' | 'off';
+  /** Informational dataplane messages (an offload the kernel refused): logged by overlayd. */
+  onLog?: (msg: string) => void;
   /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
   vtepMac?: string;
   /** Failures outside the packet path after start (kernel route updates): logged by overlayd. */
@@ -66,6 +70,8 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
     bindAddress: p.localIp,
   };
   if (p.onError) o.onError = p.onError;
+  if (p.offload !== undefined) o.offload = p.offload;
+  if (p.onLog) o.onLog = p.onLog;
   if (p.type === 'udp') return o;
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
   if (p.vtepMac) v.vtepMac = p.vtepMac;

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './config.js';
+import { DEFAULT_OFFLOAD } from '../vtep/options.js';
 
 /** Default path of the file the flannel CNI plugin reads. */
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
@@ -30,6 +31,8 @@ export interface CliOptions {
   leaseOut?: string;
   /** --transport. */
   transport: 'dgram' | 'mmsg';
+  /** --offload (absent: the dataplane's default, DEFAULT_OFFLOAD). */
+  offload?: 'auto' | 'off';
   /** --stats-interval SEC (0 = off). */
   statsInterval: number;
   /** --healthz-port (0 = off). */
@@ -78,6 +81,11 @@ Underlay interface (as flanneld; default: the interface of the default route):
 
 Dataplane:
   --transport dgram|mmsg UDP socket implementation: node:dgram or batched recvmmsg/sendmmsg (default mmsg)
+  --offload auto|off     kernel offloads (default ${DEFAULT_OFFLOAD}): auto opens the TUN with TSO/USO and
+                         checksum offload (super-packets segmented here, TCP coalesced into super-
+                         packets for the kernel) and uses UDP GSO/GRO on the mmsg socket; falls back
+                         to plain I/O when the kernel refuses (logged). off: one packet at a time.
+                         TAP (L2) devices and the dgram transport never use offloads.
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 
@@ -134,6 +142,7 @@ export function parseCli(argv: string[]): CliCommand {
         'subnet-file': { type: 'string' },
         'lease-out': { type: 'string' },
         transport: { type: 'string' },
+        offload: { type: 'string' },
         'stats-interval': { type: 'string' },
         'healthz-port': { type: 'string' },
         'healthz-ip': { type: 'string' },
@@ -153,6 +162,8 @@ export function parseCli(argv: string[]): CliCommand {
   if (!values.subnet) throw new ConfigError('--subnet CIDR is required (see --help)');
   const transport = values.transport ?? 'mmsg';
   if (transport !== 'dgram' && transport !== 'mmsg') throw new ConfigError(`--transport "${transport}" must be "dgram" or "mmsg"`);
+  const offload = values.offload;
+  if (offload !== undefined && offload !== 'auto' && offload !== 'off') throw new ConfigError(`--offload "${offload}" must be "auto" or "off"`);
   const opts: CliOptions = {
     netConf: values['net-conf'],
     subnet: values.subnet,
@@ -165,6 +176,7 @@ export function parseCli(argv: string[]): CliCommand {
     healthzIp: values['healthz-ip'] ?? DEFAULT_HEALTHZ_IP,
     peersDebounceMs: intFlag('peers-debounce-ms', values['peers-debounce-ms'], 200, 0, 60000),
   };
+  if (offload !== undefined) opts.offload = offload;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];

@@ -62,6 +62,8 @@ export interface DaemonConfig {
   leaseOut?: string;
   /** UDP transport. */
   transport: 'dgram' | 'mmsg';
+  /** Kernel offloads (absent: the dataplane's default). */
+  offload?: 'auto' | 'off';
   /** Stats log interval, seconds (0 = off). */
   statsInterval: number;
   /** Healthz/metrics server, if enabled. */
@@ -110,6 +112,7 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
   if (o.leaseOut !== undefined) cfg.leaseOut = o.leaseOut;
   if (o.healthzPort) cfg.healthz = { ip: o.healthzIp, port: o.healthzPort };
   if (o.pcap !== undefined) cfg.pcap = o.pcap;
+  if (o.offload !== undefined) cfg.offload = o.offload;
   return cfg;
 }
 
@@ -227,6 +230,8 @@ export class Overlayd {
         directRouting: c.netConf.backend.directRouting, mtu: c.mtu, underlayMtu: c.underlayMtu, transport: c.transport,
       };
       if (this.pcap) params.tap = this.pcap;
+      if (c.offload !== undefined) params.offload = c.offload;
+      params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);
       const be = await this.factory(params);

@@ -56,6 +56,19 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
       for (const [reason, n] of Object.entries(d)) if (!(DROP_REASONS as readonly string[]).includes(reason)) this.inc({ reason }, n);
     },
   });
+  const off = (field: keyof NonNullable<DataplaneStats['offload']>, name: string, help: string): void => {
+    total(name, help, (s) => s.offload?.[field] ?? 0);
+  };
+  off('superPackets', 'overlayd_offload_super_packets_total', 'TSO/USO super-packets read from the tunnel device and segmented (offload auto).');
+  off('segmentsOut', 'overlayd_offload_segments_total', 'Segments produced from those super-packets.');
+  off('gsoSends', 'overlayd_offload_gso_sends_total', 'Datagram runs sent as one UDP GSO message.');
+  off('gsoSegments', 'overlayd_offload_gso_segments_total', 'Datagrams inside UDP GSO sends.');
+  off('groMessages', 'overlayd_offload_gro_messages_total', 'UDP GRO messages received and split.');
+  off('groSegments', 'overlayd_offload_gro_segments_total', 'Datagrams inside UDP GRO messages.');
+  off('coalescedWrites', 'overlayd_offload_coalesced_writes_total', 'Coalesced TCP super-packets written to the tunnel device.');
+  off('coalescedSegments', 'overlayd_offload_coalesced_segments_total', 'Segments inside coalesced writes.');
+  off('rxSuperPackets', 'overlayd_offload_rx_super_packets_total', 'Received inner TCP packets over the MTU written to the device as GSO super-packets.');
+  off('csumFinished', 'overlayd_offload_csum_finished_total', 'Received inner packets whose partial TCP/UDP checksum was completed in software.');
   total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
   new Counter({
     name: 'overlayd_device_read_errors_total', help: 'Errors reading the tunnel device, by errno.', labelNames: ['errno'], registers: [reg],

@@ -22,6 +22,10 @@ class TappedDevice implements PacketDevice {
   get name(): string {
     return this.dev.name;
   }
+  /** The wrapped device's offload layout (the tap then sees super-packets, without their virtio header). */
+  get offload(): boolean {
+    return this.dev.offload === true;
+  }
   onBatch(handler: BatchHandler<PacketSlot>): void {
     const tap = this.tap;
     this.dev.onBatch((slots, count) => {
@@ -60,7 +64,7 @@ class TappedTransport implements UdpTransport {
       const lp = this.t.localPort();
       for (let i = 0; i < count; i++) {
         const s = slots[i]!;
-        if (s.family === 4) tap.outer('in', s.buf, s.off, s.len, this.local, lp, s.addr, s.port);
+        if (s.family === 4) this.outer('in', s, lp);
       }
       handler(slots, count);
     });
@@ -74,9 +78,17 @@ class TappedTransport implements UdpTransport {
     const lp = this.t.localPort();
     for (let i = 0; i < n; i++) {
       const s = slots[i]!;
-      if (s.family === 4) this.tap.outer('out', s.buf, s.off, s.len, this.local, lp, s.addr, s.port);
+      if (s.family === 4) this.outer('out', s, lp);
     }
     return n;
+  }
+  /** Show one slot to the tap: a GSO/GRO run (segSize > 0) as the datagrams it stands for. */
+  private outer(dir: 'in' | 'out', s: DatagramSlot, lp: number): void {
+    const seg = s.segSize ?? 0;
+    const step = seg > 0 ? seg : s.len;
+    for (let o = 0; o < s.len; o += step) {
+      this.tap.outer(dir, s.buf, s.off + o, Math.min(step, s.len - o), this.local, lp, s.addr, s.port);
+    }
   }
   close(): void {
     this.t.close();
@@ -86,14 +98,14 @@ class TappedTransport implements UdpTransport {
 /** Wrap `io` so every packet crossing the tunnel device or UDP socket is shown to `tap`. `localIp` is the underlay address (for the synthesized outer headers). */
 export function tapIo(io: DataplaneIo, tap: PacketTap, localIp: string): DataplaneIo {
   return {
-    async openTun(name) {
-      return new TappedDevice(await io.openTun(name), tap);
+    async openTun(name, opts) {
+      return new TappedDevice(await io.openTun(name, opts), tap);
     },
     async openTap(name) {
       return new TappedDevice(await io.openTap(name), tap);
     },
-    createTransport(kind) {
-      return new TappedTransport(io.createTransport(kind), tap, localIp);
+    createTransport(kind, opts) {
+      return new TappedTransport(io.createTransport(kind, opts), tap, localIp);
     },
   };
 }

@@ -128,6 +128,13 @@ export interface PacketDevice {
   readonly readErrorCounts?: Readonly<Record<string, number>>;
   /** Subscribe to receive errors; returns the unsubscribe function. Optional as above. */
   onReadError?(listener: ReadErrorListener): () => void;
+  /**
+   * True when the device uses the offload layout (TunDevice `offload`): every read slot has a
+   * 10-byte virtio_net_hdr at `buf[off - 10, off)` (the packet may be a 64 KB super-packet), and
+   * every write sends `buf[off - 10, off + len)`, so the writer puts the header there first.
+   * Absent/false: plain packets both ways.
+   */
+  readonly offload?: boolean;
   /** Install the batch receive handler and start reading (readiness from the event loop). */
   onBatch(handler: BatchHandler<PacketSlot>): void;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */

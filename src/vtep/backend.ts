@@ -32,6 +32,14 @@ export interface DataplaneStats {
   drops: Record<string, number>;
   /** Per-peer counters keyed by the peer's public IP. */
   peers: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
+  /**
+   * Offload activity, when the backend has offload stages (src/vtep/core.ts): super-packets read
+   * and segmented, UDP GSO sends and GRO receives, coalesced writes, partial checksums completed.
+   */
+  offload?: {
+    superPackets: number; segmentsOut: number; gsoSends: number; gsoSegments: number; groMessages: number;
+    groSegments: number; coalescedWrites: number; coalescedSegments: number; rxSuperPackets: number; csumFinished: number;
+  };
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
   errors?: { kernel: number; lastKernel?: string; device?: Record<string, number> };
 }

@@ -24,16 +24,45 @@
  * encapsulates in place, queues a view, and the core flushes every queue before the
  * callback returns, so no view outlives the slot it points into. Generated packets
  * (ICMP errors) are built in the core's own reply slots. Nothing is allocated per packet.
+ *
+ * Offloads (option `offload: 'auto'`, the default: DEFAULT_OFFLOAD in src/vtep/options.ts;
+ * issue #11) are four more stages, here and only here, so every backend gets them by declaring
+ * `encapPrefix` (its header bytes in front of the packet):
+ *
+ *   - segment (device side): a TUN read carries a virtio_net_hdr; a TSO/USO super-packet is cut
+ *     by `gsoSegmentStrided` into a core-owned staging buffer with `encapPrefix` free bytes in
+ *     front of each segment and no gap between them, then each segment goes to `fromDevice`;
+ *     the backend's headers exactly fill the prefix, so consecutive datagrams are contiguous.
+ *     A NEEDS_CSUM packet gets its checksum finished in place first.
+ *   - GSO at send (`flushTx`): consecutive queued datagrams that are contiguous in one buffer,
+ *     go to the same peer and have equal length (the last may be shorter) become one view with
+ *     `segSize`, sent as one UDP GSO message (or split by the transport).
+ *   - GRO split (socket side): a received message with `segSize` is split into its datagrams,
+ *     each validated by `fromNetwork` exactly as a single one.
+ *   - coalesce (device side, `flushRx`): the queued inner packets go through a `TcpCoalescer`;
+ *     merged runs are written as GSO super-packets from core-owned buffers, everything else in
+ *     place with its virtio header written in the 10 bytes before it when those bytes are the
+ *     packet's own outer headers, else copied. Without device offloads, an inner TCP/UDP
+ *     checksum left partial by a kernel sender (CHECKSUM_PARTIAL over veth) is finished here.
+ *
+ * TAP devices (L2 mode) and the dgram transport run without offloads.
  */
 import type { DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
-import { buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4Check, ipv4VerifyChecksum } from '../codec/index.js';
-import { Counters, D, sendErrorReason, type PeerCounters } from './counters.js';
+import {
+  buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4Check, ipv4VerifyChecksum,
+  csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
+  GSO_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
+} from '../codec/index.js';
+import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
+import { Counters, D, sendErrorReason, type OffloadStats, type PeerCounters } from './counters.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
-import type { CommonBackendOptions, DataplaneIo } from './options.js';
+import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
+
+const EMPTY_BUF = Buffer.alloc(0);
 
 /** Subnets in leases and options: IPv4, host bits cleared. */
 export const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
@@ -60,6 +89,72 @@ export function rxIpv4Reason(buf: Buffer, off: number, len: number): number {
   }
 }
 
+/** Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS). */
+export const GSO_SEND_MAX_SEGMENTS = 64;
+/** Most bytes in one UDP GSO send (65535 - IPv4 header - UDP header). */
+export const GSO_SEND_MAX_BYTES = 65507;
+/** Staging buffers for segmented super-packets: this many super-packets per flush of the tx queue. */
+const STAGES = 4;
+/** Output buffers for coalesced (or copied) packets written to an offload device. */
+const RX_OUT_BUFS = 4;
+/** Largest IP + TCP header a segment repeats (IPv4 60 + TCP 60). */
+const MAX_SEG_HEADERS = 120;
+
+const finishLay = new L4Layout();
+
+/**
+ * If the IP packet at `buf[off, off+len)` carries TCP or UDP whose checksum field still holds
+ * only the pseudo-header sum (CHECKSUM_PARTIAL from a kernel sender, or its complement), finish
+ * the checksum in place and return true. A complete checksum is left alone (the field is
+ * compared first; the payload is summed only when it looks partial). Allocation-free.
+ */
+export function finishPartialChecksum(buf: Buffer, off: number, len: number): boolean {
+  const lay = finishLay;
+  if (parseL4(buf, off, len, lay) !== 'ok') return false;
+  const l4 = off + lay.ipHl;
+  let l4Len = lay.l4Len;
+  if (lay.proto === IpProto.UDP) {
+    const ul = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
+    if (ul < 8 || ul > l4Len) return false;
+    l4Len = ul;
+  }
+  const fo = l4 + lay.csumOff;
+  const field = (buf[fo]! << 8) | buf[fo + 1]!;
+  if (field === 0 && lay.proto === IpProto.UDP && lay.version === 4) return false; // no checksum
+  const pseudo = lay.pseudoBase + l4Len;
+  if (partialKind(field, csumFold(pseudo)) === 'bad') return false; // a complete (or corrupt) checksum
+  if (onesSum(buf, l4, l4Len, pseudo) === 0xffff) return false; // a complete one that happens to equal P
+  buf[fo] = 0;
+  buf[fo + 1] = 0;
+  let c = ~onesSum(buf, l4, l4Len, pseudo) & 0xffff;
+  if (c === 0 && lay.proto === IpProto.UDP) c = 0xffff;
+  buf[fo] = c >>> 8;
+  buf[fo + 1] = c & 255;
+  return true;
+}
+
+const bigLay = new L4Layout();
+
+/**
+ * The IP packet at `buf[off, off+len)` (virtio header at off - 10) is longer than the device
+ * `mtu`: if it is TCP with a partial or complete checksum, rewrite its header as GSO_TCPV4/6 +
+ * NEEDS_CSUM with gso_size = MTU - IP and TCP headers (the checksum field set to the partial
+ * pseudo-header sum), so the kernel segments it when it has to. Anything else is left as is.
+ */
+function oversizedTcpGso(buf: Buffer, off: number, len: number, mtu: number): boolean {
+  const lay = bigLay;
+  if (parseL4(buf, off, len, lay) !== 'ok' || lay.proto !== IpProto.TCP || lay.ipLen !== len) return false;
+  const hdr = lay.ipHl + lay.l4Hl;
+  if (mtu <= hdr) return false;
+  const pseudo = lay.pseudoBase + lay.l4Len;
+  const fo = off + lay.ipHl + 16;
+  const field = (buf[fo]! << 8) | buf[fo + 1]!;
+  if (partialKind(field, csumFold(pseudo)) === 'bad' && onesSum(buf, off + lay.ipHl, lay.l4Len, pseudo) !== 0xffff) return false; // corrupt: the kernel drops it
+  storePartialChecksum(buf, off, lay, lay.l4Len);
+  emitVirtioTcpGso(buf, off - VIRTIO_NET_HDR_LEN, lay.version === 4 ? 4 : 6, lay.ipHl, hdr, mtu - hdr);
+  return true;
+}
+
 /** The ICMP errors the core can generate back into the device. */
 export const enum IcmpKind { NetUnreachable, TimeExceeded, FragNeeded }
 
@@ -79,6 +174,8 @@ export interface CoreStats extends DataplaneStats {
   icmpSent: number;
   /** Failures outside the packet path (kernel setup). */
   errors: ErrorStats;
+  /** Offload activity (see {@link OffloadStats}). */
+  offload: OffloadStats;
 }
 
 /** The shared core of the tunnel backends. See the module comment. */
@@ -105,6 +202,12 @@ export abstract class TunnelCore {
   protected device: PacketDevice | undefined;
   protected transport: UdpTransport | undefined;
   protected running = false;
+  /**
+   * Bytes of encapsulation a backend's `fromDevice` writes in front of the packet it is given
+   * (VXLAN L3: VXLAN 8 + inner Ethernet 14 = 22; UDP backend: 0). The segment stage leaves exactly
+   * this much room before each segment, so the datagrams of one super-packet end up contiguous.
+   */
+  protected readonly encapPrefix: number = 0;
 
   private readonly io: DataplaneIo;
   private readonly deviceKind: 'tun' | 'tap';
@@ -127,6 +230,34 @@ export abstract class TunnelCore {
   private readonly icmpSlots: MutPacketSlot[];
   private nIcmp = 0;
 
+  // offload stages (see the module comment); buffers allocated at the first offloaded start
+  /** offload 'auto' asked for and the device is a TUN. */
+  private readonly offloadWanted: boolean;
+  /** The current device uses the offload layout (virtio_net_hdr in front of every packet). */
+  private devOffload = false;
+  private readonly vhdr = new VirtioNetHdr();
+  private readonly segInfo = new SegmentInfo();
+  private stages: Buffer[] = [];
+  private nStage = 0;
+  /** GSO-merged send views and, per view, its first queued datagram and how many it covers. */
+  private readonly txOut: MutDatagramSlot[];
+  private readonly txOutFirst: Int32Array;
+  private readonly txOutCount: Int32Array;
+  private gsoFallbackLogged = false;
+  /** GRO split: the datagram being validated (re-pointed into the received message). */
+  private readonly rxSub: MutDatagramSlot;
+  /** Start of the bytes owned by the datagram in fromNetwork (0: the whole slot buffer). */
+  private rxOwnStart = 0;
+  /** Per queued rx packet: 1 when the 10 bytes before it belong to its own datagram. */
+  private readonly rxOwnHead: Uint8Array;
+  private coalescer: TcpCoalescer | undefined;
+  /** Per coalescer output: index of its first queued rx packet. */
+  private readonly coFirst: Int32Array;
+  private rxOutBufs: Buffer[] = [];
+  private readonly devOut: MutPacketSlot[];
+  /** Per device write view: its coalescer output. */
+  private readonly devOutItem: Int32Array;
+
   /**
    * @param opts the common options
    * @param deviceKind TUN (L3) or TAP (L2)
@@ -148,10 +279,22 @@ export abstract class TunnelCore {
     this.strictSource = opts.strictSource ?? true;
     this.icmpSrc = this.subnet.net;
     const n = Math.max(1, opts.batchSize ?? 64);
-    this.txViews = newDatagramViews(n);
-    this.txCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
-    this.rxViews = newPacketViews(n);
-    this.rxCounters = new Array<PeerCounters>(n).fill(NO_COUNTERS);
+    this.offloadWanted = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto' && deviceKind === 'tun';
+    // with offloads the queues hold whole segmented super-packets / GRO messages
+    const txCap = this.offloadWanted ? n + STAGES * GSO_MAX_SEGMENTS : n;
+    const rxCap = this.offloadWanted ? Math.max(n, 256) : n;
+    this.txViews = newDatagramViews(txCap);
+    this.txCounters = new Array<PeerCounters>(txCap).fill(NO_COUNTERS);
+    this.txOut = newDatagramViews(txCap);
+    this.txOutFirst = new Int32Array(txCap);
+    this.txOutCount = new Int32Array(txCap);
+    this.rxViews = newPacketViews(rxCap);
+    this.rxCounters = new Array<PeerCounters>(rxCap).fill(NO_COUNTERS);
+    this.rxOwnHead = new Uint8Array(rxCap);
+    this.rxSub = newDatagramViews(1)[0]!;
+    this.coFirst = new Int32Array(rxCap);
+    this.devOut = newPacketViews(rxCap);
+    this.devOutItem = new Int32Array(rxCap);
     this.devReplies = newPacketViews(n);
     this.netReplies = newDatagramViews(8);
     this.icmpSlots = allocReplySlots(n);
@@ -177,11 +320,14 @@ export abstract class TunnelCore {
   private async doStart(): Promise<void> {
     if (this.running) return;
     if (this.stopping) await this.stopping;
-    const tr = this.io.createTransport(this.opts.transport ?? 'dgram');
+    const kind = this.opts.transport ?? 'dgram';
+    const tr = this.offloadWanted
+      ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
+      : this.io.createTransport(kind);
     let dev: PacketDevice | undefined;
     try {
       await tr.bind(this.port, this.opts.bindAddress);
-      dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.io.openTun(this.deviceName));
+      dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
       if (this.opts.configureKernel !== false) await this.configureKernel(dev.name);
     } catch (e) {
       dev?.close();
@@ -191,10 +337,51 @@ export abstract class TunnelCore {
     this.device = dev;
     this.transport = tr;
     dev.onReadError?.((e) => this.report(e));
+    this.devOffload = dev.offload === true;
+    if (this.devOffload) this.allocOffloadBuffers();
     this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
     dev.onBatch(this.onDeviceBatch);
     tr.onBatch(this.onSocketBatch);
+  }
+
+  /** Open the TUN, with offloads when asked for; a kernel that refuses them gets a plain TUN (logged once). */
+  private async openTun(): Promise<PacketDevice> {
+    if (!this.offloadWanted) return this.io.openTun(this.deviceName);
+    try {
+      return await this.io.openTun(this.deviceName, { offload: true });
+    } catch (e) {
+      this.log(`${this.deviceName}: TUN offloads unavailable (${e instanceof Error ? e.message : String(e)}); plain packets`);
+      return this.io.openTun(this.deviceName);
+    }
+  }
+
+  /** Staging, output buffers and the coalescer of the offload stages (once; kept across restarts). */
+  private allocOffloadBuffers(): void {
+    if (this.stages.length > 0) return;
+    const stage = 65535 + GSO_MAX_SEGMENTS * (MAX_SEG_HEADERS + this.encapPrefix) + 64;
+    for (let i = 0; i < STAGES; i++) this.stages.push(Buffer.alloc(stage));
+    for (let i = 0; i < RX_OUT_BUFS; i++) this.rxOutBufs.push(Buffer.alloc(OFFLOAD_SLOT_SIZE));
+    this.coalescer = new TcpCoalescer({ maxPackets: this.rxViews.length });
+  }
+
+  /** The transport fell back to splitting GSO runs itself (kernel refused UDP_SEGMENT). */
+  private readonly onGsoFallback = (code: string): void => {
+    if (this.gsoFallbackLogged) return;
+    this.gsoFallbackLogged = true;
+    this.log(`UDP GSO refused by the kernel (${code}); datagram runs are split in software`);
+  };
+
+  /** An informational message through `opts.onLog` (never per packet). */
+  protected log(msg: string): void {
+    try {
+      this.opts.onLog?.(msg);
+    } catch { /* a control plane's handler must not break the dataplane */ }
+  }
+
+  /** Whether the running device exchanges virtio_net_hdr offload metadata. */
+  get deviceOffload(): boolean {
+    return this.devOffload;
   }
 
   /** Stop forwarding, close device and socket (the kernel drops the device's address and routes with it). */
@@ -241,7 +428,10 @@ export abstract class TunnelCore {
 
   /** Counters as a plain object (not for the hot path). */
   stats(): CoreStats {
-    const s: CoreStats = { ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, errors: { kernel: this.kernelErrors } };
+    const s: CoreStats = {
+      ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, errors: { kernel: this.kernelErrors },
+      offload: this.counters.offload.snapshot(),
+    };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
     const dev = this.device?.readErrorCounts;
     if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
@@ -269,21 +459,102 @@ export abstract class TunnelCore {
   /** Device -> network: one batch read from the device. */
   private readonly onDeviceBatch = (slots: PacketSlot[], count: number): void => {
     if (!this.running) return;
-    for (let i = 0; i < count; i++) {
-      const s = slots[i]!;
-      this.fromDevice(s.buf, s.off, s.len);
+    if (this.devOffload) this.segmentStage(slots, count);
+    else {
+      for (let i = 0; i < count; i++) {
+        const s = slots[i]!;
+        this.fromDevice(s.buf, s.off, s.len);
+      }
     }
     this.flushTx();
     this.flushDeviceReplies();
   };
 
-  /** Network -> device: one batch received from the socket. */
+  /**
+   * Segment stage: every slot carries a virtio_net_hdr at [off - 10, off). Plain packets (after
+   * finishing a NEEDS_CSUM checksum) go to fromDevice in place; a super-packet is segmented into
+   * a staging buffer, `encapPrefix` bytes free before each segment, segments back to back.
+   */
+  private segmentStage(slots: PacketSlot[], count: number): void {
+    const c = this.counters;
+    const h = this.vhdr;
+    const info = this.segInfo;
+    const prefix = this.encapPrefix;
+    this.nStage = 0;
+    for (let i = 0; i < count; i++) {
+      const s = slots[i]!;
+      const b = s.buf;
+      const off = s.off;
+      const len = s.len;
+      if (off < VIRTIO_NET_HDR_LEN || h.check(b, off - VIRTIO_NET_HDR_LEN, len + VIRTIO_NET_HDR_LEN) !== 'ok') { c.drop(D.tx_bad_virtio); continue; }
+      if (h.gsoBase === VirtioGso.NONE) {
+        if (h.needsCsum && finishChecksum(b, off, len, h) !== 'ok') { c.drop(D.tx_bad_virtio); continue; }
+        this.fromDevice(b, off, len);
+        continue;
+      }
+      if (this.nStage === this.stages.length) {
+        this.flushTx(); // every staging buffer is free again
+        this.nStage = 0;
+      }
+      const st = this.stages[this.nStage]!;
+      const n = gsoSegmentStrided(b, off, len, h, st, 0, 0, prefix, info);
+      if (typeof n !== 'number') { c.drop(D.tx_bad_gso); continue; }
+      this.nStage++;
+      c.offload.superPackets++;
+      c.offload.segmentsOut += n;
+      let o = prefix;
+      for (let k = 0; k < n; k++) {
+        this.fromDevice(st, o, k === n - 1 ? info.lastLen : info.segLen);
+        o += info.stride;
+      }
+    }
+  }
+
+  /** Network -> device: one batch received from the socket (GRO messages split into their datagrams). */
   private readonly onSocketBatch = (slots: DatagramSlot[], count: number): void => {
     if (!this.running) return;
-    for (let i = 0; i < count; i++) this.fromNetwork(slots[i]!);
+    for (let i = 0; i < count; i++) {
+      const s = slots[i]!;
+      const seg = s.segSize;
+      this.rxOwnStart = 0;
+      if (seg !== undefined && seg > 0 && s.len > seg) this.groSplit(s, seg);
+      else this.fromNetwork(s);
+    }
     this.flushRx();
     this.flushNetReplies();
   };
+
+  /**
+   * Receive stage: run fromNetwork on each datagram of the GRO message `s` (every one `seg`
+   * bytes but a shorter last), through one re-pointed sub-view carrying the sender.
+   */
+  private groSplit(s: DatagramSlot, seg: number): void {
+    const v = this.rxSub;
+    v.buf = s.buf;
+    v.family = s.family;
+    v.addr = s.addr;
+    v.port = s.port;
+    v.segSize = 0;
+    if (s.family === 6) for (let k = 0; k < 16; k++) v.addr6[k] = s.addr6[k]!;
+    let o = s.off;
+    let left = s.len;
+    let n = 0;
+    while (left > 0) {
+      const l = left < seg ? left : seg;
+      v.off = o;
+      v.len = l;
+      // the first datagram also owns the slot headroom; a later one starts where the previous ended
+      this.rxOwnStart = n === 0 ? 0 : o;
+      this.fromNetwork(v);
+      o += l;
+      left -= l;
+      n++;
+    }
+    this.rxOwnStart = 0;
+    const oc = this.counters.offload;
+    oc.groMessages++;
+    oc.groSegments += n;
+  }
 
   /** Queue `buf[off, off+len)` as one datagram to IPv4 `addr` (int32 or uint32) on our port. */
   protected sendTo(buf: Buffer, off: number, len: number, addr: number, pc: PeerCounters): void {
@@ -298,25 +569,86 @@ export abstract class TunnelCore {
     this.txCounters[this.nTx++] = pc;
   }
 
+  /**
+   * Send the tx queue. GSO at send: runs of queued datagrams contiguous in one buffer
+   * (`off` of the next = `off + len` of the previous), to the same address and port, all of
+   * the first one's length except a shorter last (at most GSO_SEND_MAX_SEGMENTS datagrams and
+   * GSO_SEND_MAX_BYTES) go out as one view with `segSize`. Counters still count datagrams.
+   */
   private flushTx(): void {
     const n = this.nTx;
     if (n === 0) return;
     this.nTx = 0;
     const c = this.counters;
     const tr = this.transport!;
-    const sent = tr.sendBatch(this.txViews, n);
-    for (let j = 0; j < n; j++) {
-      const pc = this.txCounters[j]!;
-      this.txCounters[j] = NO_COUNTERS;
-      const err = j < sent && sent === n ? 0 : tr.sendError(j);
-      if (err === 0) {
-        const len = this.txViews[j]!.len;
-        c.txPackets++;
-        c.txBytes += len;
-        pc.txPackets++;
-        pc.txBytes += len;
-      } else c.drop(sendErrorReason(err));
+    const v = this.txViews;
+    const first = this.txOutFirst;
+    const cnt = this.txOutCount;
+    let m = 0;
+    for (let j = 0; j < n;) {
+      const a = v[j]!;
+      const seg = a.len;
+      let total = seg;
+      let k = j + 1;
+      if (a.family === 4) {
+        for (; k < n && k - j < GSO_SEND_MAX_SEGMENTS; k++) {
+          const p = v[k - 1]!;
+          const q = v[k]!;
+          if (p.len !== seg || q.buf !== a.buf || q.off !== p.off + p.len || q.addr !== a.addr || q.port !== a.port ||
+              q.family !== 4 || q.len > seg || q.len === 0 || total + q.len > GSO_SEND_MAX_BYTES) break;
+          total += q.len;
+        }
+      }
+      first[m] = j;
+      cnt[m++] = k - j;
+      j = k;
     }
+    let views = v;
+    if (m < n) {
+      // at least one run: build the send views
+      views = this.txOut;
+      for (let g = 0; g < m; g++) {
+        const a = v[first[g]!]!;
+        const o = views[g]!;
+        o.buf = a.buf;
+        o.off = a.off;
+        o.family = a.family;
+        o.addr = a.addr;
+        o.port = a.port;
+        if (a.family === 6) for (let x = 0; x < 16; x++) o.addr6[x] = a.addr6[x]!;
+        const k = cnt[g]!;
+        if (k === 1) {
+          o.len = a.len;
+          o.segSize = 0;
+        } else {
+          const last = v[first[g]! + k - 1]!;
+          o.len = last.off + last.len - a.off;
+          o.segSize = a.len;
+        }
+      }
+    }
+    const sent = tr.sendBatch(views, m);
+    for (let g = 0; g < m; g++) {
+      const err = g < sent && sent === m ? 0 : tr.sendError(g);
+      const j0 = first[g]!;
+      const k = cnt[g]!;
+      if (err === 0 && k > 1) {
+        c.offload.gsoSends++;
+        c.offload.gsoSegments += k;
+      }
+      for (let j = j0; j < j0 + k; j++) {
+        const pc = this.txCounters[j]!;
+        this.txCounters[j] = NO_COUNTERS;
+        if (err === 0) {
+          const len = v[j]!.len;
+          c.txPackets++;
+          c.txBytes += len;
+          pc.txPackets++;
+          pc.txBytes += len;
+        } else c.drop(sendErrorReason(err));
+      }
+    }
+    if (views !== v) for (let g = 0; g < m; g++) views[g]!.buf = EMPTY_BUF; // keep no reference to the batch
   }
 
   /** Queue the inner packet `buf[off, off+len)` for the device. */
@@ -326,6 +658,8 @@ export abstract class TunnelCore {
     v.buf = buf;
     v.off = off;
     v.len = len;
+    // the virtio header may go in place only over this datagram's own bytes (never a GRO neighbour's)
+    this.rxOwnHead[this.nRx] = off - VIRTIO_NET_HDR_LEN >= this.rxOwnStart ? 1 : 0;
     this.rxCounters[this.nRx++] = pc;
   }
 
@@ -333,18 +667,145 @@ export abstract class TunnelCore {
     const n = this.nRx;
     if (n === 0) return;
     this.nRx = 0;
+    if (this.devOffload) {
+      this.coalesceStage(n);
+      return;
+    }
     const c = this.counters;
-    const w = this.device!.writeBatch(this.rxViews, n);
+    const views = this.rxViews;
+    // no device offloads: the kernel expects complete checksums
+    if (this.deviceKind === 'tun') {
+      for (let j = 0; j < n; j++) {
+        const v = views[j]!;
+        if (finishPartialChecksum(v.buf, v.off, v.len)) c.offload.csumFinished++;
+      }
+    } else {
+      for (let j = 0; j < n; j++) {
+        const v = views[j]!;
+        if (v.len > 14) {
+          const et = (v.buf[v.off + 12]! << 8) | v.buf[v.off + 13]!;
+          if ((et === 0x0800 || et === 0x86dd) && finishPartialChecksum(v.buf, v.off + 14, v.len - 14)) c.offload.csumFinished++;
+        }
+      }
+    }
+    const w = this.device!.writeBatch(views, n);
     for (let j = 0; j < n; j++) {
       const pc = this.rxCounters[j]!;
       this.rxCounters[j] = NO_COUNTERS;
       if (j < w) {
-        const len = this.rxViews[j]!.len;
+        const len = views[j]!.len;
         c.rxPackets++;
         c.rxBytes += len;
         pc.rxPackets++;
         pc.rxBytes += len;
       } else c.drop(D.rx_device_full);
+    }
+  }
+
+  /**
+   * Coalesce stage (offload device): TCP runs become GSO super-packets written from the output
+   * buffers; other packets get their virtio header in place when the 10 bytes before them are
+   * their own datagram's, else they are copied (with the header) into the output buffers.
+   *
+   * A packet longer than the device MTU (a kernel VXLAN peer over veth hands its TSO
+   * super-packets to the UDP socket unsegmented, up to 64 KB) is never merged: the coalescer is
+   * drained before and after it, and a TCP one is written as a GSO_TCP super-packet with an
+   * MTU-sized gso_size, so the kernel can still forward it (re-segmenting) instead of dropping it.
+   */
+  private coalesceStage(n: number): void {
+    const co = this.coalescer!;
+    const views = this.rxViews;
+    const mtu = this.deviceMtu;
+    co.reset();
+    for (let j = 0; j < n; j++) {
+      const v = views[j]!;
+      const big = v.len > mtu;
+      if (big && co.packets > 0) this.drainCoalescer();
+      const r = co.add(v.buf, v.off, v.len); // capacity = rx queue size: never 'full'
+      if (r === 'started' || r === 'passthrough') this.coFirst[co.count - 1] = j;
+      if (big) this.drainCoalescer();
+    }
+    this.drainCoalescer();
+    for (let j = 0; j < n; j++) this.rxCounters[j] = NO_COUNTERS;
+    const out = this.devOut;
+    for (let g = 0; g < out.length && out[g]!.buf !== EMPTY_BUF; g++) out[g]!.buf = EMPTY_BUF;
+  }
+
+  /** Build the device writes of the coalescer's outputs, write them, and reset the coalescer. */
+  private drainCoalescer(): void {
+    const co = this.coalescer!;
+    const views = this.rxViews;
+    const items = co.count;
+    const out = this.devOut;
+    const mtu = this.deviceMtu;
+    let m = 0;
+    let ob = 0;
+    let pos = 0;
+    for (let i = 0; i < items; i++) {
+      const j = this.coFirst[i]!;
+      const o = out[m]!;
+      if (co.merged(i) || this.rxOwnHead[j] === 0) {
+        const need = co.outputLength(i);
+        if (pos + need > this.rxOutBufs[ob]!.length) {
+          ob++;
+          pos = 0;
+          if (ob === this.rxOutBufs.length) {
+            this.writeCoalesced(m); // every output buffer is free again
+            m = 0;
+            ob = 0;
+          }
+        }
+        const buf = this.rxOutBufs[ob]!;
+        co.write(i, buf, pos);
+        const d = out[m]!;
+        d.buf = buf;
+        d.off = pos + VIRTIO_NET_HDR_LEN;
+        d.len = need - VIRTIO_NET_HDR_LEN;
+        pos += (need + 7) & ~7;
+        if (d.len > mtu && !co.merged(i) && oversizedTcpGso(buf, d.off, d.len, mtu)) this.counters.offload.rxSuperPackets++;
+      } else {
+        const v = views[j]!;
+        co.emitHeader(i, v.buf, v.off - VIRTIO_NET_HDR_LEN);
+        o.buf = v.buf;
+        o.off = v.off;
+        o.len = v.len;
+        if (v.len > mtu && oversizedTcpGso(v.buf, v.off, v.len, mtu)) this.counters.offload.rxSuperPackets++;
+      }
+      this.devOutItem[m++] = i;
+    }
+    this.writeCoalesced(m);
+    co.reset();
+  }
+
+  /** Write devOut[0..m) to the offload device and count, per coalescer output, its packets and bytes as received. */
+  private writeCoalesced(m: number): void {
+    if (m === 0) return;
+    const c = this.counters;
+    const co = this.coalescer!;
+    const w = this.device!.writeBatch(this.devOut, m);
+    for (let g = 0; g < m; g++) {
+      const i = this.devOutItem[g]!;
+      const segs = co.segments(i);
+      if (g >= w) {
+        for (let k = 0; k < segs; k++) c.drop(D.rx_device_full);
+        continue;
+      }
+      let bytes = co.packetLen(i);
+      if (co.merged(i)) {
+        // the run's segments each carried the first one's IP + TCP headers
+        const b = co.packetBuf(i);
+        const po = co.packetOff(i);
+        const ipHl = b[po]! >>> 4 === 4 ? (b[po]! & 15) << 2 : 40;
+        const hdr = ipHl + ((b[po + ipHl + 12]! >>> 4) << 2);
+        bytes = co.outputLength(i) - VIRTIO_NET_HDR_LEN + (segs - 1) * hdr;
+        c.offload.coalescedWrites++;
+        c.offload.coalescedSegments += segs;
+      }
+      const pc = this.rxCounters[this.coFirst[i]!]!;
+      c.rxPackets += segs;
+      c.rxBytes += bytes;
+      pc.rxPackets += segs;
+      pc.rxBytes += bytes;
     }
   }
 
@@ -372,6 +833,11 @@ export abstract class TunnelCore {
 
   private flushDeviceReplies(): void {
     const dev = this.device!;
+    if (this.devOffload) {
+      // an offload device reads a virtio_net_hdr before every packet: none (complete checksums)
+      for (let i = 0; i < this.nIcmp; i++) { const o = this.icmpSlots[i]!; emitVirtioNone(o.buf, o.off - VIRTIO_NET_HDR_LEN); }
+      for (let i = 0; i < this.nDevReply; i++) { const o = this.devReplies[i]!; if (o.off >= VIRTIO_NET_HDR_LEN) emitVirtioNone(o.buf, o.off - VIRTIO_NET_HDR_LEN); }
+    }
     if (this.nIcmp > 0) {
       this.counters.icmpSent += dev.writeBatch(this.icmpSlots, this.nIcmp);
       this.nIcmp = 0;

@@ -21,6 +21,9 @@ export const DROP_REASONS = [
   'tx_l2miss',
   'tx_l3miss',
   'tx_unsupported_ethertype',
+  // offload device (TUN with virtio_net_hdr): a header that fails its check, a super-packet that cannot be segmented
+  'tx_bad_virtio',
+  'tx_bad_gso',
   // sending failed: by errno class (see sendErrorReason)
   'tx_socket_full',
   'tx_underlay_unreachable',
@@ -85,6 +88,56 @@ export function newPeerCounters(): PeerCounters {
   return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
 }
 
+/** Offload activity (all zero with offload 'off' or without kernel support). See OffloadStats. */
+export class OffloadCounters {
+  /** TSO/USO super-packets read from the device (and segmented here). */
+  superPackets = 0;
+  /** Segments produced from those super-packets. */
+  segmentsOut = 0;
+  /** Datagrams runs sent as one UDP GSO message (segSize > 0). */
+  gsoSends = 0;
+  /** Datagrams inside those runs. */
+  gsoSegments = 0;
+  /** UDP GRO messages received (segSize > 0) and split here. */
+  groMessages = 0;
+  /** Datagrams inside those messages. */
+  groSegments = 0;
+  /** Coalesced TCP super-packets written to the device. */
+  coalescedWrites = 0;
+  /** Segments inside those super-packets. */
+  coalescedSegments = 0;
+  /**
+   * Received inner TCP packets longer than the device MTU (a kernel peer's TSO super-packet that
+   * crossed a veth unsegmented) written to the offload device as GSO super-packets.
+   */
+  rxSuperPackets = 0;
+  /** Received inner packets with a partial TCP/UDP checksum completed in software (device without offloads). */
+  csumFinished = 0;
+
+  /** As a plain object. */
+  snapshot(): OffloadStats {
+    return {
+      superPackets: this.superPackets, segmentsOut: this.segmentsOut, gsoSends: this.gsoSends, gsoSegments: this.gsoSegments,
+      groMessages: this.groMessages, groSegments: this.groSegments, coalescedWrites: this.coalescedWrites,
+      coalescedSegments: this.coalescedSegments, rxSuperPackets: this.rxSuperPackets, csumFinished: this.csumFinished,
+    };
+  }
+}
+
+/** Offload counters as reported in stats().offload (see {@link OffloadCounters} for each field). */
+export interface OffloadStats {
+  superPackets: number;
+  segmentsOut: number;
+  gsoSends: number;
+  gsoSegments: number;
+  groMessages: number;
+  groSegments: number;
+  coalescedWrites: number;
+  coalescedSegments: number;
+  rxSuperPackets: number;
+  csumFinished: number;
+}
+
 /** Aggregate counters of one dataplane. */
 export class Counters {
   txPackets = 0;
@@ -98,6 +151,8 @@ export class Counters {
   /** Frames flooded (head-end replicated) and the copies sent. */
   floods = 0;
   floodCopies = 0;
+  /** Offload activity. */
+  readonly offload = new OffloadCounters();
   /** Drops by numeric reason code (see DROP_REASONS). */
   readonly drops = new Float64Array(DROP_REASONS.length);
 
@@ -137,6 +192,7 @@ export class Counters {
       rxBytes: this.rxBytes,
       drops: this.dropsObject(),
       peers: p,
+      offload: this.offload.snapshot(),
     };
   }
 }

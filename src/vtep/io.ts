@@ -7,15 +7,24 @@ import type { DataplaneIo } from './options.js';
 /** Receive batch size of the default devices and transports. */
 export const DEFAULT_BATCH = 64;
 
-/** The default DataplaneIo (src/tun): devices opened without link configuration (the backend configures them). */
+/**
+ * The default DataplaneIo (src/tun): devices opened without link configuration (the backend
+ * configures them). `openTun(name, { offload: true })` opens the TUN with IFF_VNET_HDR +
+ * TUNSETOFFLOAD (64 KB slots); `createTransport('mmsg', { gro: true })` turns on UDP GRO (GSO
+ * sends are on by default there). TAP devices and the dgram transport never get offloads.
+ */
 export const defaultIo: DataplaneIo = {
-  openTun(name) {
-    return TunDevice.open({ name, batch: DEFAULT_BATCH });
+  openTun(name, opts) {
+    return TunDevice.open({ name, batch: DEFAULT_BATCH, offload: opts?.offload === true });
   },
   openTap(name) {
     return TapDevice.open({ name, batch: DEFAULT_BATCH });
   },
-  createTransport(kind) {
-    return createTransport(kind, { batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20 });
+  createTransport(kind, opts) {
+    return createTransport(kind, {
+      batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20,
+      gro: kind === 'mmsg' && opts?.gro === true,
+      onGsoFallback: opts?.onGsoFallback,
+    });
   },
 };

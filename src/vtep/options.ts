@@ -5,15 +5,36 @@
 import type { PacketDevice, UdpTransport } from '../tun/types.js';
 import type { KernelNet } from './kernel.js';
 
+/** What a dataplane asks of the device it opens (see {@link DataplaneIo.openTun}). */
+export interface OpenDeviceOptions {
+  /**
+   * Open with kernel offloads (TunDevice `offload`: IFF_VNET_HDR + TUNSETOFFLOAD): the device
+   * then reports `offload: true` and exchanges a virtio_net_hdr with every packet. A factory that
+   * cannot do it ignores the option (and its device reports no `offload`).
+   */
+  offload?: boolean;
+}
+
+/** What a dataplane asks of the UDP transport it creates (see {@link DataplaneIo.createTransport}). */
+export interface CreateTransportOptions {
+  /** Enable UDP GRO receive (mmsg only; received slots may carry `segSize`). */
+  gro?: boolean;
+  /** Called once if the kernel refuses UDP GSO sends (the transport then splits runs itself). */
+  onGsoFallback?: (code: string) => void;
+}
+
 /** Opens devices and sockets for a dataplane. */
 export interface DataplaneIo {
-  /** Create/attach a TUN device (IFF_TUN | IFF_NO_PI) named `name`. */
-  openTun(name: string): PacketDevice | Promise<PacketDevice>;
+  /** Create/attach a TUN device (IFF_TUN | IFF_NO_PI) named `name`; `opts.offload` asks for kernel offloads. */
+  openTun(name: string, opts?: OpenDeviceOptions): PacketDevice | Promise<PacketDevice>;
   /** Create/attach a TAP device (IFF_TAP | IFF_NO_PI) named `name`. */
   openTap(name: string): PacketDevice | Promise<PacketDevice>;
-  /** Create an unbound UDP transport of the given kind. */
-  createTransport(kind: 'dgram' | 'mmsg'): UdpTransport;
+  /** Create an unbound UDP transport of the given kind (`opts.gro`: UDP GRO receive, mmsg only). */
+  createTransport(kind: 'dgram' | 'mmsg', opts?: CreateTransportOptions): UdpTransport;
 }
+
+/** The `offload` option's default (see {@link CommonBackendOptions.offload}). */
+export const DEFAULT_OFFLOAD: 'auto' | 'off' = 'auto';
 
 /** Options shared by both dataplanes. */
 export interface CommonBackendOptions {
@@ -42,8 +63,26 @@ export interface CommonBackendOptions {
    * (anti-spoofing). Default true.
    */
   strictSource?: boolean;
-  /** Maximum packets per output batch (default 64; matches the transports' batch size). */
+  /**
+   * Maximum packets per output batch (default 64; matches the transports' batch size). With
+   * offload 'auto' the queues are larger (segmented super-packets: 4 x 64 more datagrams; at
+   * least 256 received packets per coalescing pass).
+   */
   batchSize?: number;
+  /**
+   * Kernel offloads (issue #11). 'auto': open the TUN with offloads (TSO/USO super-packets read
+   * and segmented here, UDP GSO sends, UDP GRO receive on the mmsg transport, TCP segments
+   * coalesced into super-packets written to the TUN), falling back to plain I/O when the kernel
+   * refuses. 'off': plain packets. Default {@link DEFAULT_OFFLOAD}. The dgram transport gets no GRO and a TAP (L2
+   * mode) no device offloads in either case. Received inner packets whose TCP/UDP checksum is
+   * still partial (a kernel sender over veth) are completed in both modes.
+   */
+  offload?: 'auto' | 'off';
+  /**
+   * Informational messages outside the packet path (an offload the kernel refused, GSO falling
+   * back to software splitting). Each condition is reported once. Never called per packet.
+   */
+  onLog?: (msg: string) => void;
   /** Device/socket factory; defaults to src/tun's TunDevice/TapDevice/createTransport. */
   io?: DataplaneIo;
   /** Kernel configuration backend; defaults to src/tun's rtnetlink client (RtnlNet). */

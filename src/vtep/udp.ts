@@ -39,6 +39,9 @@ export class UdpBackend extends TunnelCore implements Backend {
   /** Peers by public IP in int32 form (small-integer keys: lookups never box). */
   private readonly byAddr = new Map<number, UdpPeer>();
 
+  /** The payload is the bare IPv4 packet: no header in front of it (socket adds IPv4 + UDP). */
+  protected override readonly encapPrefix = 0;
+
   constructor(opts: UdpBackendOptions) {
     super(opts, 'tun', 'flannel0', FLANNEL_UDP_PORT, UDP_OVERHEAD);
   }

@@ -65,6 +65,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly macHi: number;
   private readonly macLo: number;
 
+  /** L3: VXLAN + inner Ethernet (22 bytes) written before the IPv4 packet; L2: VXLAN (8). */
+  protected override readonly encapPrefix: number;
   private readonly gbp: boolean;
   private readonly gbpPolicy: number;
   private readonly learning: boolean;
@@ -94,6 +96,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const mode = opts.mode ?? 'l3';
     super(opts, mode === 'l2' ? 'tap' : 'tun', `flannel.${vni}`, VXLAN_PORT_LINUX, VXLAN_OVERHEAD);
     this.mode = mode;
+    this.encapPrefix = mode === 'l3' ? VXLAN_HLEN + ETH_HLEN : VXLAN_HLEN;
     this.vni = vni;
     this.gbp = opts.gbp ?? false;
     this.gbpPolicy = opts.gbpPolicy ?? 0;

@@ -1,18 +1,23 @@
 /** In-memory device, transport and kernel for pipeline unit tests. */
-import { allocDatagramSlots, allocSlots, HEADROOM, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
+import { allocDatagramSlots, allocSlots, HEADROOM, OFFLOAD_SLOT_SIZE, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import type { DataplaneIo, KernelNet } from '../../src/vtep/index.js';
 import { OsError } from '../../src/tun/errors.js';
 import type { ReadErrorListener } from '../../src/tun/types.js';
 
 export class FakeDevice implements PacketDevice {
   handler: BatchHandler<PacketSlot> | undefined;
+  /** Written packets; with `offload` each starts with its 10-byte virtio_net_hdr. */
   written: Buffer[] = [];
-  slots = allocSlots(64);
+  slots: PacketSlot[];
   closed = false;
-  constructor(readonly name: string) {}
+  /** offload: the TunDevice offload layout (virtio_net_hdr at off - 10 both ways). */
+  constructor(readonly name: string, readonly offload = false) {
+    this.slots = allocSlots(64, offload ? OFFLOAD_SLOT_SIZE : undefined);
+  }
   onBatch(h: BatchHandler<PacketSlot>): void { this.handler = h; }
   writeBatch(slots: readonly PacketSlot[], count: number): number {
-    for (let i = 0; i < count; i++) this.written.push(Buffer.from(slots[i]!.buf.subarray(slots[i]!.off, slots[i]!.off + slots[i]!.len)));
+    const h = this.offload ? 10 : 0;
+    for (let i = 0; i < count; i++) this.written.push(Buffer.from(slots[i]!.buf.subarray(slots[i]!.off - h, slots[i]!.off + slots[i]!.len)));
     return count;
   }
   close(): void { this.closed = true; }
@@ -24,14 +29,19 @@ export class FakeDevice implements PacketDevice {
     this.readErrorCounts[code] = (this.readErrorCounts[code] ?? 0) + 1;
     this.errListener?.(new OsError(5, `read ${this.name}`));
   }
-  /** Deliver packets as one batch read from the device. */
-  inject(pkts: Buffer[]): void {
-    pkts.forEach((p, i) => { const s = this.slots[i]!; s.off = HEADROOM; p.copy(s.buf, HEADROOM); s.len = p.length; });
+  /** Deliver packets as one batch read from the device (offload: each with its virtio header, default all-zero). */
+  inject(pkts: Buffer[], vnet: (Buffer | undefined)[] = []): void {
+    pkts.forEach((p, i) => {
+      const s = this.slots[i]!;
+      s.off = HEADROOM; p.copy(s.buf, HEADROOM); s.len = p.length;
+      if (this.offload) (vnet[i] ?? Buffer.alloc(10)).copy(s.buf, HEADROOM - 10);
+    });
     this.handler!(this.slots, pkts.length);
   }
 }
 
-export interface Sent { addr: number; port: number; data: Buffer }
+/** One send view as the transport got it (`segSize` > 0: a GSO run of datagrams). */
+export interface Sent { addr: number; port: number; data: Buffer; segSize: number }
 
 export class FakeTransport implements UdpTransport {
   readonly kind = 'dgram' as const;
@@ -46,16 +56,26 @@ export class FakeTransport implements UdpTransport {
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     for (let i = 0; i < count; i++) {
       const s = slots[i]!;
-      this.sent.push({ addr: s.addr, port: s.port, data: Buffer.from(s.buf.subarray(s.off, s.off + s.len)) });
+      this.sent.push({ addr: s.addr, port: s.port, data: Buffer.from(s.buf.subarray(s.off, s.off + s.len)), segSize: s.segSize ?? 0 });
     }
     return count;
   }
   close(): void {}
-  /** Deliver datagrams as one received batch. */
-  inject(dgrams: { addr: number; data: Buffer; family?: 4 | 6 }[]): void {
+  /** The datagrams sent, GSO runs split at their segSize. */
+  datagrams(): Buffer[] {
+    const out: Buffer[] = [];
+    for (const s of this.sent) {
+      const step = s.segSize > 0 ? s.segSize : s.data.length;
+      for (let o = 0; o < s.data.length; o += step) out.push(s.data.subarray(o, Math.min(o + step, s.data.length)));
+    }
+    return out;
+  }
+  /** Deliver datagrams as one received batch (`segSize`: a UDP GRO message of several datagrams). */
+  inject(dgrams: { addr: number; data: Buffer; family?: 4 | 6; segSize?: number }[]): void {
     dgrams.forEach((d, i) => {
       const s = this.slots[i]!;
       s.off = HEADROOM; d.data.copy(s.buf, HEADROOM); s.len = d.data.length; s.addr = d.addr; s.family = d.family ?? 4; s.port = 40000;
+      s.segSize = d.segSize ?? 0;
     });
     this.handler!(this.slots, dgrams.length);
   }
@@ -64,9 +84,24 @@ export class FakeTransport implements UdpTransport {
 export class FakeIo implements DataplaneIo {
   dev: FakeDevice | undefined;
   tr: FakeTransport | undefined;
-  openTun(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
+  /** Options the dataplane asked for. */
+  asked: { tun?: { offload?: boolean }; transport?: { gro?: boolean; onGsoFallback?: (code: string) => void } } = {};
+  /**
+   * offload: honour `openTun(name, { offload: true })` with an offload-layout device (default:
+   * ignore it, like a factory that cannot do offloads); refuseOffload: throw instead (a kernel
+   * without TUNSETOFFLOAD).
+   */
+  constructor(readonly caps: { offload?: boolean; refuseOffload?: boolean } = {}) {}
+  openTun(name: string, opts?: { offload?: boolean }): PacketDevice {
+    this.asked.tun = opts;
+    if (opts?.offload && this.caps.refuseOffload) throw new Error('TUNSETOFFLOAD: EINVAL');
+    return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true));
+  }
   openTap(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
-  createTransport(): UdpTransport { return (this.tr = new FakeTransport()); }
+  createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean; onGsoFallback?: (code: string) => void }): UdpTransport {
+    this.asked.transport = opts;
+    return (this.tr = new FakeTransport());
+  }
 }
 
 export const nullKernel: KernelNet = {

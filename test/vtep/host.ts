@@ -9,7 +9,7 @@
  *   {"id":1,"cmd":"addPeer","lease":{...}}   {"id":2,"cmd":"removePeer","subnet":"..."}
  *   {"id":3,"cmd":"stats"} -> {"id":3,"event":"stats","stats":{...},"rss":N}
  *   {"id":4,"cmd":"gc"}    {"id":5,"cmd":"restart"} (stop, start again)    {"id":6,"cmd":"stop"} (stops and exits)
- * Miss events are printed as {"event":"miss",...}.
+ * Miss events are printed as {"event":"miss",...}, onLog messages as {"event":"log","message":...}.
  */
 import { createInterface } from 'node:readline';
 import { UdpBackend, VxlanBackend, type Backend, type Lease, type MissEvent } from '../../src/vtep/index.js';
@@ -23,9 +23,10 @@ function out(o: unknown): void {
 async function main(): Promise<void> {
   const opts = JSON.parse(process.argv[2] ?? '{}') as Opts;
   const { kind, ...rest } = opts;
+  const onLog = (message: string): void => out({ event: 'log', message });
   const backend: Backend = kind === 'udp'
-    ? new UdpBackend(rest as unknown as ConstructorParameters<typeof UdpBackend>[0])
-    : new VxlanBackend({ ...(rest as unknown as ConstructorParameters<typeof VxlanBackend>[0]), onMiss: (ev: MissEvent) => out({ event: 'miss', ...ev }) });
+    ? new UdpBackend({ ...(rest as unknown as ConstructorParameters<typeof UdpBackend>[0]), onLog })
+    : new VxlanBackend({ ...(rest as unknown as ConstructorParameters<typeof VxlanBackend>[0]), onLog, onMiss: (ev: MissEvent) => out({ event: 'miss', ...ev }) });
   await backend.start();
   out({ event: 'ready', lease: backend.localLease() });
   const rl = createInterface({ input: process.stdin });
