@@ -1,7 +1,7 @@
 /**
  * Default device/socket factory: src/tun's TUN/TAP devices and UDP transports.
  */
-import { TapDevice, TunDevice, createTransport } from '../tun/index.js';
+import { OFFLOAD_SLOT_SIZE, TapDevice, TunDevice, createTransport } from '../tun/index.js';
 import type { DataplaneIo } from './options.js';
 
 /** Receive batch size of the default devices and transports. */
@@ -11,7 +11,9 @@ export const DEFAULT_BATCH = 64;
  * The default DataplaneIo (src/tun): devices opened without link configuration (the backend
  * configures them). `openTun(name, { offload: true })` opens the TUN with IFF_VNET_HDR +
  * TUNSETOFFLOAD (64 KB slots); `createTransport('mmsg', { gro: true })` turns on UDP GRO (GSO
- * sends are on by default there). TAP devices and the dgram transport never get offloads.
+ * sends are on by default there). TAP devices never get offloads; the dgram transport has no
+ * GSO/GRO, but with `gro` asked for it receives into 64 KB slots, so a kernel VXLAN peer's
+ * unsegmented 64 KB datagrams over veth still arrive whole.
  */
 export const defaultIo: DataplaneIo = {
   openTun(name, opts) {
@@ -24,6 +26,7 @@ export const defaultIo: DataplaneIo = {
     return createTransport(kind, {
       batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20,
       gro: kind === 'mmsg' && opts?.gro === true,
+      slotSize: opts?.gro === true ? OFFLOAD_SLOT_SIZE : undefined,
       onGsoFallback: opts?.onGsoFallback,
     });
   },

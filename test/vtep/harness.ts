@@ -74,7 +74,8 @@ export interface KernelVtep {
 /**
  * Create a kernel vxlan device the way flannel does: `ip link add flannel.N type vxlan id N
  * local <publicIp> dev <underlay> dstport <port> nolearning`, MTU underlay-50, our MAC,
- * <subnet addr>/32, up; TX checksum offload off unless `txOff` is false (see txChecksumOff).
+ * <subnet addr>/32, up, at the kernel's default offload settings (partial checksums, 64 KB
+ * super-packets over veth); `txOff: true` turns TX checksum offload off (see txChecksumOff).
  */
 export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; underlay: string; vni?: number; port?: number; mtu?: number; mac: string; gbp?: boolean; dev?: string; learning?: boolean; txOff?: boolean }): KernelVtep {
   const vni = o.vni ?? 1;
@@ -85,7 +86,7 @@ export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; un
   h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - 50), 'address', o.mac);
   h.ip('addr', 'add', `${o.subnet.split('/')[0]}/32`, 'dev', dev);
   h.ip('link', 'set', dev, 'up');
-  if (o.txOff !== false) txChecksumOff(h, dev); // txOff: false keeps the kernel's default offloads (partial checksums, GSO)
+  if (o.txOff === true) txChecksumOff(h, dev); // default: the kernel's own offloads (partial checksums, GSO), as flannel leaves them
   return { dev, mac: o.mac, lease: { subnet: o.subnet, publicIp: o.publicIp, backendType: 'vxlan', vni, vtepMac: o.mac } };
 }
 
