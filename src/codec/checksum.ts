@@ -149,7 +149,7 @@ export function csumUpdate32(check: number, oldVal: number, newVal: number): num
 }
 
 /** Unfolded sum of the IPv4 pseudo-header (src, dst, protocol, L4 length). Pass as `initial`. */
-export function pseudoSum4(src: number, dst: number, proto: number, l4len: number): number {
+export function pseudoSum4(src: number, dst: number, proto: number, l4len: number): number { // src/dst: uint32 or int32 form
   return (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + proto + l4len;
 }
 

@@ -360,8 +360,9 @@ function same(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): 
   return true;
 }
 
+/** Big-endian 32 bits as an int32 (a small integer for V8: never boxed when passed to a call). */
 function rd32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  return (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
 }
 
 /** Cheap hash of addresses and ports (a pre-filter before the byte compare). */

@@ -48,9 +48,10 @@ export function parseL4(buf: Uint8Array, off: number, len: number, out: L4Layout
     out.ipLen = (buf[off + 2]! << 8) | buf[off + 3]!;
     proto = buf[off + 9]!;
     if (proto !== IpProto.TCP && proto !== IpProto.UDP) return 'not-tcp-udp';
+    // addresses as int32 (small integers): a uint32 >= 2^31 would be boxed at a non-inlined call
     out.pseudoBase = pseudoSum4(
-      ((buf[off + 12]! << 24) | (buf[off + 13]! << 16) | (buf[off + 14]! << 8) | buf[off + 15]!) >>> 0,
-      ((buf[off + 16]! << 24) | (buf[off + 17]! << 16) | (buf[off + 18]! << 8) | buf[off + 19]!) >>> 0, proto, 0);
+      (buf[off + 12]! << 24) | (buf[off + 13]! << 16) | (buf[off + 14]! << 8) | buf[off + 15]!,
+      (buf[off + 16]! << 24) | (buf[off + 17]! << 16) | (buf[off + 18]! << 8) | buf[off + 19]!, proto, 0);
   } else if (v === 6) {
     if (ipv6Check(buf, off, len) !== 'ok') return 'bad-header';
     out.ipHl = IPV6_HLEN;

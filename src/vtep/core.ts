@@ -56,7 +56,7 @@ import {
   GSO_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
-import { Counters, D, sendErrorReason, type OffloadStats, type PeerCounters } from './counters.js';
+import { Counters, D, newPeerCounters, RX_BYTES, RX_PKTS, sendErrorReason, TX_BYTES, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
@@ -68,7 +68,7 @@ const EMPTY_BUF = Buffer.alloc(0);
 export const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
 
 /** Counters of no peer (generated traffic, unknown senders): written to, never read. */
-export const NO_COUNTERS: PeerCounters = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
+export const NO_COUNTERS: PeerCounters = newPeerCounters();
 
 /**
  * The drop code for a received inner IPv4 packet `buf[off, off+len)` that fails
@@ -641,10 +641,11 @@ export abstract class TunnelCore {
         this.txCounters[j] = NO_COUNTERS;
         if (err === 0) {
           const len = v[j]!.len;
-          c.txPackets++;
-          c.txBytes += len;
-          pc.txPackets++;
-          pc.txBytes += len;
+          const t = c.totals;
+          t[TX_PKTS]++;
+          t[TX_BYTES] += len;
+          pc[TX_PKTS]++;
+          pc[TX_BYTES] += len;
         } else c.drop(sendErrorReason(err));
       }
     }
@@ -694,10 +695,11 @@ export abstract class TunnelCore {
       this.rxCounters[j] = NO_COUNTERS;
       if (j < w) {
         const len = views[j]!.len;
-        c.rxPackets++;
-        c.rxBytes += len;
-        pc.rxPackets++;
-        pc.rxBytes += len;
+        const t = c.totals;
+        t[RX_PKTS]++;
+        t[RX_BYTES] += len;
+        pc[RX_PKTS]++;
+        pc[RX_BYTES] += len;
       } else c.drop(D.rx_device_full);
     }
   }
@@ -802,10 +804,11 @@ export abstract class TunnelCore {
         c.offload.coalescedSegments += segs;
       }
       const pc = this.rxCounters[this.coFirst[i]!]!;
-      c.rxPackets += segs;
-      c.rxBytes += bytes;
-      pc.rxPackets += segs;
-      pc.rxBytes += bytes;
+      const t = c.totals;
+      t[RX_PKTS] += segs;
+      t[RX_BYTES] += bytes;
+      pc[RX_PKTS] += segs;
+      pc[RX_BYTES] += bytes;
     }
   }
 

@@ -75,17 +75,28 @@ export function sendErrorReason(errno: number): number {
   }
 }
 
-/** Counters of one peer (kept on the peer object; read by snapshot). */
-export interface PeerCounters {
-  txPackets: number;
-  txBytes: number;
-  rxPackets: number;
-  rxBytes: number;
-}
+/**
+ * Index of each counter in a {@link PeerCounters} array and in `Counters.totals`: packets and
+ * bytes each way. Counters live in Float64Arrays so that adding to them never allocates, even
+ * past 2^31 and even where V8's property caches have gone generic (several dataplanes in one
+ * process); only snapshots build objects.
+ */
+export const TX_PKTS = 0;
+export const TX_BYTES = 1;
+export const RX_PKTS = 2;
+export const RX_BYTES = 3;
+
+/** Counters of one peer: [txPackets, txBytes, rxPackets, rxBytes] (see TX_PKTS ...). */
+export type PeerCounters = Float64Array;
 
 /** Fresh zeroed per-peer counters. */
 export function newPeerCounters(): PeerCounters {
-  return { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 };
+  return new Float64Array(4);
+}
+
+/** A peer's counters as a plain object. */
+export function peerCountersObject(c: PeerCounters): { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number } {
+  return { txPackets: c[TX_PKTS]!, txBytes: c[TX_BYTES]!, rxPackets: c[RX_PKTS]!, rxBytes: c[RX_BYTES]! };
 }
 
 /** Offload activity (all zero with offload 'off' or without kernel support). See OffloadStats. */
@@ -140,10 +151,8 @@ export interface OffloadStats {
 
 /** Aggregate counters of one dataplane. */
 export class Counters {
-  txPackets = 0;
-  txBytes = 0;
-  rxPackets = 0;
-  rxBytes = 0;
+  /** Totals each way, indexed like a PeerCounters array (TX_PKTS, TX_BYTES, RX_PKTS, RX_BYTES). */
+  readonly totals: PeerCounters = newPeerCounters();
   /** ICMP errors generated back into the device. */
   icmpSent = 0;
   /** ARP replies generated (L3 VTEP answers, L2 proxy). */
@@ -184,12 +193,9 @@ export class Counters {
   /** Build the DataplaneStats object. */
   snapshot(): DataplaneStats {
     const p: DataplaneStats['peers'] = {};
-    for (const [ip, c] of this.peers) p[u32ToIpv4(ip)] = { ...c };
+    for (const [ip, c] of this.peers) p[u32ToIpv4(ip)] = peerCountersObject(c);
     return {
-      txPackets: this.txPackets,
-      txBytes: this.txBytes,
-      rxPackets: this.rxPackets,
-      rxBytes: this.rxBytes,
+      ...peerCountersObject(this.totals),
       drops: this.dropsObject(),
       peers: p,
       offload: this.offload.snapshot(),
