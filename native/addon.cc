@@ -660,6 +660,19 @@ static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r < 0 ? -errno : 0);
 }
 
+// udpSetPmtuDisc(fd, family 4|6, mode) -> 0 | -errno: IP_MTU_DISCOVER / IPV6_MTU_DISCOVER.
+// IP_PMTUDISC_DO (2) sets DF on every datagram, UDP GSO segments included (with the default
+// IP_PMTUDISC_WANT the kernel leaves DF clear on the segments of a GSO send).
+static Napi::Value UdpSetPmtuDisc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int family = info[1].As<Napi::Number>().Int32Value();
+  int mode = info[2].As<Napi::Number>().Int32Value();
+  int r = family == 6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &mode, sizeof(mode))
+                      : setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode));
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
 static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) CloseFd(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -997,6 +1010,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpGsoProbe", Napi::Function::New(env, UdpGsoProbe));
   exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro));
   exports.Set("udpSetNoCheck", Napi::Function::New(env, UdpSetNoCheck));
+  exports.Set("udpSetPmtuDisc", Napi::Function::New(env, UdpSetPmtuDisc));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("sockPort", Napi::Function::New(env, SockPort));

@@ -65,6 +65,7 @@ export interface NativeBinding {
   udpSetGro(fd: number, on: boolean): number;
   /** setsockopt(SO_NO_CHECK); 0 or -errno. */
   udpSetNoCheck(fd: number, on: boolean): number;
+  udpSetPmtuDisc(fd: number, family: 4 | 6, mode: number): number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;

@@ -73,6 +73,12 @@ export interface TransportOptions {
    * go through the fallback split. Default true.
    */
   udpChecksum?: boolean;
+  /**
+   * mmsg only: send every datagram with DF set, UDP GSO segments included (IP_PMTUDISC_DO; a
+   * datagram over the path MTU then fails with EMSGSIZE instead of being fragmented). Default
+   * true: the dataplanes size their devices so that no datagram exceeds the underlay MTU.
+   */
+  dontFragment?: boolean;
 }
 
 /** A received address, parsed once per distinct sender (node:dgram hands out strings). */
@@ -146,6 +152,11 @@ export class MmsgUdpTransport implements UdpTransport {
       else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
       this.port = n.sockPort(this.fd);
       this.gso = this.opts.gso !== false && n.udpGsoProbe(this.fd) === 0;
+      if (this.opts.dontFragment !== false) {
+        // DF on every datagram, UDP GSO segments included, so offloaded and plain sends look the same on the wire
+        const e = n.udpSetPmtuDisc(this.fd, this.family, 2 /* IP_PMTUDISC_DO */);
+        if (e < 0) throw new OsError(-e, 'IP_MTU_DISCOVER');
+      }
       if (this.opts.udpChecksum === false) {
         const e = n.udpSetNoCheck(this.fd, true);
         if (e < 0) throw new OsError(-e, 'SO_NO_CHECK');
