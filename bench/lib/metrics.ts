@@ -40,6 +40,7 @@ export const METRIC_KEYS = [
   'cpuPerPkt64',
   'cpuPerPkt1400',
   'cpuPerPktPaced',
+  'cpuPerByteTcp',
   'rssPeak',
 ] as const;
 
@@ -73,7 +74,8 @@ const sig = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs
  * `cpuPerPkt64`/`cpuPerPkt1400` come from the unlimited-rate UDP tests (the sender
  * overloads the path, so they include the cost of datagrams that are later dropped);
  * `cpuPerPktPaced` from a 64 B test at a fixed rate every path sustains (--paced-kpps),
- * the per-packet cost without overload.
+ * the per-packet cost without overload. `cpuPerByteTcp`: nanoseconds of CPU time (every
+ * process of the path, both hosts, plus softirq) per byte moved in the 1-stream TCP test.
  */
 export const METRICS: Record<MetricKey, MetricDef> = {
   tcp1: { label: 'TCP 1 stream', short: 'TCP x1', unit: 'Gbit/s', better: 'higher', chart: true, ratio: true, format: sig },
@@ -87,5 +89,6 @@ export const METRICS: Record<MetricKey, MetricDef> = {
   cpuPerPkt64: { label: 'CPU/pkt 64 B', short: 'CPU/pkt 64B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   cpuPerPkt1400: { label: 'CPU/pkt 1400 B', short: 'CPU/pkt 1400B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   cpuPerPktPaced: { label: 'CPU/pkt 64 B, paced', short: 'CPU/pkt 64B paced', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  cpuPerByteTcp: { label: 'CPU/byte, TCP 1 stream', short: 'CPU/byte TCP', unit: 'ns', better: 'lower', chart: true, ratio: true, format: sig },
   rssPeak: { label: 'peak RSS (ours)', short: 'RSS', unit: 'MiB', better: 'lower', chart: false, ratio: false, format: fixed(1) },
 };

@@ -217,6 +217,19 @@ export function checkGoals(paths: PathReport[]): GoalCheck[] {
       const v = ratioOf(p, k);
       out.push({ goal: `CPU per packet within 3x the kernel’s (${METRICS[k].label})`, path: p.id, value: v, target: '≤ 3.00', met: judge(v, (x) => x <= 3), detail: `${k} median / kernel-vxlan median` });
     }
+    // issue #11 (offloads)
+    {
+      const v = ratioOf(p, 'udp1400pps');
+      out.push({ goal: 'UDP 1400 B receive rate ≥ 0.8x kernel VXLAN (#11)', path: p.id, value: v, target: '≥ 0.80', met: judge(v, (x) => x >= 0.8), detail: 'udp1400pps median / kernel-vxlan median' });
+      const c = ratioOf(p, 'cpuPerByteTcp');
+      out.push({ goal: 'CPU per byte (TCP) within 2x kernel VXLAN (#11)', path: p.id, value: c, target: '≤ 2.00', met: judge(c, (x) => x <= 2), detail: 'cpuPerByteTcp median / kernel-vxlan median' });
+      for (const k of ['udp64loss', 'udp1400loss'] as const) {
+        const lp = p.figures[k]?.median;
+        const lk = kernel?.figures[k]?.median;
+        const d = lp === undefined || lk === undefined ? null : lp - lk;
+        out.push({ goal: `loses no more than kernel VXLAN at the same offered load (${METRICS[k].label}, #11)`, path: p.id, value: d, target: '≤ 0 points', met: judge(d, (x) => x <= 0), detail: `${k} median − kernel-vxlan median (percentage points)` });
+      }
+    }
   }
   return out;
 }
@@ -249,7 +262,7 @@ export function renderTable(r: Report): string {
   out.push('', `median [min-max] over ${r.meta.options.reps} run(s); xN = ratio to ${r.baseline ?? 'kernel-vxlan (not measured: no ratios)'} in this run`);
   for (const p of errs) out.push(`${p.id}: NOT MEASURED: ${p.error}`);
   if (r.goals.length) {
-    out.push('', 'goals (issue #7):');
+    out.push('', 'goals (issues #7 and #11):');
     for (const g of r.goals) out.push(`  [${g.met === null ? ' ? ' : g.met ? 'met' : 'NOT'}] ${g.path}: ${g.goal}: ${g.value === null ? 'n/a' : g.value.toFixed(2)} (target ${g.target})`);
   }
   return out.join('\n');

@@ -139,13 +139,20 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
       for (const [name, key, t] of [['tcp1', 'tcp1', tcp(1)], ['tcp4', 'tcp4', tcp(4)]] as const) {
         await sleep(300);
         try {
+          const before = snapshot(procs());
           const r = await runIperfClient(a.ns, a.workload, b.workload, IPERF_PORT, t);
+          await sleep(200); // let the receive side drain before the second snapshot
+          const cpu = cpuDelta(before, snapshot(procs()), s.irqTime, 'iperf3-client');
           const gbps = r.bitsPerSecond / 1e9;
+          const bytes = (r.bitsPerSecond * r.seconds) / 8;
+          const nsPerByte = bytes > 0 ? (cpu.cpuSeconds * 1e9) / bytes : NaN;
           push(result, key, gbps);
-          record({ test: name, rep, ok: true, values: { gbps, seconds: r.seconds } });
-          s.log(`${tag} TCP x${t.streams}: ${gbps.toFixed(2)} Gbit/s`);
+          if (key === 'tcp1') push(result, 'cpuPerByteTcp', nsPerByte);
+          record({ test: name, rep, ok: true, values: { gbps, seconds: r.seconds, cpuNsPerByte: nsPerByte }, cpu });
+          s.log(`${tag} TCP x${t.streams}: ${gbps.toFixed(2)} Gbit/s, CPU ${nsPerByte.toFixed(2)} ns/byte`);
         } catch (e) {
           push(result, key, NaN);
+          if (key === 'tcp1') push(result, 'cpuPerByteTcp', NaN);
           record({ test: name, rep, ok: false, error: (e as Error).message, values: {} });
           s.log(`${tag} TCP x${t.streams} FAILED: ${(e as Error).message}`);
         }
