@@ -125,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
     mkdirSync(outDir, { recursive: true });
     const workDir = mkdtempSync(join(tmpdir(), 'overlay-bench-'));
     const cpuProfDir = opts.cpuProf ? join(outDir, 'prof') : undefined;
+    if (opts.offload === 'off') run.meta.notes.push('Run with --offload off: our daemons ran without kernel offloads (one packet per datagram).');
     if (cpuProfDir) {
       mkdirSync(cpuProfDir, { recursive: true });
       run.meta.notes.push('Run with --cpu-prof: our daemons ran under the V8 profiler, which slows them; use a run without it for the figures.');
@@ -145,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const all = [...Array(opts.reps).keys()];
       const settings = (repIndices: number[]) => ({
-        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, pacedPps: opts.pacedKpps * 1000, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log,
+        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, pacedPps: opts.pacedKpps * 1000, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log, offload: opts.offload,
         ...(cpuProfDir ? { cpuProfDir } : {}),
       });
       const parts = new Map<PathId, RawPathResult[]>(opts.paths.map((id) => [id, []]));

@@ -34,6 +34,8 @@ export interface BenchOptions {
   cpuProf: boolean;
   /** All repetitions of a path before the next path (default: rounds, one repetition of every path per round). */
   sequential: boolean;
+  /** overlayd's --offload for our paths. */
+  offload: 'auto' | 'off';
   /** Show usage. */
   help: boolean;
 }
@@ -65,12 +67,18 @@ Options:
   --sequential     all repetitions of one path before the next path (default:
                    rounds of one repetition of every path, each on a fresh testbed,
                    so slow drifts in background load hit every path alike)
+  --offload MODE   overlayd --offload for our paths: auto (default) or off
   --cpu-prof       run our daemons under node --cpu-prof (profiles in <out-dir>/prof,
                    summarized at the end; figures are slowed by the profiler)
   --micro          run the codec / tables / raw I/O micro-benchmarks
                    (only those, unless --paths is given too)
   -h, --help       this text
 `;
+
+function offloadMode(v: string | undefined): 'auto' | 'off' {
+  if (v === undefined || v === 'auto' || v === 'off') return v ?? 'auto';
+  throw new Error(`--offload must be auto or off, got "${v}"`);
+}
 
 function posInt(name: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
@@ -99,6 +107,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       'out-dir': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       sequential: { type: 'boolean' },
+      offload: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -125,6 +134,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     outDir: values['out-dir'] ?? 'bench/out',
     cpuProf: values['cpu-prof'] ?? false,
     sequential: values.sequential ?? false,
+    offload: offloadMode(values.offload),
     help: values.help ?? false,
   };
   if (values.json !== undefined) o.json = values.json;

@@ -29,6 +29,8 @@ export interface RunSettings {
   workDir: string;
   /** Set to profile our daemons. */
   cpuProfDir?: string;
+  /** overlayd --offload for our paths. */
+  offload?: 'auto' | 'off';
   /** Rate of the paced 64 B UDP test, datagrams per second. */
   pacedPps: number;
   /** CONFIG_IRQ_TIME_ACCOUNTING of this kernel (see proc.ts). */
@@ -92,7 +94,7 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
       const workDir = join(s.workDir, bed.tb.prefix);
       mkdirSync(workDir, { recursive: true });
       try {
-        inst = await path.setup(bed, { workDir, log: s.log, ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}) });
+        inst = await path.setup(bed, { workDir, log: s.log, ...(s.cpuProfDir ? { cpuProfDir: s.cpuProfDir } : {}), ...(s.offload ? { offload: s.offload } : {}) });
         break;
       } catch (e) {
         bed.tb.destroy();

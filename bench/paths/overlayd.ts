@@ -165,6 +165,7 @@ function startDaemon(bed: BenchBed, h: BedHost, id: PathId, entry: OverlaydEntry
     '--lease-out', leaseFile,
     '--subnet-file', join(dir, 'subnet.env'),
     '--transport', transport,
+    '--offload', opts.offload ?? 'auto',
     '--healthz-port', String(HEALTHZ_PORT),
     '--peers-debounce-ms', '50',
   ];

@@ -8,6 +8,8 @@ export interface PathOptions {
   cpuProfDir?: string;
   /** Directory for logs and generated configuration files. */
   workDir: string;
+  /** overlayd --offload for our paths (default auto). */
+  offload?: 'auto' | 'off';
   /** Progress logger. */
   log(msg: string): void;
 }
