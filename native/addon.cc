@@ -661,8 +661,8 @@ static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
 }
 
 // udpSetPmtuDisc(fd, family 4|6, mode) -> 0 | -errno: IP_MTU_DISCOVER / IPV6_MTU_DISCOVER.
-// IP_PMTUDISC_DO (2) sets DF on every datagram, UDP GSO segments included (with the default
-// IP_PMTUDISC_WANT the kernel leaves DF clear on the segments of a GSO send).
+// IP_PMTUDISC_DONT (0) clears DF and IP_PMTUDISC_DO (2) sets it on every datagram, UDP GSO
+// segments included (with the default IP_PMTUDISC_WANT plain sends get DF, GSO segments not).
 static Napi::Value UdpSetPmtuDisc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -671,6 +671,71 @@ static Napi::Value UdpSetPmtuDisc(const Napi::CallbackInfo& info) {
   int r = family == 6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &mode, sizeof(mode))
                       : setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode));
   return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+// ---------------------------------------------------------------------------
+// Checksum primitives (the one exception to "syscalls only": the profile under TCP load showed
+// the TypeScript onesSum/copySum at ~30% of the daemon's time; src/codec keeps the TypeScript
+// versions and a property test checks both agree).
+
+// Internet ones-complement sum of p[0, n) as big-endian 16-bit words (an odd last byte is the
+// high byte of a zero-padded word), plus `initial`, folded to 16 bits (0 only for an all-zero sum).
+static uint32_t OnesSum(const uint8_t* p, size_t n, uint64_t initial) {
+  uint64_t s = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {  // native-endian 32-bit loads; one byte swap at the end
+    uint32_t a, b;
+    memcpy(&a, p + i, 4);
+    memcpy(&b, p + i + 4, 4);
+    s += a;
+    s += b;
+  }
+  for (; i + 2 <= n; i += 2) {
+    uint16_t w;
+    memcpy(&w, p + i, 2);
+    s += w;
+  }
+  if (i < n) {
+    uint16_t w = 0;
+    memcpy(&w, p + i, 1);  // the odd byte in the first (high, big-endian) position
+    s += w;
+  }
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  s = ((s & 0xff) << 8) | (s >> 8);
+#endif
+  s += initial;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return static_cast<uint32_t>(s);
+}
+
+static bool SpanOf(const Napi::Value& v, size_t off, size_t len, uint8_t** out) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  size_t bytes = ta.ByteLength();
+  if (off > bytes || len > bytes - off) return false;
+  *out = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() + off;
+  return true;
+}
+
+// csumOnes(buf, off, len, initial) -> folded sum, or -1 when the range is outside buf.
+static Napi::Value CsumOnes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t off = info[1].As<Napi::Number>().Uint32Value(), len = info[2].As<Napi::Number>().Uint32Value();
+  uint8_t* p;
+  if (!SpanOf(info[0], off, len, &p)) return Napi::Number::New(env, -1);
+  return Napi::Number::New(env, OnesSum(p, len, static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value())));
+}
+
+// csumCopy(src, srcOff, dst, dstOff, len, initial) -> folded sum of the copied bytes, or -1.
+static Napi::Value CsumCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t so = info[1].As<Napi::Number>().Uint32Value(), dof = info[3].As<Napi::Number>().Uint32Value();
+  size_t len = info[4].As<Napi::Number>().Uint32Value();
+  uint8_t *src, *dst;
+  if (!SpanOf(info[0], so, len, &src) || !SpanOf(info[2], dof, len, &dst)) return Napi::Number::New(env, -1);
+  memmove(dst, src, len);
+  return Napi::Number::New(env, OnesSum(dst, len, static_cast<uint64_t>(info[5].As<Napi::Number>().Int64Value())));
 }
 
 static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
@@ -1011,6 +1076,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro));
   exports.Set("udpSetNoCheck", Napi::Function::New(env, UdpSetNoCheck));
   exports.Set("udpSetPmtuDisc", Napi::Function::New(env, UdpSetPmtuDisc));
+  exports.Set("csumOnes", Napi::Function::New(env, CsumOnes));
+  exports.Set("csumCopy", Napi::Function::New(env, CsumCopy));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("sockPort", Napi::Function::New(env, SockPort));

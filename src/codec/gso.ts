@@ -19,6 +19,14 @@ import { inBounds } from './util.js';
 /** Most segments one super-packet may produce. */
 export const GSO_MAX_SEGMENTS = 64;
 
+/**
+ * Most segments the segmenter cuts one super-packet into: a 64 KB TSO packet at Linux's
+ * smallest MSS (88) is 745 segments. Larger than {@link GSO_MAX_SEGMENTS}, which bounds one UDP
+ * GSO send and one coalesced run: a flow with a small MSS (536, or clamped) still gets its
+ * 64 KB super-packets from the TUN, and the sender splits the segments over several GSO sends.
+ */
+export const SEGMENT_MAX_SEGMENTS = 1024;
+
 /** TCP flag bits (byte 13 of the header). */
 export const TcpFlag = {
   FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20, ECE: 0x40, CWR: 0x80,
@@ -42,7 +50,7 @@ export type SegmentReason =
   | 'not-udp'
   /** GSO_TCPV4 on IPv6 or GSO_TCPV6 on IPv4. */
   | 'gso-type-mismatch'
-  /** More than {@link GSO_MAX_SEGMENTS} segments. */
+  /** More than {@link SEGMENT_MAX_SEGMENTS} segments. */
   | 'too-many-segments'
   /** Not enough output slots, or a slot / the strided buffer is too small. */
   | 'output-too-small';
@@ -103,7 +111,7 @@ function prepare(buf: Uint8Array, off: number, len: number, hdr: VirtioNetHdr): 
   sPay = lay.ipLen - sHdr;
   sMss = mss;
   sCount = sPay <= mss ? 1 : Math.ceil(sPay / mss);
-  if (sCount > GSO_MAX_SEGMENTS) return 'too-many-segments';
+  if (sCount > SEGMENT_MAX_SEGMENTS) return 'too-many-segments';
   sBuf = buf;
   sOff = off;
   const l4 = off + lay.ipHl;

@@ -4,6 +4,7 @@
  * Loaded lazily so that importing the package never fails on machines without the addon.
  */
 import { createRequire } from 'node:module';
+import { installChecksum } from '../codec/checksum.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +67,10 @@ export interface NativeBinding {
   /** setsockopt(SO_NO_CHECK); 0 or -errno. */
   udpSetNoCheck(fd: number, on: boolean): number;
   udpSetPmtuDisc(fd: number, family: 4 | 6, mode: number): number;
+  /** Folded ones-complement sum of buf[off, off+len) plus initial; -1 when out of range. */
+  csumOnes(buf: Uint8Array, off: number, len: number, initial: number): number;
+  /** Copy src[so, so+len) to dst[dof..) and return its folded sum plus initial; -1 when out of range. */
+  csumCopy(src: Uint8Array, so: number, dst: Uint8Array, dof: number, len: number, initial: number): number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;
@@ -100,6 +105,9 @@ export function native(): NativeBinding {
   if (!binding) {
     const require = createRequire(import.meta.url);
     binding = require(findAddon()) as NativeBinding;
+    const b = binding;
+    // the codec's checksum primitives, natively for long ranges (see src/codec/checksum.ts)
+    installChecksum({ onesSum: (buf, off, len, initial) => b.csumOnes(buf, off, len, initial), copySum: (s, so, d, dof, len, initial) => b.csumCopy(s, so, d, dof, len, initial) });
   }
   return binding;
 }

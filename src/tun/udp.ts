@@ -74,9 +74,11 @@ export interface TransportOptions {
    */
   udpChecksum?: boolean;
   /**
-   * mmsg only: send every datagram with DF set, UDP GSO segments included (IP_PMTUDISC_DO; a
-   * datagram over the path MTU then fails with EMSGSIZE instead of being fragmented). Default
-   * true: the dataplanes size their devices so that no datagram exceeds the underlay MTU.
+   * mmsg only: the DF bit of every datagram, UDP GSO segments included. Default false
+   * (IP_PMTUDISC_DONT): DF clear, as the kernel's VXLAN device sends by default (`df unset`), so
+   * a path with a smaller MTU fragments the outer packet instead of dropping it. true
+   * (IP_PMTUDISC_DO): DF set; a datagram over the path MTU then fails with EMSGSIZE
+   * (`tx_underlay_too_big`) instead of being fragmented.
    */
   dontFragment?: boolean;
 }
@@ -152,9 +154,10 @@ export class MmsgUdpTransport implements UdpTransport {
       else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
       this.port = n.sockPort(this.fd);
       this.gso = this.opts.gso !== false && n.udpGsoProbe(this.fd) === 0;
-      if (this.opts.dontFragment !== false) {
-        // DF on every datagram, UDP GSO segments included, so offloaded and plain sends look the same on the wire
-        const e = n.udpSetPmtuDisc(this.fd, this.family, 2 /* IP_PMTUDISC_DO */);
+      {
+        // One DF policy for every datagram, UDP GSO segments included (the kernel's default,
+        // IP_PMTUDISC_WANT, sets DF on plain sends but clears it on GSO segments)
+        const e = n.udpSetPmtuDisc(this.fd, this.family, this.opts.dontFragment === true ? 2 /* IP_PMTUDISC_DO */ : 0 /* IP_PMTUDISC_DONT */);
         if (e < 0) throw new OsError(-e, 'IP_MTU_DISCOVER');
       }
       if (this.opts.udpChecksum === false) {

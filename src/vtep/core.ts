@@ -53,7 +53,7 @@ import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions 
 import {
   buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4Check, ipv4VerifyChecksum,
   csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
-  GSO_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
+  SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
 import { Counters, D, newPeerCounters, RX_BYTES, RX_PKTS, sendErrorReason, TX_BYTES, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
@@ -213,6 +213,8 @@ export abstract class TunnelCore {
   private readonly deviceKind: 'tun' | 'tap';
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
+  /** Incremented by every stop(), so a start() in progress can tell it was stopped. */
+  private stopGen = 0;
   private kernelErrors = 0;
   private lastKernelError: string | undefined;
 
@@ -281,7 +283,7 @@ export abstract class TunnelCore {
     const n = Math.max(1, opts.batchSize ?? 64);
     this.offloadWanted = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto' && deviceKind === 'tun';
     // with offloads the queues hold whole segmented super-packets / GRO messages
-    const txCap = this.offloadWanted ? n + STAGES * GSO_MAX_SEGMENTS : n;
+    const txCap = this.offloadWanted ? n + STAGES * SEGMENT_MAX_SEGMENTS : n;
     const rxCap = this.offloadWanted ? Math.max(n, 256) : n;
     this.txViews = newDatagramViews(txCap);
     this.txCounters = new Array<PeerCounters>(txCap).fill(NO_COUNTERS);
@@ -325,14 +327,21 @@ export abstract class TunnelCore {
       ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
       : this.io.createTransport(kind);
     let dev: PacketDevice | undefined;
+    const gen = this.stopGen;
     try {
       await tr.bind(this.port, this.opts.bindAddress);
-      dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
-      if (this.opts.configureKernel !== false) await this.configureKernel(dev.name);
+      if (this.stopGen === gen) dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
+      if (dev !== undefined && this.stopGen === gen && this.opts.configureKernel !== false) await this.configureKernel(dev.name);
     } catch (e) {
       dev?.close();
       tr.close();
       throw e;
+    }
+    if (dev === undefined || this.stopGen !== gen) {
+      // stop() was called while we were starting: close what we opened, do not forward
+      dev?.close();
+      tr.close();
+      return;
     }
     this.device = dev;
     this.transport = tr;
@@ -359,7 +368,7 @@ export abstract class TunnelCore {
   /** Staging, output buffers and the coalescer of the offload stages (once; kept across restarts). */
   private allocOffloadBuffers(): void {
     if (this.stages.length > 0) return;
-    const stage = 65535 + GSO_MAX_SEGMENTS * (MAX_SEG_HEADERS + this.encapPrefix) + 64;
+    const stage = 65535 + SEGMENT_MAX_SEGMENTS * (MAX_SEG_HEADERS + this.encapPrefix) + 64;
     for (let i = 0; i < STAGES; i++) this.stages.push(Buffer.alloc(stage));
     for (let i = 0; i < RX_OUT_BUFS; i++) this.rxOutBufs.push(Buffer.alloc(OFFLOAD_SLOT_SIZE));
     this.coalescer = new TcpCoalescer({ maxPackets: this.rxViews.length });
@@ -386,6 +395,7 @@ export abstract class TunnelCore {
 
   /** Stop forwarding, close device and socket (the kernel drops the device's address and routes with it). */
   stop(): Promise<void> {
+    this.stopGen++; // a start() under way notices and closes what it opened
     if (!this.stopping) {
       this.stopping = (async () => {
         this.running = false;

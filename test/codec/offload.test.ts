@@ -181,7 +181,7 @@ describe('segmentation', () => {
   });
 
   it('typed reasons', () => {
-    const { hdr, len } = superPacket(src, { v: 4, payload: payload(65 * 10, 1) }, 10);
+    const { hdr, len } = superPacket(src, { v: 4, payload: payload(1025 * 10, 1) }, 10); // SEGMENT_MAX_SEGMENTS + 1
     expect(gsoSegment(src, 10, len, hdr, SLOTS)).toBe('too-many-segments');
     const b = superPacket(src, { v: 4, payload: payload(5000, 1) }, 1000);
     expect(gsoSegment(src, 10, b.len, b.hdr, SLOTS.slice(0, 4))).toBe('output-too-small');

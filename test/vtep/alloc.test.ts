@@ -11,6 +11,10 @@ import { ipv4ToU32 } from '../../src/codec/addr.js';
 import { ipv4Packet, nullKernel } from './fakes.js';
 import { emitVirtioTcpGso } from '../../src/codec/index.js';
 import { buildPacket } from '../codec/offload-helpers.js';
+import { native } from '../../src/tun/native.js';
+
+// as in a running daemon: the addon is loaded, so long checksums go through its primitives
+native();
 
 class NullDevice implements PacketDevice {
   handler!: BatchHandler<PacketSlot>;

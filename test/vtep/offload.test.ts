@@ -177,6 +177,24 @@ describe('segment stage (offload TUN -> network)', () => {
     }
     expect(b.stats().peers['198.18.0.2']!.txPackets).toBe(3);
   });
+  it('a small-MSS flow (536: more than 64 segments per 64 KB super-packet) is segmented, then sent as several GSO runs', async () => {
+    const { b, dev, tr } = await vtep('auto');
+    const pay = 536 * 100;
+    const sp = TCP(1, pay, 'partial');
+    const h = Buffer.alloc(10);
+    emitVirtioTcpGso(h, 0, 4, 20, 40, 536);
+    dev.inject([sp], [h]);
+    expect(b.stats().drops).toEqual({});
+    const d = tr.datagrams();
+    expect(d).toHaveLength(100);
+    d.forEach((x, i) => {
+      const ip = x.subarray(22);
+      expect(l4Verifies(ip, 0)).toBe(true);
+      expect(ip.readUInt32BE(24)).toBe(1 + i * 536);
+    });
+    expect(tr.sent.length).toBe(2); // 64 + 36: a GSO send never carries more than 64 datagrams
+    expect(b.stats().offload).toMatchObject({ superPackets: 1, segmentsOut: 100, gsoSends: 2, gsoSegments: 100 });
+  });
   it('finishes a NEEDS_CSUM packet, counts bad headers and unsegmentable super-packets', async () => {
     const { b, dev, tr } = await vtep('auto');
     const p = TCP(1, 100, 'partial');

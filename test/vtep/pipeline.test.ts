@@ -238,3 +238,26 @@ describe('core: failures are counted by what happened', () => {
     expect(b.stats().drops).toEqual({ rx_oversized: 1, rx_truncated: 1 });
   });
 });
+
+describe('core lifecycle', () => {
+  it('stop() while start() is under way: nothing keeps forwarding, the device and socket are closed', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const io = new FakeIo();
+    const kernel = { ...nullKernel, async configureDevice(): Promise<void> { await gate; } };
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel });
+    const s = b.start();
+    await new Promise((r) => setImmediate(r));
+    const st = b.stop();
+    release();
+    await s;
+    await st;
+    expect(io.dev!.closed).toBe(true);
+    expect(io.dev!.handler).toBeUndefined();
+    // and it can start again afterwards
+    await b.start();
+    expect(io.dev!.closed).toBe(false);
+    await b.stop();
+    expect(io.dev!.closed).toBe(true);
+  });
+});
