@@ -85,7 +85,7 @@ Dataplane:
                          checksum offload (super-packets segmented here, TCP coalesced into super-
                          packets for the kernel) and uses UDP GSO/GRO on the mmsg socket; falls back
                          to plain I/O when the kernel refuses (logged). off: one packet at a time.
-                         TAP (L2) devices and the dgram transport never use offloads.
+                         TAP (L2) devices never use offloads; the dgram transport has no GSO/GRO.
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 

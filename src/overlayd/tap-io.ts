@@ -7,14 +7,16 @@
  *
  * Only used with --pcap; without it the backends get the plain default I/O.
  */
-import type { BatchHandler, DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
+import type { BatchHandler, DatagramSlot, PacketDevice, PacketSlot, ReadErrorListener, UdpTransport } from '../tun/types.js';
+import { AddrError, parseIp } from '../codec/addr.js';
 import type { DataplaneIo } from '../vtep/index.js';
 import type { PacketTap } from './pcap.js';
 
 /** Parse a dotted quad to the uint32 form of DatagramSlot.addr (0 when not IPv4). */
+/** An IPv4 address as uint32 (0 when absent or not IPv4). */
 function u32(ip: string | undefined): number {
-  const p = (ip ?? '').split('.').map(Number);
-  return p.length === 4 && p.every((o) => Number.isInteger(o) && o >= 0 && o <= 255) ? ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0 : 0;
+  const a = parseIp(ip ?? '', { family: 4 });
+  return a instanceof AddrError ? 0 : a.v4;
 }
 
 class TappedDevice implements PacketDevice {
@@ -25,6 +27,13 @@ class TappedDevice implements PacketDevice {
   /** The wrapped device's offload layout (the tap then sees super-packets, without their virtio header). */
   get offload(): boolean {
     return this.dev.offload === true;
+  }
+  /** The wrapped device's read errors (see PacketDevice). */
+  get readErrorCounts(): Readonly<Record<string, number>> | undefined {
+    return this.dev.readErrorCounts;
+  }
+  onReadError(listener: ReadErrorListener): () => void {
+    return this.dev.onReadError?.(listener) ?? ((): void => undefined);
   }
   onBatch(handler: BatchHandler<PacketSlot>): void {
     const tap = this.tap;

@@ -235,10 +235,13 @@ export class MmsgUdpTransport implements UdpTransport {
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     const r = this.lastSend;
     r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0; r.errno = 0;
-    if (!this.io || this.closed) return 0;
     if (count > slots.length) count = slots.length;
     if (count <= 0) return 0;
     if (this.slotErr.length < count) this.slotErr = new Int32Array(count);
+    if (!this.io || this.closed) {
+      this.slotErr.fill(9 /* EBADF */, 0, count); // nothing sent: no stale status from an earlier batch
+      return 0;
+    }
     this.slotErr.fill(0, 0, count);
     let start = 0;
     while (start < count) start = this.sendFrom(slots, start, count);

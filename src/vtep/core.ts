@@ -45,7 +45,8 @@
  *     packet's own outer headers, else copied. Without device offloads, an inner TCP/UDP
  *     checksum left partial by a kernel sender (CHECKSUM_PARTIAL over veth) is finished here.
  *
- * TAP devices (L2 mode) and the dgram transport run without offloads.
+ * TAP devices (L2 mode) run without offloads; the dgram transport has no UDP GSO/GRO (the
+ * TUN side still segments and coalesces, and the transport splits GSO runs itself).
  */
 import type { DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
