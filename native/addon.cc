@@ -171,6 +171,54 @@ static socklen_t DescToSockaddr(const uint32_t* d, const uint8_t* a6, int sockFa
 // mode 0: packet fd (TUN/TAP), read()/writev(); hdrLen bytes of virtio_net_hdr in front if > 0.
 // mode 1: UDP socket, recvmmsg()/sendmmsg().
 
+// ---------------------------------------------------------------------------
+// One uv_poll readability watcher on an fd, shared by BatchIo and FdWatch: created on first
+// start, ref/unref follow the owner's choice, closed (and freed by libuv) on Close.
+struct PollHandle {
+  uv_poll_t* poll = nullptr;
+  bool refed = true;
+
+  // Start watching `fd` for readability; `data` is handed to `cb` as h->data. 0 or a libuv error
+  // (negative), with `what` set to the failing call.
+  int Start(napi_env env, int fd, void* data, uv_poll_cb cb, const char** what) {
+    if (!poll) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      poll = new uv_poll_t;
+      int r = uv_poll_init(loop, poll, fd);
+      if (r < 0) {
+        delete poll;
+        poll = nullptr;
+        *what = "uv_poll_init";
+        return r;
+      }
+      poll->data = data;
+      if (!refed) uv_unref(reinterpret_cast<uv_handle_t*>(poll));
+    }
+    int r = uv_poll_start(poll, UV_READABLE, cb);
+    if (r < 0) *what = "uv_poll_start";
+    return r;
+  }
+  void Stop() {
+    if (poll) uv_poll_stop(poll);
+  }
+  void SetRef(bool on) {
+    refed = on;
+    if (poll) {
+      if (on) uv_ref(reinterpret_cast<uv_handle_t*>(poll));
+      else uv_unref(reinterpret_cast<uv_handle_t*>(poll));
+    }
+  }
+  void Close() {
+    if (poll) {
+      uv_poll_stop(poll);
+      poll->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll = nullptr;
+    }
+  }
+};
+
 class BatchIo : public Napi::ObjectWrap<BatchIo> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -206,9 +254,8 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   bool inlineHdr_ = false;  // mode 0: header at buf[off - hdrLen, off) instead of a scratch/zero buffer
   int sockFamily_ = AF_INET;
   bool started_ = false;
-  bool refed_ = true;
   bool inCallback_ = false;
-  uv_poll_t* poll_ = nullptr;
+  PollHandle poll_;
   Napi::FunctionReference cb_;
   Napi::Reference<Napi::Array> rxBufsRef_;
   Napi::Reference<Napi::Uint32Array> rxDescRef_;
@@ -225,15 +272,8 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   uint8_t hdrScratch_[64] = {0};
   uint8_t zeroHdr_[64] = {0};
 
-  static void OnPollClose(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-
   void ClosePoll() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClose);
-      poll_ = nullptr;
-    }
+    poll_.Close();
     if (started_) {
       started_ = false;
       // Unref of the ObjectWrap is not safe from a destructor; only from JS-callable paths.
@@ -373,21 +413,9 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
     if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "start(callback)");
     if (fd_ < 0) return ThrowErrno(env, EBADF, "start");
     cb_ = Napi::Persistent(info[0].As<Napi::Function>());
-    if (!poll_) {
-      uv_loop_t* loop = nullptr;
-      napi_get_uv_event_loop(env, &loop);
-      poll_ = new uv_poll_t;
-      int r = uv_poll_init(loop, poll_, fd_);
-      if (r < 0) {
-        delete poll_;
-        poll_ = nullptr;
-        return ThrowErrno(env, -r, "uv_poll_init");
-      }
-      poll_->data = this;
-      if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    }
-    int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-    if (r < 0) return ThrowErrno(env, -r, "uv_poll_start");
+    const char* what = "";
+    int r = poll_.Start(env, fd_, this, OnPoll, &what);
+    if (r < 0) return ThrowErrno(env, -r, what);
     if (!started_) {
       started_ = true;
       Ref();  // keep this object alive while the loop may call it
@@ -396,7 +424,7 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (poll_) uv_poll_stop(poll_);
+    poll_.Stop();
     if (started_) {
       started_ = false;
       Unref();
@@ -405,14 +433,12 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   }
 
   Napi::Value RefLoop(const Napi::CallbackInfo& info) {
-    refed_ = true;
-    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    poll_.SetRef(true);
     return info.Env().Undefined();
   }
 
   Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
-    refed_ = false;
-    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    poll_.SetRef(false);
     return info.Env().Undefined();
   }
 
@@ -983,19 +1009,10 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
  private:
   int fd_ = -1;
   bool started_ = false;
-  bool refed_ = true;
-  uv_poll_t* poll_ = nullptr;
+  PollHandle poll_;
   Napi::FunctionReference cb_;
 
-  static void OnPollClose(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-  void ClosePoll() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClose);
-      poll_ = nullptr;
-    }
-  }
+  void ClosePoll() { poll_.Close(); }
   static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
     FdWatch* self = static_cast<FdWatch*>(h->data);
     if (!self || !self->started_) return;
@@ -1013,21 +1030,9 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "start(callback)");
     if (fd_ < 0) return ThrowErrno(env, EBADF, "start");
     cb_ = Napi::Persistent(info[0].As<Napi::Function>());
-    if (!poll_) {
-      uv_loop_t* loop = nullptr;
-      napi_get_uv_event_loop(env, &loop);
-      poll_ = new uv_poll_t;
-      int r = uv_poll_init(loop, poll_, fd_);
-      if (r < 0) {
-        delete poll_;
-        poll_ = nullptr;
-        return ThrowErrno(env, -r, "uv_poll_init");
-      }
-      poll_->data = this;
-      if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    }
-    int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-    if (r < 0) return ThrowErrno(env, -r, "uv_poll_start");
+    const char* what = "";
+    int r = poll_.Start(env, fd_, this, OnPoll, &what);
+    if (r < 0) return ThrowErrno(env, -r, what);
     if (!started_) {
       started_ = true;
       Ref();
@@ -1035,7 +1040,7 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     return env.Undefined();
   }
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (poll_) uv_poll_stop(poll_);
+    poll_.Stop();
     if (started_) {
       started_ = false;
       Unref();
@@ -1053,13 +1058,11 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     return info.Env().Undefined();
   }
   Napi::Value RefLoop(const Napi::CallbackInfo& info) {
-    refed_ = true;
-    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    poll_.SetRef(true);
     return info.Env().Undefined();
   }
   Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
-    refed_ = false;
-    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    poll_.SetRef(false);
     return info.Env().Undefined();
   }
 };

@@ -52,7 +52,7 @@ import type { DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
 import {
-  buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4Check, ipv4VerifyChecksum,
+  buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4DontFragment, ipv4Check, ipv4VerifyChecksum,
   csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
   SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
 } from '../codec/index.js';
@@ -567,16 +567,20 @@ export abstract class TunnelCore {
     oc.groSegments += n;
   }
 
-  /** Queue `buf[off, off+len)` as one datagram to IPv4 `addr` (int32 or uint32) on our port. */
-  protected sendTo(buf: Buffer, off: number, len: number, addr: number, pc: PeerCounters): void {
-    if (this.nTx === this.txViews.length) this.flushTx();
-    const v = this.txViews[this.nTx]!;
+  /** Point datagram view `v` at `buf[off, off+len)`, to IPv4 `addr` (int32 or uint32) on our port. */
+  private pointAt(v: MutDatagramSlot, buf: Buffer, off: number, len: number, addr: number): void {
     v.buf = buf;
     v.off = off;
     v.len = len;
     v.family = 4;
     v.addr = addr >>> 0;
     v.port = this.port;
+  }
+
+  /** Queue `buf[off, off+len)` as one datagram to IPv4 `addr` (int32 or uint32) on our port. */
+  protected sendTo(buf: Buffer, off: number, len: number, addr: number, pc: PeerCounters): void {
+    if (this.nTx === this.txViews.length) this.flushTx();
+    this.pointAt(this.txViews[this.nTx]!, buf, off, len, addr);
     this.txCounters[this.nTx++] = pc;
   }
 
@@ -836,6 +840,17 @@ export abstract class TunnelCore {
     if (o.len > 0) this.nIcmp++;
   }
 
+  /** Count drop `code` for the IPv4 packet `buf[off, off+len)` read from the device and answer it with ICMP `kind`. */
+  protected refuse(code: number, kind: IcmpKind, buf: Buffer, off: number, len: number): void {
+    this.counters.drop(code);
+    this.icmpError(kind, buf, off, len);
+  }
+
+  /** True when the IPv4 packet at `off` (length `len`) exceeds the device MTU and may not be fragmented. */
+  protected tooBig(buf: Buffer, off: number, len: number): boolean {
+    return len > this.deviceMtu && ipv4DontFragment(buf, off);
+  }
+
   /** Write `buf[off, off+len)` (a reply built in place, e.g. a proxied ARP answer) back into the device. */
   protected replyToDevice(buf: Buffer, off: number, len: number): void {
     if (this.nDevReply === this.devReplies.length) this.flushDeviceReplies();
@@ -865,13 +880,7 @@ export abstract class TunnelCore {
   /** Send `buf[off, off+len)` (a reply built in place in a received datagram) back to `addr`. Rare: at most 8 per batch. */
   protected replyToNetwork(buf: Buffer, off: number, len: number, addr: number): void {
     if (this.nNetReply === this.netReplies.length) return;
-    const v = this.netReplies[this.nNetReply++]!;
-    v.buf = buf;
-    v.off = off;
-    v.len = len;
-    v.family = 4;
-    v.addr = addr >>> 0;
-    v.port = this.port;
+    this.pointAt(this.netReplies[this.nNetReply++]!, buf, off, len, addr);
   }
 
   private flushNetReplies(): void {

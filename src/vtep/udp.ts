@@ -12,7 +12,7 @@
 import type { Backend, Lease } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
-import { FLANNEL_UDP_PORT, ipv4DecrementTtl, ipv4DontFragment, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
+import { FLANNEL_UDP_PORT, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
 import { D, type PeerCounters } from './counters.js';
 import { RouteTable4 } from '../fdb/index.js';
 import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
@@ -108,21 +108,9 @@ export class UdpBackend extends TunnelCore implements Backend {
     len = ipv4TotalLength(b, off);
     const route = this.routes.lookup(b.readInt32BE(off + 16));
     const peer = route === undefined ? undefined : route.peer;
-    if (peer === undefined) {
-      c.drop(D.tx_no_route);
-      this.icmpError(IcmpKind.NetUnreachable, b, off, len);
-      return;
-    }
-    if (b[off + 8]! <= 1) {
-      c.drop(D.tx_ttl_exceeded);
-      this.icmpError(IcmpKind.TimeExceeded, b, off, len);
-      return;
-    }
-    if (len > this.deviceMtu && ipv4DontFragment(b, off)) {
-      c.drop(D.tx_too_big);
-      this.icmpError(IcmpKind.FragNeeded, b, off, len);
-      return;
-    }
+    if (peer === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (b[off + 8]! <= 1) { this.refuse(D.tx_ttl_exceeded, IcmpKind.TimeExceeded, b, off, len); return; }
+    if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     ipv4DecrementTtl(b, off);
     this.sendTo(b, off, len, peer.addr, peer.counters);
   }

@@ -26,7 +26,7 @@ import { Fdb, HostModel, NeighbourTable, RouteTable4 } from '../fdb/index.js';
 import type { MissEvent, VxlanBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
 import {
-  buildArpReply, formatMac, ipv4DontFragment, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
+  buildArpReply, formatMac, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
 import { IcmpKind, NO_COUNTERS, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
@@ -263,16 +263,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (len < 20) { c.drop(D.tx_runt); return; }
     if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); return; }
     const r = this.routes.lookup(b.readInt32BE(off + 16));
-    if (r === undefined) {
-      c.drop(D.tx_no_route);
-      this.icmpError(IcmpKind.NetUnreachable, b, off, len);
-      return;
-    }
-    if (len > this.deviceMtu && ipv4DontFragment(b, off)) {
-      c.drop(D.tx_too_big);
-      this.icmpError(IcmpKind.FragNeeded, b, off, len);
-      return;
-    }
+    if (r === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     if (off < hdr) { c.drop(D.tx_runt); return; }
     const e = off - ETH_HLEN;
     // neighbour: the peer VTEP MAC goes straight into the inner Ethernet destination
