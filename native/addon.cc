@@ -667,36 +667,34 @@ static Napi::Value UdpGsoProbe(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r < 0 ? -errno : 0);
 }
 
+// setsockopt(fd, level, name, int v) as 0 | -errno, for the small option setters below.
+static Napi::Value IntSockOpt(Napi::Env env, int fd, int level, int name, int v) {
+  int r = setsockopt(fd, level, name, &v, sizeof(v));
+  return Napi::Number::New(env, r < 0 ? -errno : 0);
+}
+
+static int ArgFd(const Napi::CallbackInfo& info) { return info[0].As<Napi::Number>().Int32Value(); }
+static int ArgOn(const Napi::CallbackInfo& info) { return info.Length() > 1 && info[1].ToBoolean() ? 1 : 0; }
+
 // udpSetGro(fd, on) -> 0 | -errno
 static Napi::Value UdpSetGro(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  int on = info.Length() > 1 && info[1].ToBoolean() ? 1 : 0;
-  int r = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
-  return Napi::Number::New(env, r < 0 ? -errno : 0);
+  return IntSockOpt(info.Env(), ArgFd(info), SOL_UDP, UDP_GRO, ArgOn(info));
 }
 
 // udpSetNoCheck(fd, on) -> 0 | -errno: SO_NO_CHECK (IPv4 UDP sent without checksum; the kernel
 // then refuses UDP_SEGMENT with EINVAL, which also makes the GSO fallback testable).
 static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  int on = info.Length() > 1 && info[1].ToBoolean() ? 1 : 0;
-  int r = setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on));
-  return Napi::Number::New(env, r < 0 ? -errno : 0);
+  return IntSockOpt(info.Env(), ArgFd(info), SOL_SOCKET, SO_NO_CHECK, ArgOn(info));
 }
 
 // udpSetPmtuDisc(fd, family 4|6, mode) -> 0 | -errno: IP_MTU_DISCOVER / IPV6_MTU_DISCOVER.
 // IP_PMTUDISC_DONT (0) clears DF and IP_PMTUDISC_DO (2) sets it on every datagram, UDP GSO
 // segments included (with the default IP_PMTUDISC_WANT plain sends get DF, GSO segments not).
 static Napi::Value UdpSetPmtuDisc(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
   int family = info[1].As<Napi::Number>().Int32Value();
   int mode = info[2].As<Napi::Number>().Int32Value();
-  int r = family == 6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &mode, sizeof(mode))
-                      : setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode));
-  return Napi::Number::New(env, r < 0 ? -errno : 0);
+  return family == 6 ? IntSockOpt(info.Env(), ArgFd(info), IPPROTO_IPV6, IPV6_MTU_DISCOVER, mode)
+                     : IntSockOpt(info.Env(), ArgFd(info), IPPROTO_IP, IP_MTU_DISCOVER, mode);
 }
 
 // ---------------------------------------------------------------------------
