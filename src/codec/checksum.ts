@@ -281,6 +281,10 @@ export function copySumTs(src: Uint8Array, srcOff: number, dst: Uint8Array, dstO
 export interface ChecksumImpl {
   onesSum(buf: Uint8Array, off: number, len: number, initial: number): number;
   copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number, initial: number): number;
+  /** {@link onesSumRangesTs}; -1 when a range is outside its array (then nothing was written). */
+  onesSumRanges(buf: Uint8Array, desc: Int32Array, n: number): number;
+  /** {@link copySumRangesTs}; -1 when a range is outside its array (then nothing was written). */
+  copySumRanges(src: Uint8Array, dst: Uint8Array, desc: Int32Array, n: number): number;
 }
 
 /** Below this length the TypeScript loop beats the cost of a native call. */
@@ -313,4 +317,90 @@ export function copySum(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff
     if (r >= 0) return r;
   }
   return copySumTs(src, srcOff, dst, dstOff, len, initial);
+}
+
+// ---------------------------------------------------------------------------
+// Range lists: many sums in one call
+
+/**
+ * Ints per range in a range list (an Int32Array): source offset, destination offset, length,
+ * and the sum (in: the initial value, a non-negative unfolded sum below 2^31; out: the folded sum).
+ * Segmenting a super-packet or writing a coalesced one sums 40-64 payloads; one call for all of
+ * them pays the native call's cost (more than summing a 1.4 KB segment) once.
+ */
+export const RANGE_STRIDE = 4;
+/** Field offsets within one range of a range list. */
+export const RANGE_SRC = 0;
+/** Destination offset (copySumRanges only). */
+export const RANGE_DST = 1;
+/** Length in bytes. */
+export const RANGE_LEN = 2;
+/** Initial value in, folded sum out. */
+export const RANGE_SUM = 3;
+
+/** Whether every one of the `n` ranges of `desc` lies inside `src` (and `dst`, when given) with a valid initial sum. */
+function rangesOk(src: Uint8Array, dst: Uint8Array | undefined, desc: Int32Array, n: number): boolean {
+  if (n < 0 || n * RANGE_STRIDE > desc.length) return false;
+  for (let k = 0; k < n; k++) {
+    const r = k * RANGE_STRIDE;
+    const so = desc[r]!;
+    const len = desc[r + RANGE_LEN]!;
+    if (so < 0 || len < 0 || so + len > src.length || desc[r + RANGE_SUM]! < 0) return false;
+    if (dst !== undefined) {
+      const d = desc[r + RANGE_DST]!;
+      if (d < 0 || d + len > dst.length) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * For each of the first `n` ranges of the range list `desc` (see {@link RANGE_STRIDE}): its sum
+ * field becomes {@link onesSumTs} of `buf` over the range, plus the field's initial value. Returns
+ * `n`, or -1 when a range lies outside `buf` (nothing is written then).
+ */
+export function onesSumRangesTs(buf: Uint8Array, desc: Int32Array, n: number): number {
+  if (!rangesOk(buf, undefined, desc, n)) return -1;
+  for (let k = 0; k < n; k++) {
+    const r = k * RANGE_STRIDE;
+    desc[r + RANGE_SUM] = onesSumTs(buf, desc[r]!, desc[r + RANGE_LEN]!, desc[r + RANGE_SUM]!);
+  }
+  return n;
+}
+
+/**
+ * For each of the first `n` ranges of `desc`: copy `src[srcOff, srcOff+len)` to `dst[dstOff..)` and
+ * set the sum field to the folded sum of the copied bytes plus its initial value ({@link copySumTs}).
+ * Returns `n`, or -1 when a range lies outside its array (nothing is copied then).
+ */
+export function copySumRangesTs(src: Uint8Array, dst: Uint8Array, desc: Int32Array, n: number): number {
+  if (!rangesOk(src, dst, desc, n)) return -1;
+  for (let k = 0; k < n; k++) {
+    const r = k * RANGE_STRIDE;
+    desc[r + RANGE_SUM] = copySumTs(src, desc[r]!, dst, desc[r + RANGE_DST]!, desc[r + RANGE_LEN]!, desc[r + RANGE_SUM]!);
+  }
+  return n;
+}
+
+/** {@link onesSumRangesTs}, by the installed native version when there is one. */
+export function onesSumRanges(buf: Uint8Array, desc: Int32Array, n: number): number {
+  if (native !== undefined) {
+    const r = native.onesSumRanges(buf, desc, n);
+    if (r >= 0) return r;
+  }
+  return onesSumRangesTs(buf, desc, n);
+}
+
+/** {@link copySumRangesTs}, by the installed native version when there is one. */
+export function copySumRanges(src: Uint8Array, dst: Uint8Array, desc: Int32Array, n: number): number {
+  if (native !== undefined) {
+    const r = native.copySumRanges(src, dst, desc, n);
+    if (r >= 0) return r;
+  }
+  return copySumRangesTs(src, dst, desc, n);
+}
+
+/** Copy `src[srcOff, srcOff+len)` to `dst[dstOff..)` (short ranges, e.g. headers: no view, no call into C++). */
+export function copyBytes(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number): void {
+  for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!;
 }

@@ -25,12 +25,18 @@
  * bytes; sequence number exactly the run's next; non-empty payload no larger than the
  * first segment's (gso_size), a smaller one ends the run; at most 64 segments and 65535
  * bytes of IP packet; each segment's TCP checksum verifies, or is a partial one (pseudo-
- * header sum; merged output is NEEDS_CSUM anyway). IP IDs are not compared: the output
+ * header sum; merged output is NEEDS_CSUM anyway). The checksums of a run are verified while
+ * {@link TcpCoalescer.write} copies its payloads (one pass over the bytes, one native call per
+ * run); when one does not verify, `write` returns {@link WRITE_BAD_CHECKSUM} and the caller
+ * writes the run's packets one by one ({@link TcpCoalescer.runPacket}), each with an all-zero
+ * header, so the kernel drops the bad one as it would have. IP IDs are not compared: the output
  * carries the first ID and the kernel increments from it if it re-segments. Everything
  * else passes through unchanged with an all-zero header (NEEDS_CSUM for a partial
  * checksum), so a packet with a bad checksum reaches the kernel and is dropped there.
  */
-import { copySum, csumFold, onesSum, onesSumSimple, pseudoSum4, pseudoSum6 } from './checksum.js';
+import {
+  copyBytes, copySum, copySumRanges, csumFold, onesSum, onesSumSimple, pseudoSum4, pseudoSum6, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM,
+} from './checksum.js';
 import { IpProto } from './constants.js';
 import { ipv4FillChecksum } from './ip.js';
 import { GSO_MAX_SEGMENTS, TcpFlag } from './gso.js';
@@ -57,6 +63,9 @@ export interface CoalescerOptions {
   maxFlows?: number;
 }
 
+/** {@link TcpCoalescer.write}: a segment of the run failed its TCP checksum; nothing usable was written. */
+export const WRITE_BAD_CHECKSUM = -2;
+
 /** Largest IP packet a merged run may grow to. */
 export const GRO_MAX_LENGTH = 65535;
 
@@ -76,7 +85,13 @@ export class TcpCoalescer {
   private readonly pNext: Int32Array;
   private readonly pPay: Int32Array; // payload length (runs)
   private readonly pPartial: Uint8Array;
+  /** Pseudo-header + TCP header sum (checksum field included) of a run segment: its check starts here. */
+  private readonly pInit: Int32Array;
   private nPkts = 0;
+  /** Payload ranges of the run being written (copied and verified in one call). */
+  private readonly ranges = new Int32Array(GSO_MAX_SEGMENTS * RANGE_STRIDE);
+  /** Packet of each range in `ranges`. */
+  private readonly rangePkt = new Int32Array(GSO_MAX_SEGMENTS);
   // Output items.
   private readonly iFirst: Int32Array;
   private readonly iLast: Int32Array;
@@ -104,6 +119,7 @@ export class TcpCoalescer {
     this.pNext = new Int32Array(cap);
     this.pPay = new Int32Array(cap);
     this.pPartial = new Uint8Array(cap);
+    this.pInit = new Int32Array(cap);
     this.iFirst = new Int32Array(cap);
     this.iLast = new Int32Array(cap);
     this.iKind = new Uint8Array(cap);
@@ -145,6 +161,23 @@ export class TcpCoalescer {
   /** Length of the (first) input packet of output `i`, as given to `add`. */
   packetLen(i: number): number { return this.pLen[this.iFirst[i]!]!; }
 
+  /**
+   * Packet `k` (0-based, in order) of output `i`, for writing a run whose checksum failed one
+   * packet at a time: its index for {@link pktBuf} / {@link pktOff} / {@link pktLen}, or -1
+   * past the end.
+   */
+  runPacket(i: number, k: number): number {
+    let p = this.iFirst[i]!;
+    for (; p >= 0 && k > 0; k--) p = this.pNext[p]!;
+    return p;
+  }
+  /** Buffer of added packet `p`. */
+  pktBuf(p: number): Uint8Array { return this.pBuf[p]!; }
+  /** Offset of added packet `p`. */
+  pktOff(p: number): number { return this.pOff[p]!; }
+  /** Length of added packet `p`. */
+  pktLen(p: number): number { return this.pLen[p]!; }
+
   /** Bytes {@link write} produces for output `i` (10-byte header included). */
   outputLength(i: number): number {
     return VIRTIO_NET_HDR_LEN + (this.merged(i) ? this.iTotal[i]! : this.pLen[this.iFirst[i]!]!);
@@ -166,10 +199,11 @@ export class TcpCoalescer {
   }
 
   /**
-   * Write output `i` (virtio header + packet) at `out[off..)`; returns the bytes written or
-   * -1 when `out` is too small. A merged run becomes one packet: the first segment's
-   * headers with the summed length (IPv4 checksum redone), PSH if the last segment had it,
-   * the TCP checksum field set to the pseudo-header sum, then every segment's payload.
+   * Write output `i` (virtio header + packet) at `out[off..)`; returns the bytes written, -1
+   * when `out` is too small, or {@link WRITE_BAD_CHECKSUM}. A merged run becomes one packet: the
+   * first segment's headers with the summed length (IPv4 checksum redone), PSH if the last
+   * segment had it, the TCP checksum field set to the pseudo-header sum, then every segment's
+   * payload, each segment's checksum verified as its payload is copied.
    */
   write(i: number, out: Uint8Array, off: number): number {
     const n = this.outputLength(i);
@@ -183,16 +217,32 @@ export class TcpCoalescer {
     const hdr = this.iHdr[i]!;
     const ipHl = this.iIpHl[i]!;
     const total = this.iTotal[i]!;
-    copySum(this.pBuf[p]!, this.pOff[p]!, out, h, hdr);
+    copyBytes(this.pBuf[p]!, this.pOff[p]!, out, h, hdr);
+    // payloads: one copy-and-sum call per source buffer (a GRO message holds a whole run)
+    const rg = this.ranges;
+    const rp = this.rangePkt;
     let d = h + hdr;
     let lastFlags = 0;
+    let nr = 0;
+    let src = this.pBuf[p]!;
     for (; p >= 0; p = this.pNext[p]!) {
       const b = this.pBuf[p]!;
       const o = this.pOff[p]!;
-      copySum(b, o + hdr, out, d, this.pPay[p]!);
+      if (b !== src) {
+        if (!this.copyVerify(src, out, nr)) return WRITE_BAD_CHECKSUM;
+        src = b;
+        nr = 0;
+      }
+      const r = nr * RANGE_STRIDE;
+      rg[r] = o + hdr;
+      rg[r + RANGE_DST] = d;
+      rg[r + RANGE_LEN] = this.pPay[p]!;
+      rg[r + RANGE_SUM] = this.pInit[p]!;
+      rp[nr++] = p;
       d += this.pPay[p]!;
       lastFlags = b[o + ipHl + 13]!;
     }
+    if (!this.copyVerify(src, out, nr)) return WRITE_BAD_CHECKSUM;
     const l4 = h + ipHl;
     const l4Len = total - ipHl;
     let pseudo: number;
@@ -211,6 +261,16 @@ export class TcpCoalescer {
     out[l4 + 16] = ps >>> 8;
     out[l4 + 17] = ps & 255;
     return n;
+  }
+
+  /** Copy and sum the `nr` ranges from `src`; false when a complete checksum among them does not verify. */
+  private copyVerify(src: Uint8Array, out: Uint8Array, nr: number): boolean {
+    const rg = this.ranges;
+    copySumRanges(src, out, rg, nr); // ranges inside both arrays (checked by add and outputLength)
+    for (let k = 0; k < nr; k++) {
+      if (this.pPartial[this.rangePkt[k]!] === 0 && rg[k * RANGE_STRIDE + RANGE_SUM] !== 0xffff) return false;
+    }
+    return true;
   }
 
   /** Offer the inner IP packet at `buf[off..off+len)`; see {@link CoalesceResult}. */
@@ -241,27 +301,27 @@ export class TcpCoalescer {
       this.pPartial[p] = 1;
       return this.passthrough(p, 0, -1);
     }
-    // TCP: checksum state first (a partial one still needs NEEDS_CSUM when passed through).
-    let csumOk = true;
-    if (onesSum(buf, l4, l4Len, pseudo) !== 0xffff) {
-      const pk = partialKind(field, csumFold(pseudo));
-      if (pk === 'bad') csumOk = false;
-      else {
-        if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, l4Len);
-        this.pPartial[p] = 1;
-      }
+    // TCP: a partial checksum (pseudo-header sum in the field) needs NEEDS_CSUM even when passed
+    // through; any other is verified by write() for a run, by the kernel for a pass-through.
+    // (A complete checksum that happens to equal the pseudo-header sum is taken as partial: the
+    // kernel then trusts a packet that is valid anyway.)
+    const pk = partialKind(field, csumFold(pseudo));
+    if (pk !== 'bad') {
+      if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, l4Len);
+      this.pPartial[p] = 1;
     }
     const hash = flowHash(buf, off, lay.version, l4);
     const run = this.findOpen(buf, off, lay.version, l4, hash);
     const flags = buf[l4 + 13]!;
     const pay = l4Len - lay.l4Hl;
-    const eligible = csumOk && pay > 0 && (flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH)) &&
+    const eligible = pay > 0 && (flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH)) &&
       (lay.version === 6 || (ipHl === 20 && onesSumSimple(buf, off, 20) === 0xffff));
     if (!eligible) {
       if (run >= 0) this.closeAt(run);
       return this.passthrough(p, ipHl, 1);
     }
     this.pPay[p] = pay;
+    this.pInit[p] = onesSumSimple(buf, l4, lay.l4Hl, pseudo);
     const seq = ((buf[l4 + 4]! << 24) | (buf[l4 + 5]! << 16) | (buf[l4 + 6]! << 8) | buf[l4 + 7]!) >>> 0;
     if (run >= 0) {
       const it = this.open[run]!;

@@ -9,7 +9,7 @@
  * length, and a full L4 checksum computed from scratch (the super-packet's partial field is
  * ignored). Payload bytes are copied and summed in one pass. Nothing allocates.
  */
-import { copySum, onesSum, onesSumSimple } from './checksum.js';
+import { copyBytes, copySum, copySumRanges, onesSum, onesSumSimple, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM } from './checksum.js';
 import { IpProto } from './constants.js';
 import { ipv4FillChecksum } from './ip.js';
 import { L4Layout, parseL4 } from './l4.js';
@@ -127,12 +127,23 @@ function segLength(i: number): number {
   return sHdr + (i === sCount - 1 ? sPay - i * sMss : sMss);
 }
 
-/** Write segment `i` of the prepared super-packet at `dst[d..)`; returns its length. */
-function writeSegment(i: number, dst: Uint8Array, d: number): number {
+/** Payload bytes of segment `i` of the prepared super-packet. */
+function segPayload(i: number): number {
+  return i === sCount - 1 ? sPay - i * sMss : sMss;
+}
+
+/**
+ * Write the headers of segment `i` of the prepared super-packet at `dst[d..)` (everything but
+ * the payload and the L4 checksum) and return the sum its L4 checksum starts from: pseudo-header
+ * plus L4 header (checksum field zero).
+ */
+function writeHeaders(i: number, dst: Uint8Array, d: number, prev: number): number {
   const last = i === sCount - 1;
-  const pay = last ? sPay - i * sMss : sMss;
+  const pay = segPayload(i);
   const ipHl = lay.ipHl;
-  copySum(sBuf, sOff, dst, d, sHdr);
+  // from the previous segment's headers in the same buffer when there is one (a memmove, not a loop)
+  if (prev >= 0) dst.copyWithin(d, prev, prev + sHdr);
+  else copyBytes(sBuf, sOff, dst, d, sHdr);
   if (lay.version === 4) {
     const tl = sHdr + pay;
     dst[d + 2] = tl >>> 8;
@@ -166,14 +177,28 @@ function writeSegment(i: number, dst: Uint8Array, d: number): number {
     dst[l4 + 6] = 0;
     dst[l4 + 7] = 0;
   }
-  const hs = onesSumSimple(dst, l4, lay.l4Hl, lay.pseudoBase + l4Len);
-  let c = ~copySum(sBuf, sOff + sHdr + i * sMss, dst, d + sHdr, pay, hs) & 0xffff;
-  const co = l4 + lay.csumOff;
+  return onesSumSimple(dst, l4, lay.l4Hl, lay.pseudoBase + l4Len);
+}
+
+/** Store the L4 checksum of the segment at `dst[d..)` whose pseudo-header + L4 sum is `sum`. */
+function storeL4Checksum(dst: Uint8Array, d: number, sum: number): void {
+  let c = ~sum & 0xffff;
   if (c === 0 && lay.proto === IpProto.UDP) c = 0xffff;
+  const co = d + lay.ipHl + lay.csumOff;
   dst[co] = c >>> 8;
   dst[co + 1] = c & 255;
+}
+
+/** Write segment `i` of the prepared super-packet at `dst[d..)`; returns its length. */
+function writeSegment(i: number, dst: Uint8Array, d: number): number {
+  const pay = segPayload(i);
+  const hs = writeHeaders(i, dst, d, -1);
+  storeL4Checksum(dst, d, copySum(sBuf, sOff + sHdr + i * sMss, dst, d + sHdr, pay, hs));
   return sHdr + pay;
 }
+
+/** Payload ranges of the strided segmentation (one copy-and-sum call for all segments). */
+const ranges = new Int32Array(SEGMENT_MAX_SEGMENTS * RANGE_STRIDE);
 
 /**
  * Segment the super-packet at `buf[off..off+len)` described by the checked virtio header
@@ -223,7 +248,17 @@ export function gsoSegmentStrided(
   if (!inBounds(out, base, total) || out.buffer === buf.buffer && overlaps(out, base, total, buf, off, len)) {
     return 'output-too-small';
   }
-  for (let i = 0; i < n; i++) writeSegment(i, out, base + i * st + prefix);
+  // headers first, then every payload copied and summed in one call, then the checksums
+  for (let i = 0; i < n; i++) {
+    const d = base + i * st + prefix;
+    const r = i * RANGE_STRIDE;
+    ranges[r + RANGE_SUM] = writeHeaders(i, out, d, i === 0 ? -1 : d - st);
+    ranges[r] = sOff + sHdr + i * sMss;
+    ranges[r + RANGE_DST] = d + sHdr;
+    ranges[r + RANGE_LEN] = segPayload(i);
+  }
+  copySumRanges(sBuf, out, ranges, n); // every range was checked above: cannot refuse
+  for (let i = 0; i < n; i++) storeL4Checksum(out, base + i * st + prefix, ranges[i * RANGE_STRIDE + RANGE_SUM]!);
   fillInfo(info, st, total);
   return n;
 }

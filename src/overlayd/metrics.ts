@@ -69,6 +69,7 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
   off('coalescedSegments', 'overlayd_offload_coalesced_segments_total', 'Segments inside coalesced writes.');
   off('rxSuperPackets', 'overlayd_offload_rx_super_packets_total', 'Received inner TCP packets over the MTU written to the device as GSO super-packets.');
   off('csumFinished', 'overlayd_offload_csum_finished_total', 'Received inner packets whose partial TCP/UDP checksum was completed in software.');
+  off('coalesceCsumFallbacks', 'overlayd_offload_coalesce_csum_fallbacks_total', 'Coalesced runs written packet by packet because a segment failed its TCP checksum.');
   total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
   new Counter({
     name: 'overlayd_device_read_errors_total', help: 'Errors reading the tunnel device, by errno.', labelNames: ['errno'], registers: [reg],

@@ -4,7 +4,7 @@
  * Loaded lazily so that importing the package never fails on machines without the addon.
  */
 import { createRequire } from 'node:module';
-import { installChecksum } from '../codec/checksum.js';
+import { installChecksum, RANGE_STRIDE } from '../codec/checksum.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,12 @@ export interface NativeBinding {
   csumOnes(buf: Uint8Array, off: number, len: number, initial: number): number;
   /** Copy src[so, so+len) to dst[dof..) and return its folded sum plus initial; -1 when out of range. */
   csumCopy(src: Uint8Array, so: number, dst: Uint8Array, dof: number, len: number, initial: number): number;
+  /** Sum each range of a range list (src/codec/checksum.ts RANGE_STRIDE); n, or -1 when one is out of range. */
+  csumOnesRanges(buf: Uint8Array, desc: Int32Array, n: number): number;
+  /** Copy and sum each range of a range list; n, or -1 when one is out of range. */
+  csumCopyRanges(src: Uint8Array, dst: Uint8Array, desc: Int32Array, n: number): number;
+  /** Ints per range in a range list (must equal src/codec's RANGE_STRIDE). */
+  CSUM_RANGE_STRIDE: number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;
@@ -107,7 +113,13 @@ export function native(): NativeBinding {
     binding = require(findAddon()) as NativeBinding;
     const b = binding;
     // the codec's checksum primitives, natively for long ranges (see src/codec/checksum.ts)
-    installChecksum({ onesSum: (buf, off, len, initial) => b.csumOnes(buf, off, len, initial), copySum: (s, so, d, dof, len, initial) => b.csumCopy(s, so, d, dof, len, initial) });
+    installChecksum({
+      onesSum: (buf, off, len, initial) => b.csumOnes(buf, off, len, initial),
+      copySum: (s, so, d, dof, len, initial) => b.csumCopy(s, so, d, dof, len, initial),
+      // an addon built with another range layout is not used for range lists
+      onesSumRanges: (buf, desc, n) => b.CSUM_RANGE_STRIDE === RANGE_STRIDE ? b.csumOnesRanges(buf, desc, n) : -1,
+      copySumRanges: (s, d, desc, n) => b.CSUM_RANGE_STRIDE === RANGE_STRIDE ? b.csumCopyRanges(s, d, desc, n) : -1,
+    });
   }
   return binding;
 }

@@ -6,6 +6,8 @@
  * driven by overlayd (src/overlayd) and the benchmark.
  */
 
+import type { OffloadStats } from './counters.js';
+
 /** A subnet lease: the unit of peer state, in flannel's etcd layout. */
 export interface Lease {
   /** The host's overlay subnet, CIDR (e.g. "198.19.2.0/24"). */
@@ -34,12 +36,10 @@ export interface DataplaneStats {
   peers: Record<string, { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }>;
   /**
    * Offload activity, when the backend has offload stages (src/vtep/core.ts): super-packets read
-   * and segmented, UDP GSO sends and GRO receives, coalesced writes, partial checksums completed.
+   * and segmented, UDP GSO sends and GRO receives, coalesced writes, partial checksums completed
+   * (one field per counter of src/vtep/counters.ts OffloadCounters).
    */
-  offload?: {
-    superPackets: number; segmentsOut: number; gsoSends: number; gsoSegments: number; groMessages: number;
-    groSegments: number; coalescedWrites: number; coalescedSegments: number; rxSuperPackets: number; csumFinished: number;
-  };
+  offload?: OffloadStats;
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
   errors?: { kernel: number; lastKernel?: string; device?: Record<string, number> };
 }

@@ -54,7 +54,7 @@ import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions 
 import {
   buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4DontFragment, ipv4Check, ipv4VerifyChecksum,
   csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
-  SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN,
+  SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN, WRITE_BAD_CHECKSUM, copyBytes,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
 import { Counters, D, newPeerCounters, RX_BYTES, RX_PKTS, sendErrorReason, TX_BYTES, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
@@ -258,8 +258,12 @@ export abstract class TunnelCore {
   private readonly coFirst: Int32Array;
   private rxOutBufs: Buffer[] = [];
   private readonly devOut: MutPacketSlot[];
-  /** Per device write view: its coalescer output. */
-  private readonly devOutItem: Int32Array;
+  /** Per device write view: the received packets it carries, their bytes as received, and its first queued rx packet. */
+  private readonly devOutSegs: Int32Array;
+  private readonly devOutBytes: Float64Array;
+  private readonly devOutFirst: Int32Array;
+  /** Per device write view: 1 when it is a coalesced super-packet. */
+  private readonly devOutMerged: Uint8Array;
 
   /**
    * @param opts the common options
@@ -297,7 +301,10 @@ export abstract class TunnelCore {
     this.rxSub = newDatagramViews(1)[0]!;
     this.coFirst = new Int32Array(rxCap);
     this.devOut = newPacketViews(rxCap);
-    this.devOutItem = new Int32Array(rxCap);
+    this.devOutSegs = new Int32Array(rxCap);
+    this.devOutBytes = new Float64Array(rxCap);
+    this.devOutFirst = new Int32Array(rxCap);
+    this.devOutMerged = new Uint8Array(rxCap);
     this.devReplies = newPacketViews(n);
     this.netReplies = newDatagramViews(8);
     this.icmpSlots = allocReplySlots(n);
@@ -753,72 +760,112 @@ export abstract class TunnelCore {
     const co = this.coalescer!;
     const views = this.rxViews;
     const items = co.count;
-    const out = this.devOut;
     const mtu = this.deviceMtu;
-    let m = 0;
-    let ob = 0;
-    let pos = 0;
+    this.nOut = 0;
+    this.outBuf = 0;
+    this.outPos = 0;
     for (let i = 0; i < items; i++) {
       const j = this.coFirst[i]!;
-      const o = out[m]!;
-      if (co.merged(i) || this.rxOwnHead[j] === 0) {
-        const need = co.outputLength(i);
-        if (pos + need > this.rxOutBufs[ob]!.length) {
-          ob++;
-          pos = 0;
-          if (ob === this.rxOutBufs.length) {
-            this.writeCoalesced(m); // every output buffer is free again
-            m = 0;
-            ob = 0;
-          }
-        }
-        const buf = this.rxOutBufs[ob]!;
-        co.write(i, buf, pos);
-        const d = out[m]!;
-        d.buf = buf;
-        d.off = pos + VIRTIO_NET_HDR_LEN;
-        d.len = need - VIRTIO_NET_HDR_LEN;
-        pos += (need + 7) & ~7;
-        if (d.len > mtu && !co.merged(i) && oversizedTcpGso(buf, d.off, d.len, mtu)) this.counters.offload.rxSuperPackets++;
-      } else {
-        const v = views[j]!;
-        co.emitHeader(i, v.buf, v.off - VIRTIO_NET_HDR_LEN);
-        o.buf = v.buf;
-        o.off = v.off;
-        o.len = v.len;
-        if (v.len > mtu && oversizedTcpGso(v.buf, v.off, v.len, mtu)) this.counters.offload.rxSuperPackets++;
-      }
-      this.devOutItem[m++] = i;
-    }
-    this.writeCoalesced(m);
-    co.reset();
-  }
-
-  /** Write devOut[0..m) to the offload device and count, per coalescer output, its packets and bytes as received. */
-  private writeCoalesced(m: number): void {
-    if (m === 0) return;
-    const c = this.counters;
-    const co = this.coalescer!;
-    const w = this.device!.writeBatch(this.devOut, m);
-    for (let g = 0; g < m; g++) {
-      const i = this.devOutItem[g]!;
-      const segs = co.segments(i);
-      if (g >= w) {
-        for (let k = 0; k < segs; k++) c.drop(D.rx_device_full);
-        continue;
-      }
-      let bytes = co.packetLen(i);
       if (co.merged(i)) {
+        const need = co.outputLength(i);
+        const buf = this.outSpace(need);
+        if (co.write(i, buf, this.outPos) === WRITE_BAD_CHECKSUM) {
+          // a segment's checksum failed: every packet of the run on its own, for the kernel to check
+          this.counters.offload.coalesceCsumFallbacks++;
+          for (let k = 0, p = co.runPacket(i, 0); p >= 0; p = co.runPacket(i, ++k)) {
+            this.queueCopy(co.pktBuf(p), co.pktOff(p), co.pktLen(p), j);
+          }
+          continue;
+        }
         // the run's segments each carried the first one's IP + TCP headers
+        const segs = co.segments(i);
         const b = co.packetBuf(i);
         const po = co.packetOff(i);
         const ipHl = b[po]! >>> 4 === 4 ? (b[po]! & 15) << 2 : 40;
         const hdr = ipHl + ((b[po + ipHl + 12]! >>> 4) << 2);
-        bytes = co.outputLength(i) - VIRTIO_NET_HDR_LEN + (segs - 1) * hdr;
+        this.queueOut(buf, this.outPos + VIRTIO_NET_HDR_LEN, need - VIRTIO_NET_HDR_LEN, segs,
+          need - VIRTIO_NET_HDR_LEN + (segs - 1) * hdr, j, 1);
+        this.outPos += (need + 7) & ~7;
+      } else if (this.rxOwnHead[j] === 0) {
+        const need = co.outputLength(i);
+        const buf = this.outSpace(need);
+        co.write(i, buf, this.outPos);
+        const d = this.queueOut(buf, this.outPos + VIRTIO_NET_HDR_LEN, need - VIRTIO_NET_HDR_LEN, 1, need - VIRTIO_NET_HDR_LEN, j, 0);
+        this.outPos += (need + 7) & ~7;
+        if (d.len > mtu && oversizedTcpGso(buf, d.off, d.len, mtu)) this.counters.offload.rxSuperPackets++;
+      } else {
+        const v = views[j]!;
+        co.emitHeader(i, v.buf, v.off - VIRTIO_NET_HDR_LEN);
+        this.queueOut(v.buf, v.off, v.len, 1, v.len, j, 0);
+        if (v.len > mtu && oversizedTcpGso(v.buf, v.off, v.len, mtu)) this.counters.offload.rxSuperPackets++;
+      }
+    }
+    this.writeCoalesced();
+    co.reset();
+  }
+
+  // drainCoalescer's position: device write views queued, output buffer in use and the next free byte in it
+  private nOut = 0;
+  private outBuf = 0;
+  private outPos = 0;
+
+  /** An output buffer with `need` free bytes at `outPos` (writing the queued views first when all are in use). */
+  private outSpace(need: number): Buffer {
+    if (this.outPos + need > this.rxOutBufs[this.outBuf]!.length) {
+      this.outBuf++;
+      this.outPos = 0;
+      if (this.outBuf === this.rxOutBufs.length || this.nOut === this.devOut.length) {
+        this.writeCoalesced(); // every output buffer is free again
+        this.outBuf = 0;
+      }
+    }
+    return this.rxOutBufs[this.outBuf]!;
+  }
+
+  /** Queue one device write of `buf[off, off+len)` carrying `segs` received packets (`bytes` as received), counted to rx packet `j`'s peer. */
+  private queueOut(buf: Buffer, off: number, len: number, segs: number, bytes: number, j: number, merged: number): MutPacketSlot {
+    if (this.nOut === this.devOut.length) this.writeCoalesced();
+    const g = this.nOut++;
+    const d = this.devOut[g]!;
+    d.buf = buf;
+    d.off = off;
+    d.len = len;
+    this.devOutSegs[g] = segs;
+    this.devOutBytes[g] = bytes;
+    this.devOutFirst[g] = j;
+    this.devOutMerged[g] = merged;
+    return d;
+  }
+
+  /** Queue a copy of the packet `src[off, off+len)` behind an all-zero virtio header, counted to rx packet `j`'s peer. */
+  private queueCopy(src: Uint8Array, off: number, len: number, j: number): void {
+    const need = VIRTIO_NET_HDR_LEN + len;
+    const buf = this.outSpace(need);
+    emitVirtioNone(buf, this.outPos);
+    copyBytes(src, off, buf, this.outPos + VIRTIO_NET_HDR_LEN, len);
+    this.queueOut(buf, this.outPos + VIRTIO_NET_HDR_LEN, len, 1, len, j, 0);
+    this.outPos += (need + 7) & ~7;
+  }
+
+  /** Write the queued device write views to the offload device and count their packets and bytes as received. */
+  private writeCoalesced(): void {
+    const m = this.nOut;
+    if (m === 0) return;
+    this.nOut = 0;
+    const c = this.counters;
+    const w = this.device!.writeBatch(this.devOut, m);
+    for (let g = 0; g < m; g++) {
+      const segs = this.devOutSegs[g]!;
+      if (g >= w) {
+        for (let k = 0; k < segs; k++) c.drop(D.rx_device_full);
+        continue;
+      }
+      if (this.devOutMerged[g] === 1) {
         c.offload.coalescedWrites++;
         c.offload.coalescedSegments += segs;
       }
-      const pc = this.rxCounters[this.coFirst[i]!]!;
+      const bytes = this.devOutBytes[g]!;
+      const pc = this.rxCounters[this.devOutFirst[g]!]!;
       const t = c.totals;
       t[RX_PKTS] += segs;
       t[RX_BYTES] += bytes;

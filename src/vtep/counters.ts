@@ -124,6 +124,11 @@ export class OffloadCounters {
   rxSuperPackets = 0;
   /** Received inner packets with a partial TCP/UDP checksum completed in software (device without offloads). */
   csumFinished = 0;
+  /**
+   * Coalesced runs not written as one super-packet because a segment's TCP checksum failed: their
+   * packets went to the device one by one, for the kernel to drop the bad one.
+   */
+  coalesceCsumFallbacks = 0;
 
   /** As a plain object. */
   snapshot(): OffloadStats {
@@ -131,6 +136,7 @@ export class OffloadCounters {
       superPackets: this.superPackets, segmentsOut: this.segmentsOut, gsoSends: this.gsoSends, gsoSegments: this.gsoSegments,
       groMessages: this.groMessages, groSegments: this.groSegments, coalescedWrites: this.coalescedWrites,
       coalescedSegments: this.coalescedSegments, rxSuperPackets: this.rxSuperPackets, csumFinished: this.csumFinished,
+      coalesceCsumFallbacks: this.coalesceCsumFallbacks,
     };
   }
 }
@@ -147,6 +153,7 @@ export interface OffloadStats {
   coalescedSegments: number;
   rxSuperPackets: number;
   csumFinished: number;
+  coalesceCsumFallbacks: number;
 }
 
 /** Aggregate counters of one dataplane. */

@@ -5,7 +5,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { copySum, copySumTs, installChecksum, onesSum, onesSumTs } from '../../src/codec/checksum.js';
+import {
+  copySum, copySumRangesTs, copySumTs, installChecksum, onesSum, onesSumRangesTs, onesSumTs, RANGE_STRIDE,
+} from '../../src/codec/checksum.js';
 import { native } from '../../src/tun/native.js';
 
 describe('native checksum primitives agree with the TypeScript ones', () => {
@@ -32,6 +34,37 @@ describe('native checksum primitives agree with the TypeScript ones', () => {
       expect(r1).toBe(r2);
       expect(Buffer.from(d1).equals(Buffer.from(d2))).toBe(true);
     }), { numRuns: 300 });
+  });
+  it('range lists: the same sums and bytes as the TypeScript versions (property); -1 and nothing written for a range outside', () => {
+    const range = fc.record({ so: fc.nat(3000), dof: fc.nat(3000), len: fc.nat(1600), init: fc.integer({ min: 0, max: 0x7fffffff }) });
+    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 5000 }), fc.array(range, { maxLength: 70 }), fc.boolean(), (b, rs, oob) => {
+      const dstLen = 5000;
+      const fits = rs.filter((r) => r.so + r.len <= b.length && r.dof + r.len <= dstLen);
+      const list = oob && rs.length > fits.length ? rs : fits;
+      const mk = (): Int32Array => {
+        const d = new Int32Array(list.length * RANGE_STRIDE);
+        list.forEach((r, k) => d.set([r.so, r.dof, r.len, r.init], k * RANGE_STRIDE));
+        return d;
+      };
+      const d1 = mk();
+      const d2 = mk();
+      expect(n.csumOnesRanges(b, d1, list.length)).toBe(onesSumRangesTs(b, d2, list.length));
+      expect(d1).toEqual(d2);
+      const c1 = mk();
+      const c2 = mk();
+      const o1 = new Uint8Array(dstLen);
+      const o2 = new Uint8Array(dstLen);
+      const r1 = n.csumCopyRanges(b, o1, c1, list.length);
+      expect(r1).toBe(copySumRangesTs(b, o2, c2, list.length));
+      expect(r1).toBe(list === fits ? list.length : -1);
+      expect(c1).toEqual(c2);
+      expect(Buffer.from(o1).equals(Buffer.from(o2))).toBe(true);
+      if (r1 === -1) expect(o1.every((x) => x === 0)).toBe(true);
+    }), { numRuns: 300 });
+    expect(n.CSUM_RANGE_STRIDE).toBe(RANGE_STRIDE);
+    // a range list shorter than n ranges, or not an Int32Array, is refused
+    expect(n.csumOnesRanges(new Uint8Array(10), new Int32Array(4), 2)).toBe(-1);
+    expect(n.csumOnesRanges(new Uint8Array(10), new Uint32Array(4) as unknown as Int32Array, 1)).toBe(-1);
   });
   it('refuses ranges outside the array (-1) and the dispatcher then uses the TypeScript version', () => {
     const b = new Uint8Array(300);

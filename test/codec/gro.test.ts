@@ -1,6 +1,6 @@
 /** TcpCoalescer: what merges and every case that must not. */
 import { describe, expect, it } from 'vitest';
-import { finishChecksum, onesSumSimple, TcpCoalescer, TcpFlag, VirtioNetHdr } from '../../src/codec/index.js';
+import { finishChecksum, onesSumSimple, TcpCoalescer, TcpFlag, VirtioNetHdr, WRITE_BAD_CHECKSUM } from '../../src/codec/index.js';
 import { buildPacket, l4Verifies, type TcpSpec } from './offload-helpers.js';
 
 const MSS = 1000;
@@ -93,7 +93,6 @@ describe('TcpCoalescer refuses', () => {
     ['different options', [seg(0, { tcpOpts: Uint8Array.from([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]) }),
       seg(1, { tcpOpts: Uint8Array.from([1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 2]) })], [1, 1]],
     ['options vs none', [seg(0, { tcpOpts: Uint8Array.from([1, 1, 1, 1]) }), seg(1)], [1, 1]],
-    ['a bad TCP checksum', [seg(0), ((p) => { p.buf[OFF + 40 + 7] ^= 1; return p; })(seg(1)), seg(2)], [1, 1, 1]],
     ['a bad IPv4 header checksum', [seg(0), ((p) => { p.buf[OFF + 10] ^= 1; return p; })(seg(1))], [1, 1]],
     ['a larger segment after the first', [seg(0, {}, 500), seg(0.5, {}, 1000)], [1, 1]],
     ['anything after a smaller segment', [seg(0), seg(1, {}, 500), seg(1.5)], [2, 1]],
@@ -116,8 +115,32 @@ describe('TcpCoalescer refuses', () => {
     expect(run(small)).toEqual([64, 6]);
   });
 
+  for (const at of [0, 1, 3]) {
+    it(`a bad TCP checksum (segment ${at} of 4): write refuses the run, runPacket gives its packets unchanged`, () => {
+      const pk = [seg(0), seg(1), seg(2), seg(3)];
+      pk[at]!.buf[OFF + 40 + 7] ^= 1;
+      const before = pk.map((p) => Buffer.from(p.buf.subarray(OFF, OFF + p.len)));
+      expect(run(pk)).toEqual([4]);
+      expect(co.write(0, Buffer.alloc(5000), 0)).toBe(WRITE_BAD_CHECKSUM);
+      const got: Buffer[] = [];
+      for (let k = 0, p = co.runPacket(0, 0); p >= 0; p = co.runPacket(0, ++k)) {
+        got.push(Buffer.from(co.pktBuf(p).subarray(co.pktOff(p), co.pktOff(p) + co.pktLen(p))));
+      }
+      expect(got).toEqual(before);
+      // the same run with every checksum intact is written
+      pk[at]!.buf[OFF + 40 + 7] ^= 1;
+      run(pk);
+      expect(co.write(0, Buffer.alloc(5000), 0)).toBe(co.outputLength(0));
+    });
+  }
+
+  it('a partial checksum in a run is not verified (NEEDS_CSUM: the kernel finishes it)', () => {
+    expect(run([seg(0), seg(1, { csum: 'partial' }), seg(2)])).toEqual([3]);
+    expect(co.write(0, Buffer.alloc(5000), 0)).toBe(co.outputLength(0));
+  });
+
   it('pass-through keeps the bytes; zero header, or NEEDS_CSUM for a partial checksum', () => {
-    const bad = seg(1);
+    const bad = seg(1, { sport: 999 }); // its own flow: a one-packet output, never verified here
     bad.buf[OFF + 40 + 9] ^= 0x55;
     const syn = seg(5, { flags: TcpFlag.SYN, csum: 'partial' });
     run([seg(0), bad, syn]);

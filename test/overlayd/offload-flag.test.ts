@@ -28,7 +28,7 @@ describe('overlayd --offload', () => {
   it('/metrics mirrors stats().offload', async () => {
     const s: DataplaneStats = {
       txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, drops: {}, peers: {},
-      offload: { superPackets: 3, segmentsOut: 90, gsoSends: 3, gsoSegments: 90, groMessages: 2, groSegments: 40, coalescedWrites: 2, coalescedSegments: 40, rxSuperPackets: 1, csumFinished: 0 },
+      offload: { superPackets: 3, segmentsOut: 90, gsoSends: 3, gsoSegments: 90, groMessages: 2, groSegments: 40, coalescedWrites: 2, coalescedSegments: 40, rxSuperPackets: 1, csumFinished: 0, coalesceCsumFallbacks: 5 },
     };
     const reg = createMetrics(() => s, { backend: 'vxlan', subnet: 's', public_ip: 'p', iface: 'i', transport: 'mmsg' }, () => 0, { defaultMetrics: false });
     const m = await reg.metrics();
@@ -36,5 +36,6 @@ describe('overlayd --offload', () => {
     expect(m).toMatch(/^overlayd_offload_gso_segments_total 90$/m);
     expect(m).toMatch(/^overlayd_offload_coalesced_writes_total 2$/m);
     expect(m).toMatch(/^overlayd_offload_csum_finished_total 0$/m);
+    expect(m).toMatch(/^overlayd_offload_coalesce_csum_fallbacks_total 5$/m);
   });
 });

@@ -244,6 +244,25 @@ describe('receive stage: GRO split', () => {
     expect(b.stats().rxPackets).toBe(4);
     expect(b.stats().rxBytes).toBe(4 * 1040);
   });
+  it('VXLAN: a run with a bad TCP checksum is written packet by packet (zero headers), counted once as a fallback', async () => {
+    const { b, tr, dev } = await vtep('auto');
+    const inner = [0, 1, 2, 3].map((k) => TCP(1000 + k * 1000, 1000, 'full', B, A));
+    inner[2]![40 + 100] ^= 0x40; // corrupt a payload byte: its checksum no longer verifies
+    const segs = inner.map(vxlanFrame);
+    tr.inject([{ addr: PEER, data: Buffer.concat(segs), segSize: segs[0]!.length }]);
+    expect(dev.written.map((w) => w.subarray(10))).toEqual(inner);
+    for (const w of dev.written) expect(w.subarray(0, 10).equals(Buffer.alloc(10))).toBe(true);
+    const s = b.stats();
+    expect(s.offload).toMatchObject({ coalescedWrites: 0, coalesceCsumFallbacks: 1, groSegments: 4 });
+    expect(s.rxPackets).toBe(4);
+    expect(s.rxBytes).toBe(4 * 1040);
+    // the same segments intact are one coalesced write
+    inner[2]![40 + 100] ^= 0x40;
+    dev.written.length = 0;
+    tr.inject([{ addr: PEER, data: Buffer.concat(inner.map(vxlanFrame)), segSize: segs[0]!.length }]);
+    expect(dev.written).toHaveLength(1);
+    expect(b.stats().offload).toMatchObject({ coalescedWrites: 1, coalescedSegments: 4, coalesceCsumFallbacks: 1 });
+  });
   it('VXLAN: a lone partial-checksum packet gets NEEDS_CSUM in place', async () => {
     const { tr, dev } = await vtep('auto');
     tr.inject([{ addr: PEER, data: vxlanFrame(TCP(1, 100, 'partial', B, A)) }]);
