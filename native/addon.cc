@@ -9,6 +9,9 @@
 //   [5] flags: receive: 1 = MSG_TRUNC; UDP send: status written back (TX_* | errno << 8)
 //   [6] UDP segment size: send: UDP_SEGMENT (GSO) when > 0; receive: gso_size of a UDP_GRO
 //       message (0: one datagram)
+//   [7] UDP send: entries in this message (0 or 1: the entry alone). A GSO message may gather
+//       its datagrams from k consecutive entries (k iovecs, the kernel concatenates them); the
+//       first entry carries the address and segment size, the other k - 1 only off/len.
 // IPv6 addresses travel in a Uint8Array of 16 bytes per slot.
 #include <napi.h>
 #include <uv.h>
@@ -32,7 +35,7 @@
 #include <string>
 #include <vector>
 
-static const int DESC_STRIDE = 7;
+static const int DESC_STRIDE = 8;
 
 // Offload constants missing from older uapi headers.
 #ifndef TUN_F_USO4
@@ -525,19 +528,27 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
       return Napi::Number::New(env, written);
     }
     uint32_t* dw = desc.Data();
-    for (uint32_t i = 0; i < count; i++) {
+    // messages: entry i starts one, covering desc[7] entries (gathered iovecs)
+    static thread_local std::vector<uint32_t> tfirst;
+    if (tfirst.size() < count) tfirst.resize(count);
+    uint32_t nmsg = 0;
+    for (uint32_t i = 0; i < count;) {
       uint32_t* d = dw + i * DESC_STRIDE;
-      d[5] = TX_NOT_SENT;
-      memset(&tmsgs[i], 0, sizeof(mmsghdr));
-      tmsgs[i].msg_hdr.msg_iov = &tiovs[i];
-      tmsgs[i].msg_hdr.msg_iovlen = 1;
+      uint32_t k = d[7] > 1 ? d[7] : 1;
+      if (k > count - i) k = count - i;
+      for (uint32_t j = i; j < i + k; j++) dw[j * DESC_STRIDE + 5] = TX_NOT_SENT;
+      tfirst[nmsg] = i;
+      mmsghdr* m = &tmsgs[nmsg];
+      memset(m, 0, sizeof(mmsghdr));
+      m->msg_hdr.msg_iov = &tiovs[i];
+      m->msg_hdr.msg_iovlen = k;
       if (d[3] != 0) {
-        tmsgs[i].msg_hdr.msg_name = &taddrs[i];
-        tmsgs[i].msg_hdr.msg_namelen = DescToSockaddr(d, a6 ? a6 + i * 16 : zeroHdr_, sockFamily_, &taddrs[i]);
+        m->msg_hdr.msg_name = &taddrs[nmsg];
+        m->msg_hdr.msg_namelen = DescToSockaddr(d, a6 ? a6 + i * 16 : zeroHdr_, sockFamily_, &taddrs[nmsg]);
       }
       if (d[6] > 0 && d[6] <= 0xffff) {
-        msghdr* mh = &tmsgs[i].msg_hdr;
-        mh->msg_control = &tctrl[i * (CTRL_LEN / 8)];
+        msghdr* mh = &m->msg_hdr;
+        mh->msg_control = &tctrl[nmsg * (CTRL_LEN / 8)];
         mh->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
         memset(mh->msg_control, 0, mh->msg_controllen);
         cmsghdr* c = CMSG_FIRSTHDR(mh);
@@ -547,24 +558,30 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
         uint16_t seg = static_cast<uint16_t>(d[6]);
         memcpy(CMSG_DATA(c), &seg, sizeof(seg));
       }
+      nmsg++;
+      i += k;
     }
+    // the status of message m goes to every entry it gathered
+    auto status = [&](uint32_t m, uint32_t st) {
+      uint32_t end = m + 1 < nmsg ? tfirst[m + 1] : count;
+      for (uint32_t j = tfirst[m]; j < end; j++) dw[j * DESC_STRIDE + 5] = st;
+    };
     uint32_t pos = 0;
-    while (pos < count) {
-      int r = sendmmsg(fd_, tmsgs.data() + pos, count - pos, MSG_DONTWAIT);
+    while (pos < nmsg) {
+      int r = sendmmsg(fd_, tmsgs.data() + pos, nmsg - pos, MSG_DONTWAIT);
       if (r < 0) {
         int err = errno;
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
-        uint32_t* d = dw + pos * DESC_STRIDE;
         if (tmsgs[pos].msg_hdr.msg_control != nullptr && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) {
-          d[5] = TX_GSO_REJECTED | static_cast<uint32_t>(err) << 8;
+          status(pos, TX_GSO_REJECTED | static_cast<uint32_t>(err) << 8);
           break;  // the caller resends from here without GSO
         }
-        d[5] = TX_DROPPED | static_cast<uint32_t>(err) << 8;
-        pos++;  // this datagram failed (unreachable, refused...): drop it and go on
+        status(pos, TX_DROPPED | static_cast<uint32_t>(err) << 8);
+        pos++;  // this message failed (unreachable, refused...): drop it and go on
         continue;
       }
-      for (int k = 0; k < r; k++) dw[(pos + k) * DESC_STRIDE + 5] = TX_SENT;
+      for (int k = 0; k < r; k++) status(pos + k, TX_SENT);
       written += r;
       pos += r;
     }

@@ -9,14 +9,19 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Stride (in uint32 elements) of one slot's descriptor: off, len, family, port, addr, flags, seg. */
-export const DESC_STRIDE = 7;
+/** Stride (in uint32 elements) of one slot's descriptor: off, len, family, port, addr, flags, seg, parts. */
+export const DESC_STRIDE = 8;
 /**
  * Descriptor field offsets inside one stride. D_FLAGS: on receive 1 = truncated (MSG_TRUNC);
  * on UDP send the addon writes back a TX_* status (low byte) and the errno (bits 8+).
  * D_SEG: UDP segment size (send: UDP_SEGMENT/GSO when > 0; receive: UDP_GRO gso_size, 0 = one datagram).
  */
 export const D_OFF = 0, D_LEN = 1, D_FAMILY = 2, D_PORT = 3, D_ADDR = 4, D_FLAGS = 5, D_SEG = 6;
+/**
+ * D_PARTS (UDP send): entries of this message, when above 1: a GSO message gathering its
+ * datagrams from this entry and the next D_PARTS - 1 (one iovec each; only their off/len count).
+ */
+export const D_PARTS = 7;
 
 /** Per-message UDP send status in D_FLAGS (low byte) after `write`. */
 export const TX_NOT_SENT = 0, TX_SENT = 1, TX_DROPPED = 2, TX_GSO_REJECTED = 3;
@@ -77,6 +82,8 @@ export interface NativeBinding {
   csumCopyRanges(src: Uint8Array, dst: Uint8Array, desc: Int32Array, n: number): number;
   /** Ints per range in a range list (must equal src/codec's RANGE_STRIDE). */
   CSUM_RANGE_STRIDE: number;
+  /** Descriptor stride the addon was built with (must equal DESC_STRIDE). */
+  DESC_STRIDE: number;
   udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;
@@ -110,8 +117,11 @@ function findAddon(): string {
 export function native(): NativeBinding {
   if (!binding) {
     const require = createRequire(import.meta.url);
-    binding = require(findAddon()) as NativeBinding;
-    const b = binding;
+    const b = require(findAddon()) as NativeBinding;
+    if (b.DESC_STRIDE !== DESC_STRIDE) {
+      throw Object.assign(new Error(`overlay_native addon is out of date (descriptor stride ${b.DESC_STRIDE}, expected ${DESC_STRIDE}): run \`npm install\` to rebuild it`), { code: 'ELIBBAD' });
+    }
+    binding = b;
     // the codec's checksum primitives, natively for long ranges (see src/codec/checksum.ts)
     installChecksum({
       onesSum: (buf, off, len, initial) => b.csumOnes(buf, off, len, initial),

@@ -63,6 +63,13 @@ export interface DatagramSlot extends PacketSlot {
    * always set it on receive.
    */
   segSize?: number;
+  /**
+   * Send only, with `segSize` > 0: when above 1, this slot starts a gathered UDP GSO run of
+   * `parts` consecutive slots in the batch (this one and the next parts - 1), each exactly
+   * `segSize` bytes except a shorter last, sent as one message that gathers their bytes wherever
+   * they are (no copy). The transport sends them as plain datagrams when it cannot use GSO.
+   */
+  parts?: number;
 }
 
 /**
@@ -90,6 +97,8 @@ export interface DatagramView extends PacketView {
   port: number;
   /** UDP segment size of a GSO run (see {@link DatagramSlot.segSize}); 0 = one datagram. */
   segSize?: number;
+  /** Slots of a gathered GSO run starting here (see {@link DatagramSlot.parts}); 0 = none. */
+  parts?: number;
 }
 
 /** Allocate `n` packet slots of `size` bytes each with `off` preset to HEADROOM. */

@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import { AddrError, IpAddr, parseIp, u32ToIpv4 } from '../codec/addr.js';
 import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
 import {
-  native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_FLAGS, D_LEN, D_OFF, D_PORT, D_SEG,
+  native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_FLAGS, D_LEN, D_OFF, D_PARTS, D_PORT, D_SEG,
   TX_SENT, TX_DROPPED, TX_GSO_REJECTED,
 } from './native.js';
 import { bytesToIp } from './rtnl.js';
@@ -225,7 +225,10 @@ export class MmsgUdpTransport implements UdpTransport {
 
   /**
    * Send `slots[0..count)` each to its own addr/port (port 0: the connected peer) in one or few
-   * sendmmsg calls. A slot with `segSize` > 0 is a run of datagrams: one UDP_SEGMENT message while
+   * sendmmsg calls. A slot with `segSize` > 0 and `parts` k > 1 starts a gathered run: it and the
+   * next k - 1 slots (each `segSize` bytes, the last no longer) are one UDP_SEGMENT message of k
+   * iovecs, or plain datagrams without GSO or over the limits. Any other slot with `segSize` > 0 is
+   * a run of datagrams: one UDP_SEGMENT message while
    * `gso` is true and it fits the limits (UDP_GSO_MAX_SEGMENTS, UDP_GSO_MAX_BYTES), otherwise split
    * here into plain datagrams (zero copy: descriptors into the same buffer). If the kernel refuses
    * GSO, the rest of the batch is resent split, `gso` becomes false and `onGsoFallback` fires once.
@@ -253,7 +256,7 @@ export class MmsgUdpTransport implements UdpTransport {
     const io = this.io!;
     const r = this.lastSend;
     const gso = this.gso;
-    // Pass 1: number of descriptor entries (one per message).
+    // Pass 1: number of descriptor entries (one per message, or per datagram of a gathered run).
     let entries = 0;
     for (let i = start; i < count; i++) {
       const s = slots[i], seg = s.segSize! | 0, len = s.len;
@@ -270,10 +273,24 @@ export class MmsgUdpTransport implements UdpTransport {
     if (bufs.length < entries) bufs.length = entries;
     // Pass 2: fill the descriptors.
     let e = 0;
+    let gatherLeft = 0; // entries still to come of the gathered run being filled
     for (let i = start; i < count; i++) {
       const s = slots[i], seg = s.segSize! | 0, len = s.len;
-      let off = s.off, left = len, step = len, segField = 0;
-      if (seg > 0 && len > seg) {
+      let off = s.off, left = len, step = len, segField = 0, parts = 0;
+      if (gatherLeft > 0) gatherLeft--;
+      else if (seg > 0 && (s.parts! | 0) > 1) {
+        // a gathered run: this slot and the next parts - 1, one iovec each, in one GSO message
+        const k = Math.min(s.parts! | 0, count - i);
+        let total = 0;
+        let ok = k <= UDP_GSO_MAX_SEGMENTS;
+        for (let j = i; j < i + k && ok; j++) {
+          const l = slots[j].len;
+          total += l;
+          ok = l > 0 && (l === seg || (j === i + k - 1 && l < seg));
+        }
+        if (gso && ok && total <= UDP_GSO_MAX_BYTES) { segField = seg; parts = k; gatherLeft = k - 1; }
+        else r.splitSlots++;
+      } else if (seg > 0 && len > seg) {
         if (gso && len <= UDP_GSO_MAX_BYTES && len <= seg * UDP_GSO_MAX_SEGMENTS) segField = seg;
         else { step = seg; r.splitSlots++; }
       }
@@ -286,6 +303,7 @@ export class MmsgUdpTransport implements UdpTransport {
         d[b + D_FAMILY] = s.family;
         d[b + D_PORT] = s.port;
         d[b + D_SEG] = segField;
+        d[b + D_PARTS] = parts;
         if (s.family === 6) {
           const src = s.addr6, o = e * 16;
           for (let k = 0; k < 16; k++) a6[o + k] = src[k];

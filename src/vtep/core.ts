@@ -34,9 +34,11 @@
  *     front of each segment and no gap between them, then each segment goes to `fromDevice`;
  *     the backend's headers exactly fill the prefix, so consecutive datagrams are contiguous.
  *     A NEEDS_CSUM packet gets its checksum finished in place first.
- *   - GSO at send (`flushTx`): consecutive queued datagrams that are contiguous in one buffer,
- *     go to the same peer and have equal length (the last may be shorter) become one view with
- *     `segSize`, sent as one UDP GSO message (or split by the transport).
+ *   - GSO at send (`flushTx`): consecutive queued datagrams that go to the same peer and have
+ *     equal length (the last may be shorter) are marked as one gathered run (`segSize`, `parts`),
+ *     sent as one UDP GSO message of one iovec each (or as plain datagrams by the transport).
+ *     Segments of a super-packet and packets read one by one (a UDP flow's 1400-byte datagrams,
+ *     small ACKs) alike: nothing is copied to make them contiguous.
  *   - GRO split (socket side): a received message with `segSize` is split into its datagrams,
  *     each validated by `fromNetwork` exactly as a single one.
  *   - coalesce (device side, `flushRx`): the queued inner packets go through a `TcpCoalescer`;
@@ -45,8 +47,9 @@
  *     packet's own outer headers, else copied. Without device offloads, an inner TCP/UDP
  *     checksum left partial by a kernel sender (CHECKSUM_PARTIAL over veth) is finished here.
  *
- * TAP devices (L2 mode) run without offloads; the dgram transport has no UDP GSO/GRO (the
- * TUN side still segments and coalesces, and the transport splits GSO runs itself).
+ * TAP devices (L2 mode) run without device offloads but with UDP GSO (gathered runs) and GRO;
+ * the dgram transport has no UDP GSO/GRO (the TUN side still segments and coalesces, and the
+ * transport sends a run's datagrams one by one). offload 'off' turns all of it off.
  */
 import type { DataplaneStats, Lease } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
@@ -236,14 +239,15 @@ export abstract class TunnelCore {
   // offload stages (see the module comment); buffers allocated at the first offloaded start
   /** offload 'auto' asked for and the device is a TUN. */
   private readonly offloadWanted: boolean;
+  /** offload 'auto': UDP GSO (gathered runs) on send and UDP GRO on receive, for TUN and TAP alike. */
+  private readonly udpOffload: boolean;
   /** The current device uses the offload layout (virtio_net_hdr in front of every packet). */
   private devOffload = false;
   private readonly vhdr = new VirtioNetHdr();
   private readonly segInfo = new SegmentInfo();
   private stages: Buffer[] = [];
   private nStage = 0;
-  /** GSO-merged send views and, per view, its first queued datagram and how many it covers. */
-  private readonly txOut: MutDatagramSlot[];
+  /** Per GSO run marked by flushTx: its first queued datagram and how many it covers. */
   private readonly txOutFirst: Int32Array;
   private readonly txOutCount: Int32Array;
   private gsoFallbackLogged = false;
@@ -286,13 +290,13 @@ export abstract class TunnelCore {
     this.strictSource = opts.strictSource ?? true;
     this.icmpSrc = this.subnet.net;
     const n = Math.max(1, opts.batchSize ?? 64);
-    this.offloadWanted = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto' && deviceKind === 'tun';
+    this.udpOffload = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto';
+    this.offloadWanted = this.udpOffload && deviceKind === 'tun';
     // with offloads the queues hold whole segmented super-packets / GRO messages
     const txCap = this.offloadWanted ? n + STAGES * SEGMENT_MAX_SEGMENTS : n;
     const rxCap = this.offloadWanted ? Math.max(n, 256) : n;
     this.txViews = newDatagramViews(txCap);
     this.txCounters = new Array<PeerCounters>(txCap).fill(NO_COUNTERS);
-    this.txOut = newDatagramViews(txCap);
     this.txOutFirst = new Int32Array(txCap);
     this.txOutCount = new Int32Array(txCap);
     this.rxViews = newPacketViews(rxCap);
@@ -331,7 +335,7 @@ export abstract class TunnelCore {
     if (this.running) return;
     if (this.stopping) await this.stopping;
     const kind = this.opts.transport ?? 'dgram';
-    const tr = this.offloadWanted
+    const tr = this.udpOffload
       ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
       : this.io.createTransport(kind);
     let dev: PacketDevice | undefined;
@@ -592,10 +596,12 @@ export abstract class TunnelCore {
   }
 
   /**
-   * Send the tx queue. GSO at send: runs of queued datagrams contiguous in one buffer
-   * (`off` of the next = `off + len` of the previous), to the same address and port, all of
-   * the first one's length except a shorter last (at most GSO_SEND_MAX_SEGMENTS datagrams and
-   * GSO_SEND_MAX_BYTES) go out as one view with `segSize`. Counters still count datagrams.
+   * Send the tx queue. GSO at send: runs of consecutive queued datagrams to the same address and
+   * port, all of the first one's length except a shorter last (at most GSO_SEND_MAX_SEGMENTS
+   * datagrams and GSO_SEND_MAX_BYTES), are marked as gathered runs (`segSize` and `parts` on the
+   * first): the transport sends each as one UDP GSO message of one iovec per datagram, wherever
+   * the datagrams are (segments of one super-packet, or packets read one by one). Counters count
+   * datagrams.
    */
   private flushTx(): void {
     const n = this.nTx;
@@ -612,66 +618,48 @@ export abstract class TunnelCore {
       const seg = a.len;
       let total = seg;
       let k = j + 1;
-      if (a.family === 4) {
+      if (a.family === 4 && this.udpOffload) {
         for (; k < n && k - j < GSO_SEND_MAX_SEGMENTS; k++) {
           const p = v[k - 1]!;
           const q = v[k]!;
-          if (p.len !== seg || q.buf !== a.buf || q.off !== p.off + p.len || q.addr !== a.addr || q.port !== a.port ||
-              q.family !== 4 || q.len > seg || q.len === 0 || total + q.len > GSO_SEND_MAX_BYTES) break;
+          if (p.len !== seg || q.addr !== a.addr || q.port !== a.port || q.family !== 4 || q.len > seg || q.len === 0 ||
+              total + q.len > GSO_SEND_MAX_BYTES) break;
           total += q.len;
         }
+      }
+      a.segSize = k - j > 1 ? seg : 0;
+      a.parts = k - j > 1 ? k - j : 0;
+      for (let x = j + 1; x < k; x++) {
+        const q = v[x]!;
+        q.segSize = 0;
+        q.parts = 0;
       }
       first[m] = j;
       cnt[m++] = k - j;
       j = k;
     }
-    let views = v;
-    if (m < n) {
-      // at least one run: build the send views
-      views = this.txOut;
-      for (let g = 0; g < m; g++) {
-        const a = v[first[g]!]!;
-        const o = views[g]!;
-        o.buf = a.buf;
-        o.off = a.off;
-        o.family = a.family;
-        o.addr = a.addr;
-        o.port = a.port;
-        if (a.family === 6) for (let x = 0; x < 16; x++) o.addr6[x] = a.addr6[x]!;
-        const k = cnt[g]!;
-        if (k === 1) {
-          o.len = a.len;
-          o.segSize = 0;
-        } else {
-          const last = v[first[g]! + k - 1]!;
-          o.len = last.off + last.len - a.off;
-          o.segSize = a.len;
-        }
-      }
-    }
-    const sent = tr.sendBatch(views, m);
+    const sent = tr.sendBatch(v, n);
     for (let g = 0; g < m; g++) {
-      const err = g < sent && sent === m ? 0 : tr.sendError(g);
       const j0 = first[g]!;
       const k = cnt[g]!;
-      if (err === 0 && k > 1) {
+      if (k > 1 && (sent === n || tr.sendError(j0) === 0)) {
         c.offload.gsoSends++;
         c.offload.gsoSegments += k;
       }
-      for (let j = j0; j < j0 + k; j++) {
-        const pc = this.txCounters[j]!;
-        this.txCounters[j] = NO_COUNTERS;
-        if (err === 0) {
-          const len = v[j]!.len;
-          const t = c.totals;
-          t[TX_PKTS]++;
-          t[TX_BYTES] += len;
-          pc[TX_PKTS]++;
-          pc[TX_BYTES] += len;
-        } else c.drop(sendErrorReason(err));
-      }
     }
-    if (views !== v) for (let g = 0; g < m; g++) views[g]!.buf = EMPTY_BUF; // keep no reference to the batch
+    for (let j = 0; j < n; j++) {
+      const pc = this.txCounters[j]!;
+      this.txCounters[j] = NO_COUNTERS;
+      const err = sent === n ? 0 : tr.sendError(j);
+      if (err === 0) {
+        const len = v[j]!.len;
+        const t = c.totals;
+        t[TX_PKTS]++;
+        t[TX_BYTES] += len;
+        pc[TX_PKTS]++;
+        pc[TX_BYTES] += len;
+      } else c.drop(sendErrorReason(err));
+    }
   }
 
   /** Queue the inner packet `buf[off, off+len)` for the device. */

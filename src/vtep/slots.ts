@@ -20,7 +20,7 @@ export function newPacketViews(n: number): MutPacketSlot[] {
 
 /** `n` datagram views (initially empty). */
 export function newDatagramViews(n: number): MutDatagramSlot[] {
-  return Array.from({ length: n }, () => ({ buf: EMPTY, off: 0, len: 0, family: 4 as const, addr: 0, addr6: new Uint8Array(16), port: 0 }));
+  return Array.from({ length: n }, () => ({ buf: EMPTY, off: 0, len: 0, family: 4 as const, addr: 0, addr6: new Uint8Array(16), port: 0, segSize: 0, parts: 0 }));
 }
 
 /** `n` slots with their own small buffers (owned by the dataplane, never re-pointed), for generated replies (ICMP errors). */

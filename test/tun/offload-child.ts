@@ -169,22 +169,24 @@ async function udpRecv(): Promise<void> {
   const [addr, gro] = args;
   const t = new MmsgUdpTransport({ batch: 64, gro: gro === '1' });
   t.bindSync(0, addr);
-  const msgs: { len: number; segSize: number; port: number; split: number[]; contentOk: boolean }[] = [];
+  const msgs: { len: number; segSize: number; port: number; split: number[]; contentOk: boolean; markers: number[] }[] = [];
   t.onBatch((slots, count) => {
     for (let i = 0; i < count; i++) {
       const s = slots[i], seg = s.segSize ?? 0;
       // Split the way a dataplane would: segSize chunks, the last may be shorter.
       const split: number[] = [];
+      const markers: number[] = [];
       let contentOk = true;
       for (let p = 0; p < s.len; p += seg > 0 ? seg : s.len) {
         const n = seg > 0 ? Math.min(seg, s.len - p) : s.len;
         split.push(n);
         // Each datagram is filled with its own marker byte; all bytes of a datagram must agree.
         const first = s.buf[s.off + p];
+        markers.push(first);
         for (let k = 1; k < n; k++) if (s.buf[s.off + p + k] !== first) { contentOk = false; break; }
         if (seg <= 0) break;
       }
-      msgs.push({ len: s.len, segSize: seg, port: s.port, split, contentOk });
+      msgs.push({ len: s.len, segSize: seg, port: s.port, split, contentOk, markers });
     }
     say({ ev: 'msgs', msgs: msgs.splice(0) });
   });
@@ -202,12 +204,28 @@ async function udpSend(): Promise<void> {
   // gso: '1' on, '0' off, 'nocheck' on but with SO_NO_CHECK (the kernel refuses GSO: fallback path).
   const t = new MmsgUdpTransport({ batch: 8, gso: gso !== '0', udpChecksum: gso !== 'nocheck', onGsoFallback: (c) => { fallback = c; } });
   t.bindSync(0, addr);
-  const tx = allocDatagramSlots(runs.length, 70_000);
+  // a run ending in ':g' is gathered: one slot per datagram (`parts` on the first), each in its own buffer
+  const slotsOf = runs.map((r) => (r.endsWith(':g') ? Number(r.split(':')[3]) : 1));
+  const all = allocDatagramSlots(slotsOf.reduce((a, b) => a + b, 0), 70_000);
+  let at = 0;
   runs.forEach((r, i) => {
-    const [dst, port, seg, nseg, last] = r.split(':');
-    const s = tx[i], segSize = Number(seg), n = Number(nseg), lastLen = Number(last);
+    const [dst, port, seg, nseg, last, g] = r.split(':');
+    const segSize = Number(seg), n = Number(nseg), lastLen = Number(last);
     const parts = dst.split('.').map(Number);
-    s.family = 4; s.addr = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0; s.port = Number(port);
+    const addr = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+    if (g === 'g') {
+      for (let k = 0; k < n; k++) {
+        const s = all[at++];
+        const len = k === n - 1 ? lastLen : segSize;
+        s.family = 4; s.addr = addr; s.port = Number(port);
+        s.off = HEADROOM + 7 * k; s.len = len; // scattered: a different offset in each buffer
+        s.segSize = k === 0 ? segSize : 0; s.parts = k === 0 ? n : 0;
+        s.buf.fill((i * 64 + k) & 0xff, s.off, s.off + len);
+      }
+      return;
+    }
+    const s = all[at++];
+    s.family = 4; s.addr = addr; s.port = Number(port);
     s.off = HEADROOM; s.segSize = segSize;
     let p = HEADROOM;
     for (let k = 0; k < n; k++) {
@@ -218,7 +236,7 @@ async function udpSend(): Promise<void> {
     s.len = p - HEADROOM;
   });
   const gsoBefore = t.gso;
-  const sent = t.sendBatch(tx, runs.length);
+  const sent = t.sendBatch(all.slice(0, at), at);
   say({ ev: 'result', sent, ...t.lastSend, gsoBefore, gso: t.gso, gsoError: t.gsoError, fallback });
   t.close();
   process.exit(0);

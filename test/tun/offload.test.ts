@@ -14,7 +14,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHILD = join(ROOT, 'test', 'tun', 'offload-child.ts');
 
 type Ev = Record<string, unknown> & { ev: string };
-interface Msg { len: number; segSize: number; port: number; split: number[]; contentOk: boolean }
+interface Msg { len: number; segSize: number; port: number; split: number[]; contentOk: boolean; markers: number[] }
 
 /** A child running offload-child.ts in a namespace, with its JSON-line events. */
 class Child {
@@ -186,6 +186,49 @@ describe.runIf(requireNetns())('offloads in network namespaces', () => {
       expect([...m1, ...m2].every((m) => m.contentOk)).toBe(true);
     } finally {
       r1.end(); r2.end();
+    }
+  });
+
+  /** A gathered run (10 slots in 10 buffers: 9 x 1200 + 700, `parts` on the first) and a plain 300-byte datagram, to one receiver. */
+  async function sendGathered(gso: '1' | '0' | 'nocheck', groAtReceiver: boolean): Promise<{ res: Ev; m: Msg[] }> {
+    const r = start(b, 'udpRecv', ['198.18.0.2', groAtReceiver ? '1' : '0']);
+    try {
+      const p = (await r.wait((e) => e.ev === 'ready')).port as number;
+      const s = start(a, 'udpSend', ['198.18.0.1', gso, `198.18.0.2:${p}:1200:10:700:g`, `198.18.0.2:${p}:0:1:300`]);
+      const res = await s.wait((e) => e.ev === 'result');
+      return { res, m: await r.datagrams(11) };
+    } finally {
+      r.end();
+    }
+  }
+  const GATHERED = [...Array(9).fill(1200), 700, 300];
+  const MARKERS = [...Array.from({ length: 10 }, (_, k) => k), 64];
+
+  it('UDP GSO gathered from 10 buffers: one message, the same datagrams in order as contiguous bytes would give', async () => {
+    const { res, m } = await sendGathered('1', false);
+    expect(res).toMatchObject({ sent: 11, slots: 11, datagrams: 11, bytes: 11_500 + 300, gsoMessages: 1, splitSlots: 0, dropped: 0, gso: true });
+    expect(m.map((x) => x.len)).toEqual(GATHERED);
+    expect(m.flatMap((x) => x.markers)).toEqual(MARKERS);
+    expect(m.every((x) => x.segSize === 0 && x.contentOk)).toBe(true);
+  });
+
+  it('UDP GSO gathered, GRO at the receiver: coalesced with segSize 1200, split back in order', async () => {
+    const { res, m } = await sendGathered('1', true);
+    expect(res).toMatchObject({ sent: 11, gsoMessages: 1 });
+    expect(m.length).toBeLessThan(11);
+    expect(m.some((x) => x.segSize === 1200)).toBe(true);
+    expect(m.flatMap((x) => x.split)).toEqual(GATHERED);
+    expect(m.flatMap((x) => x.markers)).toEqual(MARKERS);
+    expect(m.every((x) => x.contentOk)).toBe(true);
+  });
+
+  it('UDP GSO gathered without GSO (disabled, or refused for SO_NO_CHECK): plain datagrams, same order', async () => {
+    for (const gso of ['0', 'nocheck'] as const) {
+      const { res, m } = await sendGathered(gso, false);
+      expect(res).toMatchObject({ sent: 11, slots: 11, datagrams: 11, gsoMessages: 0, gso: false });
+      if (gso === 'nocheck') expect(res).toMatchObject({ gsoBefore: true, fallback: 'EINVAL' });
+      expect(m.map((x) => x.len)).toEqual(GATHERED);
+      expect(m.flatMap((x) => x.markers)).toEqual(MARKERS);
     }
   });
 

@@ -53,10 +53,14 @@ export class FakeTransport implements UdpTransport {
   localPort(): number { return this.port; }
   onBatch(h: BatchHandler<DatagramSlot>): void { this.handler = h; }
   sendError(): number { return 0; }
+  /** Records each message: a gathered run (`parts` > 1) as one entry of its concatenated datagrams. */
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < count;) {
       const s = slots[i]!;
-      this.sent.push({ addr: s.addr, port: s.port, data: Buffer.from(s.buf.subarray(s.off, s.off + s.len)), segSize: s.segSize ?? 0 });
+      const k = (s.segSize ?? 0) > 0 && (s.parts ?? 0) > 1 ? Math.min(s.parts!, count - i) : 1;
+      const data = Buffer.concat(slots.slice(i, i + k).map((x) => x.buf.subarray(x.off, x.off + x.len)));
+      this.sent.push({ addr: s.addr, port: s.port, data, segSize: s.segSize ?? 0 });
+      i += k;
     }
     return count;
   }

@@ -61,8 +61,12 @@ describe('flushTx GSO merge rule', () => {
     expect((await probe(run(0, [1000, 500, 1000]))).sent.map((s) => [s.len, s.segSize])).toEqual([[1500, 1000], [1000, 0]]);
     expect((await probe(run(0, [500, 1000]))).sent.map((s) => [s.len, s.segSize])).toEqual([[500, 0], [1000, 0]]);
   });
-  it('never merges across a gap, another peer, or a single datagram', async () => {
-    expect((await probe([[0, 1000], [1001, 1000]])).sent.map((s) => s.segSize)).toEqual([0, 0]);
+  it('gathers datagrams that are not contiguous (packets read one by one) into one run, in queue order', async () => {
+    const r = await probe([[5000, 1000], [0, 1000], [20_000, 700]]);
+    expect(r.sent).toEqual([{ len: 2700, segSize: 1000, addr: PEER }]);
+    expect(r.stats.offload).toMatchObject({ gsoSends: 1, gsoSegments: 3 });
+  });
+  it('never merges across another peer, or a single datagram', async () => {
     expect((await probe([[0, 1000], [1000, 1000, ipv4ToU32('198.18.0.3')]])).sent.map((s) => s.segSize)).toEqual([0, 0]);
     expect((await probe([[0, 1000]])).sent).toEqual([{ len: 1000, segSize: 0, addr: PEER }]);
   });
@@ -125,12 +129,15 @@ describe('offload option', () => {
     fallback('EIO');
     expect(logs).toEqual(['UDP GSO refused by the kernel (EIO); datagram runs are split in software']);
   });
-  it('L2 mode (TAP) never asks for offloads', async () => {
-    const io = new FakeIo({ offload: true });
-    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, mode: 'l2', offload: 'auto' });
-    await b.start();
-    expect(io.asked.transport).toBeUndefined();
-    expect(b.deviceOffload).toBe(false);
+  it('L2 mode (TAP) asks for no device offloads, only UDP GRO (and sends gathered GSO runs); offload off: nothing', async () => {
+    for (const offload of ['auto', 'off'] as const) {
+      const io = new FakeIo({ offload: true });
+      const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, mode: 'l2', offload });
+      await b.start();
+      if (offload === 'auto') expect(io.asked.transport).toMatchObject({ gro: true });
+      else expect(io.asked.transport).toBeUndefined();
+      expect(b.deviceOffload).toBe(false);
+    }
   });
 });
 
