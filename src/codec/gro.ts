@@ -1,8 +1,10 @@
 /**
- * Software GRO for TCP: merge consecutive in-order segments of one flow, received in a
- * batch of decapsulated inner IP packets, into super-packets written to TUN behind a
+ * Software GRO for TCP (and UDP): merge consecutive in-order segments of one flow, received in
+ * a batch of decapsulated inner IP packets, into super-packets written to TUN behind a
  * virtio_net_hdr (GSO_TCPV4/TCPV6 + NEEDS_CSUM), so the kernel handles one packet where it
- * would have handled up to 64.
+ * would have handled up to 64. With {@link TcpCoalescer.udp} on (a TUN that takes USO),
+ * consecutive datagrams of one UDP flow merge the same way into GSO_UDP_L4 super-packets,
+ * which the kernel splits back into the same datagrams at the receiving socket.
  *
  * Driving it (one batch, e.g. one recvmmsg):
  *
@@ -33,15 +35,21 @@
  * carries the first ID and the kernel increments from it if it re-segments. Everything
  * else passes through unchanged with an all-zero header (NEEDS_CSUM for a partial
  * checksum), so a packet with a bad checksum reaches the kernel and is dropped there.
+ *
+ * UDP rules (as Linux `udp_gro_receive_segment`): same addresses, ports and IP header but
+ * length, ID and checksum (IPv4 without options); a UDP length equal to the IP payload; every
+ * payload the size of the first except a shorter last, which ends the run; the same limits.
+ * A zero (no) or partial checksum is not verified; others are, as for TCP. The output's UDP
+ * length is the total and its checksum field the pseudo-header sum over it (NEEDS_CSUM).
  */
 import {
-  copyBytes, copySum, copySumRanges, csumFold, onesSum, onesSumSimple, pseudoSum4, pseudoSum6, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM,
+  copyBytes, copySum, copySumRanges, csumFold, onesSumSimple, pseudoSum4, pseudoSum6, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM,
 } from './checksum.js';
 import { IpProto } from './constants.js';
 import { ipv4FillChecksum } from './ip.js';
 import { GSO_MAX_SEGMENTS, TcpFlag } from './gso.js';
 import { L4Layout, parseL4, partialKind, storePartialChecksum } from './l4.js';
-import { VIRTIO_NET_HDR_LEN, emitVirtioNeedsCsum, emitVirtioNone, emitVirtioTcpGso } from './virtio.js';
+import { VIRTIO_NET_HDR_LEN, VirtioFlag, VirtioGso, emitVirtio, emitVirtioNeedsCsum, emitVirtioNone, emitVirtioTcpGso } from './virtio.js';
 import { EMPTY } from './util.js';
 
 /** What `add` did with a packet. */
@@ -72,6 +80,7 @@ export const GRO_MAX_LENGTH = 65535;
 const KIND_PLAIN = 0; // pass-through, zero header
 const KIND_PARTIAL = 1; // pass-through, NEEDS_CSUM header
 const KIND_RUN = 2; // TCP run (1..64 packets)
+const KIND_URUN = 3; // UDP run (1..64 packets)
 
 /** Allocation-free TCP segment coalescer; see the module comment for how to drive it. */
 export class TcpCoalescer {
@@ -87,6 +96,8 @@ export class TcpCoalescer {
   private readonly pPartial: Uint8Array;
   /** Pseudo-header + TCP header sum (checksum field included) of a run segment: its check starts here. */
   private readonly pInit: Int32Array;
+  /** 1 when a run segment's checksum is not verified by write(): partial, or UDP without one. */
+  private readonly pNoVerify: Uint8Array;
   private nPkts = 0;
   /** Payload ranges of the run being written (copied and verified in one call). */
   private readonly ranges = new Int32Array(GSO_MAX_SEGMENTS * RANGE_STRIDE);
@@ -109,6 +120,9 @@ export class TcpCoalescer {
   private readonly open: Int32Array;
   private nOpen = 0;
 
+  /** Merge UDP flows too (GSO_UDP_L4 output): set when the device takes USO. Default false. */
+  udp = false;
+
   constructor(opts: CoalescerOptions = {}) {
     const cap = opts.maxPackets ?? 256;
     this.cap = cap;
@@ -120,6 +134,7 @@ export class TcpCoalescer {
     this.pPay = new Int32Array(cap);
     this.pPartial = new Uint8Array(cap);
     this.pInit = new Int32Array(cap);
+    this.pNoVerify = new Uint8Array(cap);
     this.iFirst = new Int32Array(cap);
     this.iLast = new Int32Array(cap);
     this.iKind = new Uint8Array(cap);
@@ -149,10 +164,13 @@ export class TcpCoalescer {
   get packets(): number { return this.nPkts; }
 
   /** True when output `i` is a merged super-packet (more than one segment) that must be written with {@link write}. */
-  merged(i: number): boolean { return this.iKind[i] === KIND_RUN && this.iCount[i]! > 1; }
+  merged(i: number): boolean { return this.iKind[i]! >= KIND_RUN && this.iCount[i]! > 1; }
 
   /** Segments in output `i` (1 for a pass-through). */
-  segments(i: number): number { return this.iKind[i] === KIND_RUN ? this.iCount[i]! : 1; }
+  segments(i: number): number { return this.iKind[i]! >= KIND_RUN ? this.iCount[i]! : 1; }
+
+  /** IP + L4 header bytes every segment of merged output `i` carried (0 for a pass-through). */
+  headerLength(i: number): number { return this.merged(i) ? this.iHdr[i]! : 0; }
 
   /** Buffer of the (first) input packet of output `i`. */
   packetBuf(i: number): Uint8Array { return this.pBuf[this.iFirst[i]!]!; }
@@ -191,6 +209,9 @@ export class TcpCoalescer {
   emitHeader(i: number, buf: Uint8Array, off: number): number {
     const p = this.iFirst[i]!;
     if (this.merged(i)) {
+      if (this.iKind[i] === KIND_URUN) {
+        return emitVirtio(buf, off, VirtioFlag.NEEDS_CSUM, VirtioGso.UDP_L4, this.iHdr[i]!, this.iGso[i]!, this.iIpHl[i]!, 6);
+      }
       const b = this.pBuf[p]!;
       return emitVirtioTcpGso(buf, off, (b[this.pOff[p]!]! >>> 4) === 4 ? 4 : 6, this.iIpHl[i]!, this.iHdr[i]!, this.iGso[i]!);
     }
@@ -245,21 +266,29 @@ export class TcpCoalescer {
     if (!this.copyVerify(src, out, nr)) return WRITE_BAD_CHECKSUM;
     const l4 = h + ipHl;
     const l4Len = total - ipHl;
+    const udp = this.iKind[i] === KIND_URUN;
+    const proto = udp ? IpProto.UDP : IpProto.TCP;
     let pseudo: number;
     if (out[h]! >>> 4 === 4) {
       out[h + 2] = total >>> 8;
       out[h + 3] = total & 255;
       ipv4FillChecksum(out, h);
-      pseudo = pseudoSum4(rd32(out, h + 12), rd32(out, h + 16), IpProto.TCP, l4Len);
+      pseudo = pseudoSum4(rd32(out, h + 12), rd32(out, h + 16), proto, l4Len);
     } else {
       out[h + 4] = l4Len >>> 8;
       out[h + 5] = l4Len & 255;
-      pseudo = pseudoSum6(out, h + 8, h + 24, IpProto.TCP, l4Len);
+      pseudo = pseudoSum6(out, h + 8, h + 24, proto, l4Len);
     }
-    out[l4 + 13] = out[l4 + 13]! | (lastFlags & TcpFlag.PSH);
     const ps = csumFold(pseudo);
-    out[l4 + 16] = ps >>> 8;
-    out[l4 + 17] = ps & 255;
+    const co = l4 + (udp ? 6 : 16);
+    if (udp) {
+      out[l4 + 4] = l4Len >>> 8;
+      out[l4 + 5] = l4Len & 255;
+    } else {
+      out[l4 + 13] = out[l4 + 13]! | (lastFlags & TcpFlag.PSH);
+    }
+    out[co] = ps >>> 8;
+    out[co + 1] = ps & 255;
     return n;
   }
 
@@ -268,7 +297,7 @@ export class TcpCoalescer {
     const rg = this.ranges;
     copySumRanges(src, out, rg, nr); // ranges inside both arrays (checked by add and outputLength)
     for (let k = 0; k < nr; k++) {
-      if (this.pPartial[this.rangePkt[k]!] === 0 && rg[k * RANGE_STRIDE + RANGE_SUM] !== 0xffff) return false;
+      if (this.pNoVerify[this.rangePkt[k]!] === 0 && rg[k * RANGE_STRIDE + RANGE_SUM] !== 0xffff) return false;
     }
     return true;
   }
@@ -288,44 +317,48 @@ export class TcpCoalescer {
     const ipHl = lay.ipHl;
     const l4 = off + ipHl;
     const l4Len = lay.l4Len;
-    const pseudo = lay.pseudoBase + l4Len;
+    const udp = lay.proto === IpProto.UDP;
+    let ckLen = l4Len; // bytes the L4 checksum covers
+    if (udp) {
+      const ul = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
+      if (ul < 8 || ul > l4Len) return this.passthroughFlow(p, buf, off, lay.version, l4, 0);
+      ckLen = ul;
+    }
+    const pseudo = lay.pseudoBase + ckLen;
     const fo = l4 + lay.csumOff;
     const field = (buf[fo]! << 8) | buf[fo + 1]!;
-    if (lay.proto === IpProto.UDP) {
-      // Only a partial checksum matters here (it needs NEEDS_CSUM); others the kernel checks.
-      const ul = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
-      if (ul < 8 || ul > l4Len || (field === 0 && lay.version === 4)) return this.passthrough(p, 0, -1);
-      const pk = partialKind(field, csumFold(lay.pseudoBase + ul));
-      if (pk === 'bad' || onesSum(buf, l4, ul, lay.pseudoBase + ul) === 0xffff) return this.passthrough(p, 0, -1);
-      if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, ul);
-      this.pPartial[p] = 1;
-      return this.passthrough(p, 0, -1);
-    }
-    // TCP: a partial checksum (pseudo-header sum in the field) needs NEEDS_CSUM even when passed
-    // through; any other is verified by write() for a run, by the kernel for a pass-through.
-    // (A complete checksum that happens to equal the pseudo-header sum is taken as partial: the
-    // kernel then trusts a packet that is valid anyway.)
-    const pk = partialKind(field, csumFold(pseudo));
-    if (pk !== 'bad') {
-      if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, l4Len);
-      this.pPartial[p] = 1;
+    // A partial checksum (pseudo-header sum in the field) needs NEEDS_CSUM even when passed
+    // through; UDP over IPv4 may carry none (zero); any other is verified by write() for a run,
+    // by the kernel for a pass-through. (A complete checksum that happens to equal the pseudo-
+    // header sum is taken as partial: the kernel then trusts a packet that is valid anyway.)
+    this.pNoVerify[p] = 0;
+    if (udp && field === 0 && lay.version === 4) this.pNoVerify[p] = 1;
+    else {
+      const pk = partialKind(field, csumFold(pseudo));
+      if (pk !== 'bad') {
+        if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, ckLen);
+        this.pPartial[p] = 1;
+        this.pNoVerify[p] = 1;
+      }
     }
     const hash = flowHash(buf, off, lay.version, l4);
-    const run = this.findOpen(buf, off, lay.version, l4, hash);
-    const flags = buf[l4 + 13]!;
+    const run = this.findOpen(buf, off, lay.version, l4, hash, lay.proto);
+    const flags = udp ? 0 : buf[l4 + 13]!;
     const pay = l4Len - lay.l4Hl;
-    const eligible = pay > 0 && (flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH)) &&
-      (lay.version === 6 || (ipHl === 20 && onesSumSimple(buf, off, 20) === 0xffff));
+    const v4ok = lay.version === 6 || (ipHl === 20 && onesSumSimple(buf, off, 20) === 0xffff);
+    const eligible = pay > 0 && v4ok && (udp
+      ? this.udp && ckLen === l4Len
+      : flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH));
     if (!eligible) {
       if (run >= 0) this.closeAt(run);
-      return this.passthrough(p, ipHl, 1);
+      return this.passthrough(p, ipHl, udp ? -1 : 1);
     }
     this.pPay[p] = pay;
     this.pInit[p] = onesSumSimple(buf, l4, lay.l4Hl, pseudo);
-    const seq = ((buf[l4 + 4]! << 24) | (buf[l4 + 5]! << 16) | (buf[l4 + 6]! << 8) | buf[l4 + 7]!) >>> 0;
+    const seq = udp ? 0 : ((buf[l4 + 4]! << 24) | (buf[l4 + 5]! << 16) | (buf[l4 + 6]! << 8) | buf[l4 + 7]!) >>> 0;
     if (run >= 0) {
       const it = this.open[run]!;
-      if (this.canAppend(it, buf, off, lay.version, l4, lay.l4Hl, seq, pay)) {
+      if (udp ? this.canAppendUdp(it, buf, off, lay.version, pay) : this.canAppend(it, buf, off, lay.version, l4, lay.l4Hl, seq, pay)) {
         this.pNext[this.iLast[it]!] = p;
         this.iLast[it] = p;
         this.iCount[it]!++;
@@ -341,7 +374,7 @@ export class TcpCoalescer {
     const it = this.nItems++;
     this.iFirst[it] = p;
     this.iLast[it] = p;
-    this.iKind[it] = KIND_RUN;
+    this.iKind[it] = udp ? KIND_URUN : KIND_RUN;
     this.iCount[it] = 1;
     this.iTotal[it] = lay.ipLen;
     this.iGso[it] = pay;
@@ -349,12 +382,32 @@ export class TcpCoalescer {
     this.iHash[it] = hash;
     this.iHdr[it] = ipHl + lay.l4Hl;
     this.iIpHl[it] = ipHl;
-    this.iCsumOff[it] = 16;
+    this.iCsumOff[it] = udp ? 6 : 16;
     if ((flags & TcpFlag.PSH) === 0 && lay.ipLen < GRO_MAX_LENGTH) {
       if (this.nOpen >= this.maxFlows) this.closeAt(0);
       this.open[this.nOpen++] = it;
     }
     return 'started';
+  }
+
+  /** A malformed packet of a flow: close the flow's open run (order is kept) and pass it through. */
+  private passthroughFlow(p: number, buf: Uint8Array, off: number, version: number, l4: number, ipHl: number): CoalesceResult {
+    const run = this.findOpen(buf, off, version, l4, flowHash(buf, off, version, l4), this.lay.proto);
+    if (run >= 0) this.closeAt(run);
+    return this.passthrough(p, ipHl, -1);
+  }
+
+  /** Whether a UDP datagram (already eligible) continues run `it`: the same IP header but length, ID and checksum; no larger payload. */
+  private canAppendUdp(it: number, buf: Uint8Array, off: number, version: number, pay: number): boolean {
+    if (pay > this.iGso[it]! || this.iTotal[it]! + pay > GRO_MAX_LENGTH || this.iCount[it]! >= GSO_MAX_SEGMENTS) return false;
+    const q = this.iFirst[it]!;
+    const b = this.pBuf[q]!;
+    const o = this.pOff[q]!;
+    if (version === 4) {
+      return b[o + 1] === buf[off + 1] && b[o + 6] === buf[off + 6] && b[o + 7] === buf[off + 7] &&
+        b[o + 8] === buf[off + 8] && b[o] === buf[off];
+    }
+    return same(b, o, buf, off, 4) && b[o + 6] === buf[off + 6] && b[o + 7] === buf[off + 7];
   }
 
   /** Record packet `p` as its own pass-through output (csum fields for a partial checksum). */
@@ -372,14 +425,14 @@ export class TcpCoalescer {
   }
 
   /** Index in `open` of the open run of this packet's flow, or -1. */
-  private findOpen(buf: Uint8Array, off: number, version: number, l4: number, hash: number): number {
+  private findOpen(buf: Uint8Array, off: number, version: number, l4: number, hash: number, proto: number): number {
     for (let k = 0; k < this.nOpen; k++) {
       const it = this.open[k]!;
       if (this.iHash[it] !== hash) continue;
       const q = this.iFirst[it]!;
       const b = this.pBuf[q]!;
       const o = this.pOff[q]!;
-      if (b[o]! >>> 4 !== version) continue;
+      if (b[o]! >>> 4 !== version || (this.iKind[it] === KIND_URUN) !== (proto === IpProto.UDP)) continue;
       const ql4 = o + this.iIpHl[it]!;
       if (!same(b, ql4, buf, l4, 4)) continue;
       if (version === 4 ? same(b, o + 12, buf, off + 12, 8) : same(b, o + 8, buf, off + 8, 32)) return k;

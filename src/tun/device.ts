@@ -6,7 +6,7 @@
  * batch; this wrapper copies the lengths from the shared descriptor array into the slot
  * objects (no allocation per packet). Write: one native call writes a whole batch.
  */
-import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type PacketDevice, type PacketSlot, type ReadErrorListener } from './types.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type DeviceOffloads, type PacketDevice, type PacketSlot, type ReadErrorListener } from './types.js';
 import {
   native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF,
   TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6,
@@ -16,20 +16,6 @@ import { OsError, errnoName, wrapOsError } from './errors.js';
 
 /** Size of `struct virtio_net_hdr` prepended to every packet when `vnetHdr` is set. */
 export const VNET_HDR_LEN = 10;
-
-/** Offloads the kernel accepted with TUNSETOFFLOAD (all false when `offload` is off). */
-export interface DeviceOffloads {
-  /** TUN_F_CSUM: packets may carry a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM) both ways. */
-  readonly csum: boolean;
-  /** TUN_F_TSO4: TCP/IPv4 super-packets (GSO_TCPV4) both ways. */
-  readonly tso4: boolean;
-  /** TUN_F_TSO6: TCP/IPv6 super-packets (GSO_TCPV6) both ways. */
-  readonly tso6: boolean;
-  /** TUN_F_USO4: UDP/IPv4 super-packets (GSO_UDP_L4) both ways. */
-  readonly uso4: boolean;
-  /** TUN_F_USO6: UDP/IPv6 super-packets (GSO_UDP_L4) both ways. */
-  readonly uso6: boolean;
-}
 
 const NO_OFFLOADS: DeviceOffloads = Object.freeze({ csum: false, tso4: false, tso6: false, uso4: false, uso6: false });
 

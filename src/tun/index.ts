@@ -1,6 +1,6 @@
 /** Public exports of src/tun (re-exported by src/index.ts): batch contracts, TUN/TAP devices, UDP transports, rtnetlink. */
 export * from './types.js';
-export { TunDevice, TapDevice, VNET_HDR_LEN, type DeviceOptions, type DeviceOffloads, type PacketBatch } from './device.js';
+export { TunDevice, TapDevice, VNET_HDR_LEN, type DeviceOptions, type PacketBatch } from './device.js';
 export {
   MmsgUdpTransport, DgramUdpTransport, createTransport, UDP_GSO_MAX_SEGMENTS, UDP_GSO_MAX_BYTES,
   type TransportOptions, type SendResult,

@@ -126,6 +126,20 @@ export type BatchHandler<S extends PacketSlot> = (slots: S[], count: number) => 
 /** Called with each receive error of a device (an OsError: `code` is the errno name). */
 export type ReadErrorListener = (err: OsError) => void;
 
+/** Offloads the kernel accepted with TUNSETOFFLOAD (all false when `offload` is off). */
+export interface DeviceOffloads {
+  /** TUN_F_CSUM: packets may carry a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM) both ways. */
+  readonly csum: boolean;
+  /** TUN_F_TSO4: TCP/IPv4 super-packets (GSO_TCPV4) both ways. */
+  readonly tso4: boolean;
+  /** TUN_F_TSO6: TCP/IPv6 super-packets (GSO_TCPV6) both ways. */
+  readonly tso6: boolean;
+  /** TUN_F_USO4: UDP/IPv4 super-packets (GSO_UDP_L4) both ways. */
+  readonly uso4: boolean;
+  /** TUN_F_USO6: UDP/IPv6 super-packets (GSO_UDP_L4) both ways. */
+  readonly uso6: boolean;
+}
+
 /** A packet device (TUN or TAP) read and written in batches. */
 export interface PacketDevice {
   /** Kernel interface name. */
@@ -144,6 +158,8 @@ export interface PacketDevice {
    * Absent/false: plain packets both ways.
    */
   readonly offload?: boolean;
+  /** Which offloads the kernel accepted (TunDevice), when `offload` is on; absent: TSO and checksum only. */
+  readonly offloads?: DeviceOffloads;
   /** Install the batch receive handler and start reading (readiness from the event loop). */
   onBatch(handler: BatchHandler<PacketSlot>): void;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */

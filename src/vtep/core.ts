@@ -41,7 +41,8 @@
  *     small ACKs) alike: nothing is copied to make them contiguous.
  *   - GRO split (socket side): a received message with `segSize` is split into its datagrams,
  *     each validated by `fromNetwork` exactly as a single one.
- *   - coalesce (device side, `flushRx`): the queued inner packets go through a `TcpCoalescer`;
+ *   - coalesce (device side, `flushRx`): the queued inner packets go through a `TcpCoalescer`
+ *     (TCP runs, and UDP runs when the TUN takes USO);
  *     merged runs are written as GSO super-packets from core-owned buffers, everything else in
  *     place with its virtio header written in the 10 bytes before it when those bytes are the
  *     packet's own outer headers, else copied. Without device offloads, an inner TCP/UDP
@@ -359,7 +360,11 @@ export abstract class TunnelCore {
     this.transport = tr;
     dev.onReadError?.((e) => this.report(e));
     this.devOffload = dev.offload === true;
-    if (this.devOffload) this.allocOffloadBuffers();
+    if (this.devOffload) {
+      this.allocOffloadBuffers();
+      // UDP flows coalesce too when the TUN takes USO (GSO_UDP_L4 writes, Linux 6.2+)
+      this.coalescer!.udp = dev.offloads?.uso4 === true && dev.offloads.uso6;
+    }
     this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
     dev.onBatch(this.onDeviceBatch);
@@ -765,14 +770,10 @@ export abstract class TunnelCore {
           }
           continue;
         }
-        // the run's segments each carried the first one's IP + TCP headers
+        // the run's segments each carried the first one's IP + L4 headers
         const segs = co.segments(i);
-        const b = co.packetBuf(i);
-        const po = co.packetOff(i);
-        const ipHl = b[po]! >>> 4 === 4 ? (b[po]! & 15) << 2 : 40;
-        const hdr = ipHl + ((b[po + ipHl + 12]! >>> 4) << 2);
         this.queueOut(buf, this.outPos + VIRTIO_NET_HDR_LEN, need - VIRTIO_NET_HDR_LEN, segs,
-          need - VIRTIO_NET_HDR_LEN + (segs - 1) * hdr, j, 1);
+          need - VIRTIO_NET_HDR_LEN + (segs - 1) * co.headerLength(i), j, 1);
         this.outPos += (need + 7) & ~7;
       } else if (this.rxOwnHead[j] === 0) {
         const need = co.outputLength(i);

@@ -176,3 +176,47 @@ describe('TcpCoalescer refuses', () => {
     expect(got.reduce((a, b) => a + b, 0)).toBe(18);
   });
 });
+
+describe('TcpCoalescer, UDP (udp on: the device takes USO)', () => {
+  const u = (i: number, o: Partial<TcpSpec> = {}, size = MSS): Pkt => seg(i, { proto: 'udp', ...o }, size);
+  const runU = (pkts: Pkt[]): number[] => {
+    co.udp = true;
+    try {
+      return run(pkts);
+    } finally {
+      co.udp = false;
+    }
+  };
+  const cases: [string, Pkt[], number[]][] = [
+    ['equal datagrams of one flow merge', [u(0), u(1), u(2), u(3)], [4]],
+    ['a shorter datagram ends the run', [u(0), u(1, {}, 500), u(2)], [2, 1]],
+    ['a larger datagram after the first starts a new run', [u(0, {}, 500), u(1)], [1, 1]],
+    ['another port: another flow', [u(0), u(1, { sport: 999 }), u(2)], [2, 1]],
+    ['another TTL or ToS', [u(0), u(1, { ttl: 9 }), u(2, { tos: 4 })], [1, 1, 1]],
+    ['TCP and UDP on the same ports never merge', [u(0), seg(1), u(2)], [2, 1]],
+    ['no checksum (zero) and partial checksums merge', [u(0, { csum: 'zero' }), u(1, { csum: 'partial' }), u(2)], [3]],
+    ['IPv4 options: passed through', [u(0, { ipOpts: Uint8Array.from([1, 1, 1, 0]) }), u(1, { ipOpts: Uint8Array.from([1, 1, 1, 0]) })], [1, 1]],
+  ];
+  for (const [name, pkts, want] of cases) it(name, () => expect(runU(pkts)).toEqual(want));
+
+  it('udp off (the default): every datagram passes through', () => {
+    expect(run([u(0), u(1), u(2)])).toEqual([1, 1, 1]);
+  });
+
+  it('a merged run: GSO_UDP_L4 header, UDP length = total, checksum field = pseudo-header sum; a bad checksum refuses the write', () => {
+    const pk = [u(0), u(1), u(2, {}, 300)];
+    expect(runU(pk)).toEqual([3]);
+    const out = Buffer.alloc(5000);
+    const n = co.write(0, out, 0);
+    expect(n).toBe(10 + 20 + 8 + 2 * MSS + 300);
+    const h = new VirtioNetHdr();
+    expect(h.check(out, 0, n)).toBe('ok');
+    expect([h.flags, h.gsoType, h.gsoSize, h.hdrLen, h.csumStart, h.csumOffset]).toEqual([1, 5, MSS, 28, 20, 6]);
+    expect(out.readUInt16BE(10 + 20 + 4)).toBe(8 + 2 * MSS + 300);
+    expect(finishChecksum(out, 10, n - 10, h)).toBe('ok');
+    expect(l4Verifies(out, 10)).toBe(true);
+    pk[1]!.buf[OFF + 28 + 5] ^= 1;
+    runU(pk);
+    expect(co.write(0, out, 0)).toBe(WRITE_BAD_CHECKSUM);
+  });
+});

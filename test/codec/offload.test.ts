@@ -9,6 +9,7 @@ import {
 import { buildPacket, ipVerifies, l4Verifies, layout, normalised, rd16, rd32, type TcpSpec } from './offload-helpers.js';
 
 const SLOTS: SegmentSlot[] = Array.from({ length: 70 }, () => ({ buf: Buffer.alloc(2100), off: 0, len: 0 }));
+const SLOTS2: SegmentSlot[] = Array.from({ length: 70 }, () => ({ buf: Buffer.alloc(2100), off: 0, len: 0 }));
 
 /** Build a super-packet with its vnet header at `buf[0..10)`, packet at 10. */
 function superPacket(buf: Uint8Array, s: TcpSpec, mss: number, gsoType?: number): { hdr: VirtioNetHdr; len: number } {
@@ -178,6 +179,42 @@ describe('segmentation', () => {
         }
         expect(Buffer.from(got).equals(Buffer.from(src.subarray(10 + hl, 10 + len)))).toBe(true);
       }), { numRuns: 150 });
+  });
+
+  it('UDP: segment a USO super-packet, coalesce the datagrams (udp on): the same super-packet, GSO_UDP_L4 + NEEDS_CSUM', () => {
+    const co = new TcpCoalescer();
+    co.udp = true;
+    const out = Buffer.alloc(70000);
+    fc.assert(fc.property(fc.constantFrom<4 | 6>(4, 6), fc.integer({ min: 1, max: 1400 }), fc.integer({ min: 1, max: 30000 }),
+      fc.integer({ min: 0, max: 0xffff }), (v, mss, plen, id) => {
+        if (Math.ceil(plen / mss) > 64) plen = 64 * mss;
+        const { hdr, len } = superPacket(src, { v, proto: 'udp', id, payload: payload(plen, mss) }, mss);
+        const orig = normalised(src, 10);
+        const n = gsoSegment(src, 10, len, hdr, SLOTS);
+        expect(n).toBe(Math.ceil(plen / mss));
+        if (typeof n !== 'number') return;
+        co.reset();
+        for (let i = 0; i < n; i++) co.add(SLOTS[i]!.buf, SLOTS[i]!.off, SLOTS[i]!.len);
+        expect(co.count).toBe(1);
+        expect(co.segments(0)).toBe(n);
+        const w = co.write(0, out, 0);
+        expect(w).toBe(10 + len);
+        expect(Buffer.from(normalised(out, 10)).equals(Buffer.from(orig))).toBe(true);
+        if (n > 1) {
+          const g = new VirtioNetHdr();
+          expect(g.check(out, 0, w)).toBe('ok');
+          const hl = v === 4 ? 20 : 40;
+          expect([g.flags, g.gsoType, g.gsoSize, g.csumStart, g.csumOffset, g.hdrLen]).toEqual([VirtioFlag.NEEDS_CSUM, VirtioGso.UDP_L4, mss, hl, 6, hl + 8]);
+          // what the kernel does with it: split at gso_size again gives the same datagrams
+          const again = gsoSegment(out, 10, len, g, SLOTS2);
+          expect(again).toBe(n);
+          for (let i = 0; i < n; i++) {
+            const a = SLOTS[i]!;
+            const b = SLOTS2[i]!;
+            expect(Buffer.from(b.buf.subarray(b.off, b.off + b.len)).equals(Buffer.from(a.buf.subarray(a.off, a.off + a.len)))).toBe(true);
+          }
+        }
+      }), { numRuns: 200 });
   });
 
   it('typed reasons', () => {

@@ -1,5 +1,5 @@
 /** In-memory device, transport and kernel for pipeline unit tests. */
-import { allocDatagramSlots, allocSlots, HEADROOM, OFFLOAD_SLOT_SIZE, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
+import { allocDatagramSlots, allocSlots, HEADROOM, OFFLOAD_SLOT_SIZE, type BatchHandler, type DatagramSlot, type DeviceOffloads, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import type { DataplaneIo, KernelNet } from '../../src/vtep/index.js';
 import { OsError } from '../../src/tun/errors.js';
 import type { ReadErrorListener } from '../../src/tun/types.js';
@@ -11,8 +11,11 @@ export class FakeDevice implements PacketDevice {
   slots: PacketSlot[];
   closed = false;
   /** offload: the TunDevice offload layout (virtio_net_hdr at off - 10 both ways). */
-  constructor(readonly name: string, readonly offload = false) {
+  /** With `offload`: what the kernel accepted (USO when `uso`). */
+  readonly offloads: DeviceOffloads | undefined;
+  constructor(readonly name: string, readonly offload = false, uso = false) {
     this.slots = allocSlots(64, offload ? OFFLOAD_SLOT_SIZE : undefined);
+    this.offloads = offload ? { csum: true, tso4: true, tso6: true, uso4: uso, uso6: uso } : undefined;
   }
   onBatch(h: BatchHandler<PacketSlot>): void { this.handler = h; }
   writeBatch(slots: readonly PacketSlot[], count: number): number {
@@ -95,11 +98,11 @@ export class FakeIo implements DataplaneIo {
    * ignore it, like a factory that cannot do offloads); refuseOffload: throw instead (a kernel
    * without TUNSETOFFLOAD).
    */
-  constructor(readonly caps: { offload?: boolean; refuseOffload?: boolean } = {}) {}
+  constructor(readonly caps: { offload?: boolean; refuseOffload?: boolean; uso?: boolean } = {}) {}
   openTun(name: string, opts?: { offload?: boolean }): PacketDevice {
     this.asked.tun = opts;
     if (opts?.offload && this.caps.refuseOffload) throw new Error('TUNSETOFFLOAD: EINVAL');
-    return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true));
+    return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true, this.caps.uso === true));
   }
   openTap(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
   createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean; onGsoFallback?: (code: string) => void }): UdpTransport {

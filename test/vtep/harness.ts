@@ -150,3 +150,35 @@ export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string,
     for (const p of [srv, cli]) if (p.exitCode === null) p.kill('SIGKILL');
   }
 }
+
+/**
+ * Send `count` datagrams of `size` bytes in bursts of `burst` from `client` to `serverIp`:`port`
+ * (test/vtep/udp-burst.ts); returns what the server received: total, content-valid, duplicates, sizes.
+ */
+export async function udpBurst(tb: Testbed, server: NsHost, serverIp: string, client: NsHost, count: number, size: number, burst: number, port = 6001): Promise<{ received: number; valid: number; dups: number; sizes: Record<string, number> }> {
+  const tool = join(here, 'udp-burst.ts');
+  const srv = tb.track(server.spawn('node', ['--import', 'tsx', tool, 'server', serverIp, String(port), String(count)], { cwd: root }));
+  const result = new Promise<Record<string, unknown>>((resolve, reject) => {
+    let err = '';
+    srv.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const rl = createInterface({ input: srv.stdout! });
+    let listening: (() => void) | undefined;
+    const ready = new Promise<void>((r) => { listening = r; });
+    rl.on('line', (l) => {
+      const m = JSON.parse(l) as Record<string, unknown>;
+      if (m.listening) listening!();
+      else resolve(m);
+    });
+    srv.on('exit', (code) => reject(new Error(`udp server exited ${code}: ${err}`)));
+    void ready.then(() => {
+      const cli = tb.track(client.spawn('node', ['--import', 'tsx', tool, 'client', serverIp, String(port), String(count), String(size), String(burst)], { cwd: root }));
+      cli.on('exit', (code) => { if (code !== 0) reject(new Error(`udp client exited ${code}`)); });
+    });
+  });
+  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('UDP burst timed out')), 30_000));
+  try {
+    return await Promise.race([result, timer]) as { received: number; valid: number; dups: number; sizes: Record<string, number> };
+  } finally {
+    if (srv.exitCode === null) srv.kill('SIGKILL');
+  }
+}

@@ -270,6 +270,30 @@ describe('receive stage: GRO split', () => {
     expect(dev.written).toHaveLength(1);
     expect(b.stats().offload).toMatchObject({ coalescedWrites: 1, coalescedSegments: 4, coalesceCsumFallbacks: 1 });
   });
+  it('VXLAN, a TUN with USO: a GRO message of one UDP flow becomes one GSO_UDP_L4 write; without USO, one write each', async () => {
+    for (const uso of [true, false]) {
+      const { b, tr, dev } = await vtep('auto', new FakeIo({ offload: true, uso }));
+      const inner = [0, 1, 2, 3].map((k) => {
+        const x = Buffer.alloc(28 + (k === 3 ? 200 : 1000));
+        buildPacket(x, 0, { v: 4, src4: B, dst4: A, proto: 'udp', id: 7 + k, payload: new Uint8Array(x.length - 28).fill(k) });
+        return x;
+      });
+      const frames = inner.map(vxlanFrame);
+      tr.inject([{ addr: PEER, data: Buffer.concat(frames), segSize: frames[0]!.length }]);
+      const s = b.stats();
+      expect(s.rxPackets).toBe(4);
+      expect(s.rxBytes).toBe(inner.reduce((a, x) => a + x.length, 0));
+      if (!uso) {
+        expect(dev.written.map((w) => w.subarray(10))).toEqual(inner);
+        continue;
+      }
+      expect(dev.written).toHaveLength(1);
+      const w = dev.written[0]!;
+      expect([w[0], w[1], w.readUInt16LE(4)]).toEqual([VirtioFlag.NEEDS_CSUM, VirtioGso.UDP_L4, 1000]);
+      expect(w.length).toBe(10 + 28 + 3 * 1000 + 200);
+      expect(s.offload).toMatchObject({ coalescedWrites: 1, coalescedSegments: 4 });
+    }
+  });
   it('VXLAN: a lone partial-checksum packet gets NEEDS_CSUM in place', async () => {
     const { tr, dev } = await vtep('auto');
     tr.inject([{ addr: PEER, data: vxlanFrame(TCP(1, 100, 'partial', B, A)) }]);
