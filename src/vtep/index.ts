@@ -6,7 +6,7 @@ export { UdpBackend, UDP_OVERHEAD } from './udp.js';
 export { VxlanBackend, VXLAN_OVERHEAD, type VxlanStats } from './vxlan.js';
 export type { CommonBackendOptions, UdpBackendOptions, VxlanBackendOptions, MissEvent, DataplaneIo, OpenDeviceOptions, CreateTransportOptions } from './options.js';
 export { DEFAULT_OFFLOAD } from './options.js';
-export type { KernelNet } from './kernel.js';
+export type { DeviceConfig, KernelNet } from './kernel.js';
 export { defaultIo } from './io.js';
 export { RtnlNet } from './kernel.js';
 export { DROP_REASONS, type DropReason, type OffloadStats } from './counters.js';

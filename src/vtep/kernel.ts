@@ -9,10 +9,22 @@
 import { writeFile } from 'node:fs/promises';
 import { Rtnl } from '../tun/index.js';
 
+/** What {@link KernelNet.configureDevice} sets on a dataplane's device. */
+export interface DeviceConfig {
+  mtu: number;
+  cidr: string;
+  mac?: string;
+  gsoMaxSegs?: number;
+}
+
 /** What a dataplane needs from the kernel. */
 export interface KernelNet {
-  /** Set MTU, optional MAC, add `cidr` as address and bring the link up. */
-  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void>;
+  /**
+   * Set MTU, optional MAC, add `cidr` as address and bring the link up. `gsoMaxSegs`: cap the
+   * segments of the GSO packets the stack hands the device (best effort: a kernel that refuses
+   * it keeps its default).
+   */
+  configureDevice(dev: string, opts: DeviceConfig): Promise<void>;
   /** `ip route replace <dst> via <via> dev <dev> onlink`. */
   replaceRoute(dst: string, via: string, dev: string): Promise<void>;
   /** Delete the route to `dst` on `dev` (ignored when missing). */
@@ -39,9 +51,10 @@ export class RtnlNet implements KernelNet {
     return p;
   }
 
-  configureDevice(dev: string, opts: { mtu: number; cidr: string; mac?: string }): Promise<void> {
+  configureDevice(dev: string, opts: DeviceConfig): Promise<void> {
     return this.enqueue(async () => {
       await this.rt.setLink(dev, opts.mac ? { mtu: opts.mtu, mac: opts.mac } : { mtu: opts.mtu });
+      if (opts.gsoMaxSegs !== undefined) await this.rt.setLink(dev, { gsoMaxSegs: opts.gsoMaxSegs }).catch(() => undefined);
       await this.rt.addAddress(dev, opts.cidr, { replace: true });
       await this.rt.linkUp(dev);
     });

@@ -48,7 +48,7 @@ export class UdpBackend extends TunnelCore implements Backend {
 
   protected async configureKernel(dev: string): Promise<void> {
     // flannel: <subnet address>/<network prefix> on flannel0; the connected route sends the whole network here.
-    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}` });
+    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}`, gsoMaxSegs: this.deviceGsoMaxSegs });
     await this.kernel.deviceSysctl(dev, 'accept_local', '1'); // our ICMP errors carry our own TUN address as source
   }
 

@@ -131,6 +131,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
       mtu: this.deviceMtu,
       cidr: `${u32ToIpv4(this.vtepIp)}/32`,
       mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
+      gsoMaxSegs: this.deviceGsoMaxSegs,
     });
     if (this.mode === 'l3') await this.kernel.deviceSysctl(dev, 'accept_local', '1');
     for (const p of this.bySubnet.values()) await this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.subnet.net), dev);

@@ -8,6 +8,7 @@ import { bytesToMac, ipToBytes, macToBytes } from './ip.js';
 export const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18;
 export const AF_UNSPEC = 0, AF_INET = 2, AF_BRIDGE = 7, AF_INET6 = 10;
 const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_TXQLEN = 13, IFLA_OPERSTATE = 16, IFLA_LINKINFO = 18;
+const IFLA_GSO_MAX_SEGS = 40;
 const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
 const IFLA_VXLAN_ID = 1, IFLA_VXLAN_LINK = 3, IFLA_VXLAN_LOCAL = 4, IFLA_VXLAN_LEARNING = 7, IFLA_VXLAN_PORT = 15, IFLA_VXLAN_LOCAL6 = 17;
 const IFF_UP = 0x1;
@@ -50,6 +51,8 @@ export interface LinkChange {
   name?: string;
   /** Transmit queue length (`ip link set DEV txqueuelen N`). */
   txqlen?: number;
+  /** Most segments in one GSO packet the stack hands the device (`ip link set DEV gso_max_segs N`). */
+  gsoMaxSegs?: number;
 }
 
 /** Options of `Rtnl.addVxlan`. */
@@ -95,6 +98,7 @@ export function linkChangePayload(index: number, change: LinkChange): Buffer {
   if (change.mac !== undefined) attrs.add(IFLA_ADDRESS, macToBytes(change.mac));
   if (change.name !== undefined) attrs.str(IFLA_IFNAME, change.name);
   if (change.txqlen !== undefined) attrs.u32(IFLA_TXQLEN, change.txqlen);
+  if (change.gsoMaxSegs !== undefined) attrs.u32(IFLA_GSO_MAX_SEGS, change.gsoMaxSegs);
   const flags = change.up ? IFF_UP : 0;
   const mask = change.up === undefined ? 0 : IFF_UP;
   return Buffer.concat([ifinfomsg(AF_UNSPEC, index, flags, mask), attrs.bytes()]);
