@@ -1,6 +1,8 @@
 /**
  * Codec micro-benchmark (tinybench): ns per packet for the per-packet codec paths,
- * checksum throughput, and a zero-allocation proof.
+ * checksum throughput, the offload stages per segment (a 64 KB TSO super-packet segmented
+ * for a UDP GSO send, and its segments coalesced back), and a zero-allocation proof. The
+ * addon's checksum primitives are installed when it loads, as in a running overlayd.
  *
  *   npm run bench:codec
  *   NODE_OPTIONS=--expose-gc npm run bench:codec   # also forces GC around the allocation check
@@ -22,7 +24,15 @@ import {
   onesSum, VxlanDecapResult, vxlanDecapFrame, vxlanDecapOptions, vxlanDecapSocket, vxlanEncapFull, vxlanEncapSocket,
   vxlanTunnel, VXLAN_IPV4_OVERHEAD,
 } from '../src/codec/index.js';
+import {
+  emitVirtioTcpGso, gsoSegmentStrided, SegmentInfo, TcpCoalescer, VirtioNetHdr,
+} from '../src/codec/index.js';
 import { HEADROOM, SLOT_SIZE } from '../src/tun/types.js';
+import { native } from '../src/tun/native.js';
+
+// as in overlayd: long checksums through the addon when it is built
+let nativeChecksums = true;
+try { native(); } catch { nativeChecksums = false; }
 
 /** One benchmark result row. */
 export interface Row {
@@ -161,6 +171,47 @@ export async function runCodecBench(opts: CodecBenchOptions = {}): Promise<Row[]
   // flannel UDP mode: bare IPv4 packet at HEADROOM.
   const fl = Buffer.alloc(SLOT_SIZE);
   emitIpv4(fl, HEADROOM, 0, 84, 1, 0x4000, 255, IpProto.ICMP, 0xc6130105, 0xc6130205);
+  // A 64 KB-class TSO super-packet as the TUN hands it over (44 segments of MSS 1398, the most
+  // one UDP GSO send takes at MTU 1450), segmented with the VXLAN L3 prefix (22 B) before each.
+  const MSS = 1398, SEGS = 44;
+  const sp = Buffer.alloc(70_000);
+  const spLen = 40 + SEGS * MSS;
+  emitIpv4(sp, 10, 0, spLen, 7, 0x4000, 64, IpProto.TCP, 0xc6130105, 0xc6130205);
+  sp.writeUInt32BE(0x9c405014, 30); // ports 40000 -> 5140
+  sp.writeUInt32BE(1000, 34); // seq
+  sp[10 + 32] = 0x50; // data offset 5
+  sp[10 + 33] = 0x10; // ACK
+  sp.writeUInt16BE(502, 10 + 34);
+  for (let i = 50; i < 10 + spLen; i++) sp[i] = (i * 7) & 255;
+  emitVirtioTcpGso(sp, 0, 4, 20, 40, MSS);
+  const spHdr = new VirtioNetHdr();
+  if (spHdr.check(sp, 0, 10 + spLen) !== 'ok') throw new Error('bench fixture: virtio header');
+  const segInfo = new SegmentInfo();
+  const stage = Buffer.alloc(SEGS * (22 + 40 + MSS) + 64);
+  const co = new TcpCoalescer();
+  const coOut = Buffer.alloc(70_000);
+  const segmentBatch = (n: number): number => {
+    let s = 0;
+    for (let i = 0; i < n; i += SEGS) {
+      const r = gsoSegmentStrided(sp, 10, spLen, spHdr, stage, 0, 0, 22, segInfo);
+      if (typeof r === 'number') s = (s + segInfo.total) | 0;
+    }
+    return s;
+  };
+  segmentBatch(SEGS);
+  const coalesceBatch = (n: number): number => {
+    let s = 0;
+    for (let i = 0; i < n; i += SEGS) {
+      co.reset();
+      let o = 22;
+      for (let k = 0; k < SEGS; k++) { co.add(stage, o, k === SEGS - 1 ? segInfo.lastLen : segInfo.segLen); o += segInfo.stride; }
+      for (let j = 0; j < co.count; j++) s = (s + co.write(j, coOut, 0)) | 0;
+    }
+    return s;
+  };
+  if (coalesceBatch(SEGS) !== 10 + spLen) throw new Error('bench fixture: the segments did not coalesce back into one super-packet');
+  const OFF_BATCH = SEGS * 20;
+
   const ck1400 = Buffer.alloc(1400 + 8, 0x5a);
   const ck64k = Buffer.alloc(65536 + 8, 0xa5);
 
@@ -223,7 +274,9 @@ export async function runCodecBench(opts: CodecBenchOptions = {}): Promise<Row[]
     .add('decap + validation, zero UDP checksum (98 B)', () => { sink ^= decapSmallBatch(BATCH); })
     .add('flannel UDP mode: validate + TTL decrement', () => { sink ^= flannelBatch(BATCH); })
     .add('checksum 1400 B', () => { sink ^= ck1400Batch(BATCH); })
-    .add('checksum 64 KiB', () => { sink ^= ck64Batch(CK64_BATCH); });
+    .add('checksum 64 KiB', () => { sink ^= ck64Batch(CK64_BATCH); })
+    .add('TSO segment for UDP GSO (64 KB super-packet, per segment)', () => { sink ^= segmentBatch(OFF_BATCH); })
+    .add('GRO coalesce + write (44 segments, per segment)', () => { sink ^= coalesceBatch(OFF_BATCH); });
   await bench.run();
 
   type Meta = { n: number; fn: (n: number) => number; bytes?: number; goal?: string; goalNs?: number; goalGBs?: number };
@@ -236,6 +289,8 @@ export async function runCodecBench(opts: CodecBenchOptions = {}): Promise<Row[]
     'flannel UDP mode: validate + TTL decrement': { n: BATCH, fn: flannelBatch },
     'checksum 1400 B': { n: BATCH, fn: ck1400Batch, bytes: 1400, goal: '> 3 GB/s', goalGBs: 3 },
     'checksum 64 KiB': { n: CK64_BATCH, fn: ck64Batch, bytes: 65536, goal: '> 3 GB/s', goalGBs: 3 },
+    'TSO segment for UDP GSO (64 KB super-packet, per segment)': { n: OFF_BATCH, fn: segmentBatch, bytes: MSS },
+    'GRO coalesce + write (44 segments, per segment)': { n: OFF_BATCH, fn: coalesceBatch, bytes: MSS },
   };
   const rows: Row[] = [];
   for (const t of bench.tasks) {
@@ -271,11 +326,14 @@ export async function runCodecBench(opts: CodecBenchOptions = {}): Promise<Row[]
   }));
   allocs.push(await allocCheck('full-form encap, UDP csum, 1400 B', Math.max(1, Math.floor(allocN / 5)), fullBatch));
   allocs.push(await allocCheck('flannel validate + TTL decrement', allocN, flannelBatch));
+  allocs.push(await allocCheck('TSO segment (per segment)', Math.max(SEGS, Math.floor(allocN / 20)), segmentBatch));
+  allocs.push(await allocCheck('GRO coalesce + write (per segment)', Math.max(SEGS, Math.floor(allocN / 20)), coalesceBatch));
 
   const yardstick = calibrate();
   if (print) {
     console.log(`\ncodec benchmark (node ${process.version}, ${BATCH} packets per tinybench sample; ns/packet = mean / ${BATCH})`);
-    console.log(`machine yardstick: one trivial integer-loop iteration = ${yardstick.toFixed(2)} ns CPU (an idle modern x86 core: ~0.3-0.5 ns)\n`);
+    console.log(`machine yardstick: one trivial integer-loop iteration = ${yardstick.toFixed(2)} ns CPU (an idle modern x86 core: ~0.3-0.5 ns)`);
+    console.log(`checksum primitives: ${nativeChecksums ? 'the addon\'s (as in overlayd)' : 'TypeScript (addon not built)'}\n`);
     console.log('| operation | ns/packet (wall) | ±% | ns/packet (CPU) | Mpps (CPU) | GB/s (CPU) | goal |');
     console.log('|---|---:|---:|---:|---:|---:|---|');
     for (const r of rows) {
