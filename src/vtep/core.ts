@@ -61,7 +61,7 @@ import {
   SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN, WRITE_BAD_CHECKSUM, copyBytes,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
-import { Counters, D, newPeerCounters, RX_BYTES, RX_PKTS, sendErrorReason, TX_BYTES, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
+import { Counters, D, newPeerCounters, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
@@ -669,14 +669,8 @@ export abstract class TunnelCore {
       const pc = this.txCounters[j]!;
       this.txCounters[j] = NO_COUNTERS;
       const err = sent === n ? 0 : tr.sendError(j);
-      if (err === 0) {
-        const len = v[j]!.len;
-        const t = c.totals;
-        t[TX_PKTS]++;
-        t[TX_BYTES] += len;
-        pc[TX_PKTS]++;
-        pc[TX_BYTES] += len;
-      } else c.drop(sendErrorReason(err));
+      if (err === 0) c.count(pc, TX_PKTS, 1, v[j]!.len);
+      else c.drop(sendErrorReason(err));
     }
   }
 
@@ -721,14 +715,8 @@ export abstract class TunnelCore {
     for (let j = 0; j < n; j++) {
       const pc = this.rxCounters[j]!;
       this.rxCounters[j] = NO_COUNTERS;
-      if (j < w) {
-        const len = views[j]!.len;
-        const t = c.totals;
-        t[RX_PKTS]++;
-        t[RX_BYTES] += len;
-        pc[RX_PKTS]++;
-        pc[RX_BYTES] += len;
-      } else c.drop(D.rx_device_full);
+      if (j < w) c.count(pc, RX_PKTS, 1, views[j]!.len);
+      else c.drop(D.rx_device_full);
     }
   }
 
@@ -866,13 +854,7 @@ export abstract class TunnelCore {
         c.offload.coalescedWrites++;
         c.offload.coalescedSegments += segs;
       }
-      const bytes = this.devOutBytes[g]!;
-      const pc = this.rxCounters[this.devOutFirst[g]!]!;
-      const t = c.totals;
-      t[RX_PKTS] += segs;
-      t[RX_BYTES] += bytes;
-      pc[RX_PKTS] += segs;
-      pc[RX_BYTES] += bytes;
+      c.count(this.rxCounters[this.devOutFirst[g]!]!, RX_PKTS, segs, this.devOutBytes[g]!);
     }
   }
 

@@ -172,6 +172,19 @@ export class Counters {
   /** Drops by numeric reason code (see DROP_REASONS). */
   readonly drops = new Float64Array(DROP_REASONS.length);
 
+  /**
+   * Count `pkts` packets of `bytes` one way (`way` TX_PKTS: sent; RX_PKTS: received and written
+   * to the device), in the totals and in the peer's counters `pc` (hot path). The byte counter of
+   * a way follows its packet counter.
+   */
+  count(pc: PeerCounters, way: typeof TX_PKTS | typeof RX_PKTS, pkts: number, bytes: number): void {
+    const t = this.totals;
+    t[way] += pkts;
+    t[way + 1] += bytes;
+    pc[way] += pkts;
+    pc[way + 1] += bytes;
+  }
+
   /** Count one drop (hot path, allocation-free). */
   drop(code: number): void {
     this.drops[code]!++;
