@@ -61,7 +61,7 @@ import {
   SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN, WRITE_BAD_CHECKSUM, copyBytes,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
-import { Counters, D, newPeerCounters, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
+import { Counters, D, newPeerCounters, PEER_ADDR, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
@@ -72,7 +72,7 @@ const EMPTY_BUF = Buffer.alloc(0);
 /** Subnets in leases and options: IPv4, host bits cleared. */
 export const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
 
-/** Counters of no peer (generated traffic, unknown senders): written to, never read. */
+/** Counters of no peer (generated traffic, unknown senders): written to, never read; never a destination. */
 export const NO_COUNTERS: PeerCounters = newPeerCounters();
 
 /**
@@ -606,10 +606,19 @@ export abstract class TunnelCore {
     v.port = this.port;
   }
 
-  /** Queue `buf[off, off+len)` as one datagram to IPv4 `addr` (int32 or uint32) on our port. */
-  protected sendTo(buf: Buffer, off: number, len: number, addr: number, pc: PeerCounters): void {
+  /**
+   * Queue `buf[off, off+len)` as one datagram to the peer whose counters are `pc` (its address is
+   * `pc[PEER_ADDR]`), on our port.
+   */
+  protected sendTo(buf: Buffer, off: number, len: number, pc: PeerCounters): void {
     if (this.nTx === this.txViews.length) this.flushTx();
-    this.pointAt(this.txViews[this.nTx]!, buf, off, len, addr);
+    const v = this.txViews[this.nTx]!;
+    v.buf = buf;
+    v.off = off;
+    v.len = len;
+    v.family = 4;
+    v.addr = pc[PEER_ADDR]!;
+    v.port = this.port;
     this.txCounters[this.nTx++] = pc;
   }
 

@@ -85,13 +85,21 @@ export const TX_PKTS = 0;
 export const TX_BYTES = 1;
 export const RX_PKTS = 2;
 export const RX_BYTES = 3;
+/**
+ * Not a counter: the peer's public IPv4 as uint32 (0 for no peer). The send path takes the
+ * destination from here, so that the address never crosses a call as a number argument (a
+ * uint32 from 2^30 up is a heap number, boxed anew by every call V8 does not inline).
+ */
+export const PEER_ADDR = 4;
 
-/** Counters of one peer: [txPackets, txBytes, rxPackets, rxBytes] (see TX_PKTS ...). */
+/** Counters of one peer: [txPackets, txBytes, rxPackets, rxBytes, address] (see TX_PKTS ... PEER_ADDR). */
 export type PeerCounters = Float64Array;
 
-/** Fresh zeroed per-peer counters. */
-export function newPeerCounters(): PeerCounters {
-  return new Float64Array(4);
+/** Fresh zeroed per-peer counters for the peer at IPv4 `addr` (int32 or uint32; default none). */
+export function newPeerCounters(addr = 0): PeerCounters {
+  const c = new Float64Array(5);
+  c[PEER_ADDR] = addr >>> 0;
+  return c;
 }
 
 /** A peer's counters as a plain object. */
@@ -204,7 +212,7 @@ export class Counters {
   peer(publicIp: number): PeerCounters {
     let c = this.peers.get(publicIp);
     if (!c) {
-      c = newPeerCounters();
+      c = newPeerCounters(publicIp);
       this.peers.set(publicIp, c);
     }
     return c;

@@ -29,7 +29,7 @@ import {
   buildArpReply, formatMac, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, NO_COUNTERS, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
@@ -253,7 +253,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private sendToAll(b: Buffer, off: number, len: number, ds: readonly { ip: number }[]): void {
     for (let k = 0; k < ds.length; k++) {
       const a = ds[k]!.ip | 0;
-      this.sendTo(b, off, len, a, this.known.get(a) ?? NO_COUNTERS);
+      // every FDB destination is in `known` (rebuilt with the FDB); one added since has counters made here
+      this.sendTo(b, off, len, this.known.get(a) ?? this.counters.peer(a >>> 0));
     }
   }
 

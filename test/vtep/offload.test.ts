@@ -5,7 +5,8 @@
  * neighbour's bytes), the coalesce stage, and partial-checksum completion without offloads.
  */
 import { describe, expect, it } from 'vitest';
-import { TunnelCore, NO_COUNTERS } from '../../src/vtep/core.js';
+import { TunnelCore } from '../../src/vtep/core.js';
+import { newPeerCounters, type PeerCounters } from '../../src/vtep/counters.js';
 import { UdpBackend, VxlanBackend } from '../../src/vtep/index.js';
 import type { DatagramSlot } from '../../src/tun/types.js';
 import { ipv4ToU32 } from '../../src/codec/addr.js';
@@ -21,12 +22,12 @@ const B = ipv4ToU32('198.19.2.7');
 /** A core whose fromDevice queues a fixed plan of datagrams out of its own buffer. */
 class Probe extends TunnelCore {
   readonly big = Buffer.alloc(70_000);
-  plan: { off: number; len: number; addr: number }[] = [];
+  plan: { off: number; len: number; pc: PeerCounters }[] = [];
   constructor(io: FakeIo) {
     super({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel }, 'tun', 'probe0', 9999, 28);
   }
   protected fromDevice(): void {
-    for (const p of this.plan) this.sendTo(this.big, p.off, p.len, p.addr, NO_COUNTERS);
+    for (const p of this.plan) this.sendTo(this.big, p.off, p.len, p.pc);
   }
   protected fromNetwork(_s: DatagramSlot): void {}
   protected async configureKernel(): Promise<void> {}
@@ -36,7 +37,9 @@ async function probe(plan: [number, number, number?][]): Promise<{ sent: { len: 
   const io = new FakeIo();
   const p = new Probe(io);
   await p.start();
-  p.plan = plan.map(([off, len, addr]) => ({ off, len, addr: addr ?? PEER }));
+  const dests = new Map<number, PeerCounters>();
+  const dest = (a: number): PeerCounters => { if (!dests.has(a)) dests.set(a, newPeerCounters(a)); return dests.get(a)!; };
+  p.plan = plan.map(([off, len, addr]) => ({ off, len, pc: dest(addr ?? PEER) }));
   io.dev!.inject([ipv4Packet('198.19.1.5', '198.19.2.7')]);
   return { sent: io.tr!.sent.map((s) => ({ len: s.data.length, segSize: s.segSize, addr: s.addr })), stats: p.stats() };
 }
