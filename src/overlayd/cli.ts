@@ -45,6 +45,8 @@ export interface CliOptions {
   backendModule?: string;
   /** --peers-debounce-ms. */
   peersDebounceMs: number;
+  /** --peers-max-wait-ms. */
+  peersMaxWaitMs: number;
 }
 
 /** What the command line asks for. */
@@ -96,6 +98,7 @@ Observability:
 
 Other:
   --peers-debounce-ms MS wait this long after a change to the peers file before reloading (default 200)
+  --peers-max-wait-ms MS but reload at least this often while changes keep coming (default 2000)
   --backend-module FILE  development: load the Backend from an ES module whose default export is a
                          factory (params) => Backend, instead of src/vtep's UdpBackend/VxlanBackend
   -h, --help             show this help
@@ -149,6 +152,7 @@ export function parseCli(argv: string[]): CliCommand {
         pcap: { type: 'string' },
         'backend-module': { type: 'string' },
         'peers-debounce-ms': { type: 'string' },
+        'peers-max-wait-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -175,6 +179,7 @@ export function parseCli(argv: string[]): CliCommand {
     healthzPort: intFlag('healthz-port', values['healthz-port'], 0, 0, 65535),
     healthzIp: values['healthz-ip'] ?? DEFAULT_HEALTHZ_IP,
     peersDebounceMs: intFlag('peers-debounce-ms', values['peers-debounce-ms'], 200, 0, 60000),
+    peersMaxWaitMs: intFlag('peers-max-wait-ms', values['peers-max-wait-ms'], 2000, 1, 600000),
   };
   if (offload !== undefined) opts.offload = offload;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];

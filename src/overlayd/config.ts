@@ -11,6 +11,24 @@ import { backendTypes, lookupBackend } from '../vtep/registry.js';
 import '../vtep/index.js'; // registers the built-in backends
 
 /** A configuration problem. `message` is one line and names the problem. */
+/**
+ * Text from a file or from etcd, fit for a log line: control and other non-printing characters
+ * escaped (as JSON does), at most `max` characters, quoted. Junk is never echoed raw.
+ */
+export function quoteUntrusted(s: string, max = 64): string {
+  const cut = s.length > max ? s.slice(0, max) : s;
+  const q = JSON.stringify(cut).replace(/[\u007f-\u009f\u00ad\u2028\u2029\ufffd]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return s.length > max ? `${q.slice(0, -1)}..."` : q;
+}
+
+/** A JSON value from a file or etcd for a log line: {@link quoteUntrusted} on its JSON text. */
+function shown(v: unknown): string {
+  return typeof v === 'string' ? quoteUntrusted(v) : quoteUntrusted(JSON.stringify(v) ?? 'undefined').slice(1, -1);
+}
+
+/** Largest peers file read (bytes): 16 MiB holds about 100,000 leases; anything larger is refused, not parsed. */
+export const MAX_PEERS_FILE_BYTES = 16 << 20;
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message.replace(/\s*\n\s*/g, ' '));
@@ -88,7 +106,8 @@ function parseJson(text: string, source: string): Json {
   try {
     return JSON.parse(text) as Json;
   } catch (e) {
-    throw new ConfigError(`${source}: invalid JSON: ${(e as Error).message}`);
+    // V8's message quotes a piece of the input: escape and shorten it
+    throw new ConfigError(`${source}: invalid JSON: ${quoteUntrusted((e as Error).message, 160).slice(1, -1)}`);
   }
 }
 
@@ -179,7 +198,7 @@ export function subnetToKey(cidr: string): string {
 export function keyToSubnet(key: string): string {
   const last = key.slice(key.lastIndexOf('/') + 1);
   const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(last);
-  if (!m) throw new ConfigError(`subnet key "${key}" is not of the form a.b.c.d-len`);
+  if (!m) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not of the form a.b.c.d-len`);
   return `${m[1]}/${m[2]}`;
 }
 
@@ -205,7 +224,7 @@ export function leaseToJson(lease: Lease): string {
 
 /** Parse one lease value (`source` names it in errors). */
 export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: IpPrefix): Lease {
-  const where = `${source}: "${key}"`;
+  const where = `${source}: ${quoteUntrusted(key)}`;
   let subnet: string;
   try {
     subnet = keyToSubnet(key);
@@ -217,17 +236,17 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
   if (network && !network.covers(sc)) throw new ConfigError(`${where} is outside Network ${network.toString()}`);
   if (!isObject(v)) throw new ConfigError(`${where}: lease value must be an object`);
   const pub = v.PublicIP;
-  if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${JSON.stringify(pub ?? null)} is not an IPv4 address`);
+  if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${shown(pub ?? null)} is not an IPv4 address`);
   const bt = typeof v.BackendType === 'string' ? v.BackendType.toLowerCase() : v.BackendType;
-  if (bt !== 'udp' && bt !== 'vxlan') throw new ConfigError(`${where}: BackendType ${JSON.stringify(v.BackendType ?? null)} is not "udp" or "vxlan"`);
+  if (bt !== 'udp' && bt !== 'vxlan') throw new ConfigError(`${where}: BackendType ${shown(v.BackendType ?? null)} is not "udp" or "vxlan"`);
   const lease: Lease = { subnet: sc.toString(), publicIp: pub, backendType: bt };
   if (bt === 'vxlan') {
     const bd = v.BackendData;
     if (!isObject(bd)) throw new ConfigError(`${where}: vxlan lease needs BackendData {"VNI", "VtepMAC"}`);
     const vni = bd.VNI ?? DEFAULT_VNI;
-    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new ConfigError(`${where}: BackendData.VNI ${JSON.stringify(vni)} is not a VNI`);
+    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new ConfigError(`${where}: BackendData.VNI ${shown(vni)} is not a VNI`);
     const mac = typeof bd.VtepMAC === 'string' ? normalizeMac(bd.VtepMAC) : undefined;
-    if (!mac) throw new ConfigError(`${where}: BackendData.VtepMAC ${JSON.stringify(bd.VtepMAC ?? null)} is not a MAC address`);
+    if (!mac) throw new ConfigError(`${where}: BackendData.VtepMAC ${shown(bd.VtepMAC ?? null)} is not a MAC address`);
     lease.vni = vni;
     lease.vtepMac = mac;
   }
@@ -240,18 +259,41 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
  * from subnet (CIDR) to lease. Overlapping subnets are an error.
  */
 export function parsePeers(text: string, source = 'peers file', network?: IpPrefix): Map<string, Lease> {
+  if (text.length > MAX_PEERS_FILE_BYTES) throw new ConfigError(`${source}: ${text.length} bytes, over the ${MAX_PEERS_FILE_BYTES >> 20} MiB limit`);
   const root = parseJson(text, source);
   if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
   const out = new Map<string, Lease>();
+  const prefixes: IpPrefix[] = [];
   for (const [key, v] of Object.entries(root)) {
     const lease = parseLeaseAttrs(key, v, source, network);
-    const c = ipPrefix(lease.subnet);
-    for (const other of out.keys()) {
-      if (ipPrefix(other).overlaps(c)) throw new ConfigError(`${source}: "${key}" overlaps ${subnetToKey(other)}`);
-    }
     out.set(lease.subnet, lease);
+    prefixes.push(ipPrefix(lease.subnet));
+  }
+  const clash = firstOverlap(prefixes);
+  if (clash !== undefined) {
+    throw new ConfigError(`${source}: "${subnetToKey(clash[1].toString())}" overlaps ${subnetToKey(clash[0].toString())}`);
   }
   return out;
+}
+
+/**
+ * Two IPv4 prefixes of `ps` that overlap (the earlier-starting first), or undefined: sorted by
+ * network address, a prefix overlaps an earlier one exactly when it starts before the furthest
+ * end seen so far (aligned prefixes either nest or are disjoint). O(n log n). Duplicates count.
+ */
+export function firstOverlap(ps: readonly IpPrefix[]): [IpPrefix, IpPrefix] | undefined {
+  const sorted = [...ps].sort((a, b) => a.net - b.net || a.len - b.len);
+  let reach: IpPrefix | undefined;
+  let reachEnd = -1;
+  for (const p of sorted) {
+    if (reach !== undefined && p.net <= reachEnd) return [reach, p];
+    const end = p.net + 2 ** (32 - p.len) - 1;
+    if (end > reachEnd) {
+      reachEnd = end;
+      reach = p;
+    }
+  }
+  return undefined;
 }
 
 /** Two leases describe the same peer state. */

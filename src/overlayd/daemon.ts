@@ -4,7 +4,7 @@
  * file; applies and watches the peers file; and undoes what it created on stop.
  */
 import { createSocket } from 'node:dgram';
-import { mkdirSync, readFileSync, renameSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
 import { basename, dirname } from 'node:path';
 import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
@@ -15,6 +15,7 @@ import {
   diffPeers,
   encapOverhead,
   leaseToJson,
+  MAX_PEERS_FILE_BYTES,
   isIpv4,
   parseNetConf,
   parsePeers,
@@ -72,10 +73,14 @@ export interface DaemonConfig {
   pcap?: string;
   /** Peers file reload debounce, ms. */
   peersDebounceMs: number;
+  /** Longest wait for a peers file reload while changes keep coming, ms (the debounce's maximum). */
+  peersMaxWaitMs: number;
 }
 
-function readConfigFile(path: string, flag: string): string {
+function readConfigFile(path: string, flag: string, maxBytes = MAX_PEERS_FILE_BYTES): string {
   try {
+    const size = statSync(path).size;
+    if (size > maxBytes) throw new ConfigError(`${flag} ${path}: ${size} bytes, over the ${maxBytes >> 20} MiB limit`);
     return readFileSync(path, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -107,6 +112,7 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
     transport: o.transport,
     statsInterval: o.statsInterval,
     peersDebounceMs: o.peersDebounceMs,
+    peersMaxWaitMs: o.peersMaxWaitMs,
   };
   if (o.peers !== undefined) cfg.peersPath = o.peers;
   if (o.leaseOut !== undefined) cfg.leaseOut = o.leaseOut;
@@ -170,6 +176,8 @@ export class Overlayd {
   private pcap: PcapWriter | undefined;
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
+  /** When the first change of the pending debounce was seen (0: none pending). */
+  private debounceSince = 0;
   private statsTimer: NodeJS.Timeout | undefined;
   private peers = new Map<string, Lease>();
   private stopping = false;
@@ -348,6 +356,11 @@ export class Overlayd {
     if (!path || this.stopping || !this.backend) return false;
     let text: string;
     try {
+      const size = statSync(path).size;
+      if (size > MAX_PEERS_FILE_BYTES) {
+        this.log.error(`peers file ${path}: ${size} bytes, over the ${MAX_PEERS_FILE_BYTES >> 20} MiB limit; not read; keeping the ${this.peers.size} current peers`);
+        return false;
+      }
       text = readFileSync(path, 'utf8');
     } catch (e) {
       this.log.error(`peers file ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (e as Error).message}; keeping the ${this.peers.size} current peers`);
@@ -372,11 +385,16 @@ export class Overlayd {
     try {
       this.watcher = watch(dirname(path), { persistent: false }, (_ev, name) => {
         if (name !== null && name !== file) return;
+        // debounce, but never past peersMaxWaitMs from the first change: a steady stream of
+        // edits (each within the debounce of the last) still gets applied
+        const now = Date.now();
         if (this.debounce) clearTimeout(this.debounce);
+        else this.debounceSince = now;
+        const left = this.debounceSince + this.cfg.peersMaxWaitMs - now;
         this.debounce = setTimeout(() => {
           this.debounce = undefined;
           this.reloadPeers('file changed');
-        }, this.cfg.peersDebounceMs);
+        }, Math.max(0, Math.min(this.cfg.peersDebounceMs, left)));
       });
       this.watcher.on('error', (e) => this.log.error(`watching ${path}: ${e.message} (SIGHUP still reloads)`));
     } catch (e) {

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError, diffPeers, gatewayForm, keyToSubnet, leaseToJson, parseEnvFile, parseNetConf, parsePeers, renderSubnetEnv, subnetToKey, validateSubnet,
+  ConfigError, diffPeers, firstOverlap, gatewayForm, keyToSubnet, leaseToJson, MAX_PEERS_FILE_BYTES, parseEnvFile, parseNetConf, parsePeers, quoteUntrusted,
+  renderSubnetEnv, subnetToKey, validateSubnet,
 } from '../../src/overlayd/index.js';
+import fc from 'fast-check';
+import { ipPrefix } from '../../src/codec/addr.js';
 import type { Lease } from '../../src/vtep/backend.js';
 
 const err = (f: () => unknown): string => {
@@ -92,6 +95,37 @@ describe('peers file (flannel etcd layout)', () => {
     ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"}, "198.19.2.0-23": {"PublicIP": "198.18.0.3", "BackendType": "udp"}}', /overlaps/],
   ])('rejects %s', (t, re) => {
     expect(err(() => parsePeers(t, 'peers.json', net))).toMatch(re);
+  });
+  it('overlap check: the same verdict as comparing every pair (property)', () => {
+    const pfx = fc.record({ a: fc.integer({ min: 0, max: 0xffffffff }), len: fc.integer({ min: 0, max: 32 }) }).map(({ a, len }) => ipPrefix(`${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${len}`, { family: 4, hostBits: 'clear' }));
+    const near = fc.record({ b: fc.integer({ min: 0, max: 255 }), len: fc.integer({ min: 20, max: 32 }) }).map(({ b, len }) => ipPrefix(`198.19.${b}.${(b * 37) & 255}/${len}`, { family: 4, hostBits: 'clear' }));
+    fc.assert(fc.property(fc.array(fc.oneof(pfx, near), { maxLength: 40 }), (ps) => {
+      let naive = false;
+      for (let i = 0; i < ps.length && !naive; i++) for (let j = 0; j < i; j++) if (ps[i]!.overlaps(ps[j]!)) { naive = true; break; }
+      const got = firstOverlap(ps);
+      expect(got !== undefined).toBe(naive);
+      if (got) expect(got[0].overlaps(got[1])).toBe(true);
+    }), { numRuns: 1000 });
+  });
+  it('20,000 leases parse (one pass, no pairwise overlap check) and a clash among them is named', () => {
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 20_000; i++) big[`198.19.${i >> 8}.${i & 255}-32`] = { PublicIP: '198.18.0.2', BackendType: 'udp' };
+    expect(parsePeers(JSON.stringify(big), 'peers.json', net).size).toBe(20_000);
+    big['198.19.40.0-22'] = { PublicIP: '198.18.0.3', BackendType: 'udp' };
+    expect(err(() => parsePeers(JSON.stringify(big), 'peers.json', net))).toMatch(/"198\.19\.40\.\d+-\d+" overlaps 198\.19\.40\.\d+-\d+/);
+  });
+  it('junk is never echoed raw: control characters escaped, long keys cut', () => {
+    const junk = '\u0000\u0001\u001b[31mred\u0085\ufffd' + 'x'.repeat(500);
+    for (const t of [`{${JSON.stringify(junk)}: {}}`, junk, `{"198.19.2.0-24": {"PublicIP": ${JSON.stringify(junk)}, "BackendType": "udp"}}`]) {
+      const m = err(() => parsePeers(t, 'peers.json', net));
+      expect(m).not.toMatch(/[\u0000-\u001f\u007f-\u009f\ufffd]/);
+      expect(m.length).toBeLessThan(400);
+    }
+    expect(quoteUntrusted('a\u0000b')).toBe('"a\\u0000b"');
+    expect(quoteUntrusted('y'.repeat(100), 10)).toBe('"yyyyyyyyyy..."');
+  });
+  it('a peers text over the size limit is refused before parsing', () => {
+    expect(err(() => parsePeers(' '.repeat(MAX_PEERS_FILE_BYTES + 1), 'peers.json', net))).toMatch(/over the 16 MiB limit/);
   });
   it('diff: only new, changed and removed peers', () => {
     const a: Lease = { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' };

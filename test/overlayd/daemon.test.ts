@@ -3,7 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, Overlayd, parseCli, parseEnvFile, resolveConfig, type BackendParams, type DaemonConfig } from '../../src/overlayd/index.js';
+import { ConfigError, MAX_PEERS_FILE_BYTES, Overlayd, parseCli, parseEnvFile, resolveConfig, type BackendParams, type DaemonConfig } from '../../src/overlayd/index.js';
 import { FakeBackend } from './fixtures/fake-backend.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'od-daemon-'));
@@ -96,6 +96,33 @@ describe('overlayd lifecycle (fake backend)', () => {
     await until(() => be.calls.length >= 1);
     await new Promise((r) => setTimeout(r, 150));
     expect(be.calls).toEqual([{ op: 'removePeer', subnet: '198.19.2.0/24' }]);
+  });
+
+  it('a steady stream of edits is still applied: the debounce waits at most --peers-max-wait-ms', async () => {
+    const t = setup(['--peers-debounce-ms', '200', '--peers-max-wait-ms', '300'], { '198.19.2.0-24': lease(2) });
+    await t.daemon.start();
+    const r0 = t.daemon.reloads;
+    // an edit every 40 ms for 1.2 s: each within the 200 ms debounce of the last
+    for (let i = 0; i < 30; i++) {
+      writeFileSync(t.peersPath, JSON.stringify({ '198.19.2.0-24': lease(2), [`198.19.${10 + i}.0-24`]: lease(10 + i) }));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    const during = t.daemon.reloads - r0;
+    expect(during, 'reloads while the edits kept coming').toBeGreaterThanOrEqual(2);
+    await until(() => t.be().peers.has('198.19.39.0/24'));
+  });
+
+  it('a peers file over the size limit is not read: the current peers stay, one clear line; at start, a ConfigError', async () => {
+    const t = setup([], { '198.19.2.0-24': lease(2) });
+    await t.daemon.start();
+    writeFileSync(t.peersPath, Buffer.alloc(MAX_PEERS_FILE_BYTES + 1, 0x01));
+    expect(t.daemon.reloadPeers('SIGHUP')).toBe(false);
+    expect(t.logs.filter((l) => /ERROR peers file .*: 16777217 bytes, over the 16 MiB limit; not read; keeping the 1 current peers/.test(l))).toHaveLength(1);
+    expect(t.logs.join('\n')).not.toMatch(/\u0001/);
+    expect([...t.be().peers.keys()]).toEqual(['198.19.2.0/24']);
+    const cmd = parseCli(['--net-conf', join(t.d, 'net-conf.json'), '--subnet', '198.19.1.0/24', '--iface', 'u0', '--peers', t.peersPath]);
+    if (cmd.kind !== 'run') throw new Error('not run');
+    expect(() => resolveConfig(cmd.options, ifaces, noRoute)).toThrow(/--peers .*: 16777217 bytes, over the 16 MiB limit/);
   });
 
   it('reloadPeers (SIGHUP) re-reads the file; unchanged file touches nothing', async () => {
