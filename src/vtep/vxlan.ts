@@ -88,6 +88,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private known = new Map<number, PeerCounters>();
   /** Subnets owned by each sender (public IP), for the inner-source check. */
   private senderSubnets = new Map<number, IpPrefix[]>();
+  /**
+   * `known` and `senderSubnets` follow each peer change incrementally (10,000 peers added one by
+   * one used to rebuild both from scratch each time: 30 s). A control plane's setFdb() may name
+   * any destination: it marks them out of date, to be rebuilt once by the next packet.
+   */
+  private knownDirty = false;
+  /** setFdb() was used: FDB destinations other than peers' public IPs may exist. */
+  private customFdb = false;
   private readonly bySubnet = new Map<string, VxPeer>();
 
   constructor(opts: VxlanBackendOptions) {
@@ -161,11 +169,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (mac !== undefined) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
     else if (old?.mac !== undefined) this.hosts.removeHost(key);
     this.bySubnet.set(key, peer);
+    if (old) this.removeSender(old);
+    this.addSender(peer);
     if (this.mode === 'l2') {
       if (old && old.addr !== addr) this.unflood(old);
       if (!this.floodList().includes(addr)) this.fdb.append({ mac: 0, dst: addr });
     }
-    this.rebuildKnown();
     if (this.kernelLive) this.kernelUpdate(`route ${key} via ${u32ToIpv4(subnet.net)} dev ${this.deviceName}`, this.kernel.replaceRoute(key, u32ToIpv4(subnet.net), this.device!.name));
   }
 
@@ -179,7 +188,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.bySubnet.delete(key);
     if (old.mac !== undefined) this.hosts.removeHost(key);
     if (this.mode === 'l2') this.unflood(old);
-    this.rebuildKnown();
+    this.removeSender(old);
     if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${this.deviceName}`, this.kernel.deleteRoute(key, this.device!.name));
   }
 
@@ -200,7 +209,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const dsts = publicIps.map((ip) => ipv4ToU32(ip));
     this.fdb.delete(this.vni, m);
     for (const d of dsts) this.fdb.append({ mac: m, dst: d });
-    this.rebuildKnown();
+    this.customFdb = true;
+    this.knownDirty = true;
   }
 
   /** Add/replace (or with `mac` undefined, delete) a neighbour entry for a control plane. */
@@ -226,14 +236,40 @@ export class VxlanBackend extends TunnelCore implements Backend {
     return [...this.bySubnet.values()].map((p) => ({ ...p.lease }));
   }
 
+  /** Peer `p`'s lease now counts: its public IP is a known sender owning `p.subnet`. */
+  private addSender(p: VxPeer): void {
+    const list = this.senderSubnets.get(p.addri);
+    if (list === undefined) this.senderSubnets.set(p.addri, [p.subnet]);
+    else list.push(p.subnet);
+    if (!this.known.has(p.addri)) this.known.set(p.addri, this.counters.peer(p.addr));
+  }
+
+  /** Peer `p`'s lease is gone: its public IP stops being a known sender with its last lease. */
+  private removeSender(p: VxPeer): void {
+    const list = this.senderSubnets.get(p.addri);
+    if (list === undefined) return;
+    const i = list.indexOf(p.subnet);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length > 0) return;
+    this.senderSubnets.delete(p.addri);
+    if (this.customFdb) this.knownDirty = true; // an FDB entry set by hand may still name it
+    else this.known.delete(p.addri);
+  }
+
+  /** Rebuild `known` (peers' public IPs and every FDB destination) and `senderSubnets` from scratch. */
   private rebuildKnown(): void {
+    this.knownDirty = false;
     const k = new Map<number, PeerCounters>();
     const add = (a: number): void => { if (!k.has(a | 0)) k.set(a | 0, this.counters.peer(a >>> 0)); };
     for (const p of this.bySubnet.values()) add(p.addr);
     for (const e of this.fdb.list()) for (const d of e.dests) add(d.ip);
     this.known = k;
     const ss = new Map<number, IpPrefix[]>();
-    for (const p of this.bySubnet.values()) ss.set(p.addri, [...(ss.get(p.addri) ?? []), p.subnet]);
+    for (const p of this.bySubnet.values()) {
+      const list = ss.get(p.addri);
+      if (list === undefined) ss.set(p.addri, [p.subnet]);
+      else list.push(p.subnet);
+    }
     this.senderSubnets = ss;
   }
 
@@ -251,6 +287,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** Send the datagram `b[off, off+len)` to every destination of FDB entry dests. */
   private sendToAll(b: Buffer, off: number, len: number, ds: readonly { ip: number }[]): void {
+    if (this.knownDirty) this.rebuildKnown();
     for (let k = 0; k < ds.length; k++) {
       const a = ds[k]!.ip | 0;
       // every FDB destination is in `known` (rebuilt with the FDB); one added since has counters made here
@@ -308,6 +345,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const c = this.counters;
     if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); return; }
     const from = s.addr | 0;
+    if (this.knownDirty) this.rebuildKnown();
     const pc = this.known.get(from);
     if (pc === undefined) { c.drop(D.rx_unknown_peer); return; }
     const b = s.buf;

@@ -134,6 +134,36 @@ describe('VxlanBackend L3 pipeline', () => {
   });
 });
 
+describe('VxlanBackend known senders follow peer changes', () => {
+  const frame = (src: string): Buffer => vxlanFrame(1, '02:00:00:00:00:01', PEER_MAC, 0x0800, ipv4Packet(src, '198.19.1.0'));
+  it('2000 peers added, 1000 removed, one moved to another public IP: exactly the current public IPs are accepted, each for its own subnets', async () => {
+    const { b, dev, tr } = await vx('l3');
+    const ip = (i: number): string => `198.18.${8 + (i >> 8)}.${i & 255}`;
+    const sub = (i: number): string => `198.19.${100 + (i >> 6)}.${(i & 63) * 4}/30`;
+    for (let i = 0; i < 2000; i++) b.addPeer({ subnet: sub(i), publicIp: ip(i), backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
+    for (let i = 0; i < 2000; i += 2) b.removePeer(sub(i));
+    b.addPeer({ subnet: sub(1), publicIp: ip(3), backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC }); // .1's lease now at .3's IP
+    const src = (i: number): string => sub(i).replace(/\d+\/30$/, (m) => String(Number(m.split('/')[0]) + 1));
+    tr.inject([
+      { addr: ipv4ToU32(ip(3)), data: frame(src(3)) }, // accepted
+      { addr: ipv4ToU32(ip(3)), data: frame(src(1)) }, // accepted: .3's IP owns sub(1) now
+      { addr: ipv4ToU32(ip(1)), data: frame(src(1)) }, // .1's IP has no lease left
+      { addr: ipv4ToU32(ip(4)), data: frame(src(4)) }, // removed
+      { addr: ipv4ToU32(ip(5)), data: frame(src(7)) }, // known sender, another's subnet
+    ]);
+    expect(dev.written).toHaveLength(2);
+    expect(b.stats().drops).toEqual({ rx_unknown_peer: 2, rx_spoofed_inner_source: 1 });
+  });
+  it('a destination set by setFdb is known (sends and receives), and stays known after the last lease on it goes', async () => {
+    const { b, tr } = await vx('l3');
+    b.setFdb('02:00:00:00:00:77', ['198.18.0.77']);
+    b.addPeer({ subnet: '198.19.77.0/24', publicIp: '198.18.0.77', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:77' });
+    b.removePeer('198.19.77.0/24');
+    tr.inject([{ addr: ipv4ToU32('198.18.0.77'), data: frame('198.19.2.5') }]);
+    expect(b.stats().drops).toEqual({ rx_spoofed_inner_source: 1 }); // known (not rx_unknown_peer), owns no subnet
+  });
+});
+
 describe('VxlanBackend L2 pipeline', () => {
   it('floods broadcast to all-zeros entries, unicast by FDB, learns, proxies ARP', async () => {
     const misses: string[] = [];
