@@ -43,7 +43,7 @@
  * length is the total and its checksum field the pseudo-header sum over it (NEEDS_CSUM).
  */
 import {
-  copyBytes, copySum, copySumRanges, csumFold, onesSumSimple, pseudoSum4, pseudoSum6, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM,
+  copyBytes, copySum, copySumRanges, csumFold, onesSum, onesSumSimple, pseudoSum4, pseudoSum6, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM,
 } from './checksum.js';
 import { IpProto } from './constants.js';
 import { ipv4FillChecksum } from './ip.js';
@@ -329,13 +329,14 @@ export class TcpCoalescer {
     const field = (buf[fo]! << 8) | buf[fo + 1]!;
     // A partial checksum (pseudo-header sum in the field) needs NEEDS_CSUM even when passed
     // through; UDP over IPv4 may carry none (zero); any other is verified by write() for a run,
-    // by the kernel for a pass-through. (A complete checksum that happens to equal the pseudo-
-    // header sum is taken as partial: the kernel then trusts a packet that is valid anyway.)
+    // by the kernel for a pass-through. Only a field that looks partial costs a sum here: a
+    // complete checksum may equal the pseudo-header sum (or its complement) by chance, and is
+    // then left as it is.
     this.pNoVerify[p] = 0;
     if (udp && field === 0 && lay.version === 4) this.pNoVerify[p] = 1;
     else {
       const pk = partialKind(field, csumFold(pseudo));
-      if (pk !== 'bad') {
+      if (pk !== 'bad' && onesSum(buf, l4, ckLen, pseudo) !== 0xffff) {
         if (pk === 'partial-complement') storePartialChecksum(buf, off, lay, ckLen);
         this.pPartial[p] = 1;
         this.pNoVerify[p] = 1;

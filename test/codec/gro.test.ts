@@ -1,7 +1,7 @@
 /** TcpCoalescer: what merges and every case that must not. */
 import { describe, expect, it } from 'vitest';
-import { finishChecksum, onesSumSimple, TcpCoalescer, TcpFlag, VirtioNetHdr, WRITE_BAD_CHECKSUM } from '../../src/codec/index.js';
-import { buildPacket, l4Verifies, type TcpSpec } from './offload-helpers.js';
+import { csumFold, finishChecksum, onesSumSimple, TcpCoalescer, TcpFlag, VirtioNetHdr, WRITE_BAD_CHECKSUM } from '../../src/codec/index.js';
+import { buildPacket, l4Verifies, pseudoOf, type TcpSpec } from './offload-helpers.js';
 
 const MSS = 1000;
 const OFF = 30;
@@ -198,6 +198,33 @@ describe('TcpCoalescer, UDP (udp on: the device takes USO)', () => {
     ['IPv4 options: passed through', [u(0, { ipOpts: Uint8Array.from([1, 1, 1, 0]) }), u(1, { ipOpts: Uint8Array.from([1, 1, 1, 0]) })], [1, 1]],
   ];
   for (const [name, pkts, want] of cases) it(name, () => expect(runU(pkts)).toEqual(want));
+
+  for (const proto of ['udp', 'tcp'] as const) {
+    it(`a complete ${proto} checksum that equals the complement of the pseudo-header sum by chance is left untouched and merged`, () => {
+      // make the checksum field equal ~P: move the payload's sum so that header + payload sum to zero
+      const mk = (i: number): Pkt => {
+        const p = seg(i, { proto });
+        const l4 = OFF + 20;
+        const co = proto === 'udp' ? 6 : 16;
+        const P = csumFold(pseudoOf(p.buf, OFF, p.len - 20));
+        p.buf[l4 + co] = 0; p.buf[l4 + co + 1] = 0;
+        const S = onesSumSimple(p.buf, l4, p.len - 20);
+        // add (0xffff - S) to the last payload word (ones complement): then header + payload = 0xffff
+        const w = (p.buf[OFF + p.len - 2]! << 8) | p.buf[OFF + p.len - 1]!;
+        const nw = csumFold(w + ((0xffff - S) & 0xffff));
+        p.buf[OFF + p.len - 2] = nw >>> 8; p.buf[OFF + p.len - 1] = nw & 255;
+        const c = ~P & 0xffff;
+        p.buf[l4 + co] = c >>> 8; p.buf[l4 + co + 1] = c & 255;
+        expect(l4Verifies(p.buf, OFF)).toBe(true);
+        return p;
+      };
+      const pk = [mk(0), mk(1)];
+      const before = pk.map((x) => Buffer.from(x.buf));
+      expect(runU(pk)).toEqual([2]);
+      expect(pk.map((x) => Buffer.from(x.buf))).toEqual(before);
+      expect(co.write(0, Buffer.alloc(5000), 0)).toBe(co.outputLength(0));
+    });
+  }
 
   it('udp off (the default): every datagram passes through', () => {
     expect(run([u(0), u(1), u(2)])).toEqual([1, 1, 1]);

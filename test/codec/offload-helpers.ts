@@ -100,7 +100,7 @@ export function layout(buf: Uint8Array, off: number): { v: number; ipHl: number;
   return { v, ipHl, ipLen, proto, l4: off + ipHl, l4Len: ipLen - ipHl };
 }
 
-function pseudoOf(buf: Uint8Array, off: number, l4Len: number): number {
+export function pseudoOf(buf: Uint8Array, off: number, l4Len: number): number {
   const L = layout(buf, off);
   if (L.v === 4) {
     const r = (o: number): number => ((buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!) >>> 0;
