@@ -169,6 +169,23 @@ export interface OverlaydOptions {
   skipPreflight?: boolean;
 }
 
+/** Longest slice of peer changes applied before yielding to the event loop (forwarding), ms. */
+const APPLY_SLICE_MS = 1;
+/** Up to this many changes at once are logged one line each; more get one summary line. */
+const PEER_LOG_LINES = 50;
+
+/** A peer set being applied (see Overlayd.applyPeers). */
+interface ApplyJob {
+  be: Backend;
+  remove: string[];
+  upsert: Lease[];
+  /** Changes applied so far (removals first). */
+  done: number;
+  why: string;
+  /** Too many changes for a line each: one summary line at the end. */
+  quiet: boolean;
+}
+
 /** A running overlayd. */
 export class Overlayd {
   private backend: Backend | undefined;
@@ -178,6 +195,11 @@ export class Overlayd {
   private debounce: NodeJS.Timeout | undefined;
   /** When the first change of the pending debounce was seen (0: none pending). */
   private debounceSince = 0;
+  /** The peer set being applied in slices, the next one to apply, and who waits for both. */
+  private applyJob: ApplyJob | undefined;
+  private applyNext: { all: ReadonlyMap<string, Lease>; why: string } | undefined;
+  private applyTimer: NodeJS.Immediate | undefined;
+  private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
   private peers = new Map<string, Lease>();
   private stopping = false;
@@ -272,6 +294,7 @@ export class Overlayd {
       (this.opts.printLease ?? ((l: string) => process.stdout.write(l + '\n')))(leaseLine);
       this.log.info(`lease ${subnetToKey(c.subnet)} ${leaseLine}; wrote ${c.subnetFile}${c.leaseOut ? ` and ${c.leaseOut}` : ''}`);
       this.applyPeers(c.initialPeers, 'start');
+      await this.peersApplied();
       this.startWatching();
       if (c.statsInterval > 0) {
         let prev: DataplaneStats | undefined;
@@ -318,36 +341,88 @@ export class Overlayd {
     return out;
   }
 
-  /** Apply a new peer set: addPeer/removePeer only for what changed. */
+  /**
+   * Apply a new peer set: addPeer/removePeer only for what changed, in slices of at most about
+   * APPLY_SLICE_MS each, yielding to the event loop between slices so that forwarding goes on
+   * while thousands of peers are applied. A small change completes within the call. A set given
+   * while another is being applied is applied right after it (only the newest waits).
+   */
   private applyPeers(all: ReadonlyMap<string, Lease>, why: string): void {
+    if (this.applyJob !== undefined) {
+      this.applyNext = { all, why };
+      return;
+    }
     const be = this.backend;
     if (!be) return;
     const next = this.usable(all);
     const d = diffPeers(this.peers, next);
-    const applied = new Map(this.peers);
-    for (const subnet of d.remove) {
-      try {
-        be.removePeer(subnet);
-        applied.delete(subnet);
-        this.log.info(`peer removed: ${subnetToKey(subnet)} (${why})`);
-      } catch (e) {
-        this.log.error(`removing peer ${subnetToKey(subnet)}: ${(e as Error).message}`);
+    this.applyJob = { be, remove: d.remove, upsert: d.upsert, done: 0, why, quiet: d.remove.length + d.upsert.length > PEER_LOG_LINES };
+    this.runApply();
+  }
+
+  /** Run the current apply job for one slice; reschedules itself until done. */
+  private readonly runApply = (): void => {
+    this.applyTimer = undefined;
+    const j = this.applyJob;
+    if (j === undefined) return;
+    if (this.stopping || this.backend !== j.be) {
+      this.applyJob = undefined;
+      this.applyNext = undefined;
+      this.wakeApplied();
+      return;
+    }
+    const t0 = performance.now();
+    const nr = j.remove.length;
+    const total = nr + j.upsert.length;
+    while (j.done < total) {
+      if (j.done < nr) this.removeOne(j.be, j.remove[j.done]!, j);
+      else this.upsertOne(j.be, j.upsert[j.done - nr]!, j);
+      j.done++;
+      if ((j.done & 15) === 0 && j.done < total && performance.now() - t0 > APPLY_SLICE_MS) {
+        this.applyTimer = setImmediate(this.runApply);
+        return;
       }
     }
-    for (const lease of d.upsert) {
-      const was = this.peers.get(lease.subnet);
-      try {
-        be.addPeer(lease);
-        applied.set(lease.subnet, lease);
-        this.log.info(`peer ${was ? 'changed' : 'added'}: ${leaseToJson(lease)} (${why})`);
-      } catch (e) {
-        // Not recorded as applied: the next reload retries it.
-        this.log.error(`adding peer ${leaseToJson(lease)}: ${(e as Error).message}`);
-      }
-    }
-    this.peers = applied;
+    this.applyJob = undefined;
     this.reloads++;
-    if (d.remove.length === 0 && d.upsert.length === 0 && why !== 'start') this.log.info(`peers unchanged (${why})`);
+    if (j.quiet) this.log.info(`peers: ${j.upsert.length} added or changed, ${nr} removed (${j.why}); ${this.peers.size} now`);
+    else if (total === 0 && j.why !== 'start') this.log.info(`peers unchanged (${j.why})`);
+    const q = this.applyNext;
+    this.applyNext = undefined;
+    if (q !== undefined) this.applyPeers(q.all, q.why);
+    if (this.applyJob === undefined) this.wakeApplied();
+  };
+
+  private removeOne(be: Backend, subnet: string, j: ApplyJob): void {
+    try {
+      be.removePeer(subnet);
+      this.peers.delete(subnet);
+      if (!j.quiet) this.log.info(`peer removed: ${subnetToKey(subnet)} (${j.why})`);
+    } catch (e) {
+      this.log.error(`removing peer ${subnetToKey(subnet)}: ${(e as Error).message}`);
+    }
+  }
+
+  private upsertOne(be: Backend, lease: Lease, j: ApplyJob): void {
+    const was = this.peers.get(lease.subnet);
+    try {
+      be.addPeer(lease);
+      this.peers.set(lease.subnet, lease);
+      if (!j.quiet) this.log.info(`peer ${was ? 'changed' : 'added'}: ${leaseToJson(lease)} (${j.why})`);
+    } catch (e) {
+      // Not recorded as applied: the next reload retries it.
+      this.log.error(`adding peer ${leaseToJson(lease)}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Resolves once no peer set is being applied (at once when none is). */
+  peersApplied(): Promise<void> {
+    if (this.applyJob === undefined) return Promise.resolve();
+    return new Promise((r) => this.appliedWaiters.push(r));
+  }
+
+  private wakeApplied(): void {
+    for (const w of this.appliedWaiters.splice(0)) w();
   }
 
   /** Re-read the peers file; on a read or parse error, keep the current peers and log. */
@@ -404,6 +479,11 @@ export class Overlayd {
 
   private async teardown(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.applyTimer) clearImmediate(this.applyTimer);
+    this.applyTimer = undefined;
+    this.applyJob = undefined;
+    this.applyNext = undefined;
+    this.wakeApplied();
     if (this.debounce) clearTimeout(this.debounce);
     this.watcher?.close();
     this.watcher = undefined;
