@@ -73,6 +73,8 @@ export class HostModel<P = unknown> {
   /** The device name. */
   readonly dev: string;
   private count = 0;
+  /** resolve()'s neighbour MAC. */
+  private readonly macScratch = new Uint8Array(6);
   /** MAC -> number of hosts beyond the first sharing its FDB entry (rare: two subnets, one VTEP). */
   private readonly sharedMacs = new Map<number, number>();
 
@@ -173,9 +175,11 @@ export class HostModel<P = unknown> {
   resolve(dst: number): FdbEntry | undefined {
     const r = this.routes.lookup(dst);
     if (r === undefined || r._g === 0) return undefined;
-    const n = this.neigh.lookup(r._g >>> 0);
-    if (n === undefined) return undefined;
-    return this.fdb.lookup(this.vni, n.mac);
+    // the MAC travels as bytes, not as a 48-bit number: a number beyond the small-integer range
+    // crossing a call V8 does not inline is boxed, one allocation per lookup in some runs
+    const m = this.macScratch;
+    if (!this.neigh.lookupMacInto(r._g | 0, m, 0)) return undefined;
+    return this.fdb.lookupBytes(this.vni, m, 0);
   }
 
   /** All hosts, sorted by subnet. */
