@@ -56,6 +56,12 @@ export interface Backend {
   addPeer(lease: Lease): void;
   /** Remove the peer owning `subnet` (CIDR). No-op if unknown. */
   removePeer(subnet: string): void;
+  /**
+   * Resolves once the kernel updates that peer changes so far queued (routes: addPeer and
+   * removePeer return before the kernel has them) have been made or have failed (failures go to
+   * `onError` and stats().errors). Optional: a backend without kernel side effects may omit it.
+   */
+  settled?(): Promise<void>;
   /** Current counters (a fresh plain object; not for the hot path). */
   stats(): DataplaneStats;
   /** Stop forwarding, close device and socket, remove what start() created. Idempotent. */

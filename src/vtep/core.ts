@@ -439,6 +439,11 @@ export abstract class TunnelCore {
     return this.stopping;
   }
 
+  /** Resolves once every kernel update queued so far (the routes of peer changes) has been made or has failed. */
+  settled(): Promise<void> {
+    return this.kernel.flush();
+  }
+
   /** Whether the kernel side should follow peer changes now. */
   protected get kernelLive(): boolean {
     return this.running && this.opts.configureKernel !== false;

@@ -37,8 +37,9 @@ async function main(): Promise<void> {
       const id = msg.id;
       try {
         switch (msg.cmd) {
-          case 'addPeer': backend.addPeer(msg.lease!); out({ id, event: 'ok' }); break;
-          case 'removePeer': backend.removePeer(msg.subnet!); out({ id, event: 'ok' }); break;
+          // answer once the peer's kernel route is in (or failed), so a test can ping right away
+          case 'addPeer': backend.addPeer(msg.lease!); await backend.settled?.(); out({ id, event: 'ok' }); break;
+          case 'removePeer': backend.removePeer(msg.subnet!); await backend.settled?.(); out({ id, event: 'ok' }); break;
           case 'stats': out({ id, event: 'stats', stats: backend.stats(), rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed }); break;
           case 'gc': (globalThis as { gc?: () => void }).gc?.(); out({ id, event: 'ok' }); break;
           case 'restart': await backend.stop(); await new Promise((r) => setTimeout(r, 300)); await backend.start(); out({ id, event: 'ok' }); break;
