@@ -259,21 +259,63 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
  * from subnet (CIDR) to lease. Overlapping subnets are an error.
  */
 export function parsePeers(text: string, source = 'peers file', network?: IpPrefix): Map<string, Lease> {
-  if (text.length > MAX_PEERS_FILE_BYTES) throw new ConfigError(`${source}: ${text.length} bytes, over the ${MAX_PEERS_FILE_BYTES >> 20} MiB limit`);
-  const root = parseJson(text, source);
-  if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
-  const out = new Map<string, Lease>();
-  const prefixes: IpPrefix[] = [];
-  for (const [key, v] of Object.entries(root)) {
-    const lease = parseLeaseAttrs(key, v, source, network);
-    out.set(lease.subnet, lease);
-    prefixes.push(ipPrefix(lease.subnet));
+  const p = new PeersParse(text, source, network);
+  p.step();
+  return p.result();
+}
+
+/**
+ * A peers file parsed a slice at a time, so that a daemon never holds its event loop (which
+ * forwards packets) for the whole of a large file: the constructor checks the size and runs
+ * JSON.parse (about 6 ms for 10,000 leases), then each {@link step} validates leases until a
+ * deadline, and the last step checks overlaps. Errors are ConfigErrors, as from
+ * {@link parsePeers} (which is this, run to the end).
+ */
+export class PeersParse {
+  private readonly entries: [string, Json][];
+  private readonly out = new Map<string, Lease>();
+  private readonly prefixes: IpPrefix[] = [];
+  private next = 0;
+  private done = false;
+
+  constructor(text: string, private readonly source = 'peers file', private readonly network?: IpPrefix) {
+    if (text.length > MAX_PEERS_FILE_BYTES) throw new ConfigError(`${source}: ${text.length} bytes, over the ${MAX_PEERS_FILE_BYTES >> 20} MiB limit`);
+    const root = parseJson(text, source);
+    if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
+    this.entries = Object.entries(root);
   }
-  const clash = firstOverlap(prefixes);
-  if (clash !== undefined) {
-    throw new ConfigError(`${source}: "${subnetToKey(clash[1].toString())}" overlaps ${subnetToKey(clash[0].toString())}`);
+
+  /**
+   * Validate leases until all are done or `performance.now()` passes `deadline`; true once the
+   * whole file is parsed (then {@link result} has it). Throws a ConfigError on the first bad lease.
+   */
+  step(deadline = Infinity): boolean {
+    if (this.done) return true;
+    const e = this.entries;
+    while (this.next < e.length) {
+      const [key, v] = e[this.next++]!;
+      const lease = parseLeaseAttrs(key, v, this.source, this.network);
+      this.out.set(lease.subnet, lease);
+      this.prefixes.push(ipPrefix(lease.subnet));
+      if ((this.next & 63) === 0 && performance.now() > deadline) return false;
+    }
+    if (this.next === e.length && this.prefixes.length > 0 && deadline !== Infinity && performance.now() > deadline) {
+      this.next++; // the overlap check gets a slice of its own
+      return false;
+    }
+    const clash = firstOverlap(this.prefixes);
+    if (clash !== undefined) {
+      throw new ConfigError(`${this.source}: "${subnetToKey(clash[1].toString())}" overlaps ${subnetToKey(clash[0].toString())}`);
+    }
+    this.done = true;
+    return true;
   }
-  return out;
+
+  /** The leases by subnet, once {@link step} returned true. */
+  result(): Map<string, Lease> {
+    if (!this.done) throw new Error('PeersParse.result() before the last step');
+    return this.out;
+  }
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   isIpv4,
   parseNetConf,
   parsePeers,
+  PeersParse,
   renderSubnetEnv,
   subnetToKey,
   validateSubnet,
@@ -199,6 +200,9 @@ export class Overlayd {
   private applyJob: ApplyJob | undefined;
   private applyNext: { all: ReadonlyMap<string, Lease>; why: string } | undefined;
   private applyTimer: NodeJS.Immediate | undefined;
+  /** A reloaded peers file being validated in slices. */
+  private parseJob: { p: PeersParse; why: string; sliced: boolean; ready: boolean } | undefined;
+  private parseTimer: NodeJS.Immediate | undefined;
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
   private peers = new Map<string, Lease>();
@@ -390,7 +394,7 @@ export class Overlayd {
     const q = this.applyNext;
     this.applyNext = undefined;
     if (q !== undefined) this.applyPeers(q.all, q.why);
-    if (this.applyJob === undefined) this.wakeApplied();
+    if (this.applyJob === undefined && this.parseJob === undefined) this.wakeApplied();
   };
 
   private removeOne(be: Backend, subnet: string, j: ApplyJob): void {
@@ -415,9 +419,9 @@ export class Overlayd {
     }
   }
 
-  /** Resolves once no peer set is being applied (at once when none is). */
+  /** Resolves once no peers file is being parsed and no peer set applied (at once when none is). */
   peersApplied(): Promise<void> {
-    if (this.applyJob === undefined) return Promise.resolve();
+    if (this.applyJob === undefined && this.parseJob === undefined) return Promise.resolve();
     return new Promise((r) => this.appliedWaiters.push(r));
   }
 
@@ -441,16 +445,53 @@ export class Overlayd {
       this.log.error(`peers file ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (e as Error).message}; keeping the ${this.peers.size} current peers`);
       return false;
     }
-    let next: Map<string, Lease>;
+    let p: PeersParse;
     try {
-      next = parsePeers(text, path, this.cfg.netConf.networkCidr);
+      p = new PeersParse(text, path, this.cfg.netConf.networkCidr);
     } catch (e) {
       this.log.error(`${(e as Error).message}; keeping the ${this.peers.size} current peers`);
       return false;
     }
-    this.applyPeers(next, why);
-    return true;
+    // the leases are validated in slices like the apply (a newer read replaces a parse under way);
+    // a small file is parsed and applied within this call
+    if (this.parseTimer) clearImmediate(this.parseTimer);
+    this.parseJob = { p, why, sliced: false, ready: false };
+    return this.runParse();
   }
+
+  /** Validate the file being reloaded for one slice; apply it when done. False when it failed. */
+  private readonly runParse = (): boolean => {
+    this.parseTimer = undefined;
+    const j = this.parseJob;
+    if (j === undefined) return false;
+    if (this.stopping || !this.backend) {
+      this.parseJob = undefined;
+      this.wakeApplied();
+      return false;
+    }
+    try {
+      if (!j.p.step(performance.now() + APPLY_SLICE_MS)) {
+        j.sliced = true;
+        this.parseTimer = setImmediate(this.runParse);
+        return true;
+      }
+      if (j.sliced && !j.ready) {
+        // a large file: the diff against the current peers gets a turn of its own
+        j.ready = true;
+        this.parseTimer = setImmediate(this.runParse);
+        return true;
+      }
+    } catch (e) {
+      this.parseJob = undefined;
+      this.log.error(`${(e as Error).message}; keeping the ${this.peers.size} current peers`);
+      if (this.applyJob === undefined) this.wakeApplied();
+      return false;
+    }
+    this.parseJob = undefined;
+    this.applyPeers(j.p.result(), j.why);
+    if (this.applyJob === undefined) this.wakeApplied();
+    return true;
+  };
 
   private startWatching(): void {
     const path = this.cfg.peersPath;
@@ -481,6 +522,9 @@ export class Overlayd {
     if (this.statsTimer) clearInterval(this.statsTimer);
     if (this.applyTimer) clearImmediate(this.applyTimer);
     this.applyTimer = undefined;
+    if (this.parseTimer) clearImmediate(this.parseTimer);
+    this.parseTimer = undefined;
+    this.parseJob = undefined;
     this.applyJob = undefined;
     this.applyNext = undefined;
     this.wakeApplied();

@@ -8,6 +8,7 @@ export {
   parseNetConf,
   validateSubnet,
   parsePeers,
+  PeersParse,
   firstOverlap,
   quoteUntrusted,
   MAX_PEERS_FILE_BYTES,

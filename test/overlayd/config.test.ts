@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError, diffPeers, firstOverlap, gatewayForm, keyToSubnet, leaseToJson, MAX_PEERS_FILE_BYTES, parseEnvFile, parseNetConf, parsePeers, quoteUntrusted,
+  ConfigError, diffPeers, firstOverlap, PeersParse, gatewayForm, keyToSubnet, leaseToJson, MAX_PEERS_FILE_BYTES, parseEnvFile, parseNetConf, parsePeers, quoteUntrusted,
   renderSubnetEnv, subnetToKey, validateSubnet,
 } from '../../src/overlayd/index.js';
 import fc from 'fast-check';
@@ -113,6 +113,20 @@ describe('peers file (flannel etcd layout)', () => {
     expect(parsePeers(JSON.stringify(big), 'peers.json', net).size).toBe(20_000);
     big['198.19.40.0-22'] = { PublicIP: '198.18.0.3', BackendType: 'udp' };
     expect(err(() => parsePeers(JSON.stringify(big), 'peers.json', net))).toMatch(/"198\.19\.40\.\d+-\d+" overlaps 198\.19\.40\.\d+-\d+/);
+  });
+  it('parsed a slice at a time (a deadline in the past: 64 leases a step, then the overlap check on its own): the same leases; a clash found in the last step', () => {
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 1000; i++) big[`198.19.${i >> 8}.${i & 255}-32`] = { PublicIP: '198.18.0.2', BackendType: 'udp' };
+    const text = JSON.stringify(big);
+    const p = new PeersParse(text, 'peers.json', net);
+    let steps = 1;
+    while (!p.step(0)) steps++;
+    expect(steps).toBe(Math.ceil(1000 / 64) + 1);
+    expect([...p.result()]).toEqual([...parsePeers(text, 'peers.json', net)]);
+    big['198.19.3.0-24'] = { PublicIP: '198.18.0.3', BackendType: 'udp' };
+    const q = new PeersParse(JSON.stringify(big), 'peers.json', net);
+    expect(() => { while (!q.step(0)) { /* slices */ } }).toThrow(/overlaps/);
+    expect(() => new PeersParse('{"x": ', 'peers.json', net)).toThrow(/invalid JSON/);
   });
   it('junk is never echoed raw: control characters escaped, long keys cut', () => {
     const junk = '\u0000\u0001\u001b[31mred\u0085\ufffd' + 'x'.repeat(500);
