@@ -601,13 +601,15 @@ export abstract class TunnelCore {
     oc.groSegments += n;
   }
 
-  /** Point datagram view `v` at `buf[off, off+len)`, to IPv4 `addr` (int32 or uint32) on our port. */
-  private pointAt(v: MutDatagramSlot, buf: Buffer, off: number, len: number, addr: number): void {
+  /**
+   * Point datagram view `v` at `buf[off, off+len)`, IPv4 on our port; the caller sets `v.addr`
+   * (an address is never passed as an argument here: see PEER_ADDR in counters.ts).
+   */
+  private pointAt(v: MutDatagramSlot, buf: Buffer, off: number, len: number): void {
     v.buf = buf;
     v.off = off;
     v.len = len;
     v.family = 4;
-    v.addr = addr >>> 0;
     v.port = this.port;
   }
 
@@ -618,12 +620,8 @@ export abstract class TunnelCore {
   protected sendTo(buf: Buffer, off: number, len: number, pc: PeerCounters): void {
     if (this.nTx === this.txViews.length) this.flushTx();
     const v = this.txViews[this.nTx]!;
-    v.buf = buf;
-    v.off = off;
-    v.len = len;
-    v.family = 4;
+    this.pointAt(v, buf, off, len);
     v.addr = pc[PEER_ADDR]!;
-    v.port = this.port;
     this.txCounters[this.nTx++] = pc;
   }
 
@@ -925,7 +923,9 @@ export abstract class TunnelCore {
   /** Send `buf[off, off+len)` (a reply built in place in a received datagram) back to `addr`. Rare: at most 8 per batch. */
   protected replyToNetwork(buf: Buffer, off: number, len: number, addr: number): void {
     if (this.nNetReply === this.netReplies.length) return;
-    this.pointAt(this.netReplies[this.nNetReply++]!, buf, off, len, addr);
+    const v = this.netReplies[this.nNetReply++]!;
+    this.pointAt(v, buf, off, len);
+    v.addr = addr >>> 0;
   }
 
   private flushNetReplies(): void {

@@ -259,19 +259,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** Rebuild `known` (peers' public IPs and every FDB destination) and `senderSubnets` from scratch. */
   private rebuildKnown(): void {
     this.knownDirty = false;
-    const k = new Map<number, PeerCounters>();
-    const add = (a: number): void => { if (!k.has(a | 0)) k.set(a | 0, this.counters.peer(a >>> 0)); };
-    for (const p of this.bySubnet.values()) add(p.addr);
-    for (const e of this.fdb.list()) for (const d of e.dests) add(d.ip);
-    this.known = k;
-    const ss = new Map<number, IpPrefix[]>();
-    for (const p of this.bySubnet.values()) {
-      const list = ss.get(p.addri);
-      if (list === undefined) ss.set(p.addri, [p.subnet]);
-      else list.push(p.subnet);
+    this.known = new Map<number, PeerCounters>();
+    this.senderSubnets = new Map<number, IpPrefix[]>();
+    for (const p of this.bySubnet.values()) this.addSender(p);
+    for (const e of this.fdb.list()) {
+      for (const d of e.dests) if (!this.known.has(d.ip | 0)) this.known.set(d.ip | 0, this.counters.peer(d.ip >>> 0));
     }
-    this.senderSubnets = ss;
   }
+
 
   /** Counters as a plain object: the core's plus ARP replies and flood counts. */
   override stats(): VxlanStats {
