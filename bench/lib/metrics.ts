@@ -4,7 +4,7 @@
  */
 
 /** Every dataplane path the benchmark knows, in the order they are measured. */
-export const ALL_PATHS = ['hostgw', 'kernel-vxlan', 'vxlan-dgram', 'vxlan-mmsg', 'udp-dgram', 'udp-mmsg'] as const;
+export const ALL_PATHS = ['hostgw', 'kernel-vxlan', 'floor', 'vxlan-dgram', 'vxlan-mmsg', 'udp-dgram', 'udp-mmsg'] as const;
 
 /** A path id: `hostgw`, `kernel-vxlan`, or one of our backends over a transport. */
 export type PathId = (typeof ALL_PATHS)[number];
@@ -16,15 +16,16 @@ export const BASELINE: PathId = 'kernel-vxlan';
 export const PATH_LABELS: Record<PathId, string> = {
   hostgw: 'host-gw (no encap)',
   'kernel-vxlan': 'kernel VXLAN (flannel.1)',
+  floor: 'floor: TUN + UDP syscalls only (C)',
   'vxlan-dgram': 'our VXLAN L3, dgram',
   'vxlan-mmsg': 'our VXLAN L3, mmsg',
   'udp-dgram': 'our UDP, dgram',
   'udp-mmsg': 'our UDP, mmsg',
 };
 
-/** True for the paths that run our daemon (the others are the kernel alone). */
+/** True for the paths that run our daemon (the others are the kernel alone, or the floor forwarder). */
 export function isOurs(id: PathId): boolean {
-  return id !== 'hostgw' && id !== 'kernel-vxlan';
+  return id !== 'hostgw' && id !== 'kernel-vxlan' && id !== 'floor';
 }
 
 /** Keys of the per-path figures. */

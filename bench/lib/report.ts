@@ -315,6 +315,7 @@ export function renderMarkdown(r: Report): string {
 const COLORS: Record<PathId, string> = {
   hostgw: '#8c8c8c',
   'kernel-vxlan': '#2ca02c',
+  floor: '#bcbd22',
   'vxlan-dgram': '#1f77b4',
   'vxlan-mmsg': '#6baed6',
   'udp-dgram': '#d62728',

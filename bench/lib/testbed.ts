@@ -7,6 +7,7 @@
  * the same two addresses.
  */
 import { Testbed, type NsHost } from '../../test/helpers/netns.js';
+import { sleep, waitChild } from './exec.js';
 
 /** One side of the testbed. */
 export interface BedHost {
@@ -82,4 +83,16 @@ export async function waitOperUp(bed: BenchBed, ms: number): Promise<void> {
 /** The other host of the bed. */
 export function peerOf(bed: BenchBed, h: BedHost): BedHost {
   return h === bed.a ? bed.b : bed.a;
+}
+
+/** Ping b's workload from a's until a reply comes, at most `ms`; false if none came. */
+export async function waitOverlay(bed: BenchBed, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const c = bed.a.ns.spawn('ping', ['-n', '-c', '1', '-W', '1', '-I', bed.a.workload, bed.b.workload], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = await waitChild(c, 3000);
+    if (r.code === 0) return true;
+    await sleep(200);
+  }
+  return false;
 }

@@ -1,5 +1,6 @@
 /** The benchmark's paths by id. */
 import type { PathId } from '../lib/metrics.js';
+import { floorPath } from './floor.js';
 import { hostgwPath, kernelVxlanPath } from './kernel.js';
 import { overlaydPath } from './overlayd.js';
 import type { BenchPath } from './types.js';
@@ -10,6 +11,7 @@ export type { BenchPath, PathInstance, PathOptions } from './types.js';
 export const PATHS: Record<PathId, BenchPath> = {
   hostgw: hostgwPath,
   'kernel-vxlan': kernelVxlanPath,
+  floor: floorPath,
   'vxlan-dgram': overlaydPath('vxlan-dgram'),
   'vxlan-mmsg': overlaydPath('vxlan-mmsg'),
   'udp-dgram': overlaydPath('udp-dgram'),

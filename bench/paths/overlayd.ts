@@ -13,7 +13,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PathId } from '../lib/metrics.js';
-import type { BedHost, BenchBed } from '../lib/testbed.js';
+import { waitOverlay, type BedHost, type BenchBed } from '../lib/testbed.js';
 import { sleep, waitChild, waitExit } from '../lib/exec.js';
 import type { BenchPath, PathInstance, PathOptions } from './types.js';
 
@@ -113,18 +113,6 @@ async function waitLease(d: Daemon, ms: number): Promise<string> {
     await sleep(100);
   }
   throw new Error(`overlayd on ${d.name} wrote no lease within ${ms / 1000} s: ${tail(d.logFile)}`);
-}
-
-/** Ping the peer's workload from `h` until a reply comes, at most `ms`. */
-async function waitOverlay(bed: BenchBed, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const c = bed.a.ns.spawn('ping', ['-n', '-c', '1', '-W', '1', '-I', bed.a.workload, bed.b.workload], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const r = await waitChild(c, 3000);
-    if (r.code === 0) return true;
-    await sleep(200);
-  }
-  return false;
 }
 
 /** Fetch http://127.0.0.1:PORT/PATH inside a namespace (a one-line node fetch). */
