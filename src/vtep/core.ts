@@ -326,6 +326,17 @@ export abstract class TunnelCore {
   /** Configure the kernel side of the new device `dev` (address, MTU, up, routes). */
   protected abstract configureKernel(dev: string): Promise<void>;
 
+  /**
+   * Repeat, on the segment at `buf[off, off+len)` of a super-packet, what {@link fromDevice}
+   * did to its first segment at `first` when it queued one datagram starting `pre` bytes
+   * before it. By default: copy those `pre` header bytes (the backend wrote only in front of
+   * the packet). A backend that also changes the packet itself (the UDP backend's TTL)
+   * overrides this.
+   */
+  protected repeatEncap(buf: Buffer, off: number, len: number, pre: number, first: number): void {
+    for (let i = 0; i < pre; i++) buf[off - pre + i] = buf[first - pre + i]!;
+  }
+
   // ---- lifecycle -----------------------------------------------------------------
 
   /** Create the device and socket, configure the kernel side, start forwarding. */
@@ -547,12 +558,37 @@ export abstract class TunnelCore {
       this.nStage++;
       c.offload.superPackets++;
       c.offload.segmentsOut += n;
-      let o = prefix;
-      for (let k = 0; k < n; k++) {
-        this.fromDevice(st, o, k === n - 1 ? info.lastLen : info.segLen);
-        o += info.stride;
+      this.segmentsStage(st, prefix, info.stride, n, info.segLen, info.lastLen);
+    }
+  }
+
+  /**
+   * Device -> network for the `n` segments of one super-packet, at `st[first + k * stride)`,
+   * `segLen` bytes each but `lastLen` the last. Every segment carries the same addresses,
+   * TTL, ToS and flow, so what the backend decides for the first (route, neighbour, FDB,
+   * checks) holds for all: when the first became exactly one queued datagram, every other
+   * segment gets the same headers ({@link repeatEncap}) and the same peer, with no lookups.
+   * Anything else (refused, flooded to several peers) runs segment by segment.
+   */
+  private segmentsStage(st: Buffer, first: number, stride: number, n: number, segLen: number, lastLen: number): void {
+    if (this.nTx >= this.txViews.length) this.flushTx();
+    const t0 = this.nTx;
+    this.fromDevice(st, first, n === 1 ? lastLen : segLen);
+    let k = 1;
+    let o = first + stride;
+    if (this.nTx === t0 + 1 && this.txViews[t0]!.buf === st) {
+      const v = this.txViews[t0]!;
+      const pre = first - v.off;
+      const pc = this.txCounters[t0]!;
+      if (pre >= 0 && v.len === segLen + pre) {
+        for (; k < n; k++, o += stride) {
+          const len = k === n - 1 ? lastLen : segLen;
+          this.repeatEncap(st, o, len, pre, first);
+          this.sendTo(st, o - pre, len + pre, pc);
+        }
       }
     }
+    for (; k < n; k++, o += stride) this.fromDevice(st, o, k === n - 1 ? lastLen : segLen);
   }
 
   /** Network -> device: one batch received from the socket (GRO messages split into their datagrams). */

@@ -115,6 +115,11 @@ export class UdpBackend extends TunnelCore implements Backend {
     this.sendTo(b, off, len, peer.counters); // the counters carry the peer's address
   }
 
+  /** Another segment of the super-packet whose first segment fromDevice sent: its TTL too. */
+  protected override repeatEncap(b: Buffer, off: number): void {
+    ipv4DecrementTtl(b, off);
+  }
+
   /** Network -> TUN: known peer, valid IPv4 for our subnet from the peer's. */
   protected fromNetwork(s: DatagramSlot): void {
     const c = this.counters;

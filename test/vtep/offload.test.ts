@@ -167,6 +167,22 @@ describe('segment stage (offload TUN -> network)', () => {
     expect(b.stats().offload).toMatchObject({ superPackets: 1, segmentsOut: 3, gsoSends: 1, gsoSegments: 3 });
     expect(b.stats().txPackets).toBe(3);
   });
+  it('decides once per super-packet, but a first segment that went to several peers (an FDB entry with two destinations) makes every segment go the same way', async () => {
+    const { b, dev, tr } = await vtep('auto');
+    b.setFdb(PEER_MAC, ['198.18.0.2', '198.18.0.3']);
+    const sp = TCP(7000, 2500, 'partial');
+    const h = Buffer.alloc(10);
+    emitVirtioTcpGso(h, 0, 4, 20, 40, 1000);
+    dev.inject([sp], [h]);
+    const to = (a: number): number[] => tr.sent.filter((s) => s.addr === a).flatMap((s) => {
+      const out: number[] = [];
+      for (let o = 0; o < s.data.length; o += s.segSize || s.data.length) out.push(s.data.readUInt32BE(o + 22 + 24));
+      return out;
+    });
+    expect(to(PEER)).toEqual([7000, 8000, 9000]);
+    expect(to(ipv4ToU32('198.18.0.3'))).toEqual([7000, 8000, 9000]);
+    expect(b.stats().txPackets).toBe(6);
+  });
   it('UDP backend: a USO super-packet becomes bare IPv4 datagrams (TTL decremented) in one GSO run', async () => {
     const io = new FakeIo({ offload: true });
     const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel, offload: 'auto' });
