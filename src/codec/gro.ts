@@ -50,7 +50,7 @@ import { ipv4FillChecksum } from './ip.js';
 import { GSO_MAX_SEGMENTS, TcpFlag } from './gso.js';
 import { L4Layout, parseL4, partialKind, storePartialChecksum } from './l4.js';
 import { VIRTIO_NET_HDR_LEN, VirtioFlag, VirtioGso, emitVirtio, emitVirtioNeedsCsum, emitVirtioNone, emitVirtioTcpGso } from './virtio.js';
-import { EMPTY } from './util.js';
+import { EMPTY, rd32 } from './util.js';
 
 /** What `add` did with a packet. */
 export type CoalesceResult =
@@ -302,8 +302,12 @@ export class TcpCoalescer {
     return true;
   }
 
-  /** Offer the inner IP packet at `buf[off..off+len)`; see {@link CoalesceResult}. */
-  add(buf: Uint8Array, off: number, len: number): CoalesceResult {
+  /**
+   * Offer the inner IP packet at `buf[off..off+len)`; see {@link CoalesceResult}. With
+   * `ipv4HeaderVerified` the caller has already verified an IPv4 header's checksum (a
+   * dataplane validates every received packet), and it is not summed again.
+   */
+  add(buf: Uint8Array, off: number, len: number, ipv4HeaderVerified = false): CoalesceResult {
     if (this.nPkts >= this.cap) return 'full';
     const p = this.nPkts++;
     this.pBuf[p] = buf;
@@ -346,7 +350,7 @@ export class TcpCoalescer {
     const run = this.findOpen(buf, off, lay.version, l4, hash, lay.proto);
     const flags = udp ? 0 : buf[l4 + 13]!;
     const pay = l4Len - lay.l4Hl;
-    const v4ok = lay.version === 6 || (ipHl === 20 && onesSumSimple(buf, off, 20) === 0xffff);
+    const v4ok = lay.version === 6 || (ipHl === 20 && (ipv4HeaderVerified || onesSumSimple(buf, off, 20) === 0xffff));
     const eligible = pay > 0 && v4ok && (udp
       ? this.udp && ckLen === l4Len
       : flags === TcpFlag.ACK || flags === (TcpFlag.ACK | TcpFlag.PSH));
@@ -474,10 +478,6 @@ function same(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): 
   return true;
 }
 
-/** Big-endian 32 bits as an int32 (a small integer for V8: never boxed when passed to a call). */
-function rd32(b: Uint8Array, o: number): number {
-  return (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
-}
 
 /** Cheap hash of addresses and ports (a pre-filter before the byte compare). */
 function flowHash(buf: Uint8Array, off: number, version: number, l4: number): number {

@@ -17,7 +17,7 @@ import {
   EPHEMERAL_PORT_MAX, EPHEMERAL_PORT_MIN, ETH_HLEN, EtherType, IPV4_HLEN, IPV6_HLEN, IpProto, UDP_HLEN,
   VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX, VNI_FLANNEL_DEFAULT,
 } from './constants.js';
-import { EMPTY, inBounds } from './util.js';
+import { EMPTY, inBounds, rd32 } from './util.js';
 
 /** VXLAN flags byte: I (valid VNI) bit. */
 export const VXLAN_FLAG_I = 0x08;
@@ -146,9 +146,6 @@ function fmix(h: number): number {
   return h >>> 1;
 }
 
-function rd32(b: Uint8Array, o: number): number {
-  return (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
-}
 
 /**
  * 31-bit non-zero hash (multiply-rotate mixing + murmur3 finaliser) of the inner Ethernet frame's flow: destination and

@@ -722,7 +722,10 @@ export abstract class TunnelCore {
     }
   }
 
-  /** Queue the inner packet `buf[off, off+len)` for the device. */
+  /**
+   * Queue the inner packet `buf[off, off+len)` for the device. An L3 backend delivers only
+   * IPv4 packets whose header it verified, checksum included (the coalesce stage relies on it).
+   */
   protected deliver(buf: Buffer, off: number, len: number, pc: PeerCounters): void {
     if (this.nRx === this.rxViews.length) this.flushRx();
     const v = this.rxViews[this.nRx]!;
@@ -787,7 +790,7 @@ export abstract class TunnelCore {
       const v = views[j]!;
       const big = v.len > mtu;
       if (big && co.packets > 0) this.drainCoalescer();
-      const r = co.add(v.buf, v.off, v.len); // capacity = rx queue size: never 'full'
+      const r = co.add(v.buf, v.off, v.len, true); // capacity = rx queue size: never 'full'; deliver()ed IPv4 is verified
       if (r === 'started' || r === 'passthrough') this.coFirst[co.count - 1] = j;
       if (big) this.drainCoalescer();
     }

@@ -18,6 +18,7 @@ import { RouteTable4 } from '../fdb/index.js';
 import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
 import type { UdpBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
+import { rd16, rd32 } from '../codec/util.js';
 
 /** IPv4 + UDP header overhead of the UDP backend. */
 export const UDP_OVERHEAD = IPV4_HLEN + UDP_HLEN;
@@ -106,7 +107,7 @@ export class UdpBackend extends TunnelCore implements Backend {
     if (len < 20) { c.drop(D.tx_runt); return; }
     if (!ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); return; }
     len = ipv4TotalLength(b, off);
-    const route = this.routes.lookup(b.readInt32BE(off + 16));
+    const route = this.routes.lookup(rd32(b, off + 16));
     const peer = route === undefined ? undefined : route.peer;
     if (peer === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
     if (b[off + 8]! <= 1) { this.refuse(D.tx_ttl_exceeded, IcmpKind.TimeExceeded, b, off, len); return; }
@@ -130,8 +131,8 @@ export class UdpBackend extends TunnelCore implements Backend {
     const off = s.off;
     const why = rxIpv4Reason(b, off, s.len);
     if (why !== 0) { c.drop(why); return; }
-    if (!this.subnet.containsV4(b.readInt32BE(off + 16))) { c.drop(D.rx_not_our_subnet); return; }
-    if (this.strictSource && !this.sourceOk(b.readInt32BE(off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); return; }
+    if (!this.subnet.containsV4(rd32(b, off + 16))) { c.drop(D.rx_not_our_subnet); return; }
+    if (this.strictSource && !this.sourceOk(rd32(b, off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); return; }
     this.deliver(b, off, ipv4TotalLength(b, off), peer.counters);
   }
 

@@ -25,6 +25,7 @@ import { D, type PeerCounters } from './counters.js';
 import { Fdb, HostModel, NeighbourTable, RouteTable4 } from '../fdb/index.js';
 import type { MissEvent, VxlanBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
+import { rd16, rd32 } from '../codec/util.js';
 import {
   buildArpReply, formatMac, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
@@ -296,7 +297,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const hdr = VXLAN_HLEN + ETH_HLEN;
     if (len < 20) { c.drop(D.tx_runt); return; }
     if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); return; }
-    const r = this.routes.lookup(b.readInt32BE(off + 16));
+    const r = this.routes.lookup(rd32(b, off + 16));
     if (r === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
     if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     if (off < hdr) { c.drop(D.tx_runt); return; }
@@ -316,7 +317,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private fromTap(b: Buffer, off: number, len: number): void {
     const c = this.counters;
     if (len < ETH_HLEN) { c.drop(D.tx_runt); return; }
-    if (this.proxyArp && b.readUInt16BE(off + 12) === EtherType.ARP && this.arpRequest(b, off, len)) {
+    if (this.proxyArp && rd16(b, off + 12) === EtherType.ARP && this.arpRequest(b, off, len)) {
       const ent = this.neigh.proxyLookup(this.arp.tpa);
       if (ent === undefined) { c.drop(D.tx_l3miss); return; }
       this.replyToDevice(b, off, buildArpReply(b, off, this.arp, ent.mac));
@@ -353,22 +354,22 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const elen = len - VXLAN_HLEN;
     if (this.mode === 'l2') {
       // learning (kernel vxlan_snoop): never our own MAC; permanent entries are never moved
-      if (this.learning && !(b.readUInt16BE(e + 6) === this.macHi && b.readInt32BE(e + 8) === this.macLo)) {
+      if (this.learning && !(rd16(b, e + 6) === this.macHi && rd32(b, e + 8) === this.macLo)) {
         this.fdb.learnBytes(this.vni, b, e + 6, from, this.port);
       }
       this.deliver(b, e, elen, pc);
       return;
     }
-    const dh = b.readUInt16BE(e);
-    const dl = b.readInt32BE(e + 2);
+    const dh = rd16(b, e);
+    const dl = rd32(b, e + 2);
     if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); return; }
-    const et = b.readUInt16BE(e + 12);
+    const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
       const ip = e + ETH_HLEN;
       const why = rxIpv4Reason(b, ip, elen - ETH_HLEN);
       if (why !== 0) { c.drop(why); return; }
-      if (!this.subnet.containsV4(b.readInt32BE(ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
-      if (this.strictSource && !this.sourceOk(b.readInt32BE(ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); return; }
+      if (!this.subnet.containsV4(rd32(b, ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
+      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, (b[ip + 2]! << 8) | b[ip + 3]!, pc);
     } else if (et === EtherType.ARP) {
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
