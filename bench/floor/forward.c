@@ -13,7 +13,8 @@
  * userspace work at all. TCP through this path is the most any design built on TUN and
  * UDP sockets can reach on this machine, however fast its packet logic.
  *
- * Usage: forward TUNNAME LOCAL_IP PEER_IP PORT   (prints "ready" when the TUN exists)
+ * Usage: forward TUNNAME LOCAL_IP PEER_IP PORT [busy]   (prints "ready" when the TUN exists)
+ * With "busy" it never sleeps: poll() with a zero timeout in a loop (a latency experiment).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,8 +51,8 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: forward TUNNAME LOCAL_IP PEER_IP PORT\n");
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: forward TUNNAME LOCAL_IP PEER_IP PORT [busy]\n");
     return 2;
   }
   int tun = open("/dev/net/tun", O_RDWR | O_NONBLOCK);
@@ -84,8 +85,9 @@ int main(int argc, char **argv) {
   static char tbuf[BUF], ubuf[BUF];
   char ctl[CMSG_SPACE(sizeof(unsigned short))];
   struct pollfd pf[2] = {{.fd = tun, .events = POLLIN}, {.fd = s, .events = POLLIN}};
+  int timeout = argc == 6 && strcmp(argv[5], "busy") == 0 ? 0 : -1;
   for (;;) {
-    if (poll(pf, 2, -1) < 0) {
+    if (poll(pf, 2, timeout) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }

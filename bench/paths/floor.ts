@@ -57,7 +57,7 @@ export const floorPath: BenchPath = {
     try {
       for (const h of [bed.a, bed.b]) {
         const p = peerOf(bed, h);
-        const child = spawn('ip', ['netns', 'exec', h.ns.name, bin, DEV, h.underlay, p.underlay, PORT], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn('ip', ['netns', 'exec', h.ns.name, bin, DEV, h.underlay, p.underlay, PORT, ...(process.env.BENCH_FLOOR_BUSY === '1' ? ['busy'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
         bed.tb.track(child);
         kids.push(child);
         await waitReady(child, 5000);
