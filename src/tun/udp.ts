@@ -38,6 +38,8 @@ export interface SendResult {
   splitSlots: number;
   /** errno (positive) of the last refused message, 0 when none; `errnoName()` gives its name. */
   errno: number;
+  /** Buffer ranges (iovecs) handed to the kernel: one per message, or per datagram of a run gathered from several places. */
+  iovecs: number;
 }
 
 /** Options common to both transports. */
@@ -109,7 +111,7 @@ export class MmsgUdpTransport implements UdpTransport {
   /** errno name of the GSO refusal that switched the transport to splitting (null: none). */
   gsoError: string | null = null;
   /** Result of the last `sendBatch` call (the same object every time). */
-  readonly lastSend: SendResult = { slots: 0, datagrams: 0, bytes: 0, dropped: 0, unsent: 0, gsoMessages: 0, splitSlots: 0, errno: 0 };
+  readonly lastSend: SendResult = { slots: 0, datagrams: 0, bytes: 0, dropped: 0, unsent: 0, gsoMessages: 0, splitSlots: 0, errno: 0, iovecs: 0 };
   private fd = -1;
   private family: 4 | 6 = 4;
   private io: NativeBatchIo | null = null;
@@ -120,6 +122,8 @@ export class MmsgUdpTransport implements UdpTransport {
   private txBufs: Buffer[] = [];
   /** Descriptor entry -> index of its slot (entries outnumber slots when GSO runs are split). */
   private txSlotOf: Uint32Array;
+  /** Descriptor entry -> how many slots it carries (more than 1: a gathered run lying back to back). */
+  private txSpan: Uint32Array;
   private handler: BatchHandler<DatagramSlot> | null = null;
   private closed = false;
   private port = 0;
@@ -135,6 +139,7 @@ export class MmsgUdpTransport implements UdpTransport {
     this.txDesc = new Uint32Array(n * DESC_STRIDE);
     this.txA6 = new Uint8Array(n * 16);
     this.txSlotOf = new Uint32Array(n);
+    this.txSpan = new Uint32Array(n);
   }
 
   /** Bind to `address` (default 0.0.0.0; an IPv6 address makes a dual-stack IPv6 socket) and `port`. */
@@ -237,7 +242,7 @@ export class MmsgUdpTransport implements UdpTransport {
    */
   sendBatch(slots: readonly DatagramSlot[], count: number): number {
     const r = this.lastSend;
-    r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0; r.errno = 0;
+    r.slots = 0; r.datagrams = 0; r.bytes = 0; r.dropped = 0; r.unsent = 0; r.gsoMessages = 0; r.splitSlots = 0; r.errno = 0; r.iovecs = 0;
     if (count > slots.length) count = slots.length;
     if (count <= 0) return 0;
     if (this.slotErr.length < count) this.slotErr = new Int32Array(count);
@@ -268,28 +273,36 @@ export class MmsgUdpTransport implements UdpTransport {
       this.txDesc = new Uint32Array(entries * DESC_STRIDE);
       this.txA6 = new Uint8Array(entries * 16);
     }
-    if (this.txSlotOf.length < entries) this.txSlotOf = new Uint32Array(entries);
-    const d = this.txDesc, bufs = this.txBufs, a6 = this.txA6, slotOf = this.txSlotOf;
+    if (this.txSlotOf.length < entries) {
+      this.txSlotOf = new Uint32Array(entries);
+      this.txSpan = new Uint32Array(entries);
+    }
+    const d = this.txDesc, bufs = this.txBufs, a6 = this.txA6, slotOf = this.txSlotOf, span = this.txSpan;
     if (bufs.length < entries) bufs.length = entries;
     // Pass 2: fill the descriptors.
     let e = 0;
     let gatherLeft = 0; // entries still to come of the gathered run being filled
     for (let i = start; i < count; i++) {
-      const s = slots[i], seg = s.segSize! | 0, len = s.len;
-      let off = s.off, left = len, step = len, segField = 0, parts = 0;
+      const s = slots[i], seg = s.segSize! | 0;
+      let off = s.off, len = s.len, left = len, step = len, segField = 0, parts = 0, slotSpan = 1;
       if (gatherLeft > 0) gatherLeft--;
       else if (seg > 0 && (s.parts! | 0) > 1) {
-        // a gathered run: this slot and the next parts - 1, one iovec each, in one GSO message
+        // a gathered run: this slot and the next parts - 1, one iovec each, in one GSO message;
+        // lying back to back in one buffer (a segmented super-packet), one iovec for all
         const k = Math.min(s.parts! | 0, count - i);
         let total = 0;
         let ok = k <= UDP_GSO_MAX_SEGMENTS;
+        let flat = true;
         for (let j = i; j < i + k && ok; j++) {
-          const l = slots[j].len;
+          const q = slots[j], l = q.len;
+          if (j > i) flat = flat && q.buf === s.buf && q.off === s.off + total;
           total += l;
           ok = l > 0 && (l === seg || (j === i + k - 1 && l < seg));
         }
-        if (gso && ok && total <= UDP_GSO_MAX_BYTES) { segField = seg; parts = k; gatherLeft = k - 1; }
-        else r.splitSlots++;
+        if (gso && ok && total <= UDP_GSO_MAX_BYTES) {
+          segField = seg;
+          if (flat) { len = left = step = total; slotSpan = k; } else { parts = k; gatherLeft = k - 1; }
+        } else r.splitSlots++;
       } else if (seg > 0 && len > seg) {
         if (gso && len <= UDP_GSO_MAX_BYTES && len <= seg * UDP_GSO_MAX_SEGMENTS) segField = seg;
         else { step = seg; r.splitSlots++; }
@@ -298,6 +311,7 @@ export class MmsgUdpTransport implements UdpTransport {
         const n = left < step ? left : step, b = e * DESC_STRIDE;
         bufs[e] = s.buf;
         slotOf[e] = i;
+        span[e] = slotSpan;
         d[b + D_OFF] = off;
         d[b + D_LEN] = n;
         d[b + D_FAMILY] = s.family;
@@ -312,18 +326,21 @@ export class MmsgUdpTransport implements UdpTransport {
         }
         off += n; left -= n; e++;
       } while (left > 0);
+      i += slotSpan - 1;
     }
     io.write(bufs, d, a6, e);
+    r.iovecs += e;
     // Pass 3: statuses written back by the addon.
     let slotOk = true, cur = start;
     for (let k = 0; k < e; k++) {
-      const b = k * DESC_STRIDE, st = d[b + D_FLAGS], code = st & 0xff, i = slotOf[k];
+      const b = k * DESC_STRIDE, st = d[b + D_FLAGS], code = st & 0xff, i = slotOf[k], sp = span[k];
       if (i !== cur) { if (slotOk) r.slots++; slotOk = true; cur = i; }
       const seg = d[b + D_SEG], len = d[b + D_LEN];
       const dgrams = seg > 0 ? Math.ceil(len / seg) : 1;
       if (code === TX_SENT) {
         r.datagrams += dgrams; r.bytes += len;
         if (seg > 0) r.gsoMessages++;
+        r.slots += sp - 1; // the other slots of a back-to-back run went with it
       } else if (code === TX_GSO_REJECTED) {
         // Messages before this one went out; resend from its slot without GSO.
         this.gso = false;
@@ -334,7 +351,11 @@ export class MmsgUdpTransport implements UdpTransport {
         return i;
       } else {
         slotOk = false;
-        if (code === TX_DROPPED) { r.dropped += dgrams; r.errno = st >>> 8; this.slotErr[i] = st >>> 8 || 5; } else { r.unsent += dgrams; if (this.slotErr[i] === 0) this.slotErr[i] = 11; }
+        for (let j = i; j < i + sp; j++) {
+          if (code === TX_DROPPED) this.slotErr[j] = st >>> 8 || 5;
+          else if (this.slotErr[j] === 0) this.slotErr[j] = 11;
+        }
+        if (code === TX_DROPPED) { r.dropped += dgrams; r.errno = st >>> 8; } else r.unsent += dgrams;
       }
     }
     if (slotOk && e > 0) r.slots++;

@@ -204,8 +204,9 @@ async function udpSend(): Promise<void> {
   // gso: '1' on, '0' off, 'nocheck' on but with SO_NO_CHECK (the kernel refuses GSO: fallback path).
   const t = new MmsgUdpTransport({ batch: 8, gso: gso !== '0', udpChecksum: gso !== 'nocheck', onGsoFallback: (c) => { fallback = c; } });
   t.bindSync(0, addr);
-  // a run ending in ':g' is gathered: one slot per datagram (`parts` on the first), each in its own buffer
-  const slotsOf = runs.map((r) => (r.endsWith(':g') ? Number(r.split(':')[3]) : 1));
+  // a run ending in ':g' is gathered: one slot per datagram (`parts` on the first), each in its own
+  // buffer; ':f' the same slots back to back in the first slot's buffer (a segmented super-packet)
+  const slotsOf = runs.map((r) => (r.endsWith(':g') || r.endsWith(':f') ? Number(r.split(':')[3]) : 1));
   const all = allocDatagramSlots(slotsOf.reduce((a, b) => a + b, 0), 70_000);
   let at = 0;
   runs.forEach((r, i) => {
@@ -213,12 +214,14 @@ async function udpSend(): Promise<void> {
     const segSize = Number(seg), n = Number(nseg), lastLen = Number(last);
     const parts = dst.split('.').map(Number);
     const addr = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-    if (g === 'g') {
+    if (g === 'g' || g === 'f') {
+      const first = all[at]!;
       for (let k = 0; k < n; k++) {
         const s = all[at++];
         const len = k === n - 1 ? lastLen : segSize;
         s.family = 4; s.addr = addr; s.port = Number(port);
-        s.off = HEADROOM + 7 * k; s.len = len; // scattered: a different offset in each buffer
+        if (g === 'f') { (s as { buf: Buffer }).buf = first.buf; s.off = HEADROOM + k * segSize; } else s.off = HEADROOM + 7 * k; // scattered: a different offset in each buffer
+        s.len = len;
         s.segSize = k === 0 ? segSize : 0; s.parts = k === 0 ? n : 0;
         s.buf.fill((i * 64 + k) & 0xff, s.off, s.off + len);
       }

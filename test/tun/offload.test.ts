@@ -189,12 +189,15 @@ describe.runIf(requireNetns())('offloads in network namespaces', () => {
     }
   });
 
-  /** A gathered run (10 slots in 10 buffers: 9 x 1200 + 700, `parts` on the first) and a plain 300-byte datagram, to one receiver. */
-  async function sendGathered(gso: '1' | '0' | 'nocheck', groAtReceiver: boolean): Promise<{ res: Ev; m: Msg[] }> {
+  /**
+   * A gathered run (10 slots in 10 buffers, or with `flat` back to back in one: 9 x 1200 + 700,
+   * `parts` on the first) and a plain 300-byte datagram, to one receiver.
+   */
+  async function sendGathered(gso: '1' | '0' | 'nocheck', groAtReceiver: boolean, flat = false): Promise<{ res: Ev; m: Msg[] }> {
     const r = start(b, 'udpRecv', ['198.18.0.2', groAtReceiver ? '1' : '0']);
     try {
       const p = (await r.wait((e) => e.ev === 'ready')).port as number;
-      const s = start(a, 'udpSend', ['198.18.0.1', gso, `198.18.0.2:${p}:1200:10:700:g`, `198.18.0.2:${p}:0:1:300`]);
+      const s = start(a, 'udpSend', ['198.18.0.1', gso, `198.18.0.2:${p}:1200:10:700:${flat ? 'f' : 'g'}`, `198.18.0.2:${p}:0:1:300`]);
       const res = await s.wait((e) => e.ev === 'result');
       return { res, m: await r.datagrams(11) };
     } finally {
@@ -206,10 +209,21 @@ describe.runIf(requireNetns())('offloads in network namespaces', () => {
 
   it('UDP GSO gathered from 10 buffers: one message, the same datagrams in order as contiguous bytes would give', async () => {
     const { res, m } = await sendGathered('1', false);
-    expect(res).toMatchObject({ sent: 11, slots: 11, datagrams: 11, bytes: 11_500 + 300, gsoMessages: 1, splitSlots: 0, dropped: 0, gso: true });
+    expect(res).toMatchObject({ sent: 11, slots: 11, datagrams: 11, bytes: 11_500 + 300, gsoMessages: 1, splitSlots: 0, dropped: 0, gso: true, iovecs: 11 });
     expect(m.map((x) => x.len)).toEqual(GATHERED);
     expect(m.flatMap((x) => x.markers)).toEqual(MARKERS);
     expect(m.every((x) => x.segSize === 0 && x.contentOk)).toBe(true);
+  });
+
+  it('a gathered run whose slots lie back to back in one buffer goes as one message of one iovec; without GSO, split the same', async () => {
+    for (const gso of ['1', 'nocheck'] as const) {
+      const { res, m } = await sendGathered(gso, false, true);
+      expect(res).toMatchObject({ sent: 11, slots: 11, datagrams: 11, bytes: 11_500 + 300, dropped: 0, gsoMessages: gso === '1' ? 1 : 0 });
+      if (gso === '1') expect(res.iovecs, 'the run and the plain datagram: two iovecs').toBe(2);
+      expect(m.map((x) => x.len)).toEqual(GATHERED);
+      expect(m.flatMap((x) => x.markers)).toEqual(MARKERS);
+      expect(m.every((x) => x.segSize === 0 && x.contentOk)).toBe(true);
+    }
   });
 
   it('UDP GSO gathered, GRO at the receiver: coalesced with segSize 1200, split back in order', async () => {
