@@ -59,6 +59,20 @@ static const int DESC_STRIDE = 8;
 enum TxStatus : uint32_t { TX_NOT_SENT = 0, TX_SENT = 1, TX_DROPPED = 2, TX_GSO_REJECTED = 3 };
 // Control buffer room per message (UDP_SEGMENT on send, UDP_GRO on receive).
 static const size_t CTRL_LEN = 64;
+
+// CLOCK_MONOTONIC in microseconds (the timing mode's clock).
+static double MonoUs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+}
+
+// The clock SO_TIMESTAMPNS stamps with (CLOCK_REALTIME), in microseconds.
+static double RealUs() {
+  timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+}
 static std::set<int> g_fds;  // every fd this addon opened and has not closed yet
 
 static void CloseAllFds(void*) {
@@ -229,7 +243,8 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
                        {InstanceMethod("setRxSlots", &BatchIo::SetRxSlots), InstanceMethod("start", &BatchIo::Start),
                         InstanceMethod("stop", &BatchIo::Stop), InstanceMethod("write", &BatchIo::Write),
                         InstanceMethod("read", &BatchIo::ReadSync), InstanceMethod("close", &BatchIo::Close),
-                        InstanceMethod("ref", &BatchIo::RefLoop), InstanceMethod("unref", &BatchIo::UnrefLoop)});
+                        InstanceMethod("ref", &BatchIo::RefLoop), InstanceMethod("unref", &BatchIo::UnrefLoop),
+                        InstanceMethod("setStamps", &BatchIo::SetStamps)});
   }
 
   BatchIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchIo>(info) {
@@ -274,6 +289,40 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   std::vector<uint64_t> ctrl_;  // mode 1: CTRL_LEN bytes of cmsg room per receive slot (8-aligned)
   uint8_t hdrScratch_[64] = {0};
   uint8_t zeroHdr_[64] = {0};
+  // Timing mode (setStamps): per batch handed to the callback, CLOCK_MONOTONIC microseconds of
+  // [0] the wake-up (readiness reported), [1] the read returning, [2] the kernel's receive time
+  // of the batch's first datagram (SO_TIMESTAMPNS; 0 when it carried none).
+  Napi::Reference<Napi::Float64Array> stampsRef_;
+  double* stamps_ = nullptr;
+
+  // setStamps(Float64Array(3) | null)
+  Napi::Value SetStamps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() > 0 && info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array &&
+        info[0].As<Napi::Float64Array>().ElementLength() >= 3) {
+      Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+      stampsRef_ = Napi::Persistent(a);
+      stamps_ = a.Data();
+    } else {
+      stampsRef_.Reset();
+      stamps_ = nullptr;
+    }
+    return env.Undefined();
+  }
+
+  // Kernel receive time (SCM_TIMESTAMPNS, CLOCK_REALTIME) of message `mh` in CLOCK_MONOTONIC
+  // microseconds, given the two clocks read together now; 0 when it has none.
+  static double RxStampMono(msghdr* mh, double realNow, double monoNow) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(mh); c != nullptr; c = CMSG_NXTHDR(mh, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS && c->cmsg_len >= CMSG_LEN(sizeof(timespec))) {
+        timespec t;
+        memcpy(&t, CMSG_DATA(c), sizeof(t));
+        double real = static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+        return monoNow - (realNow - real);
+      }
+    }
+    return 0;
+  }
 
   void ClosePoll() {
     poll_.Close();
@@ -396,9 +445,16 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
     BatchIo* self = static_cast<BatchIo*>(h->data);
     if (!self || !self->started_) return;
     (void)status;  // errors surface through the read below
+    double wake = self->stamps_ ? MonoUs() : 0;
     int err = 0;
     int n = self->ReadBatch(&err);
     if (n <= 0 && err == 0) return;
+    if (self->stamps_) {
+      double* st = self->stamps_;
+      st[0] = wake;
+      st[1] = MonoUs();
+      st[2] = self->mode_ == 1 && n > 0 ? RxStampMono(&self->msgs_[0].msg_hdr, RealUs(), st[1]) : 0;
+    }
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     self->inCallback_ = true;
@@ -698,6 +754,12 @@ static Napi::Value UdpSetGro(const Napi::CallbackInfo& info) {
   return IntSockOpt(info.Env(), ArgFd(info), SOL_UDP, UDP_GRO, ArgOn(info));
 }
 
+// udpSetTimestamp(fd, on) -> 0 | -errno: SO_TIMESTAMPNS (the kernel's receive time of every
+// datagram, read by BatchIo's timing stamps).
+static Napi::Value UdpSetTimestamp(const Napi::CallbackInfo& info) {
+  return IntSockOpt(info.Env(), ArgFd(info), SOL_SOCKET, SO_TIMESTAMPNS, ArgOn(info));
+}
+
 // udpSetNoCheck(fd, on) -> 0 | -errno: SO_NO_CHECK (IPv4 UDP sent without checksum; the kernel
 // then refuses UDP_SEGMENT with EINVAL, which also makes the GSO fallback testable).
 static Napi::Value UdpSetNoCheck(const Napi::CallbackInfo& info) {
@@ -870,6 +932,17 @@ static Napi::Value CsumCopy(const Napi::CallbackInfo& info) {
   uint8_t *src, *dst;
   if (!SpanOf(info[0], so, len, &src) || !SpanOf(info[2], dof, len, &dst)) return Napi::Number::New(env, -1);
   return Napi::Number::New(env, CopyOnesSum(dst, src, len, static_cast<uint64_t>(info[5].As<Napi::Number>().Int64Value())));
+}
+
+// stampNow(f64, i): f64[i] = CLOCK_MONOTONIC microseconds (the timing mode's stage stamps, on the
+// clock BatchIo stamps with; written into the array, so nothing is allocated).
+static Napi::Value StampNow(const Napi::CallbackInfo& info) {
+  if (info.Length() > 1 && info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+    uint32_t i = info[1].As<Napi::Number>().Uint32Value();
+    if (i < a.ElementLength()) a[i] = MonoUs();
+  }
+  return info.Env().Undefined();
 }
 
 static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
@@ -1186,6 +1259,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpGsoProbe", Napi::Function::New(env, UdpGsoProbe));
   exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro));
   exports.Set("udpSetNoCheck", Napi::Function::New(env, UdpSetNoCheck));
+  exports.Set("udpSetTimestamp", Napi::Function::New(env, UdpSetTimestamp));
+  exports.Set("stampNow", Napi::Function::New(env, StampNow));
   exports.Set("udpSetPmtuDisc", Napi::Function::New(env, UdpSetPmtuDisc));
   exports.Set("csumOnes", Napi::Function::New(env, CsumOnes));
   exports.Set("csumCopy", Napi::Function::New(env, CsumCopy));

@@ -44,6 +44,8 @@ export interface BackendParams {
   transport: 'dgram' | 'mmsg';
   /** Kernel offloads (`--offload`; absent: the dataplane's default). */
   offload?: 'auto' | 'off';
+  /** Timing mode (`--timing`): per-stage latency histograms in stats(). */
+  timing?: boolean;
   /** Informational dataplane messages (an offload the kernel refused): logged by overlayd. */
   onLog?: (msg: string) => void;
   /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
@@ -71,6 +73,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   };
   if (p.onError) o.onError = p.onError;
   if (p.offload !== undefined) o.offload = p.offload;
+  if (p.timing === true) o.timing = true;
   if (p.onLog) o.onLog = p.onLog;
   if (p.type === 'udp') return o;
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };

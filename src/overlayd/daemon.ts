@@ -66,6 +66,8 @@ export interface DaemonConfig {
   transport: 'dgram' | 'mmsg';
   /** Kernel offloads (absent: the dataplane's default). */
   offload?: 'auto' | 'off';
+  /** --timing: per-stage latency histograms. */
+  timing?: boolean;
   /** Stats log interval, seconds (0 = off). */
   statsInterval: number;
   /** Healthz/metrics server, if enabled. */
@@ -120,6 +122,7 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
   if (o.healthzPort) cfg.healthz = { ip: o.healthzIp, port: o.healthzPort };
   if (o.pcap !== undefined) cfg.pcap = o.pcap;
   if (o.offload !== undefined) cfg.offload = o.offload;
+  if (o.timing === true) cfg.timing = true;
   return cfg;
 }
 
@@ -265,6 +268,7 @@ export class Overlayd {
       };
       if (this.pcap) params.tap = this.pcap;
       if (c.offload !== undefined) params.offload = c.offload;
+      if (c.timing === true) params.timing = true;
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);

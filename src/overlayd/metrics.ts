@@ -70,6 +70,18 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
   off('rxSuperPackets', 'overlayd_offload_rx_super_packets_total', 'Received inner TCP packets over the MTU written to the device as GSO super-packets.');
   off('csumFinished', 'overlayd_offload_csum_finished_total', 'Received inner packets whose partial TCP/UDP checksum was completed in software.');
   off('coalesceCsumFallbacks', 'overlayd_offload_coalesce_csum_fallbacks_total', 'Coalesced runs written packet by packet because a segment failed its TCP checksum.');
+  new Gauge({
+    name: 'overlayd_stage_latency_microseconds',
+    help: 'Timing mode (--timing): quantiles of the time batches spend in each pipeline stage since start (label stage, see src/vtep/timing.ts; quantile 0.5, 0.9, 0.99, 0.999, 1 = max).',
+    labelNames: ['stage', 'quantile'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const [stage, q] of Object.entries(get().timing ?? {})) {
+        if (q === undefined) continue;
+        for (const [quantile, v] of [['0.5', q.p50], ['0.9', q.p90], ['0.99', q.p99], ['0.999', q.p999], ['1', q.max]] as const) this.set({ stage, quantile }, v);
+      }
+    },
+  });
   total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
   new Counter({
     name: 'overlayd_device_read_errors_total', help: 'Errors reading the tunnel device, by errno.', labelNames: ['errno'], registers: [reg],

@@ -6,7 +6,7 @@
  * batch; this wrapper copies the lengths from the shared descriptor array into the slot
  * objects (no allocation per packet). Write: one native call writes a whole batch.
  */
-import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type DeviceOffloads, type PacketDevice, type PacketSlot, type ReadErrorListener } from './types.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocSlots, type BatchHandler, type BatchStamps, type DeviceOffloads, type PacketDevice, type PacketSlot, type ReadErrorListener } from './types.js';
 import {
   native, type NativeBatchIo, DESC_STRIDE, D_LEN, D_OFF,
   TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6,
@@ -227,6 +227,13 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     if (this.waiter) throw new Error(`${this.name}: already being iterated`);
     this.handler = handler;
     this.io.start(this.deliver);
+  }
+
+  /** Timing mode: stamp every batch into `stamps` (see BatchStamps). False with an addon built before it. */
+  enableStamps(stamps: BatchStamps): boolean {
+    if (this.closedFlag || typeof this.io.setStamps !== 'function') return false;
+    this.io.setStamps(stamps);
+    return true;
   }
 
   /** Stop reading (the handler stays installed; `resume()` restarts). */

@@ -43,6 +43,8 @@ export interface NativeBatchIo {
   ref(): void;
   unref(): void;
   close(): void;
+  /** Timing mode: per batch, fill `stamps` (see {@link BatchStamps}); null turns it off. */
+  setStamps(stamps: Float64Array | null): void;
 }
 
 /** Readiness watcher of one fd on the event loop (uv_poll). Never reads or closes the fd. */
@@ -72,6 +74,10 @@ export interface NativeBinding {
   /** setsockopt(SO_NO_CHECK); 0 or -errno. */
   udpSetNoCheck(fd: number, on: boolean): number;
   udpSetPmtuDisc(fd: number, family: 4 | 6, mode: number): number;
+  /** setsockopt(SO_TIMESTAMPNS); 0 or -errno. */
+  udpSetTimestamp(fd: number, on: boolean): number;
+  /** `f64[i]` = CLOCK_MONOTONIC microseconds (the clock of the timing stamps). */
+  stampNow(f64: Float64Array, i: number): void;
   /** Folded ones-complement sum of buf[off, off+len) plus initial; -1 when out of range. */
   csumOnes(buf: Uint8Array, off: number, len: number, initial: number): number;
   /** Copy src[so, so+len) to dst[dof..) and return its folded sum plus initial; -1 when out of range. */
@@ -111,6 +117,16 @@ function findAddon(): string {
     dir = dirname(dir);
   }
   throw Object.assign(new Error('overlay_native addon not found: run `npm install` (or `npx node-gyp rebuild`) to build it'), { code: 'ENOENT' });
+}
+
+/**
+ * Timing mode: `f64[i]` = now, in CLOCK_MONOTONIC microseconds, the clock of {@link BatchStamps}
+ * (falls back to performance.now() with an addon built before timing existed).
+ */
+export function stampNow(f64: Float64Array, i: number): void {
+  const n = native();
+  if (typeof n.stampNow === 'function') n.stampNow(f64, i);
+  else f64[i] = performance.now() * 1000;
 }
 
 /** The loaded native addon (loads it on first use). */

@@ -162,11 +162,21 @@ export interface PacketDevice {
   readonly offloads?: DeviceOffloads;
   /** Install the batch receive handler and start reading (readiness from the event loop). */
   onBatch(handler: BatchHandler<PacketSlot>): void;
+  /** Timing mode: fill `stamps` for every batch from now on ({@link BatchStamps}); false when it cannot. Optional. */
+  enableStamps?(stamps: BatchStamps): boolean;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */
   writeBatch(slots: readonly PacketSlot[], count: number): number;
   /** Stop reading and close the device. Idempotent. */
   close(): void;
 }
+
+/**
+ * Timing mode: where a device or transport writes, for every batch it hands to its handler,
+ * CLOCK_MONOTONIC microseconds of [0] its wake-up (readiness reported), [1] the read returning,
+ * [2] the kernel's receive time of the batch's first datagram (sockets; 0 when unknown).
+ * {@link stampNow} stamps on the same clock.
+ */
+export type BatchStamps = Float64Array;
 
 /** A UDP transport moving batches of datagrams: node:dgram or the recvmmsg/sendmmsg socket. */
 export interface UdpTransport {
@@ -178,6 +188,8 @@ export interface UdpTransport {
   localPort(): number;
   /** Install the batch receive handler and start receiving. */
   onBatch(handler: BatchHandler<DatagramSlot>): void;
+  /** Timing mode: fill `stamps` for every batch from now on ({@link BatchStamps}); false when it cannot. Optional. */
+  enableStamps?(stamps: BatchStamps): boolean;
   /**
    * Send `slots[0..count)` each to its own `addr`/`port`. Returns how many were handed to
    * the kernel; when that is fewer than `count`, {@link sendError} tells for each slot

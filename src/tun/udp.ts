@@ -7,7 +7,7 @@
  */
 import dgram from 'node:dgram';
 import { AddrError, IpAddr, parseIp, u32ToIpv4 } from '../codec/addr.js';
-import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocDatagramSlots, type BatchHandler, type DatagramSlot, type UdpTransport } from './types.js';
+import { HEADROOM, SLOT_SIZE, OFFLOAD_SLOT_SIZE, allocDatagramSlots, type BatchHandler, type BatchStamps, type DatagramSlot, type UdpTransport } from './types.js';
 import {
   native, type NativeBatchIo, DESC_STRIDE, D_ADDR, D_FAMILY, D_FLAGS, D_LEN, D_OFF, D_PARTS, D_PORT, D_SEG,
   TX_SENT, TX_DROPPED, TX_GSO_REJECTED,
@@ -218,6 +218,19 @@ export class MmsgUdpTransport implements UdpTransport {
   onBatch(handler: BatchHandler<DatagramSlot>): void {
     this.handler = handler;
     if (this.io && !this.closed) this.io.start(this.deliver);
+  }
+
+  /**
+   * Timing mode: stamp every received batch into `stamps` (see BatchStamps), the kernel's receive
+   * time included (SO_TIMESTAMPNS). Call after bind; false before it, or with an addon built
+   * before timing existed.
+   */
+  enableStamps(stamps: BatchStamps): boolean {
+    const n = native();
+    if (!this.io || this.closed || typeof this.io.setStamps !== 'function' || typeof n.udpSetTimestamp !== 'function') return false;
+    if (n.udpSetTimestamp(this.fd, true) < 0) return false;
+    this.io.setStamps(stamps);
+    return true;
   }
 
   /** Why slot `index` of the last sendBatch was not sent: 0 = sent, else a positive errno (EAGAIN: not attempted). */

@@ -7,6 +7,7 @@
  */
 
 import type { OffloadStats } from './counters.js';
+import type { StageSummary, TimingStage } from './timing.js';
 
 /** A subnet lease: the unit of peer state, in flannel's etcd layout. */
 export interface Lease {
@@ -42,6 +43,8 @@ export interface DataplaneStats {
   offload?: OffloadStats;
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
   errors?: { kernel: number; lastKernel?: string; device?: Record<string, number> };
+  /** Timing mode only: per-stage batch durations in microseconds (src/vtep/timing.ts). */
+  timing?: Partial<Record<TimingStage, StageSummary>>;
 }
 
 /** A running dataplane. */

@@ -66,6 +66,8 @@ import { RtnlNet, type KernelNet } from './kernel.js';
 import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
+import { stampNow } from '../tun/native.js';
+import { StageTimer, type StageSummary, type TimingStage } from './timing.js';
 
 const EMPTY_BUF = Buffer.alloc(0);
 
@@ -181,6 +183,8 @@ export interface CoreStats extends DataplaneStats {
   errors: ErrorStats;
   /** Offload activity (see {@link OffloadStats}). */
   offload: OffloadStats;
+  /** Timing mode only: per-stage batch durations (see src/vtep/timing.ts). */
+  timing?: Partial<Record<TimingStage, StageSummary>>;
 }
 
 /** The shared core of the tunnel backends. See the module comment. */
@@ -381,8 +385,51 @@ export abstract class TunnelCore {
     }
     this.stopping = undefined; // a later stop() closes this device and socket
     this.running = true;
+    if (this.opts.timing === true) {
+      this.timer ??= new StageTimer();
+      this.devStamped = dev.enableStamps?.(this.devStamps) === true;
+      this.sockStamped = tr.enableStamps?.(this.sockStamps) === true;
+    }
     dev.onBatch(this.onDeviceBatch);
     tr.onBatch(this.onSocketBatch);
+  }
+
+  /** Timing mode: stage stamps of the device's and the socket's current batch, and the core's own. */
+  private timer: StageTimer | undefined;
+  private readonly devStamps = new Float64Array(3);
+  private readonly sockStamps = new Float64Array(3);
+  private readonly coreStamps = new Float64Array(3);
+  private devStamped = false;
+  private sockStamped = false;
+
+  /** Timing mode: core stamp `i` of the current batch: 0 the handler's start, 1 the per-packet work done, 2 the flush done. */
+  private stamp(i: number): void {
+    stampNow(this.coreStamps, i);
+  }
+
+  /** Timing mode: record a device batch (tx) or socket batch (rx) from the stamps. */
+  private recordBatch(rx: boolean): void {
+    const t = this.timer!;
+    const c = this.coreStamps;
+    const io = rx ? this.sockStamps : this.devStamps;
+    const stamped = rx ? this.sockStamped : this.devStamped;
+    // without device/socket stamps, the handler's start stands in for the read returning
+    const wake = stamped ? io[0]! : c[0]!;
+    const read = stamped ? io[1]! : c[0]!;
+    const base = rx ? 4 : 0; // TIMING_STAGES: tx_read, tx_encap, tx_send, tx_total | rx_wakeup, rx_read, rx_decap, rx_write, rx_total
+    if (rx) {
+      const kern = stamped ? io[2]! : 0;
+      if (kern > 0) t.record(base, wake - kern);
+      t.record(base + 1, read - wake);
+      t.record(base + 2, c[1]! - read);
+      t.record(base + 3, c[2]! - c[1]!);
+      t.record(base + 4, c[2]! - (kern > 0 ? kern : wake));
+    } else {
+      t.record(base, read - wake);
+      t.record(base + 1, c[1]! - read);
+      t.record(base + 2, c[2]! - c[1]!);
+      t.record(base + 3, c[2]! - wake);
+    }
   }
 
   /**
@@ -489,6 +536,7 @@ export abstract class TunnelCore {
       offload: this.counters.offload.snapshot(),
     };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
+    if (this.timer !== undefined) s.timing = this.timer.summary();
     const dev = this.device?.readErrorCounts;
     if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
     return s;
@@ -515,6 +563,8 @@ export abstract class TunnelCore {
   /** Device -> network: one batch read from the device. */
   private readonly onDeviceBatch = (slots: PacketSlot[], count: number): void => {
     if (!this.running) return;
+    const timing = this.timer !== undefined;
+    if (timing) this.stamp(0);
     if (this.devOffload) this.segmentStage(slots, count);
     else {
       for (let i = 0; i < count; i++) {
@@ -522,8 +572,13 @@ export abstract class TunnelCore {
         this.fromDevice(s.buf, s.off, s.len);
       }
     }
+    if (timing) this.stamp(1);
     this.flushTx();
     this.flushDeviceReplies();
+    if (timing) {
+      this.stamp(2);
+      this.recordBatch(false);
+    }
   };
 
   /**
@@ -594,6 +649,8 @@ export abstract class TunnelCore {
   /** Network -> device: one batch received from the socket (GRO messages split into their datagrams). */
   private readonly onSocketBatch = (slots: DatagramSlot[], count: number): void => {
     if (!this.running) return;
+    const timing = this.timer !== undefined;
+    if (timing) this.stamp(0);
     for (let i = 0; i < count; i++) {
       const s = slots[i]!;
       const seg = s.segSize;
@@ -601,8 +658,13 @@ export abstract class TunnelCore {
       if (seg !== undefined && seg > 0 && s.len > seg) this.groSplit(s, seg);
       else this.fromNetwork(s);
     }
+    if (timing) this.stamp(1);
     this.flushRx();
     this.flushNetReplies();
+    if (timing) {
+      this.stamp(2);
+      this.recordBatch(true);
+    }
   };
 
   /**

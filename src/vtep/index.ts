@@ -10,3 +10,4 @@ export type { DeviceConfig, KernelNet } from './kernel.js';
 export { defaultIo } from './io.js';
 export { RtnlNet } from './kernel.js';
 export { DROP_REASONS, type DropReason, type OffloadStats } from './counters.js';
+export { StageTimer, TIMING_STAGES, type StageSummary, type TimingStage } from './timing.js';

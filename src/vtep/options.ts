@@ -79,6 +79,12 @@ export interface CommonBackendOptions {
    */
   offload?: 'auto' | 'off';
   /**
+   * Timing mode (issue #12): stamp every batch at each stage and keep per-stage histograms,
+   * reported by stats().timing (see src/vtep/timing.ts for the stages). Costs a few clock
+   * reads per batch; default false.
+   */
+  timing?: boolean;
+  /**
    * Informational messages outside the packet path (an offload the kernel refused, GSO falling
    * back to software splitting). Each condition is reported once. Never called per packet.
    */
