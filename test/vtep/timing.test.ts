@@ -63,7 +63,7 @@ describe('core timing stamps (fakes: no device or socket stamps)', () => {
 });
 
 describe.runIf(requireNetns())('timing with a real TUN and recvmmsg socket, kernel VXLAN peer', () => {
-  const tb = new Testbed('tmg');
+  const tb = new Testbed('tntm') // 'tn': in .ci/run's cleanup list;
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(async () => {
     a = tb.host('a');
