@@ -505,8 +505,14 @@ class BatchIo : public Napi::ObjectWrap<BatchIo> {
   Napi::Value ReadSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int err = 0;
+    double start = stamps_ ? MonoUs() : 0;
     int n = ReadBatch(&err);
     if (n == 0 && err != 0) return ThrowErrno(env, err, mode_ == 0 ? "read" : "recvmmsg");
+    if (stamps_ && n > 0) {  // a busy-poll read: "wake-up" is when the read began
+      stamps_[0] = start;
+      stamps_[1] = MonoUs();
+      stamps_[2] = mode_ == 1 ? RxStampMono(&msgs_[0].msg_hdr, RealUs(), stamps_[1]) : 0;
+    }
     return Napi::Number::New(env, n);
   }
 

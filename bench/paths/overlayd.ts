@@ -156,6 +156,7 @@ function startDaemon(bed: BenchBed, h: BedHost, id: PathId, entry: OverlaydEntry
     '--offload', opts.offload ?? 'auto',
     '--healthz-port', String(HEALTHZ_PORT),
     '--peers-debounce-ms', '50',
+    ...(opts.extraArgs ?? []),
   ];
   const fd = openSync(logFile, 'a');
   const child = spawn('ip', ['netns', 'exec', h.ns.name, process.execPath, ...args], { cwd: REPO_ROOT, stdio: ['ignore', fd, fd] });

@@ -10,6 +10,8 @@ export interface PathOptions {
   workDir: string;
   /** overlayd --offload for our paths (default auto). */
   offload?: 'auto' | 'off';
+  /** More overlayd flags for our paths (bench/stages.ts: --timing). */
+  extraArgs?: string[];
   /** Progress logger. */
   log(msg: string): void;
 }

@@ -46,6 +46,8 @@ export interface BackendParams {
   offload?: 'auto' | 'off';
   /** Timing mode (`--timing`): per-stage latency histograms in stats(). */
   timing?: boolean;
+  /** Busy-poll window (`--busy-poll-us`), microseconds. */
+  busyPollUs?: number;
   /** Informational dataplane messages (an offload the kernel refused): logged by overlayd. */
   onLog?: (msg: string) => void;
   /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
@@ -74,6 +76,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.onError) o.onError = p.onError;
   if (p.offload !== undefined) o.offload = p.offload;
   if (p.timing === true) o.timing = true;
+  if (p.busyPollUs) o.busyPollUs = p.busyPollUs;
   if (p.onLog) o.onLog = p.onLog;
   if (p.type === 'udp') return o;
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };

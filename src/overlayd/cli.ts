@@ -35,6 +35,8 @@ export interface CliOptions {
   offload?: 'auto' | 'off';
   /** --timing: per-stage latency histograms (stats, /metrics). */
   timing?: boolean;
+  /** --busy-poll-us (0 = off). */
+  busyPollUs?: number;
   /** --stats-interval SEC (0 = off). */
   statsInterval: number;
   /** --healthz-port (0 = off). */
@@ -94,6 +96,9 @@ Dataplane:
                          kernel receive to wake-up, read, decapsulation, device write) and export
                          the quantiles on /metrics (overlayd_stage_latency_microseconds); for
                          finding where latency goes, costs a few clock reads per batch
+  --busy-poll-us N       after each batch keep reading the device and socket without sleeping until
+                         nothing came for N microseconds (lower round-trip latency, for up to N µs
+                         of CPU after every batch; default 0: off)
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 
@@ -153,6 +158,7 @@ export function parseCli(argv: string[]): CliCommand {
         transport: { type: 'string' },
         offload: { type: 'string' },
         timing: { type: 'boolean' },
+        'busy-poll-us': { type: 'string' },
         'stats-interval': { type: 'string' },
         'healthz-port': { type: 'string' },
         'healthz-ip': { type: 'string' },
@@ -190,6 +196,7 @@ export function parseCli(argv: string[]): CliCommand {
   };
   if (offload !== undefined) opts.offload = offload;
   if (values.timing === true) opts.timing = true;
+  if (values['busy-poll-us'] !== undefined) opts.busyPollUs = intFlag('busy-poll-us', values['busy-poll-us'], 0, 0, 1_000_000);
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];

@@ -68,6 +68,8 @@ export interface DaemonConfig {
   offload?: 'auto' | 'off';
   /** --timing: per-stage latency histograms. */
   timing?: boolean;
+  /** --busy-poll-us (absent or 0: off). */
+  busyPollUs?: number;
   /** Stats log interval, seconds (0 = off). */
   statsInterval: number;
   /** Healthz/metrics server, if enabled. */
@@ -123,6 +125,7 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
   if (o.pcap !== undefined) cfg.pcap = o.pcap;
   if (o.offload !== undefined) cfg.offload = o.offload;
   if (o.timing === true) cfg.timing = true;
+  if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
   return cfg;
 }
 
@@ -269,6 +272,7 @@ export class Overlayd {
       if (this.pcap) params.tap = this.pcap;
       if (c.offload !== undefined) params.offload = c.offload;
       if (c.timing === true) params.timing = true;
+      if (c.busyPollUs) params.busyPollUs = c.busyPollUs;
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);

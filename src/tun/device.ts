@@ -247,6 +247,20 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   /** Keep the event loop alive while reading (default). */
   ref(): void { if (!this.closedFlag) this.io.ref(); }
 
+  /** Busy-poll: read one batch now without waiting and hand it to the handler (0 when nothing is queued or on a read error, which is counted). */
+  pollNow(): number {
+    if (this.closedFlag || !this.handler || this.waiter) return 0;
+    let n: number;
+    try {
+      n = this.io.read();
+    } catch (e) {
+      this.readError(wrapOsError(e, `read ${this.name}`).errno);
+      return 0;
+    }
+    if (n > 0) this.deliver(n);
+    return n;
+  }
+
   /** Read one batch now without waiting (0 when nothing is queued). Fills `slots`. */
   readBatch(): number {
     let count: number;

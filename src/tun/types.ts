@@ -164,6 +164,8 @@ export interface PacketDevice {
   onBatch(handler: BatchHandler<PacketSlot>): void;
   /** Timing mode: fill `stamps` for every batch from now on ({@link BatchStamps}); false when it cannot. Optional. */
   enableStamps?(stamps: BatchStamps): boolean;
+  /** Busy-poll: read one batch now without waiting and hand it to the handler, as readiness would; its size (0: none). Optional. */
+  pollNow?(): number;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */
   writeBatch(slots: readonly PacketSlot[], count: number): number;
   /** Stop reading and close the device. Idempotent. */
@@ -190,6 +192,8 @@ export interface UdpTransport {
   onBatch(handler: BatchHandler<DatagramSlot>): void;
   /** Timing mode: fill `stamps` for every batch from now on ({@link BatchStamps}); false when it cannot. Optional. */
   enableStamps?(stamps: BatchStamps): boolean;
+  /** Busy-poll: read one batch now without waiting and hand it to the handler, as readiness would; its size (0: none). Optional. */
+  pollNow?(): number;
   /**
    * Send `slots[0..count)` each to its own `addr`/`port`. Returns how many were handed to
    * the kernel; when that is fewer than `count`, {@link sendError} tells for each slot

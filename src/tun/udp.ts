@@ -375,6 +375,15 @@ export class MmsgUdpTransport implements UdpTransport {
     return count;
   }
 
+  /** Busy-poll: receive one batch now without waiting and hand it to the handler (0 when nothing is queued or on an error). */
+  pollNow(): number {
+    if (!this.io || this.closed || !this.handler) return 0;
+    let n: number;
+    try { n = this.io.read(); } catch { return 0; }
+    if (n > 0) this.deliver(n);
+    return n;
+  }
+
   /** Receive one batch now without waiting (0 when nothing is queued); fills `slots`. */
   recvBatch(): number {
     if (!this.io) return 0;

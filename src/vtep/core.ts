@@ -185,6 +185,8 @@ export interface CoreStats extends DataplaneStats {
   offload: OffloadStats;
   /** Timing mode only: per-stage batch durations (see src/vtep/timing.ts). */
   timing?: Partial<Record<TimingStage, StageSummary>>;
+  /** Busy-poll only: batches read while polling (without an event-loop wake-up). */
+  busyPolled?: number;
 }
 
 /** The shared core of the tunnel backends. See the module comment. */
@@ -299,6 +301,7 @@ export abstract class TunnelCore {
     const n = Math.max(1, opts.batchSize ?? 64);
     this.udpOffload = (opts.offload ?? DEFAULT_OFFLOAD) === 'auto';
     this.offloadWanted = this.udpOffload && deviceKind === 'tun';
+    this.busyPollUs = Math.max(0, Math.min(opts.busyPollUs ?? 0, 1_000_000));
     // with offloads the queues hold whole segmented super-packets / GRO messages
     const txCap = this.offloadWanted ? n + STAGES * SEGMENT_MAX_SEGMENTS : n;
     const rxCap = this.offloadWanted ? Math.max(n, 256) : n;
@@ -537,6 +540,7 @@ export abstract class TunnelCore {
     };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
     if (this.timer !== undefined) s.timing = this.timer.summary();
+    if (this.busyPollUs > 0) s.busyPolled = this.busyPolled;
     const dev = this.device?.readErrorCounts;
     if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
     return s;
@@ -579,6 +583,7 @@ export abstract class TunnelCore {
       this.stamp(2);
       this.recordBatch(false);
     }
+    if (this.busyPollUs > 0 && !this.spinning) this.busyPoll();
   };
 
   /**
@@ -665,7 +670,42 @@ export abstract class TunnelCore {
       this.stamp(2);
       this.recordBatch(true);
     }
+    if (this.busyPollUs > 0 && !this.spinning) this.busyPoll();
   };
+
+  /** Busy-poll window in microseconds (options.busyPollUs; 0 = off). */
+  private readonly busyPollUs: number;
+  /** True while busyPoll() runs (batches it reads do not start another). */
+  private spinning = false;
+  /** Batches busyPoll() read. */
+  private busyPolled = 0;
+
+  /**
+   * Busy-poll: read the device and the socket without sleeping, each batch handled as readiness
+   * would, until nothing came for `busyPollUs`. Runs on the event loop's thread after a batch;
+   * timers and the control plane wait at most that long past the last packet.
+   */
+  private busyPoll(): void {
+    const dev = this.device;
+    const tr = this.transport;
+    if (dev?.pollNow === undefined || tr?.pollNow === undefined) return;
+    this.spinning = true;
+    try {
+      const window = this.busyPollUs / 1000;
+      let deadline = performance.now() + window;
+      while (this.running) {
+        const got = (tr.pollNow() > 0 ? 1 : 0) + (dev.pollNow() > 0 ? 1 : 0);
+        const now = performance.now();
+        if (got > 0) {
+          this.busyPolled += got;
+          deadline = now + window;
+        }
+        else if (now >= deadline) break;
+      }
+    } finally {
+      this.spinning = false;
+    }
+  }
 
   /**
    * Receive stage: run fromNetwork on each datagram of the GRO message `s` (every one `seg`
