@@ -156,10 +156,10 @@ describe('peers file (flannel etcd layout)', () => {
   it('our own lease renders in the same layout and parses back', () => {
     const own: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:01' };
     const line = leaseToJson(own);
-    expect(JSON.parse(line)).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } } });
+    expect(JSON.parse(line)).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } } });
     expect(parsePeers(line, 'lease', net).get('198.19.1.0/24')).toEqual(own);
     const udp: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'udp' };
-    expect(JSON.parse(leaseToJson(udp))).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
+    expect(JSON.parse(leaseToJson(udp))).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', PublicIPv6: null, BackendType: 'udp' } });
   });
 });
 

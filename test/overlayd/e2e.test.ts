@@ -28,8 +28,8 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
   const dev = type === 'udp' ? 'flannel0' : 'flannel.1';
 
   const lease = (h: H): Record<string, unknown> => (type === 'udp'
-    ? { PublicIP: h.ip, BackendType: 'udp' }
-    : { PublicIP: h.ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(h.subnet) } });
+    ? { PublicIP: h.ip, PublicIPv6: null, BackendType: 'udp' }
+    : { PublicIP: h.ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(h.subnet) } });
   const writePeers = (h: H, of: H[]): void => {
     const obj: Record<string, unknown> = {};
     for (const p of of) obj[p.subnet.replace('/', '-')] = lease(p);
