@@ -5,9 +5,10 @@
  * directory, and is safe to call twice. Tests call stop() in afterAll/finally.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NsHost } from './netns.js';
@@ -40,9 +41,10 @@ export function freePort(): Promise<number> {
 }
 
 /** GET `url` with a short timeout: the status, or 0 when nothing answered. */
-function get(url: string, ms = 500): Promise<number> {
+function get(url: string, ms = 500, tls?: { cert: string; key: string; ca: string }): Promise<number> {
   return new Promise((resolve) => {
-    const req = request(url, { timeout: ms }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    const o = tls ? { timeout: ms, ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) } : { timeout: ms };
+    const req = (tls ? httpsRequest : request)(url, o, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(0));
     req.end();
@@ -58,6 +60,10 @@ export interface EtcdOptions {
   /** Fixed ports (default: free ones on 127.0.0.1; inside a namespace: 2379/2380). */
   clientPort?: number;
   peerPort?: number;
+  /** Serve https with these PEM files, requiring a client certificate signed by `ca`. */
+  tls?: { cert: string; key: string; ca: string };
+  /** More etcd flags. */
+  args?: string[];
 }
 
 /** A running test etcd. */
@@ -66,11 +72,15 @@ export class TestEtcd {
   private log = '';
   private gone = false;
 
-  constructor(readonly dir: string, readonly host: string, readonly clientPort: number, readonly peerPort: number, private readonly ns?: NsHost) {}
+  constructor(readonly dir: string, readonly host: string, readonly clientPort: number, readonly peerPort: number, private readonly o: EtcdOptions = {}) {}
+
+  private get ns(): NsHost | undefined {
+    return this.o.ns;
+  }
 
   /** The client URL. */
   get url(): string {
-    return `http://${this.host}:${this.clientPort}`;
+    return `${this.o.tls ? 'https' : 'http'}://${this.host}:${this.clientPort}`;
   }
 
   /** etcd's output so far (for failure messages). */
@@ -86,6 +96,8 @@ export class TestEtcd {
       '--listen-peer-urls', `http://127.0.0.1:${this.peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${this.peerPort}`,
       '--initial-cluster', `test=http://127.0.0.1:${this.peerPort}`, '--listen-metrics-urls', '',
       '--log-level', 'warn', '--logger', 'zap', '--quota-backend-bytes', String(1 << 30),
+      ...(this.o.tls ? ['--cert-file', this.o.tls.cert, '--key-file', this.o.tls.key, '--trusted-ca-file', this.o.tls.ca, '--client-cert-auth'] : []),
+      ...(this.o.args ?? []),
     ];
     this.child = this.ns ? this.ns.spawn(ETCD_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(ETCD_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const add = (d: Buffer): void => { if (this.log.length < 1 << 20) this.log += d.toString(); };
@@ -96,7 +108,7 @@ export class TestEtcd {
       if (this.child.exitCode !== null) throw new Error(`etcd exited (${this.child.exitCode}): ${this.log.slice(-2000)}`);
       if (this.ns) {
         try { this.ns.exec('etcdctl', ['--endpoints', this.url, '--dial-timeout', '1s', 'endpoint', 'health'], { timeout: 3000 }); return; } catch { /* not yet */ }
-      } else if ((await get(`${this.url}/health`)) === 200) {
+      } else if ((await get(`${this.url}/health`, 500, this.o.tls)) === 200) {
         return;
       }
       if (Date.now() > end) throw new Error(`etcd not healthy in ${timeoutMs} ms: ${this.log.slice(-2000)}`);
@@ -129,7 +141,7 @@ export async function startEtcd(o: EtcdOptions = {}): Promise<TestEtcd> {
   const host = o.host ?? '127.0.0.1';
   const clientPort = o.clientPort ?? (o.ns ? 2379 : await freePort());
   const peerPort = o.peerPort ?? (o.ns ? 2380 : await freePort());
-  const e = new TestEtcd(dir, host, clientPort, peerPort, o.ns);
+  const e = new TestEtcd(dir, host, clientPort, peerPort, o);
   try {
     await e.start();
   } catch (err) {
