@@ -313,7 +313,7 @@ export class EtcdSubnetManager {
     for (;;) {
       if (this.closed) return;
       try {
-        await this.resync('etcd');
+        await this.resync('etcd', true);
         return;
       } catch (e) {
         this.lost(e as Error);
@@ -322,8 +322,11 @@ export class EtcdSubnetManager {
     }
   }
 
-  /** List the subnets, replace the peer map with them, and watch from the listing's revision + 1. */
-  private async resync(why: string): Promise<void> {
+  /**
+   * List the subnets, replace the peer map with them, and watch from the listing's revision + 1.
+   * `now`: report the peers within this call (the first listing), not on the next turn.
+   */
+  private async resync(why: string, now = false): Promise<void> {
     const conf = this.conf!;
     const r = await this.client.range(this.subnetsPrefix, { prefix: true });
     if (this.closed) return;
@@ -336,7 +339,8 @@ export class EtcdSubnetManager {
     for (const k of this.bad.keys()) if (!seen.has(k)) this.bad.delete(k);
     if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.subnet))) this.ownLost();
     this.revision = r.revision;
-    this.emit(why);
+    if (now) this.onPeers?.(this.peers, why);
+    else this.emit(why);
     this.openWatch();
   }
 
