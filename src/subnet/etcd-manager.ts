@@ -11,7 +11,7 @@ import { AddrError, IpPrefix, ipPrefix, parsePrefix, u32ToIpv4 } from '../codec/
 import type { Lease } from '../vtep/backend.js';
 import type { Logger } from '../overlayd/daemon.js';
 import { ConfigError, keyToSubnet, leaseToEtcd, parseLeaseAttrs, parseNetConf, quoteUntrusted, type NetConf } from '../overlayd/config.js';
-import { EtcdError, type EtcdClient, type EtcdKv, type Parsed, type WatchHandle, type WatchMessage } from './etcd-client.js';
+import { EtcdError, type EtcdClient, type EtcdKv, type Parsed, type WatchEvent, type WatchHandle, type WatchMessage } from './etcd-client.js';
 
 /** flanneld's default key prefix. */
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
@@ -23,6 +23,25 @@ export const MAX_ETCD_VALUE_BYTES = 64 << 10;
 const RACE_RETRIES = 10;
 /** Free subnets collected before picking one at random (as flannel). */
 const FREE_CANDIDATES = 100;
+/** Longest run of listing or watch-event processing before yielding to the event loop (forwarding), ms. */
+const SLICE_MS = 1;
+
+/** Who gets the peer map: all peers, why, and (after watch events) the subnets that changed since the last report. */
+export type PeersHandler = (all: ReadonlyMap<string, Lease>, why: string, changed?: ReadonlySet<string>) => void;
+
+/** Run `f` on each item, yielding to the event loop whenever a slice has taken SLICE_MS; false if `stop()` became true. */
+async function sliced<T>(items: readonly T[], f: (x: T) => void, stop: () => boolean): Promise<boolean> {
+  let t0 = performance.now();
+  for (let i = 0; i < items.length; i++) {
+    f(items[i]!);
+    if ((i & 31) === 31 && performance.now() - t0 > SLICE_MS) {
+      await new Promise((r) => setImmediate(r));
+      if (stop()) return false;
+      t0 = performance.now();
+    }
+  }
+  return true;
+}
 
 /** Options of {@link EtcdSubnetManager}. */
 export interface EtcdManagerOptions {
@@ -158,7 +177,14 @@ export class EtcdSubnetManager {
   private readonly peers = new Map<string, Lease>();
   /** Keys skipped, with the reason logged (a key is logged again only when its reason changes). */
   private readonly bad = new Map<string, string>();
-  private onPeers: ((all: ReadonlyMap<string, Lease>, why: string) => void) | undefined;
+  private onPeers: PeersHandler | undefined;
+  /** Subnets changed since the last report; undefined: report everything (after a listing). */
+  private changed: Set<string> | undefined;
+  /** Watch events not yet applied (applied in slices, in order). */
+  private readonly queue: WatchEvent[] = [];
+  private draining = false;
+  /** Bumped by each listing: a slice of older work stops. */
+  private generation = 0;
   private watch: WatchHandle | undefined;
   private revision = 0;
   private connected = false;
@@ -307,7 +333,7 @@ export class EtcdSubnetManager {
    * turn; renews our lease ahead of expiry. Resolves after the first listing was reported
    * (retried with backoff while etcd is unreachable).
    */
-  async watchPeers(onPeers: (all: ReadonlyMap<string, Lease>, why: string) => void): Promise<void> {
+  async watchPeers(onPeers: PeersHandler): Promise<void> {
     this.onPeers = onPeers;
     this.scheduleRenew();
     for (;;) {
@@ -330,17 +356,23 @@ export class EtcdSubnetManager {
     const conf = this.conf!;
     const r = await this.client.range(this.subnetsPrefix, { prefix: true });
     if (this.closed) return;
+    const gen = ++this.generation;
+    this.queue.length = 0; // the listing supersedes events not yet applied
+    this.watch?.close();
+    this.watch = undefined;
     const seen = new Set<string>();
     this.peers.clear();
-    for (const kv of r.kvs) {
-      seen.add(kv.key);
-      this.upsertKv(kv, conf);
-    }
+    this.changed = undefined;
+    if (!(await sliced(r.kvs, (kv) => { seen.add(kv.key); this.upsertKv(kv, conf); }, () => this.closed || gen !== this.generation))) return;
     for (const k of this.bad.keys()) if (!seen.has(k)) this.bad.delete(k);
     if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.subnet))) this.ownLost();
     this.revision = r.revision;
-    if (now) this.onPeers?.(this.peers, why);
-    else this.emit(why);
+    if (now) {
+      this.changed = new Set();
+      this.onPeers?.(this.peers, why);
+    } else {
+      this.emit(why);
+    }
     this.openWatch();
   }
 
@@ -375,7 +407,9 @@ export class EtcdSubnetManager {
     if (this.emitTimer !== undefined) return;
     this.emitTimer = setImmediate(() => {
       this.emitTimer = undefined;
-      if (!this.closed) this.onPeers?.(this.peers, this.emitWhy);
+      const changed = this.changed;
+      this.changed = new Set();
+      if (!this.closed) this.onPeers?.(this.peers, this.emitWhy, changed);
     });
   }
 
@@ -417,24 +451,39 @@ export class EtcdSubnetManager {
           this.retry(() => this.openWatch());
         }
         return;
-      case 'events': {
-        const conf = this.conf!;
-        for (const ev of m.events) {
-          this.counts.events++;
-          this.revision = Math.max(this.revision, ev.kv.modRevision);
-          if (ev.type === 'put') {
-            this.upsertKv(ev.kv, conf);
-            continue;
-          }
-          this.bad.delete(ev.kv.key);
-          const s = subnetOfKey(ev.kv.key);
-          if (!s.ok) continue;
-          if (s.value === this.held?.subnet) this.ownLost();
-          else this.peers.delete(s.value);
-        }
-        this.emit('etcd');
-      }
+      case 'events':
+        for (const ev of m.events) this.queue.push(ev);
+        if (!this.draining) void this.drain();
     }
+  }
+
+  /** Apply queued watch events in slices, in order; report once the queue is empty. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    const gen = this.generation;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0);
+        if (!(await sliced(batch, (ev) => this.applyEvent(ev), () => this.closed || gen !== this.generation))) return;
+      }
+      this.emit('etcd');
+    } finally {
+      this.draining = false;
+      // events of a newer watch queued while an older batch was being cut short
+      if (this.queue.length > 0 && !this.closed) void this.drain();
+    }
+  }
+
+  private applyEvent(ev: WatchEvent): void {
+    this.counts.events++;
+    this.revision = Math.max(this.revision, ev.kv.modRevision);
+    const s = subnetOfKey(ev.kv.key);
+    if (s.ok) this.changed?.add(s.value);
+    if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!);
+    this.bad.delete(ev.kv.key);
+    if (!s.ok) return;
+    if (s.value === this.held?.subnet) this.ownLost();
+    else this.peers.delete(s.value);
   }
 
   /** List again (after a compaction), retried with backoff. */

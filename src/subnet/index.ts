@@ -37,4 +37,5 @@ export {
   type EtcdManagerOptions,
   type EtcdStatus,
   type HeldLease,
+  type PeersHandler,
 } from './etcd-manager.js';
