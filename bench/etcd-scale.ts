@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Testbed, type NsHost } from '../test/helpers/netns.js';
 import { parseEnvFile } from '../src/overlayd/config.js';
-import { startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
+import { flannelValue, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { findOverlayd, REPO_ROOT } from './paths/overlayd.js';
 import { percentile } from './lib/stats.js';
 import { onlinkRoutes, pingDuring, rssMiB, synthLease, until } from './lib/scale.js';
@@ -131,7 +131,7 @@ async function propagation(): Promise<void> {
     for (let r = 0; r < REPS; r++) {
       const subnet = `198.19.${250 - r}.0/24`;
       const key = `${PREFIX}/subnets/${subnet.replace('/', '-')}`;
-      const value = JSON.stringify({ PublicIP: `198.18.9.${r + 1}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `02:00:00:00:09:${(r + 1).toString(16).padStart(2, '0')}` } });
+      const value = flannelValue(`198.18.9.${r + 1}`, `02:00:00:00:09:${(r + 1).toString(16).padStart(2, '0')}`);
       const tj = await c.writer.write([[key, value]]);
       await until(() => mons.every((m) => m.added.has(subnet)), 30_000, `join ${subnet} everywhere`);
       for (const m of mons) join.push(m.added.get(subnet)! - tj);

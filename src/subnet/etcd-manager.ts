@@ -107,6 +107,11 @@ export interface EtcdStatus {
   peers: number;
 }
 
+/** Our lease's etcd value: flannel's JSON (see leaseToEtcd). */
+function leaseValue(l: Lease): string {
+  return JSON.stringify(leaseToEtcd(l).value);
+}
+
 /** A lease key's subnet, or why it is not one (IPv6 dual-stack keys too: not supported). */
 function subnetOfKey(key: string): Parsed<string> {
   try {
@@ -276,7 +281,7 @@ export class EtcdSubnetManager {
         const sn = mine.lease.subnet;
         if (subnetFits(conf, sn)) {
           const lease = make(sn, mine.lease);
-          const value = JSON.stringify(leaseToEtcd(lease).value);
+          const value = leaseValue(lease);
           if (mine.kv.lease === '0') {
             await this.client.put(mine.kv.key, value);
             return this.hold({ subnet: sn, lease, etcdLease: '0', expiresAt: Infinity, how: 'reservation' });
@@ -308,7 +313,7 @@ export class EtcdSubnetManager {
       }
       const lease = make(sn);
       const g = await this.client.grant(this.ttl);
-      if (await this.client.create(this.keyOf(sn), JSON.stringify(leaseToEtcd(lease).value), g.id)) {
+      if (await this.client.create(this.keyOf(sn), leaseValue(lease), g.id)) {
         return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how });
       }
       void this.client.revoke(g.id).catch(() => undefined);
@@ -543,7 +548,7 @@ export class EtcdSubnetManager {
     if (h === undefined || this.closed) return;
     try {
       const g = await this.client.grant(this.ttl);
-      const value = JSON.stringify(leaseToEtcd(h.lease).value);
+      const value = leaseValue(h.lease);
       if (recreate) {
         if (!(await this.client.create(this.keyOf(h.subnet), value, g.id))) {
           void this.client.revoke(g.id).catch(() => undefined);

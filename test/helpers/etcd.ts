@@ -21,6 +21,11 @@ export function etcdctl(url: string, ...args: string[]): string {
   return execFileSync('etcdctl', ['--endpoints', url, ...args], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000, env: { ...process.env, ETCDCTL_API: '3' } });
 }
 
+/** The value flanneld writes for a VXLAN lease (pkg/lease LeaseAttrs as Go's encoding/json writes it, IPv4 only). */
+export function flannelValue(publicIp: string, vtepMac: string, vni = 1): string {
+  return `{"PublicIP":"${publicIp}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":${vni},"VtepMAC":"${vtepMac}"}}`;
+}
+
 /** True when the etcd binary is installed. */
 export function etcdAvailable(): boolean {
   const ok = existsSync(ETCD_BIN);

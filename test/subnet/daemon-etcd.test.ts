@@ -13,11 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EtcdClient, Overlayd, parseCli, parseEnvFile, resolveEtcdConfig, type BackendParams } from '../../src/index.js';
 import { FakeBackend } from '../overlayd/fixtures/fake-backend.js';
 import { NODE_ARGS, ROOT } from '../overlayd/helpers.js';
-import { etcdAvailable, etcdctl, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdAvailable, etcdctl, flannelValue, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const ifaces = [{ name: 'lo', addrs: ['127.0.0.1'], internal: true }, { name: 'u0', addrs: ['198.18.0.1'], internal: false }];
 const noRoute = 'Iface\tDestination\n';
-const flannelValue = (pub: string, mac: string): string => `{"PublicIP":"${pub}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac}"}}`;
 
 function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

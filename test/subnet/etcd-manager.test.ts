@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EtcdClient, EtcdSubnetManager, stableVtepMac, type EtcdManagerOptions, type Lease } from '../../src/index.js';
-import { etcdAvailable, etcdctl, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdAvailable, etcdctl, flannelValue, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 let etcd: TestEtcd;
 let n = 0;
@@ -37,8 +37,6 @@ const vx = (subnet: string, publicIp: string, existing?: Lease): Lease => ({
   subnet, publicIp, backendType: 'vxlan', vni: 1, vtepMac: existing?.vtepMac ?? stableVtepMac(subnet),
 });
 
-/** flanneld's value for a VXLAN lease (pkg/lease LeaseAttrs as encoding/json writes it). */
-const flannelValue = (pub: string, mac: string): string => `{"PublicIP":"${pub}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac}"}}`;
 
 async function until(what: string, f: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
   const end = Date.now() + ms;

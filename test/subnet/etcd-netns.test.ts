@@ -15,7 +15,7 @@ import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { sleep, startOverlayd, type Daemon } from '../overlayd/helpers.js';
 
-const HOSTS = Number(process.env.ETCD_NETNS_HOSTS ?? 24);
+const HOSTS = Number(process.env.ETCD_NETNS_HOSTS ?? 50);
 const PREFIX = '/coreos.com/network';
 
 interface H { i: number; ns: NsHost; ip: string; dir: string; d?: Daemon; subnet?: string; gw?: string }
