@@ -396,6 +396,7 @@ export class EtcdSubnetManager {
     const l = this.parseKv(kv, conf);
     if (!l.ok) return this.skip(kv.key, l.reason);
     if (l.value.backendType !== conf.backend.type) return this.skip(kv.key, `runs backend ${l.value.backendType}, we run ${conf.backend.type}`);
+    if (l.value.publicIp === this.opts.publicIp) return this.skip(kv.key, `has our public IP ${l.value.publicIp} (a stale lease of ours?)`);
     if (own !== undefined && ipPrefix(own).overlaps(ipPrefix(s.value))) return this.skip(kv.key, `overlaps our subnet ${own}`);
     this.bad.delete(kv.key);
     this.peers.set(s.value, l.value);

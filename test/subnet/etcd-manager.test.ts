@@ -162,7 +162,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     expect(m.status()).toMatchObject({ connected: true, leaseHeld: true, peers: 1 });
   });
 
-  it('untrusted data: junk, huge, outside-network, wrong-backend values and a claim on our subnet are skipped, each logged once, never a crash', async () => {
+  it('untrusted data: junk, huge, outside-network, wrong-backend values, a claim on our subnet and our IP on another subnet are skipped, each logged once, never a crash', async () => {
     const prefix = await network();
     const { m, logs } = manager(prefix, '198.18.0.1', { previousSubnet: '198.19.5.0/24' });
     const h = await m.acquire((s, e) => vx(s, '198.18.0.1', e));
@@ -178,6 +178,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     await c.put(`${s}198.19.33.0-24`, '{"PublicIP":"198.18.0.33","BackendType":"udp"}');
     await c.put(`${s}not-a-subnet`, '{}');
     await c.put(`${s}198.19.5.0-24`, flannelValue('198.18.0.66', '5e:00:00:00:00:66')); // our subnet, another host's IP
+    await c.put(`${s}198.19.36.0-24`, flannelValue('198.18.0.1', '5e:00:00:00:00:36')); // another subnet with our IP
     await c.put(`${s}198.19.34.0-24`, flannelValue('198.18.0.34', '5e:00:00:00:00:34'));
     await until('good lease applied', () => peers.has('198.19.34.0/24'));
     // the same junk again, and a change elsewhere: nothing is logged twice
@@ -187,7 +188,8 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     c.close();
     expect([...peers.keys()].sort()).toEqual(['198.19.34.0/24', '198.19.35.0/24']);
     const skipped = logs.filter((l) => l.startsWith('ERROR etcd: skipped'));
-    expect(skipped).toHaveLength(6);
+    expect(skipped).toHaveLength(7);
+    expect(skipped.join('\n')).toMatch(/198\.19\.36\.0-24.*has our public IP/);
     expect(skipped.join('\n')).toMatch(/198\.19\.30\.0-24.*not JSON/);
     expect(skipped.join('\n')).toMatch(/198\.19\.31\.0-24.*over the 65536 byte limit/);
     expect(skipped.join('\n')).toMatch(/198\.20\.0\.0-24.*outside Network/);
@@ -195,7 +197,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     expect(skipped.join('\n')).toMatch(/not-a-subnet/);
     expect(skipped.join('\n')).toMatch(/198\.19\.5\.0-24.*claims our subnet 198\.19\.5\.0\/24 for PublicIP 198\.18\.0\.66/);
     for (const l of logs) expect(l).not.toMatch(/[\u0000-\u001f]/);
-    expect(m.status().skippedKeys).toBe(6);
+    expect(m.status().skippedKeys).toBe(7);
     expect(calls).toBeGreaterThan(0);
   });
 
