@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EtcdClient, EtcdSubnetManager, stableVtepMac, type EtcdManagerOptions, type Lease } from '../../src/index.js';
-import { etcdAvailable, etcdctl, flannelValue, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { TcpRelay, etcdAvailable, etcdctl, flannelValue, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 let etcd: TestEtcd;
 let n = 0;
@@ -201,27 +201,37 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     expect(calls).toBeGreaterThan(0);
   });
 
-  it('compaction past the watch revision while a host joins (etcd restarted meanwhile): the watcher lists again and converges', async () => {
+  it('compaction past the watch revision while a host joins (the watcher cut off from etcd meanwhile): the watcher lists again and converges', async () => {
     const prefix = await network();
-    const { m, logs } = manager(prefix, '198.18.0.1', { backoffMs: { initial: 2500, max: 2500 } });
-    await m.acquire((s, e) => vx(s, '198.18.0.1', e));
-    let peers: ReadonlyMap<string, Lease> = new Map();
-    await m.watchPeers((all) => { peers = new Map(all); });
-    await until('watch up', () => m.status().connected);
-    await etcd.kill();
-    await until('loss seen', () => !m.status().connected);
-    await etcd.start();
-    // the manager waits 2.5 s before reconnecting: meanwhile a host joins and history is compacted past it
-    etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.40.0-24`, flannelValue('198.18.0.40', '5e:00:00:00:00:40'));
-    etcdctl(etcd.url, 'put', '/other/key', 'x');
-    const rev = Number(/"revision":(\d+)/.exec(etcdctl(etcd.url, 'get', '/other/key', '-w', 'json'))![1]);
-    etcdctl(etcd.url, 'compact', String(rev));
-    await until('converged after compaction', () => peers.has('198.19.40.0/24'), 15_000);
-    expect(m.status().compactions).toBeGreaterThanOrEqual(1);
-    expect(logs.join('\n')).toMatch(/was compacted .*listing again/);
-    // and the watch goes on after the re-list
-    etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.41.0-24`, flannelValue('198.18.0.41', '5e:00:00:00:00:41'));
-    await until('event after re-list', () => peers.has('198.19.41.0/24'));
+    const relay = await TcpRelay.start(etcd.url.replace('http://', ''));
+    try {
+      const logs: string[] = [];
+      const m = new EtcdSubnetManager({
+        client: new EtcdClient({ endpoints: [relay.url] }), prefix, publicIp: '198.18.0.1', log: { info: (s) => logs.push(s), error: (s) => logs.push(`ERROR ${s}`) },
+        backoffMs: { initial: 50, max: 200 },
+      });
+      open.push(m);
+      await m.acquire((s, e) => vx(s, '198.18.0.1', e));
+      let peers: ReadonlyMap<string, Lease> = new Map();
+      await m.watchPeers((all) => { peers = new Map(all); });
+      await until('watch up', () => m.status().connected);
+      relay.cut();
+      await until('loss seen', () => !m.status().connected);
+      // while the watcher cannot reach etcd, a host joins and history is compacted past it
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.40.0-24`, flannelValue('198.18.0.40', '5e:00:00:00:00:40'));
+      etcdctl(etcd.url, 'put', `${prefix}/other`, 'x');
+      const rev = Number(/"revision":(\d+)/.exec(etcdctl(etcd.url, 'get', `${prefix}/other`, '-w', 'json'))![1]);
+      etcdctl(etcd.url, 'compact', String(rev));
+      relay.restore();
+      await until('converged after compaction', () => peers.has('198.19.40.0/24'), 15_000);
+      expect(m.status().compactions).toBe(1);
+      expect(logs.join('\n')).toMatch(/was compacted .*listing again/);
+      // and the watch goes on after the re-list
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.41.0-24`, flannelValue('198.18.0.41', '5e:00:00:00:00:41'));
+      await until('event after re-list', () => peers.has('198.19.41.0/24'));
+    } finally {
+      await relay.close();
+    }
   });
 
   it('etcd down then up: peers kept while down, not connected reported, reconnects with backoff, changes made meanwhile arrive', async () => {
