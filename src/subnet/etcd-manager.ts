@@ -112,13 +112,13 @@ function leaseValue(l: Lease): string {
   return JSON.stringify(leaseToEtcd(l).value);
 }
 
-/** A lease key's subnet, or why it is not one (IPv6 dual-stack keys too: not supported). */
-function subnetOfKey(key: string): Parsed<string> {
+/** A lease key's subnet (network form, and parsed), or why it is not one (IPv6 dual-stack keys too: not supported). */
+function subnetOfKey(key: string): Parsed<{ subnet: string; prefix: IpPrefix }> {
   try {
     const s = keyToSubnet(key);
     const p = parsePrefix(s, { family: 4 });
     if (p instanceof AddrError || p.toString() !== s) return { ok: false, reason: 'not a subnet in network form' };
-    return { ok: true, value: s };
+    return { ok: true, value: { subnet: s, prefix: p } };
   } catch (e) {
     return { ok: false, reason: (e as Error).message };
   }
@@ -178,6 +178,8 @@ export class EtcdSubnetManager {
   private readonly random: () => number;
   private conf: NetConf | undefined;
   private held: HeldLease | undefined;
+  /** `held.subnet`, parsed. */
+  private heldPrefix: IpPrefix | undefined;
   private leaseHeld = false;
   private readonly peers = new Map<string, Lease>();
   /** Keys skipped, with the reason logged (a key is logged again only when its reason changes). */
@@ -273,7 +275,7 @@ export class EtcdSubnetManager {
       for (const kv of r.kvs) {
         const s = subnetOfKey(kv.key);
         if (!s.ok) continue;
-        taken.push(ipPrefix(s.value)); // a key with a bad value still holds its subnet
+        taken.push(s.value.prefix); // a key with a bad value still holds its subnet
         const l = this.parseKv(kv, conf);
         if (l.ok && l.value.publicIp === pub && mine === undefined) mine = { kv, lease: l.value };
       }
@@ -323,6 +325,7 @@ export class EtcdSubnetManager {
 
   private hold(h: HeldLease): HeldLease {
     this.held = h;
+    this.heldPrefix = ipPrefix(h.subnet);
     this.leaseHeld = true;
     return h;
   }
@@ -386,20 +389,21 @@ export class EtcdSubnetManager {
     const s = subnetOfKey(kv.key);
     if (!s.ok) return this.skip(kv.key, s.reason);
     const own = this.held?.subnet;
-    if (s.value === own) {
+    const sn = s.value.subnet;
+    if (sn === own) {
       const l = this.parseKv(kv, conf);
       if (l.ok && l.value.publicIp !== this.opts.publicIp) this.skip(kv.key, `claims our subnet ${own} for PublicIP ${l.value.publicIp}`);
       else this.bad.delete(kv.key);
       return;
     }
-    this.peers.delete(s.value);
+    this.peers.delete(sn);
     const l = this.parseKv(kv, conf);
     if (!l.ok) return this.skip(kv.key, l.reason);
     if (l.value.backendType !== conf.backend.type) return this.skip(kv.key, `runs backend ${l.value.backendType}, we run ${conf.backend.type}`);
     if (l.value.publicIp === this.opts.publicIp) return this.skip(kv.key, `has our public IP ${l.value.publicIp} (a stale lease of ours?)`);
-    if (own !== undefined && ipPrefix(own).overlaps(ipPrefix(s.value))) return this.skip(kv.key, `overlaps our subnet ${own}`);
+    if (this.heldPrefix?.overlaps(s.value.prefix)) return this.skip(kv.key, `overlaps our subnet ${own}`);
     this.bad.delete(kv.key);
-    this.peers.set(s.value, l.value);
+    this.peers.set(sn, l.value);
   }
 
   private skip(key: string, reason: string): void {
@@ -484,12 +488,12 @@ export class EtcdSubnetManager {
     this.counts.events++;
     this.revision = Math.max(this.revision, ev.kv.modRevision);
     const s = subnetOfKey(ev.kv.key);
-    if (s.ok) this.changed?.add(s.value);
+    if (s.ok) this.changed?.add(s.value.subnet);
     if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!);
     this.bad.delete(ev.kv.key);
     if (!s.ok) return;
-    if (s.value === this.held?.subnet) this.ownLost();
-    else this.peers.delete(s.value);
+    if (s.value.subnet === this.held?.subnet) this.ownLost();
+    else this.peers.delete(s.value.subnet);
   }
 
   /** List again (after a compaction), retried with backoff. */
