@@ -40,6 +40,12 @@ describe('net-conf.json', () => {
   it('small networks default SubnetLen to prefix + 2', () => {
     expect(parseNetConf('{"Network":"198.19.0.0/26"}').subnetLen).toBe(28);
   });
+  it('SubnetMin/SubnetMax: flannel defaults skip the first subnet and end at the last; given ones are honoured', () => {
+    expect(parseNetConf('{"Network":"198.19.0.0/16"}')).toMatchObject({ subnetMin: '198.19.1.0/24', subnetMax: '198.19.255.0/24' });
+    expect(parseNetConf('{"Network":"198.19.0.0/26"}')).toMatchObject({ subnetMin: '198.19.0.16/28', subnetMax: '198.19.0.48/28' });
+    expect(parseNetConf('{"Network":"198.19.0.0/16","SubnetLen":26,"SubnetMin":"198.19.4.64","SubnetMax":"198.19.9.192"}'))
+      .toMatchObject({ subnetMin: '198.19.4.64/26', subnetMax: '198.19.9.192/26' });
+  });
   it('unknown Backend.Type is a clear error naming the type and the supported ones', () => {
     const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}', 'nc.json'));
     expect(m).toMatch(/nc\.json: Backend\.Type "host-gw" is not supported.*"udp", "vxlan"/);
@@ -55,6 +61,10 @@ describe('net-conf.json', () => {
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"udp","Port":70000}}', /Port must be an integer in 0\.\.65535/],
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}', /VNI must be an integer/],
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","GBP":"yes"}}', /GBP must be true or false/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":"198.20.1.0"}', /SubnetMin 198\.20\.1\.0 is not in the range of the Network/],
+    ['{"Network":"198.19.0.0/16","SubnetMax":"198.19.1.128"}', /SubnetMax 198\.19\.1\.128 is not on a SubnetLen \(\/24\) boundary/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":7}', /SubnetMin 7 is not an IPv4 address/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":"198.19.9.0","SubnetMax":"198.19.3.0"}', /SubnetMin 198\.19\.9\.0 is above SubnetMax/],
   ])('rejects %s', (text, re) => {
     expect(err(() => parseNetConf(text, 'nc.json'))).toMatch(re);
   });
