@@ -493,6 +493,7 @@ export class EtcdClient {
    */
   watch(prefix: string, startRevision: number, h: WatchHandlers): WatchHandle {
     let done = false;
+    let reauthed = false;
     let req: ClientRequest | undefined;
     const k = this.current;
     const ep = this.endpoints[k]!;
@@ -507,10 +508,12 @@ export class EtcdClient {
     const start = (): void => {
       if (done) return;
       const body = { create_request: { key: enc(prefix), range_end: prefixEnd(prefix).toString('base64'), start_revision: String(startRevision) } };
-      req = this.send(ep, '/v3/watch', body, true);
-      req.on('socket', (s) => s.setKeepAlive(true, 5000));
-      req.on('error', (e) => end(new EtcdError('unreachable', `${ep.url.origin} watch: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
-      req.on('response', (res: IncomingMessage) => {
+      const r = this.send(ep, '/v3/watch', body, true);
+      req = r;
+      const stale = (): boolean => r !== req; // replaced after a re-authentication
+      r.on('socket', (s) => s.setKeepAlive(true, 5000));
+      r.on('error', (e) => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+      r.on('response', (res: IncomingMessage) => {
         if (res.statusCode !== 200) {
           res.resume();
           end(new EtcdError('server', `${ep.url.origin} watch: HTTP ${res.statusCode}`));
@@ -519,9 +522,9 @@ export class EtcdClient {
         let buf = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
-          if (done) return;
+          if (done || stale()) return;
           buf += c;
-          for (let nl = buf.indexOf('\n'); nl >= 0 && !done; nl = buf.indexOf('\n')) {
+          for (let nl = buf.indexOf('\n'); nl >= 0 && !done && !stale(); nl = buf.indexOf('\n')) {
             const line = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (line === '') continue;
@@ -537,12 +540,22 @@ export class EtcdClient {
               end(new EtcdError('protocol', `${ep.url.origin} watch: ${m.reason}`));
               return;
             }
-            h.onMessage(m.value);
+            const v = m.value;
+            if (v.kind === 'canceled' && this.opts.username !== undefined && !reauthed && /invalid auth token|Unauthenticated/.test(v.reason)) {
+              // our token expired (etcd's simple tokens do after --auth-token-ttl idle): fetch a new one, watch again once
+              reauthed = true;
+              this.token = undefined;
+              req = undefined;
+              r.destroy();
+              this.authenticate().then(start, (e: Error) => end(e instanceof EtcdError ? e : new EtcdError('unreachable', e.message)));
+              return;
+            }
+            h.onMessage(v);
           }
           if (buf.length > MAX_WATCH_MESSAGE_BYTES) end(new EtcdError('protocol', `${ep.url.origin} watch: a message over ${MAX_WATCH_MESSAGE_BYTES} bytes`));
         });
-        res.on('error', (e) => end(new EtcdError('unreachable', `${ep.url.origin} watch: ${e.message}`)));
-        res.on('end', () => end(new EtcdError('unreachable', `${ep.url.origin} watch: stream ended`)));
+        res.on('error', (e) => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: ${e.message}`)));
+        res.on('end', () => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: stream ended`)));
       });
     };
     if (this.opts.username !== undefined && this.token === undefined) {

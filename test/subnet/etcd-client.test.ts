@@ -109,14 +109,17 @@ describe.runIf(etcdAvailable())('etcd client against real etcds', () => {
     expect(() => new EtcdClient({ endpoints: [etcd.url], caFile: '/nonexistent/ca.pem' })).toThrow(/--etcd-cafile \/nonexistent\/ca\.pem: no such file/);
   });
 
-  it('user and password: a token from /v3/auth/authenticate; a wrong password is refused', async () => {
-    const a = await startEtcd();
+  it('user and password: a token from /v3/auth/authenticate, fetched again when it expired (calls and watches); a wrong password is refused', async () => {
+    const a = await startEtcd({ args: ['--auth-token-ttl', '1'] });
     try {
       etcdctl(a.url, 'user', 'add', 'root:rootpw');
       etcdctl(a.url, 'auth', 'enable');
       const c = new EtcdClient({ endpoints: [a.url], username: 'root', password: 'rootpw' });
       await c.put('/auth/k', 'v');
       expect((await c.range('/auth/k')).kvs[0]!.value.toString()).toBe('v');
+      await new Promise((r) => setTimeout(r, 1600)); // the token expires (--auth-token-ttl 1)
+      expect((await c.range('/auth/k')).kvs[0]!.value.toString()).toBe('v');
+      await new Promise((r) => setTimeout(r, 1600));
       const seen: WatchMessage[] = [];
       const w = c.watch('/auth/', 1, { onMessage: (m) => seen.push(m), onEnd: () => undefined });
       await new Promise((r) => setTimeout(r, 300));
