@@ -219,10 +219,13 @@ export function subnetToKey(cidr: string): string {
   return cidr.replace('/', '-');
 }
 
-/** Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR form. */
+/**
+ * Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR
+ * form. A dual-stack flanneld's key ("198.19.2.0-24&fc00:0:0:2::-64") gives its IPv4 subnet.
+ */
 export function keyToSubnet(key: string): string {
   const last = key.slice(key.lastIndexOf('/') + 1);
-  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(last);
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&[0-9a-f:]+-\d+)?$/.exec(last);
   if (!m) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not of the form a.b.c.d-len`);
   return `${m[1]}/${m[2]}`;
 }

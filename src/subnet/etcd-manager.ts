@@ -281,7 +281,7 @@ export class EtcdSubnetManager {
       }
       if (mine !== undefined) {
         const sn = mine.lease.subnet;
-        if (subnetFits(conf, sn)) {
+        if (subnetFits(conf, sn) && mine.kv.key === this.keyOf(sn)) {
           const lease = make(sn, mine.lease);
           const value = leaseValue(lease);
           if (mine.kv.lease === '0') {
@@ -293,7 +293,7 @@ export class EtcdSubnetManager {
           void this.client.revoke(mine.kv.lease).catch(() => undefined); // the previous run's lease now holds nothing
           return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how: 'existing' });
         }
-        this.log.info(`etcd: lease ${sn} of our public IP ${pub} does not fit the network config (Network ${conf.network}, SubnetLen ${conf.subnetLen}, ${conf.subnetMin}..${conf.subnetMax}); deleting it`);
+        this.log.info(`etcd: lease ${quoteUntrusted(mine.kv.key.slice(this.subnetsPrefix.length))} of our public IP ${pub} does not fit the network config (Network ${conf.network}, SubnetLen ${conf.subnetLen}, ${conf.subnetMin}..${conf.subnetMax}; IPv4 only); deleting it`);
         await this.client.delete(mine.kv.key);
         continue;
       }

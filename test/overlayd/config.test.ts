@@ -93,6 +93,7 @@ describe('peers file (flannel etcd layout)', () => {
   it('key <-> CIDR', () => {
     expect(subnetToKey('198.19.2.0/24')).toBe('198.19.2.0-24');
     expect(keyToSubnet('/coreos.com/network/subnets/198.19.2.0-24')).toBe('198.19.2.0/24');
+    expect(keyToSubnet('/coreos.com/network/subnets/198.19.2.0-24&fc00:0:0:2::-64')).toBe('198.19.2.0/24'); // dual-stack flanneld
   });
   it.each([
     ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"', /invalid JSON/],

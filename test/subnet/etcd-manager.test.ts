@@ -138,7 +138,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     for (const h of held) expect((kvs.get(h.subnet.replace('/', '-'))!.value as { PublicIP: string }).PublicIP).toBe(h.lease.publicIp);
   });
 
-  it('watch: flanneld-written leases are read; adds, changes and removals arrive; a short-TTL lease disappears on expiry', async () => {
+  it('watch: flanneld-written leases are read (a dual-stack one too); adds, changes and removals arrive; a short-TTL lease disappears on expiry', async () => {
     const prefix = await network();
     etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.20.0-24`, flannelValue('198.18.0.20', '5e:00:00:00:00:20'));
     const { m } = manager(prefix, '198.18.0.1');
@@ -153,6 +153,12 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     await until('change', () => peers.get('198.19.21.0/24')?.publicIp === '198.18.0.99');
     etcdctl(etcd.url, 'del', `${prefix}/subnets/198.19.20.0-24`);
     await until('removal', () => !peers.has('198.19.20.0/24'));
+    // a dual-stack flanneld's lease: its IPv4 side is used
+    const dual = `${prefix}/subnets/198.19.23.0-24&fc00:0:0:17::-64`;
+    etcdctl(etcd.url, 'put', dual, '{"PublicIP":"198.18.0.23","PublicIPv6":"fc00::23","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:23"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:00:23"}}');
+    await until('dual-stack lease', () => peers.get('198.19.23.0/24')?.publicIp === '198.18.0.23');
+    etcdctl(etcd.url, 'del', dual);
+    await until('dual-stack lease removed', () => !peers.has('198.19.23.0/24'));
     const id = /lease ([0-9a-f]+) granted/.exec(etcdctl(etcd.url, 'lease', 'grant', '2'))![1]!;
     etcdctl(etcd.url, 'put', '--lease', id, `${prefix}/subnets/198.19.22.0-24`, flannelValue('198.18.0.22', '5e:00:00:00:00:22'));
     await until('short-TTL lease seen', () => peers.has('198.19.22.0/24'));
