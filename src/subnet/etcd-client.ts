@@ -50,6 +50,8 @@ export class EtcdError extends Error {
 export const GRPC_OUT_OF_RANGE = 11;
 export const GRPC_UNAUTHENTICATED = 16;
 export const GRPC_INVALID_ARGUMENT = 3;
+export const GRPC_DEADLINE_EXCEEDED = 4;
+export const GRPC_UNAVAILABLE = 14;
 
 /** A parse result: the value, or why the input was refused. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -405,7 +407,9 @@ export class EtcdClient {
         await this.authenticate();
         continue;
       }
-      throw new EtcdError('server', `etcd ${path}: ${err?.message ?? `HTTP ${r.status}`}`, code);
+      // no leader, overloaded, timed out: passing conditions, retried like an unreachable etcd
+      const passing = code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED || (err === undefined && r.status >= 500);
+      throw new EtcdError(passing ? 'unreachable' : 'server', `etcd ${path}: ${err?.message ?? `HTTP ${r.status}`}`, code);
     }
   }
 

@@ -338,21 +338,18 @@ export class EtcdSubnetManager {
   /**
    * Start watching `<prefix>/subnets/`: lists them, reports the peer map (our own lease, other
    * backend types and unusable keys left out) and then every change, coalesced per event-loop
-   * turn; renews our lease ahead of expiry. Resolves after the first listing was reported
-   * (retried with backoff while etcd is unreachable).
+   * turn; renews our lease ahead of expiry. Resolves after the first listing was reported, or
+   * after it failed (then it is retried with backoff in the background).
    */
   async watchPeers(onPeers: PeersHandler): Promise<void> {
     this.onPeers = onPeers;
     this.scheduleRenew();
-    for (;;) {
-      if (this.closed) return;
-      try {
-        await this.resync('etcd', true);
-        return;
-      } catch (e) {
-        this.lost(e as Error);
-        await new Promise((r) => { this.retryTimer = setTimeout(r, this.nextDelay()); });
-      }
+    try {
+      await this.resync('etcd', true);
+    } catch (e) {
+      // not reachable right after the lease was acquired: run without peers for now, list again in the background
+      this.lost(e as Error);
+      this.retry(() => this.relist());
     }
   }
 

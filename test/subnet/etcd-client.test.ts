@@ -12,6 +12,11 @@ import { EtcdClient, EtcdError, parseGrant, parseKv, parseRange, parseTxn, parse
 import { etcdAvailable, etcdctl, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const b = (s: string): string => Buffer.from(s).toString('base64');
+
+/** Wait (at most 5 s) until `f()` holds. */
+async function waitFor(f: () => boolean): Promise<void> {
+  for (const end = Date.now() + 5000; !f() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+}
 const header = { header: { cluster_id: '1', member_id: '2', revision: '7', raft_term: '2' } };
 
 describe('etcd gateway response parsers', () => {
@@ -122,7 +127,7 @@ describe.runIf(etcdAvailable())('etcd client against real etcds', () => {
       await new Promise((r) => setTimeout(r, 1600));
       const seen: WatchMessage[] = [];
       const w = c.watch('/auth/', 1, { onMessage: (m) => seen.push(m), onEnd: () => undefined });
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor(() => seen.length >= 2);
       w.close();
       c.close();
       expect(seen.map((m) => m.kind)).toEqual(['created', 'events']);
@@ -154,7 +159,7 @@ describe.runIf(etcdAvailable())('etcd client against real etcds', () => {
       await c.put('/tls/k', 'v');
       const seen: WatchMessage[] = [];
       const w = c.watch('/tls/', 1, { onMessage: (m) => seen.push(m), onEnd: () => undefined });
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor(() => seen.length >= 2);
       w.close();
       expect((await c.range('/tls/k')).kvs[0]!.value.toString()).toBe('v');
       c.close();
