@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { nsState, sleep, startOverlayd, type Daemon } from './helpers.js';
+import { nsState, pingFrom, sleep, startOverlayd, type Daemon } from './helpers.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
 
@@ -46,14 +46,7 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
     h.d!.child.kill('SIGTERM');
     return h.d!.exited;
   };
-  const ping = (a: H, b: H, count = 1): boolean => {
-    try {
-      a.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', a.gw, b.gw]);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const ping = (a: H, b: H, count = 1): boolean => pingFrom(a.ns, a.gw, b.gw, count);
   const until = async (what: string, f: () => boolean, ms = 10_000): Promise<void> => {
     const end = Date.now() + ms;
     while (!f()) {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvFile } from '../../src/index.js';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from '../helpers/etcd.js';
-import { sleep, startOverlayd, type Daemon } from '../overlayd/helpers.js';
+import { pingFrom, sleep, startOverlayd, type Daemon } from '../overlayd/helpers.js';
 
 const HOSTS = Number(process.env.ETCD_NETNS_HOSTS ?? 50);
 const PREFIX = '/coreos.com/network';
@@ -41,14 +41,7 @@ describe.runIf(requireNetns() && etcdAvailable())(`${HOSTS} overlayd hosts again
     h.ns.ip('addr', 'add', `${h.gw}/24`, 'dev', 'cni0');
     h.ns.ip('link', 'set', 'cni0', 'up');
   };
-  const ping = (a: H, b: H): boolean => {
-    try {
-      a.ns.exec('ping', ['-n', '-q', '-c', '1', '-W', '1', '-I', a.gw!, b.gw!]);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const ping = (a: H, b: H): boolean => pingFrom(a.ns, a.gw!, b.gw!);
   const until = async (what: string, f: () => boolean, ms = 20_000): Promise<void> => {
     const end = Date.now() + ms;
     while (!f()) {
