@@ -8,3 +8,4 @@ export * from './fdb/index.js';
 export * from './tun/index.js';
 export * from './vtep/index.js';
 export * from './overlayd/index.js';
+export * from './subnet/index.js';

@@ -11,12 +11,39 @@ export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
 /** Default --healthz-ip: loopback (flannel's default is 0.0.0.0; we do not expose metrics to the network unless asked). */
 export const DEFAULT_HEALTHZ_IP = '127.0.0.1';
 
+/** flanneld's default --etcd-prefix. */
+export const DEFAULT_ETCD_PREFIX_FLAG = '/coreos.com/network';
+
+/** The etcd flags (etcd mode: `--etcd-endpoints` given). */
+export interface EtcdCliOptions {
+  /** --etcd-endpoints, split at commas. */
+  endpoints: string[];
+  /** --etcd-prefix. */
+  prefix: string;
+  /** --etcd-cafile. */
+  caFile?: string;
+  /** --etcd-certfile. */
+  certFile?: string;
+  /** --etcd-keyfile. */
+  keyFile?: string;
+  /** --etcd-username. */
+  username?: string;
+  /** --etcd-password. */
+  password?: string;
+  /** --subnet-lease-renew-margin, minutes. */
+  renewMarginMinutes: number;
+  /** --release-lease-on-exit: delete our lease from etcd on SIGTERM/SIGINT. */
+  releaseOnExit: boolean;
+}
+
 /** Parsed command line. */
 export interface CliOptions {
-  /** --net-conf FILE (required). */
-  netConf: string;
-  /** --subnet CIDR (required). */
-  subnet: string;
+  /** --net-conf FILE (static mode: required). */
+  netConf?: string;
+  /** --subnet CIDR (static mode: required). */
+  subnet?: string;
+  /** The etcd flags (etcd mode). */
+  etcd?: EtcdCliOptions;
   /** --public-ip IP. */
   publicIp?: string;
   /** --iface NAME|IP (repeatable). */
@@ -57,7 +84,8 @@ export interface CliOptions {
 export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: CliOptions };
 
 /** The --help text (every flag). */
-export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]
+export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]        (static)
+       overlayd --etcd-endpoints URLS [options]                  (etcd, as flanneld)
 
 Runs a flannel-compatible overlay dataplane (flannel0-style UDP, or VXLAN) on this host.
 Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT; SIGHUP
@@ -77,6 +105,23 @@ Configuration (flannel's formats):
                          FLANNEL_IPMASQ for the CNI plugin (default ${DEFAULT_SUBNET_FILE})
   --lease-out FILE       also write this host's own lease, in the peers-file layout (it is
                          always printed as one JSON line on stdout at start)
+
+etcd mode (flanneld's subnet manager; --net-conf, --subnet and --peers are then not used):
+  --etcd-endpoints URLS  comma-separated etcd client URLs (http:// or https://); turns etcd mode on.
+                         The network config is read from <prefix>/config (net-conf.json, with
+                         SubnetMin/SubnetMax); this host leases a subnet under <prefix>/subnets/
+                         (its own lease if one has our public IP, else the subnet in --subnet-file
+                         if free, else a random free one; 24 h TTL, renewed) and applies the
+                         other hosts' leases live.
+  --etcd-prefix PATH     key prefix (default ${DEFAULT_ETCD_PREFIX_FLAG})
+  --etcd-cafile FILE     CA bundle to verify etcd's certificate
+  --etcd-certfile FILE   client certificate (TLS client authentication; with --etcd-keyfile)
+  --etcd-keyfile FILE    client key
+  --etcd-username NAME   etcd user (with --etcd-password)
+  --etcd-password PASS   etcd password
+  --subnet-lease-renew-margin MIN  renew the lease this many minutes before it expires (default 60)
+  --release-lease-on-exit  delete our lease from etcd on SIGTERM/SIGINT (for a host leaving for
+                         good; by default the lease stays, as flanneld leaves it, for the next start)
 
 Underlay interface (as flanneld; default: the interface of the default route):
   --public-ip IP         address advertised to peers (default: the interface's first IPv4 address)
@@ -104,7 +149,9 @@ Dataplane:
 
 Observability:
   --stats-interval SEC   log a one-line stats summary every SEC seconds (default 0: off)
-  --healthz-port PORT    serve GET /healthz ("ok") and GET /metrics (Prometheus text) (default 0: off)
+  --healthz-port PORT    serve GET /healthz ("ok" while forwarding), GET /readyz (200 once the lease is
+                         held and subnet.env written; 503 while etcd holds no lease of ours) and
+                         GET /metrics (Prometheus text) (default 0: off)
   --healthz-ip IP        address for the healthz/metrics server (default ${DEFAULT_HEALTHZ_IP})
 
 Other:
@@ -114,6 +161,11 @@ Other:
                          factory (params) => Backend, instead of src/vtep's UdpBackend/VxlanBackend
   -h, --help             show this help
   -V, --version          print the version
+
+Environment: as flanneld, each of flanneld's flags (--etcd-*, --subnet-lease-renew-margin,
+--public-ip, --iface, --iface-regex, --subnet-file, --healthz-ip, --healthz-port) is also read
+from FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS) when the
+command line does not give it; so is --release-lease-on-exit (FLANNELD_RELEASE_LEASE_ON_EXIT=true).
 
 Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
 left behind); 1 on a runtime failure.
@@ -138,8 +190,23 @@ function intFlag(name: string, v: string | undefined, def: number, min: number, 
   return Number(v);
 }
 
-/** Parse argv (without node and script). Throws ConfigError on unknown flags, missing or malformed values. */
-export function parseCli(argv: string[]): CliCommand {
+/** Flags also read from FLANNELD_* environment variables (flanneld's flags that overlayd has). */
+export const ENV_FLAGS = [
+  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
+  'subnet-lease-renew-margin', 'release-lease-on-exit', 'public-ip', 'iface', 'iface-regex', 'subnet-file', 'healthz-ip', 'healthz-port',
+] as const;
+
+/** flanneld's environment name of a flag: FLANNELD_ + upper case, dashes as underscores. */
+export function envName(flag: string): string {
+  return `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Parse argv (without node and script); flags absent from argv are taken from FLANNELD_*
+ * variables of `env` (see {@link ENV_FLAGS}). Throws ConfigError on unknown flags, missing or
+ * malformed values.
+ */
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliCommand {
   let values;
   try {
     ({ values } = parseArgs({
@@ -166,6 +233,15 @@ export function parseCli(argv: string[]): CliCommand {
         'backend-module': { type: 'string' },
         'peers-debounce-ms': { type: 'string' },
         'peers-max-wait-ms': { type: 'string' },
+        'etcd-endpoints': { type: 'string' },
+        'etcd-prefix': { type: 'string' },
+        'etcd-cafile': { type: 'string' },
+        'etcd-certfile': { type: 'string' },
+        'etcd-keyfile': { type: 'string' },
+        'etcd-username': { type: 'string' },
+        'etcd-password': { type: 'string' },
+        'subnet-lease-renew-margin': { type: 'string' },
+        'release-lease-on-exit': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -175,15 +251,47 @@ export function parseCli(argv: string[]): CliCommand {
   }
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
-  if (!values['net-conf']) throw new ConfigError('--net-conf FILE is required (see --help)');
-  if (!values.subnet) throw new ConfigError('--subnet CIDR is required (see --help)');
+  const v = values as Record<string, string | boolean | string[] | undefined>;
+  for (const f of ENV_FLAGS) {
+    const e = env[envName(f)];
+    if (v[f] !== undefined || e === undefined || e === '') continue;
+    if (f === 'release-lease-on-exit') {
+      if (!/^(true|false|1|0)$/i.test(e)) throw new ConfigError(`${envName(f)}="${e}" must be true or false`);
+      v[f] = /^(true|1)$/i.test(e);
+    } else {
+      v[f] = f === 'iface' || f === 'iface-regex' ? [e] : e;
+    }
+  }
+  const endpoints = values['etcd-endpoints'];
+  let etcd: EtcdCliOptions | undefined;
+  if (endpoints !== undefined) {
+    for (const f of ['net-conf', 'subnet', 'peers'] as const) {
+      if (values[f] !== undefined) throw new ConfigError(`--${f} is for static setups; with --etcd-endpoints the ${f === 'net-conf' ? 'network config comes from <prefix>/config' : f === 'subnet' ? 'subnet is leased from etcd' : 'peers come from etcd'}`);
+    }
+    const list = endpoints.split(',').map((x) => x.trim()).filter(Boolean);
+    if (list.length === 0) throw new ConfigError('--etcd-endpoints is empty');
+    const prefix = values['etcd-prefix'] ?? DEFAULT_ETCD_PREFIX_FLAG;
+    if (!prefix.startsWith('/')) throw new ConfigError(`--etcd-prefix "${prefix}" must start with /`);
+    etcd = { endpoints: list, prefix, renewMarginMinutes: intFlag('subnet-lease-renew-margin', values['subnet-lease-renew-margin'], 60, 1, 1439), releaseOnExit: values['release-lease-on-exit'] ?? false };
+    if (values['etcd-cafile'] !== undefined) etcd.caFile = values['etcd-cafile'];
+    if (values['etcd-certfile'] !== undefined) etcd.certFile = values['etcd-certfile'];
+    if (values['etcd-keyfile'] !== undefined) etcd.keyFile = values['etcd-keyfile'];
+    if (values['etcd-username'] !== undefined) etcd.username = values['etcd-username'];
+    if (values['etcd-password'] !== undefined) etcd.password = values['etcd-password'];
+    if ((etcd.certFile === undefined) !== (etcd.keyFile === undefined)) throw new ConfigError('--etcd-certfile and --etcd-keyfile go together');
+    if (etcd.username !== undefined && etcd.password === undefined) throw new ConfigError('--etcd-username needs --etcd-password');
+  } else {
+    for (const f of ['etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password', 'subnet-lease-renew-margin', 'release-lease-on-exit'] as const) {
+      if (values[f] !== undefined && argv.some((a) => a === `--${f}` || a.startsWith(`--${f}=`))) throw new ConfigError(`--${f} needs --etcd-endpoints`);
+    }
+    if (!values['net-conf']) throw new ConfigError('--net-conf FILE is required (see --help), or --etcd-endpoints for etcd mode');
+    if (!values.subnet) throw new ConfigError('--subnet CIDR is required (see --help), or --etcd-endpoints for etcd mode');
+  }
   const transport = values.transport ?? 'mmsg';
   if (transport !== 'dgram' && transport !== 'mmsg') throw new ConfigError(`--transport "${transport}" must be "dgram" or "mmsg"`);
   const offload = values.offload;
   if (offload !== undefined && offload !== 'auto' && offload !== 'off') throw new ConfigError(`--offload "${offload}" must be "auto" or "off"`);
   const opts: CliOptions = {
-    netConf: values['net-conf'],
-    subnet: values.subnet,
     iface: values.iface ?? [],
     ifaceRegex: values['iface-regex'] ?? [],
     subnetFile: values['subnet-file'] ?? DEFAULT_SUBNET_FILE,
@@ -197,6 +305,9 @@ export function parseCli(argv: string[]): CliCommand {
   if (offload !== undefined) opts.offload = offload;
   if (values.timing === true) opts.timing = true;
   if (values['busy-poll-us'] !== undefined) opts.busyPollUs = intFlag('busy-poll-us', values['busy-poll-us'], 0, 0, 1_000_000);
+  if (values['net-conf'] !== undefined) opts.netConf = values['net-conf'];
+  if (values.subnet !== undefined) opts.subnet = values.subnet;
+  if (etcd !== undefined) opts.etcd = etcd;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];

@@ -6,7 +6,7 @@
  * offending file, key or value; the CLI prints it and exits with status 2.
  */
 import type { Lease } from '../vtep/backend.js';
-import { AddrError, IpAddr, IpPrefix, ipPrefix, parseIp, parsePrefix } from '../codec/addr.js';
+import { AddrError, IpAddr, IpPrefix, ipPrefix, ipv4Network, parseIp, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
 import { backendTypes, lookupBackend } from '../vtep/registry.js';
 import '../vtep/index.js'; // registers the built-in backends
 
@@ -92,6 +92,10 @@ export interface NetConf {
   networkCidr: IpPrefix;
   /** Prefix length of each host's lease. */
   subnetLen: number;
+  /** First subnet a host may lease (network form; flannel's default: Network's second subnet). */
+  subnetMin: string;
+  /** Last subnet a host may lease (network form; flannel's default: Network's last subnet). */
+  subnetMax: string;
   /** The backend section. */
   backend: BackendConf;
 }
@@ -128,9 +132,25 @@ function optBool(obj: { [k: string]: Json }, key: string, source: string): boole
 }
 
 /**
+ * SubnetMin or SubnetMax of net-conf.json: an IPv4 address inside Network on a SubnetLen
+ * boundary; `def` (a u32) when absent. Returns the u32.
+ */
+function subnetBound(root: { [k: string]: Json }, key: 'SubnetMin' | 'SubnetMax', net: IpPrefix, subnetLen: number, def: number, source: string): number {
+  const v = root[key];
+  if (v === undefined || v === null || v === '') return def;
+  const a = typeof v === 'string' ? parseIp(v, { family: 4 }) : undefined;
+  if (a === undefined || a instanceof AddrError) throw new ConfigError(`${source}: ${key} ${shown(v)} is not an IPv4 address`);
+  if (!net.contains(a)) throw new ConfigError(`${source}: ${key} ${a.toString()} is not in the range of the Network ${net.toString()}`);
+  if (ipv4Network(a.v4, subnetLen) !== a.v4) throw new ConfigError(`${source}: ${key} ${a.toString()} is not on a SubnetLen (/${subnetLen}) boundary`);
+  return a.v4;
+}
+
+/**
  * Parse flannel's net-conf.json. Applies flannel's defaults: Backend.Type "udp" when
  * absent, SubnetLen 24 (or Network's length + 2 for networks smaller than a /22),
- * udp Port 8285, vxlan VNI 1 and Port 8472. Unknown Backend types are an error.
+ * SubnetMin Network's second subnet and SubnetMax its last (flannel skips the first, whose
+ * address is the network's own), udp Port 8285, vxlan VNI 1 and Port 8472. Unknown Backend
+ * types are an error.
  */
 export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   const root = parseJson(text, source);
@@ -149,6 +169,11 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
       throw new ConfigError(`${source}: SubnetLen ${subnetLen} must be at least Network's length + 2 (${net.len + 2}) so Network holds at least four subnets`);
     }
   }
+
+  const size = 2 ** (32 - subnetLen);
+  const min = subnetBound(root, 'SubnetMin', net, subnetLen, net.net + size, source);
+  const max = subnetBound(root, 'SubnetMax', net, subnetLen, net.net + 2 ** (32 - net.len) - size, source);
+  if (min > max) throw new ConfigError(`${source}: SubnetMin ${u32ToIpv4(min)} is above SubnetMax ${u32ToIpv4(max)}`);
 
   const be = root.Backend ?? {};
   if (!isObject(be)) throw new ConfigError(`${source}: "Backend" must be an object`);
@@ -172,7 +197,7 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
     directRouting: optBool(be, 'DirectRouting', bsrc + '.') ?? false,
   };
   if (mtu) backend.mtu = mtu;
-  return { network: net.toString(), networkCidr: net, subnetLen, backend };
+  return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend };
 }
 
 /**
@@ -194,24 +219,28 @@ export function subnetToKey(cidr: string): string {
   return cidr.replace('/', '-');
 }
 
-/** Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR form. */
+/**
+ * Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR
+ * form. A dual-stack flanneld's key ("198.19.2.0-24&fc00:0:0:2::-64") gives its IPv4 subnet.
+ */
 export function keyToSubnet(key: string): string {
   const last = key.slice(key.lastIndexOf('/') + 1);
-  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(last);
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&[0-9a-f:]+-\d+)?$/.exec(last);
   if (!m) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not of the form a.b.c.d-len`);
   return `${m[1]}/${m[2]}`;
 }
 
-/** A lease value as flannel stores it in etcd. */
+/** A lease value as flannel stores it in etcd (flanneld writes PublicIPv6 null on IPv4-only hosts). */
 export interface LeaseAttrs {
   PublicIP: string;
+  PublicIPv6: string | null;
   BackendType: BackendType;
   BackendData?: { VNI: number; VtepMAC: string };
 }
 
 /** Render a lease as flannel's etcd key and value. */
 export function leaseToEtcd(lease: Lease): { key: string; value: LeaseAttrs } {
-  const value: LeaseAttrs = { PublicIP: lease.publicIp, BackendType: lease.backendType };
+  const value: LeaseAttrs = { PublicIP: lease.publicIp, PublicIPv6: null, BackendType: lease.backendType };
   if (lease.backendType === 'vxlan') value.BackendData = { VNI: lease.vni ?? DEFAULT_VNI, VtepMAC: lease.vtepMac ?? '' };
   return { key: subnetToKey(lease.subnet), value };
 }

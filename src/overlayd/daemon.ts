@@ -12,8 +12,10 @@ import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFa
 import type { CliOptions } from './cli.js';
 import {
   ConfigError,
+  parseEnvFile,
   diffPeers,
   encapOverhead,
+  leaseEquals,
   leaseToJson,
   MAX_PEERS_FILE_BYTES,
   isIpv4,
@@ -24,8 +26,11 @@ import {
   subnetToKey,
   validateSubnet,
   type NetConf,
+  type PeerDiff,
 } from './config.js';
-import { ipPrefix } from '../codec/addr.js';
+import { ipPrefix, type IpPrefix } from '../codec/addr.js';
+import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
+import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
 import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
@@ -80,6 +85,10 @@ export interface DaemonConfig {
   peersDebounceMs: number;
   /** Longest wait for a peers file reload while changes keep coming, ms (the debounce's maximum). */
   peersMaxWaitMs: number;
+  /** VXLAN: our VTEP MAC (etcd mode: the one in our existing lease); default {@link stableVtepMac} of the subnet. */
+  vtepMac?: string;
+  /** etcd mode: where the lease lives, and whether to delete it on stop. */
+  etcd?: { endpoints: string[]; prefix: string; releaseOnExit: boolean };
 }
 
 function readConfigFile(path: string, flag: string, maxBytes = MAX_PEERS_FILE_BYTES): string {
@@ -93,33 +102,24 @@ function readConfigFile(path: string, flag: string, maxBytes = MAX_PEERS_FILE_BY
   }
 }
 
-/** Validate a command line into a DaemonConfig. Reads files; creates nothing. Throws ConfigError. */
-export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): DaemonConfig {
-  const netConf = parseNetConf(readConfigFile(o.netConf, '--net-conf'), o.netConf);
-  const subnet = validateSubnet(o.subnet, netConf);
-  const subnetStr = subnet.toString();
-  let initialPeers = new Map<string, Lease>();
-  if (o.peers !== undefined) initialPeers = parsePeers(readConfigFile(o.peers, '--peers'), o.peers, netConf.networkCidr);
+/** The configuration both modes share: everything but the network config and the subnet. */
+type BaseConfig = Omit<DaemonConfig, 'netConf' | 'subnet' | 'mtu' | 'initialPeers'>;
+
+/** Validate the flags both modes share (healthz address, underlay interface). Throws ConfigError. */
+function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): BaseConfig {
   if (o.healthzPort && !isIpv4(o.healthzIp)) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
   const req: { iface?: string[]; ifaceRegex?: string[]; publicIp?: string } = { iface: o.iface, ifaceRegex: o.ifaceRegex };
   if (o.publicIp !== undefined) req.publicIp = o.publicIp;
   const iface = pickInterface(req, ifaces, routeTable);
-  const under = ifaceMtu(iface.name) ?? 1500;
-  const mtu = netConf.backend.mtu ?? under - encapOverhead(netConf.backend.type);
-  const cfg: DaemonConfig = {
-    netConf,
-    subnet: subnetStr,
+  const cfg: BaseConfig = {
     iface,
-    mtu,
-    underlayMtu: under,
-    initialPeers,
+    underlayMtu: ifaceMtu(iface.name) ?? 1500,
     subnetFile: o.subnetFile,
     transport: o.transport,
     statsInterval: o.statsInterval,
     peersDebounceMs: o.peersDebounceMs,
     peersMaxWaitMs: o.peersMaxWaitMs,
   };
-  if (o.peers !== undefined) cfg.peersPath = o.peers;
   if (o.leaseOut !== undefined) cfg.leaseOut = o.leaseOut;
   if (o.healthzPort) cfg.healthz = { ip: o.healthzIp, port: o.healthzPort };
   if (o.pcap !== undefined) cfg.pcap = o.pcap;
@@ -127,6 +127,114 @@ export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: 
   if (o.timing === true) cfg.timing = true;
   if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
   return cfg;
+}
+
+/** The base configuration completed with a network config and a subnet (the tunnel MTU follows from them). */
+function withNetwork(base: BaseConfig, netConf: NetConf, subnet: string, initialPeers: Map<string, Lease>): DaemonConfig {
+  return { ...base, netConf, subnet, mtu: netConf.backend.mtu ?? base.underlayMtu - encapOverhead(netConf.backend.type), initialPeers };
+}
+
+/** Validate a static command line (--net-conf, --subnet) into a DaemonConfig. Reads files; creates nothing. Throws ConfigError. */
+export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): DaemonConfig {
+  if (o.netConf === undefined || o.subnet === undefined) throw new ConfigError('--net-conf and --subnet are required without --etcd-endpoints');
+  const netConf = parseNetConf(readConfigFile(o.netConf, '--net-conf'), o.netConf);
+  const subnet = validateSubnet(o.subnet, netConf).toString();
+  let initialPeers = new Map<string, Lease>();
+  if (o.peers !== undefined) initialPeers = parsePeers(readConfigFile(o.peers, '--peers'), o.peers, netConf.networkCidr);
+  const cfg = withNetwork(resolveBase(o, ifaces, routeTable), netConf, subnet, initialPeers);
+  if (o.peers !== undefined) cfg.peersPath = o.peers;
+  return cfg;
+}
+
+/** The subnet in a previous subnet.env (FLANNEL_SUBNET, gateway form), network form; undefined when none. */
+export function previousSubnet(subnetFile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(subnetFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const s = parseEnvFile(text.slice(0, 4096)).FLANNEL_SUBNET;
+  if (s === undefined) return undefined;
+  try {
+    return ipPrefix(s, { hostBits: 'clear' }).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Options of {@link resolveEtcdConfig}. */
+export interface EtcdResolveOptions {
+  log?: Logger;
+  /** Manager tuning (tests: short TTLs and backoff). */
+  tune?: { ttlSeconds?: number; renewMarginSeconds?: number; renewRetryMs?: number; backoffMs?: { initial: number; max: number } };
+  ifaces?: IfaceInfo[];
+  routeTable?: string;
+}
+
+/**
+ * etcd mode: validate the shared flags, then read the network config from etcd and acquire our
+ * lease (retried with backoff while etcd is unreachable, as flanneld waits for it). Returns the
+ * DaemonConfig and the manager, which {@link Overlayd} then uses to watch peers and renew. A bad
+ * config (flags, TLS files, `<prefix>/config`) is a ConfigError; nothing is left open then.
+ */
+export async function resolveEtcdConfig(o: CliOptions, opts: EtcdResolveOptions = {}): Promise<{ cfg: DaemonConfig; manager: EtcdSubnetManager }> {
+  const e = o.etcd;
+  if (e === undefined) throw new ConfigError('--etcd-endpoints is required for etcd mode');
+  const log = opts.log ?? stderrLogger;
+  const base = resolveBase(o, opts.ifaces, opts.routeTable);
+  let client: EtcdClient;
+  try {
+    client = new EtcdClient({ endpoints: e.endpoints, ...pick(e, ['caFile', 'certFile', 'keyFile', 'username', 'password']) });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const prev = previousSubnet(o.subnetFile);
+  const manager = new EtcdSubnetManager({
+    client, prefix: e.prefix, publicIp: base.iface.publicIp, log, renewMarginSeconds: e.renewMarginMinutes * 60, ...opts.tune, ...(prev !== undefined ? { previousSubnet: prev } : {}),
+  });
+  try {
+    const netConf = await untilReachable(() => manager.networkConfig(), log, opts.tune?.backoffMs);
+    const held = await untilReachable(() => manager.acquire((subnet, existing) => {
+      const l: Lease = { subnet, publicIp: base.iface.publicIp, backendType: netConf.backend.type };
+      if (l.backendType === 'vxlan') {
+        l.vni = netConf.backend.vni;
+        l.vtepMac = existing?.backendType === 'vxlan' && existing.vtepMac ? existing.vtepMac : stableVtepMac(subnet);
+      }
+      return l;
+    }), log, opts.tune?.backoffMs);
+    log.info(`etcd: lease ${held.subnet} (${held.how === 'new' ? 'new' : held.how === 'previous' ? 'the previous subnet in subnet.env' : held.how === 'reservation' ? 'a reservation for our public IP' : 'our existing lease'}) at ${client.endpoint}${e.prefix}`);
+    const cfg = withNetwork(base, netConf, held.subnet, new Map());
+    if (held.lease.vtepMac !== undefined) cfg.vtepMac = held.lease.vtepMac;
+    cfg.etcd = { endpoints: e.endpoints, prefix: e.prefix, releaseOnExit: e.releaseOnExit };
+    return { cfg, manager };
+  } catch (err) {
+    manager.close();
+    throw err instanceof EtcdError && err.kind !== 'unreachable' ? new ConfigError(err.message) : err;
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+/** Run `f` until it does not fail with an unreachable etcd, with exponential backoff (one log line per outage). */
+async function untilReachable<T>(f: () => Promise<T>, log: Logger, backoff = { initial: 100, max: 5000 }): Promise<T> {
+  let delay = backoff.initial;
+  let logged = false;
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!(e instanceof EtcdError) || e.kind !== 'unreachable') throw e;
+      if (!logged) log.error(`etcd: ${e.message}; waiting for etcd (retrying with backoff up to ${backoff.max} ms)`);
+      logged = true;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, backoff.max);
+    }
+  }
 }
 
 /** CAP_NET_ADMIN (bit 12) in this process's effective capability set, from /proc/self/status. */
@@ -174,6 +282,8 @@ export interface OverlaydOptions {
   printLease?: (line: string) => void;
   /** Skip the CAP_NET_ADMIN and UDP port checks (tests with a fake backend). */
   skipPreflight?: boolean;
+  /** etcd mode: the subnet manager holding our lease (from {@link resolveEtcdConfig}); its peers are applied like a peers file's. */
+  subnets?: EtcdSubnetManager;
 }
 
 /** Longest slice of peer changes applied before yielding to the event loop (forwarding), ms. */
@@ -204,7 +314,7 @@ export class Overlayd {
   private debounceSince = 0;
   /** The peer set being applied in slices, the next one to apply, and who waits for both. */
   private applyJob: ApplyJob | undefined;
-  private applyNext: { all: ReadonlyMap<string, Lease>; why: string } | undefined;
+  private applyNext: { all: ReadonlyMap<string, Lease>; why: string; changed?: ReadonlySet<string> } | undefined;
   private applyTimer: NodeJS.Immediate | undefined;
   /** A reloaded peers file being validated in slices. */
   private parseJob: { p: PeersParse; why: string; sliced: boolean; ready: boolean } | undefined;
@@ -213,6 +323,8 @@ export class Overlayd {
   private statsTimer: NodeJS.Timeout | undefined;
   private peers = new Map<string, Lease>();
   private stopping = false;
+  /** subnet.env written (ready, with the lease held). */
+  private upAndWritten = false;
   private readonly log: Logger;
   private readonly factory: BackendFactory;
   /** Number of completed peer reloads (tests wait on it). */
@@ -249,10 +361,11 @@ export class Overlayd {
     const say = (m: string): void => { held.push(m); };
     try {
       if (c.healthz) {
+        const sub = this.opts.subnets;
         const reg = createMetrics(() => this.stats(), {
           backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
-        }, () => this.peers.size);
-        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => !this.stopping && this.backend !== undefined);
+        }, () => this.peers.size, sub ? { etcd: () => sub.status() } : {});
+        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => !this.stopping && this.backend !== undefined, () => this.ready());
       }
       if (c.pcap) {
         try {
@@ -275,7 +388,7 @@ export class Overlayd {
       if (c.busyPollUs) params.busyPollUs = c.busyPollUs;
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
-      if (params.type === 'vxlan') params.vtepMac = stableVtepMac(c.subnet);
+      if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
       const be = await this.factory(params);
       this.backend = be;
       try {
@@ -305,8 +418,13 @@ export class Overlayd {
       for (const m of held) this.log.info(m);
       (this.opts.printLease ?? ((l: string) => process.stdout.write(l + '\n')))(leaseLine);
       this.log.info(`lease ${subnetToKey(c.subnet)} ${leaseLine}; wrote ${c.subnetFile}${c.leaseOut ? ` and ${c.leaseOut}` : ''}`);
+      this.upAndWritten = true;
       this.applyPeers(c.initialPeers, 'start');
       await this.peersApplied();
+      if (this.opts.subnets) {
+        await this.opts.subnets.watchPeers((all, why, changed) => this.applyPeers(all, why, changed));
+        await this.peersApplied();
+      }
       this.startWatching();
       if (c.statsInterval > 0) {
         let prev: DataplaneStats | undefined;
@@ -327,47 +445,74 @@ export class Overlayd {
     }
   }
 
+  /** Ready: running, subnet.env written, and (etcd mode) our lease held in etcd. */
+  ready(): boolean {
+    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.opts.subnets?.status().leaseHeld ?? true);
+  }
+
   /** Backend counters (zeros before start). */
   stats(): DataplaneStats {
     return this.backend ? this.backend.stats() : { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, drops: {}, peers: {} };
   }
 
+  /** Whether a peer may be applied: not our own subnet, not overlapping it, our backend type (else a log line). */
+  private usableOne(subnet: string, lease: Lease, own: IpPrefix): boolean {
+    if (subnet === this.cfg.subnet) return false; // our own lease (a peers file shared by all hosts lists it)
+    if (own.overlaps(ipPrefix(subnet))) {
+      this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
+      return false;
+    }
+    const type = this.cfg.netConf.backend.type;
+    if (lease.backendType !== type) {
+      this.log.error(`peer ${subnetToKey(subnet)} runs backend ${lease.backendType}, we run ${type}; ignored`);
+      return false;
+    }
+    return true;
+  }
+
   /** Filter a peers map: drop our own subnet, overlapping subnets and other backend types (with a log line each). */
   private usable(all: ReadonlyMap<string, Lease>): Map<string, Lease> {
     const own = ipPrefix(this.cfg.subnet);
-    const type = this.cfg.netConf.backend.type;
     const out = new Map<string, Lease>();
-    for (const [subnet, lease] of all) {
-      const c = ipPrefix(subnet);
-      if (subnet === this.cfg.subnet) continue; // our own lease (a peers file shared by all hosts lists it)
-      if (own.overlaps(c)) {
-        this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
-        continue;
-      }
-      if (lease.backendType !== type) {
-        this.log.error(`peer ${subnetToKey(subnet)} runs backend ${lease.backendType}, we run ${type}; ignored`);
-        continue;
-      }
-      out.set(subnet, lease);
-    }
+    for (const [subnet, lease] of all) if (this.usableOne(subnet, lease, own)) out.set(subnet, lease);
     return out;
+  }
+
+  /** The diff of the usable peers of `all` against the applied ones, looking only at the subnets in `changed`. */
+  private diffChanged(all: ReadonlyMap<string, Lease>, changed: ReadonlySet<string>): PeerDiff {
+    const own = ipPrefix(this.cfg.subnet);
+    const d: PeerDiff = { upsert: [], remove: [] };
+    for (const subnet of changed) {
+      const l = all.get(subnet);
+      const was = this.peers.get(subnet);
+      if (l !== undefined && this.usableOne(subnet, l, own)) {
+        if (was === undefined || !leaseEquals(was, l)) d.upsert.push(l);
+      } else if (was !== undefined) {
+        d.remove.push(subnet);
+      }
+    }
+    return d;
   }
 
   /**
    * Apply a new peer set: addPeer/removePeer only for what changed, in slices of at most about
    * APPLY_SLICE_MS each, yielding to the event loop between slices so that forwarding goes on
    * while thousands of peers are applied. A small change completes within the call. A set given
-   * while another is being applied is applied right after it (only the newest waits).
+   * while another is being applied is applied right after it (only the newest waits). `changed`
+   * (etcd's watch): only these subnets can differ from the set applied before, so only they are
+   * compared (one change among 10,000 peers costs one lookup, not a pass over all).
    */
-  private applyPeers(all: ReadonlyMap<string, Lease>, why: string): void {
+  private applyPeers(all: ReadonlyMap<string, Lease>, why: string, changed?: ReadonlySet<string>): void {
     if (this.applyJob !== undefined) {
-      this.applyNext = { all, why };
+      const q = this.applyNext;
+      // the hint holds for the newest set only if every set skipped over had one too
+      const hint = q === undefined ? changed : q.changed !== undefined && changed !== undefined ? new Set([...q.changed, ...changed]) : undefined;
+      this.applyNext = hint === undefined ? { all, why } : { all, why, changed: hint };
       return;
     }
     const be = this.backend;
     if (!be) return;
-    const next = this.usable(all);
-    const d = diffPeers(this.peers, next);
+    const d = changed !== undefined ? this.diffChanged(all, changed) : diffPeers(this.peers, this.usable(all));
     this.applyJob = { be, remove: d.remove, upsert: d.upsert, done: 0, why, quiet: d.remove.length + d.upsert.length > PEER_LOG_LINES };
     this.runApply();
   }
@@ -401,7 +546,7 @@ export class Overlayd {
     else if (total === 0 && j.why !== 'start') this.log.info(`peers unchanged (${j.why})`);
     const q = this.applyNext;
     this.applyNext = undefined;
-    if (q !== undefined) this.applyPeers(q.all, q.why);
+    if (q !== undefined) this.applyPeers(q.all, q.why, q.changed);
     if (this.applyJob === undefined && this.parseJob === undefined) this.wakeApplied();
   };
 
@@ -539,6 +684,18 @@ export class Overlayd {
     if (this.debounce) clearTimeout(this.debounce);
     this.watcher?.close();
     this.watcher = undefined;
+    const sub = this.opts.subnets;
+    if (sub) {
+      if (this.stopping && this.cfg.etcd?.releaseOnExit) {
+        try {
+          await sub.release();
+        } catch (e) {
+          this.log.error(`releasing our lease: ${(e as Error).message}`);
+        }
+      } else {
+        sub.close(); // the lease stays in etcd for the next start (as flanneld)
+      }
+    }
     const be = this.backend;
     this.backend = undefined;
     if (be) {

@@ -34,5 +34,5 @@ export { tapIo } from './tap-io.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
 export { createMetrics, startHttp, formatStatsLine, type InfoLabels } from './metrics.js';
 export { defaultBackendFactory, toBackendOptions, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
-export { HELP, parseCli, type CliOptions, type CliCommand } from './cli.js';
-export { Overlayd, resolveConfig, hasNetAdmin, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
+export { HELP, parseCli, envName, ENV_FLAGS, type CliOptions, type CliCommand, type EtcdCliOptions } from './cli.js';
+export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin, type DaemonConfig, type EtcdResolveOptions, type Logger, type OverlaydOptions } from './daemon.js';

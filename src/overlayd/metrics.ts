@@ -8,6 +8,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DataplaneStats } from '../vtep/backend.js';
 import { DROP_REASONS } from '../vtep/counters.js';
 import { ConfigError } from './config.js';
+import type { EtcdStatus } from '../subnet/etcd-manager.js';
 
 /** Labels describing this daemon, exported as `overlayd_info`. */
 export interface InfoLabels {
@@ -23,7 +24,7 @@ export interface InfoLabels {
  * drops by reason, per-peer counters (label `peer` = public IP), the number of peers,
  * an info gauge, and prom-client's default process metrics.
  */
-export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, peerCount: () => number, opts: { defaultMetrics?: boolean } = {}): Registry {
+export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, peerCount: () => number, opts: { defaultMetrics?: boolean; etcd?: () => EtcdStatus } = {}): Registry {
   const reg = new Registry();
   let snap: DataplaneStats | undefined;
   // One stats() call per scrape, shared by all collectors (each collect() runs during the same metrics() call).
@@ -106,6 +107,7 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
   new Gauge({ name: 'overlayd_peers', help: 'Peers configured from the peers file.', registers: [reg], collect() { this.set(peerCount()); } });
   const g = new Gauge({ name: 'overlayd_info', help: 'overlayd configuration (value is always 1).', labelNames: ['backend', 'subnet', 'public_ip', 'iface', 'transport'], registers: [reg] });
   g.set({ ...info }, 1);
+  if (opts.etcd) etcdMetrics(reg, opts.etcd);
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: reg });
   // Bump the scrape generation before each metrics() call.
   const orig = reg.metrics.bind(reg);
@@ -116,11 +118,31 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
   return reg;
 }
 
+/** etcd mode's metrics, read from the subnet manager's status at each scrape. */
+function etcdMetrics(reg: Registry, status: () => EtcdStatus): void {
+  const gauge = (name: string, help: string, pick: (s: EtcdStatus) => number): void => {
+    new Gauge({ name, help, registers: [reg], collect() { this.set(pick(status())); } });
+  };
+  const counter = (name: string, help: string, pick: (s: EtcdStatus) => number): void => {
+    new Counter({ name, help, registers: [reg], collect() { this.reset(); this.inc(pick(status())); } });
+  };
+  gauge('overlayd_etcd_connected', '1 while the watch of the subnet leases in etcd is established.', (s) => (s.connected ? 1 : 0));
+  gauge('overlayd_etcd_lease_held', '1 while our subnet lease is in etcd.', (s) => (s.leaseHeld ? 1 : 0));
+  gauge('overlayd_etcd_lease_expiry_timestamp_seconds', 'When our lease expires unless renewed (Unix time; 0: none; +Inf: a reservation).', (s) => s.leaseExpiresAt / 1000);
+  gauge('overlayd_etcd_revision', 'Last etcd revision seen by the watch.', (s) => s.revision);
+  gauge('overlayd_etcd_skipped_keys', 'Lease keys in etcd skipped because their data is unusable (each logged once).', (s) => s.skippedKeys);
+  counter('overlayd_etcd_reconnects_total', 'Reconnections to etcd after a failure.', (s) => s.reconnects);
+  counter('overlayd_etcd_compactions_total', 'Full re-listings after the watch revision was compacted.', (s) => s.compactions);
+  counter('overlayd_etcd_events_total', 'Watch events received.', (s) => s.events);
+  counter('overlayd_etcd_renewals_total', 'Lease renewals.', (s) => s.renewals);
+}
+
 /**
  * Start the HTTP server: `GET /healthz` -> 200 "ok" (while `healthy()`, else 503),
- * `GET /metrics` -> Prometheus text. Rejects with ConfigError when the address is in use.
+ * `GET /readyz` -> 200 "ready" while `ready()` (else 503 "not ready"), `GET /metrics` ->
+ * Prometheus text. Rejects with ConfigError when the address is in use.
  */
-export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean = () => true): Promise<Server> {
+export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean = () => true, ready: () => boolean = healthy): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -128,13 +150,16 @@ export function startHttp(ip: string, port: number, registry: Registry, healthy:
     } else if (path === '/healthz') {
       const ok = healthy();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok' : 'stopping');
+    } else if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready' : 'not ready');
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics: ${e.message}`),
       );
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics');
     }
   });
   return new Promise((resolve, reject) => {

@@ -3,7 +3,8 @@
  */
 import { HELP, parseCli, version } from './cli.js';
 import { ConfigError } from './config.js';
-import { Overlayd, factoryFor, resolveConfig, stderrLogger } from './daemon.js';
+import { Overlayd, factoryFor, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig } from './daemon.js';
+import type { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 
 /** Exit status for bad configuration. */
 export const EXIT_CONFIG = 2;
@@ -15,7 +16,7 @@ export const EXIT_CONFIG = 2;
 export async function runCli(argv: string[]): Promise<number | undefined> {
   let daemon: Overlayd;
   try {
-    const cmd = parseCli(argv);
+    const cmd = parseCli(argv, process.env);
     if (cmd.kind === 'help') {
       process.stdout.write(HELP);
       return 0;
@@ -24,9 +25,12 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
       process.stdout.write(`overlayd ${version()}\n`);
       return 0;
     }
-    const cfg = resolveConfig(cmd.options);
     const factory = await factoryFor(cmd.options);
-    daemon = new Overlayd(cfg, { factory });
+    let cfg: DaemonConfig;
+    let subnets: EtcdSubnetManager | undefined;
+    if (cmd.options.etcd) ({ cfg, manager: subnets } = await resolveEtcdConfig(cmd.options));
+    else cfg = resolveConfig(cmd.options);
+    daemon = new Overlayd(cfg, subnets ? { factory, subnets } : { factory });
     await daemon.start();
   } catch (e) {
     const msg = e instanceof ConfigError ? e.message : `${(e as Error).message ?? String(e)}`.split('\n')[0];

@@ -123,7 +123,7 @@ describe.runIf(requireNetns())('overlayd in a namespace', () => {
       const line = await d.waitFor(/underlay interface \S+ \(\S+\): picked because .*/);
       expect(line).toMatch(/underlay interface eth1 \(198\.18\.0\.1\): picked because its whole name matches --iface-regex "eth1\|bond1" \(as \^\(\?:eth1\|bond1\)\$\)/);
       await d.waitFor(/running/);
-      expect(JSON.parse(d.out().trim())).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
+      expect(JSON.parse(d.out().trim())).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', PublicIPv6: null, BackendType: 'udp' } });
       // The fake backend holds no event-loop handle: the daemon itself must keep running.
       await sleep(700);
       expect(d.child.exitCode, d.err()).toBe(null);

@@ -40,6 +40,12 @@ describe('net-conf.json', () => {
   it('small networks default SubnetLen to prefix + 2', () => {
     expect(parseNetConf('{"Network":"198.19.0.0/26"}').subnetLen).toBe(28);
   });
+  it('SubnetMin/SubnetMax: flannel defaults skip the first subnet and end at the last; given ones are honoured', () => {
+    expect(parseNetConf('{"Network":"198.19.0.0/16"}')).toMatchObject({ subnetMin: '198.19.1.0/24', subnetMax: '198.19.255.0/24' });
+    expect(parseNetConf('{"Network":"198.19.0.0/26"}')).toMatchObject({ subnetMin: '198.19.0.16/28', subnetMax: '198.19.0.48/28' });
+    expect(parseNetConf('{"Network":"198.19.0.0/16","SubnetLen":26,"SubnetMin":"198.19.4.64","SubnetMax":"198.19.9.192"}'))
+      .toMatchObject({ subnetMin: '198.19.4.64/26', subnetMax: '198.19.9.192/26' });
+  });
   it('unknown Backend.Type is a clear error naming the type and the supported ones', () => {
     const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}', 'nc.json'));
     expect(m).toMatch(/nc\.json: Backend\.Type "host-gw" is not supported.*"udp", "vxlan"/);
@@ -55,6 +61,10 @@ describe('net-conf.json', () => {
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"udp","Port":70000}}', /Port must be an integer in 0\.\.65535/],
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}', /VNI must be an integer/],
     ['{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","GBP":"yes"}}', /GBP must be true or false/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":"198.20.1.0"}', /SubnetMin 198\.20\.1\.0 is not in the range of the Network/],
+    ['{"Network":"198.19.0.0/16","SubnetMax":"198.19.1.128"}', /SubnetMax 198\.19\.1\.128 is not on a SubnetLen \(\/24\) boundary/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":7}', /SubnetMin 7 is not an IPv4 address/],
+    ['{"Network":"198.19.0.0/16","SubnetMin":"198.19.9.0","SubnetMax":"198.19.3.0"}', /SubnetMin 198\.19\.9\.0 is above SubnetMax/],
   ])('rejects %s', (text, re) => {
     expect(err(() => parseNetConf(text, 'nc.json'))).toMatch(re);
   });
@@ -83,6 +93,7 @@ describe('peers file (flannel etcd layout)', () => {
   it('key <-> CIDR', () => {
     expect(subnetToKey('198.19.2.0/24')).toBe('198.19.2.0-24');
     expect(keyToSubnet('/coreos.com/network/subnets/198.19.2.0-24')).toBe('198.19.2.0/24');
+    expect(keyToSubnet('/coreos.com/network/subnets/198.19.2.0-24&fc00:0:0:2::-64')).toBe('198.19.2.0/24'); // dual-stack flanneld
   });
   it.each([
     ['{"198.19.2.0-24": {"PublicIP": "198.18.0.2", "BackendType": "udp"', /invalid JSON/],
@@ -156,10 +167,10 @@ describe('peers file (flannel etcd layout)', () => {
   it('our own lease renders in the same layout and parses back', () => {
     const own: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:01' };
     const line = leaseToJson(own);
-    expect(JSON.parse(line)).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } } });
+    expect(JSON.parse(line)).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } } });
     expect(parsePeers(line, 'lease', net).get('198.19.1.0/24')).toEqual(own);
     const udp: Lease = { subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'udp' };
-    expect(JSON.parse(leaseToJson(udp))).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'udp' } });
+    expect(JSON.parse(leaseToJson(udp))).toEqual({ '198.19.1.0-24': { PublicIP: '198.18.0.1', PublicIPv6: null, BackendType: 'udp' } });
   });
 });
 

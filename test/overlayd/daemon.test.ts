@@ -55,7 +55,7 @@ describe('overlayd lifecycle (fake backend)', () => {
     expect(parseEnvFile(readFileSync(join(t.d, 'run/flannel/subnet.env'), 'utf8'))).toEqual({
       FLANNEL_NETWORK: '198.19.0.0/16', FLANNEL_SUBNET: '198.19.1.1/24', FLANNEL_MTU: '1472', FLANNEL_IPMASQ: 'false',
     });
-    expect(t.printed).toEqual(['{"198.19.1.0-24":{"PublicIP":"198.18.0.1","BackendType":"udp"}}']);
+    expect(t.printed).toEqual(['{"198.19.1.0-24":{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"udp"}}']);
     expect(readFileSync(join(t.d, 'lease.json'), 'utf8').trim()).toBe(t.printed[0]);
     expect(t.be().calls.map((c) => c.op)).toEqual(['start', 'addPeer']);
     expect([...t.be().peers.keys()]).toEqual(['198.19.2.0/24']);

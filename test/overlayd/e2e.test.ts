@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { nsState, sleep, startOverlayd, type Daemon } from './helpers.js';
+import { nsState, pingFrom, sleep, startOverlayd, type Daemon } from './helpers.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
 
@@ -28,8 +28,8 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
   const dev = type === 'udp' ? 'flannel0' : 'flannel.1';
 
   const lease = (h: H): Record<string, unknown> => (type === 'udp'
-    ? { PublicIP: h.ip, BackendType: 'udp' }
-    : { PublicIP: h.ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(h.subnet) } });
+    ? { PublicIP: h.ip, PublicIPv6: null, BackendType: 'udp' }
+    : { PublicIP: h.ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(h.subnet) } });
   const writePeers = (h: H, of: H[]): void => {
     const obj: Record<string, unknown> = {};
     for (const p of of) obj[p.subnet.replace('/', '-')] = lease(p);
@@ -46,14 +46,7 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
     h.d!.child.kill('SIGTERM');
     return h.d!.exited;
   };
-  const ping = (a: H, b: H, count = 1): boolean => {
-    try {
-      a.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', a.gw, b.gw]);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const ping = (a: H, b: H, count = 1): boolean => pingFrom(a.ns, a.gw, b.gw, count);
   const until = async (what: string, f: () => boolean, ms = 10_000): Promise<void> => {
     const end = Date.now() + ms;
     while (!f()) {

@@ -68,5 +68,15 @@ export function nsState(host: NsHost): string {
   return `links: ${links}\nroutes:\n${host.ip('-4', 'route', 'show', 'table', 'all')}`;
 }
 
+/** Ping `dst` from `host` with source address `src` (an overlay gateway), `count` times 0.2 s apart; true when all answered. */
+export function pingFrom(host: NsHost, src: string, dst: string, count = 1): boolean {
+  try {
+    host.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', src, dst]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Sleep. */
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
