@@ -220,9 +220,18 @@ export class Rtnl {
 
   // --- routes
 
-  private async routeMsg(type: number, flags: number, r: RouteSpec): Promise<void> {
-    const oif = r.dev === undefined ? undefined : await this.index(r.dev);
-    await this.ack(type, flags, routePayload(type, r, oif), routeWhat(type, r));
+  /** A route request; with `dev` as an ifindex (or none) it is queued on the socket before this returns, so calls keep their order. */
+  private routeMsg(type: number, flags: number, r: RouteSpec): Promise<void> {
+    if (typeof r.dev === 'string') return this.index(r.dev).then((oif) => this.routeTo(type, flags, r, oif));
+    return this.routeTo(type, flags, r, r.dev);
+  }
+
+  private routeTo(type: number, flags: number, r: RouteSpec, oif: number | undefined): Promise<void> {
+    try {
+      return this.ack(type, flags, routePayload(type, r, oif), routeWhat(type, r));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   /** Add a route (EEXIST if present). */

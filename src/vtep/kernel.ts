@@ -2,6 +2,10 @@
  * Kernel-side configuration of a dataplane's device: MTU, MAC, address, up, and the
  * per-peer routes flannel installs. Operations are queued and run in order, so the
  * synchronous addPeer/removePeer can schedule route changes and stop() can wait for them.
+ * Route changes are pipelined: each is handed to the netlink socket as soon as the ones before
+ * it were, without waiting for their acknowledgements (the socket sends in order, several per
+ * datagram, and the kernel applies them in order), so 10,000 routes cost a few round trips
+ * instead of 10,000.
  *
  * The implementation is {@link RtnlNet} (src/tun's rtnetlink client); the library never
  * runs iproute2.
@@ -37,35 +41,69 @@ export interface KernelNet {
 
 /** KernelNet over src/tun's rtnetlink client (this process's namespace), operations serialized in call order. */
 export class RtnlNet implements KernelNet {
+  /** Resolves when every operation queued so far has been started (routes) or finished (the others). */
   private chain: Promise<void> = Promise.resolve();
+  /** Resolves when every operation queued so far has finished. */
+  private tail: Promise<void> = Promise.resolve();
   private readonly rt: Rtnl;
+  /** ifindex by device name, learned once per device (configureDevice refreshes it). */
+  private readonly ifindex = new Map<string, number>();
 
   constructor(rt?: Rtnl) {
     this.rt = rt ?? Rtnl.shared();
   }
 
+  /** Run `fn` after everything queued before it has finished. */
   private enqueue(fn: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(fn);
+    const before = this.tail; // captured now: this.tail is this operation's own promise below
+    const p = this.chain.then(() => before).then(fn);
     // a failure rejects its own promise (the caller reports it) and never stops the queue
     this.chain = p.catch(() => undefined);
+    this.tail = this.chain;
     return p;
+  }
+
+  /**
+   * Start route operation `op` once everything before it was started; the next one starts
+   * right after, without waiting for this one's acknowledgement. Resolves with its outcome.
+   */
+  private pipeline(dev: string, op: (ifindex: number) => Promise<void>): Promise<void> {
+    let done: Promise<void> = Promise.resolve();
+    const started = this.chain.then(async () => {
+      let ix = this.ifindex.get(dev);
+      if (ix === undefined) {
+        ix = await this.rt.linkIndex(dev);
+        this.ifindex.set(dev, ix);
+      }
+      done = op(ix).catch((e: unknown) => {
+        if ((e as { code?: string }).code === 'ENODEV') this.ifindex.delete(dev); // recreated: look it up again
+        throw e;
+      });
+    });
+    this.chain = started.catch(() => undefined);
+    const finished = started.then(() => done);
+    const before = this.tail;
+    this.tail = finished.then(() => before, () => before);
+    return finished;
   }
 
   configureDevice(dev: string, opts: DeviceConfig): Promise<void> {
     return this.enqueue(async () => {
+      this.ifindex.delete(dev);
       await this.rt.setLink(dev, opts.mac ? { mtu: opts.mtu, mac: opts.mac } : { mtu: opts.mtu });
       if (opts.gsoMaxSegs !== undefined) await this.rt.setLink(dev, { gsoMaxSegs: opts.gsoMaxSegs }).catch(() => undefined);
       await this.rt.addAddress(dev, opts.cidr, { replace: true });
       await this.rt.linkUp(dev);
+      this.ifindex.set(dev, await this.rt.linkIndex(dev));
     });
   }
 
   replaceRoute(dst: string, via: string, dev: string): Promise<void> {
-    return this.enqueue(() => this.rt.replaceRoute({ dst, via, dev, onlink: true }));
+    return this.pipeline(dev, (ix) => this.rt.replaceRoute({ dst, via, dev: ix, onlink: true }));
   }
 
   deleteRoute(dst: string, dev: string): Promise<void> {
-    return this.enqueue(() => this.rt.delRoute({ dst, dev }).catch(() => undefined));
+    return this.pipeline(dev, (ix) => this.rt.delRoute({ dst, dev: ix })).catch(() => undefined);
   }
 
   deviceSysctl(dev: string, key: string, value: string): Promise<void> {
@@ -73,6 +111,7 @@ export class RtnlNet implements KernelNet {
   }
 
   flush(): Promise<void> {
-    return this.chain;
+    const tail = this.tail;
+    return this.chain.then(() => tail);
   }
 }
