@@ -39,6 +39,12 @@ export interface KernelNet {
   flush(): Promise<void>;
 }
 
+/**
+ * Route changes in flight at once: their acknowledgements must fit the netlink socket's receive
+ * buffer (about 200 KB by default, each ack taking about 1 KB of it), or the kernel drops them.
+ */
+const ROUTE_WINDOW = 128;
+
 /** KernelNet over src/tun's rtnetlink client (this process's namespace), operations serialized in call order. */
 export class RtnlNet implements KernelNet {
   /** Resolves when every operation queued so far has been started (routes) or finished (the others). */
@@ -48,6 +54,9 @@ export class RtnlNet implements KernelNet {
   private readonly rt: Rtnl;
   /** ifindex by device name, learned once per device (configureDevice refreshes it). */
   private readonly ifindex = new Map<string, number>();
+  /** Completions of the last ROUTE_WINDOW route changes (ring): a change waits for the one issued ROUTE_WINDOW before it. */
+  private readonly window: Promise<void>[] = new Array<Promise<void>>(ROUTE_WINDOW).fill(Promise.resolve());
+  private issued = 0;
 
   constructor(rt?: Rtnl) {
     this.rt = rt ?? Rtnl.shared();
@@ -69,7 +78,10 @@ export class RtnlNet implements KernelNet {
    */
   private pipeline(dev: string, op: (ifindex: number) => Promise<void>): Promise<void> {
     let done: Promise<void> = Promise.resolve();
+    const slot = this.issued++ % ROUTE_WINDOW;
+    const windowFree = this.window[slot]; // read now: the slot is this change's own below
     const started = this.chain.then(async () => {
+      await windowFree;
       let ix = this.ifindex.get(dev);
       if (ix === undefined) {
         ix = await this.rt.linkIndex(dev);
@@ -82,6 +94,7 @@ export class RtnlNet implements KernelNet {
     });
     this.chain = started.catch(() => undefined);
     const finished = started.then(() => done);
+    this.window[slot] = finished.then(() => undefined, () => undefined);
     const before = this.tail;
     this.tail = finished.then(() => before, () => before);
     return finished;
