@@ -58,7 +58,7 @@ the latency section, TCP 1 and 4 streams, UDP 64 B and 1400 B unlimited, UDP 64 
 Latency section:
   request/response 1-byte transactions on one TCP connection, one outstanding at a
                    time (netperf TCP_RR style) for --duration seconds: transactions
-                   per second and their p50/p99
+                   per second and their p50/p99; client and server on two CPUs
   RTT idle p99.9   ping every 1 ms, --fast-pings times, on the idle path
   RTT under load   one iperf3 TCP stream through the same path; after 1 s, ping every
                    1 ms, --fast-pings times: p50/p99/p99.9 (the tail users feel)

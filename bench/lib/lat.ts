@@ -3,6 +3,8 @@
  * TCP_RR style: one TCP connection, one 1-byte transaction outstanding, blocking
  * send/recv on both sides) and fast pings (ICMP echo on a fixed schedule, without
  * the busy-waiting of iputils ping at short intervals). See the C file's comment.
+ * The request/response server runs on the second CPU the process may use, the client
+ * on the first, as on two hosts (see LAT_CPU in the C file for why).
  */
 import type { ChildProcess } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
@@ -68,9 +70,14 @@ export function parseFastPing(out: string): FastPingResult {
   return { sent, received, seconds, ...parseLine(out, ['p50', 'p99', 'p999'] as const) };
 }
 
+/** Start `lat` in `host` with `args`, pinned to the `cpu`-th allowed CPU when given. */
+function spawnLat(host: NsHost, bin: string, args: string[], cpu?: number): ChildProcess {
+  return host.spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(cpu === undefined ? {} : { LAT_CPU: String(cpu) }) } });
+}
+
 /** Run `lat` in `host` with `args`; its stdout, or an error with its stderr. */
-async function run(host: NsHost, bin: string, args: string[], timeoutMs: number): Promise<string> {
-  const r = await waitChild(host.spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }), timeoutMs);
+async function run(host: NsHost, bin: string, args: string[], timeoutMs: number, cpu?: number): Promise<string> {
+  const r = await waitChild(spawnLat(host, bin, args, cpu), timeoutMs);
   if (r.timedOut) throw new Error(`lat ${args[0]} timed out after ${timeoutMs / 1000} s`);
   if (r.code !== 0) throw new Error(`lat ${args[0]} exited ${r.code ?? r.signal}: ${r.stderr.trim().slice(0, 300)}`);
   return r.stdout;
@@ -78,7 +85,7 @@ async function run(host: NsHost, bin: string, args: string[], timeoutMs: number)
 
 /** Start the request/response server bound to `bindIp` in `host`; resolves once it listens. */
 export async function startRrServer(host: NsHost, bin: string, bindIp: string, port: number): Promise<ChildProcess> {
-  const child = host.spawn(bin, ['rr-server', bindIp, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnLat(host, bin, ['rr-server', bindIp, String(port)], 1);
   try {
     await waitReady(child, 'lat rr-server', 5000);
   } catch (e) {
@@ -90,7 +97,7 @@ export async function startRrServer(host: NsHost, bin: string, bindIp: string, p
 
 /** Request/response from `src` in `host` to the server at `dst`, for `seconds`. */
 export async function runRr(host: NsHost, bin: string, src: string, dst: string, port: number, seconds: number): Promise<RrResult> {
-  return parseRr(await run(host, bin, ['rr', src, dst, String(port), String(seconds)], (seconds + 15) * 1000));
+  return parseRr(await run(host, bin, ['rr', src, dst, String(port), String(seconds)], (seconds + 15) * 1000, 0));
 }
 
 /** `count` pings from `src` in `host` to `dst`, one every `intervalMs`. */
