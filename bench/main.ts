@@ -7,7 +7,10 @@
  * backend over both transports. Every figure is repeated (median, min-max) and
  * every path is given as a ratio to kernel VXLAN measured in the same run.
  *
- * Per path and repetition: RTT p50/p99 (ping every 10 ms), TCP throughput with 1
+ * Per path and repetition: RTT p50/p99 (ping every 10 ms), the latency section
+ * (bench/lib/latency.ts, with bench/lat/lat.c: request/response rate and p50/p99 on
+ * one TCP connection; RTT p99.9 with pings every 1 ms, idle; RTT p50/p99/p99.9 with
+ * pings every 1 ms under one TCP stream), TCP throughput with 1
  * and 4 streams (iperf3 -J), UDP received packet rate and loss at 64 and 1400 byte
  * payloads (iperf3 -u -b 0), CPU time per received datagram during the UDP tests
  * (see bench/lib/proc.ts for what is counted), and our daemon's peak RSS (VmHWM).
@@ -30,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { parseBenchArgs, USAGE, type BenchOptions } from './lib/args.js';
 import { describeMachine } from './lib/machine.js';
+import { FAST_PING_MS } from './lib/latency.js';
 import { BASELINE, type PathId } from './lib/metrics.js';
 import { runMicro } from './lib/micro.js';
 import { cpuFormula, irqTimeAccounting } from './lib/proc.js';
@@ -82,17 +86,19 @@ async function main(argv: string[]): Promise<number> {
       finishedAt: '',
       command,
       machine: describeMachine(),
-      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, sequential: opts.sequential, paths: opts.comparison ? opts.paths : [], pacedKpps: opts.pacedKpps },
+      options: { reps: opts.reps, durationS: opts.duration, pingCount: opts.pingCount, fastPings: opts.fastPings, quick: opts.quick, mtu: opts.mtu, cpuProf: opts.cpuProf, sequential: opts.sequential, paths: opts.comparison ? opts.paths : [], pacedKpps: opts.pacedKpps },
       cpuAccounting: { irqTimeAccounting: irqTimeAccounting(), formula: '' },
       notes: [
         opts.sequential || opts.reps === 1
           ? 'Order: all repetitions of one path, then the next path.'
           : 'Order: rounds; each round measures every path once, on a fresh testbed, so slow drifts in background load hit every path alike.',
         'Two namespace hosts joined by one veth pair; iperf3 and ping run between workload addresses (x.x.x.1 of each lease, on loopback), so every path carries the same traffic; each path gets a fresh pair of namespaces.',
-        'Nothing is pinned: iperf3 client and server, both daemons and softirq share the machine’s CPUs, as they would on one host running two pods. Other load on the machine shows up in the figures.',
+        'Nothing is pinned: iperf3 client and server, both daemons and softirq share the machine’s CPUs, as they would on one host running two pods. Other load on the machine shows up in the figures. One exception: the request/response client runs on the first CPU and its server on the second, as on two hosts (unpinned, whether the scheduler puts them on one CPU moved the kernel path’s rate tenfold).',
         'UDP packet rate: iperf3 -u -b 0 (unlimited) for the test duration; the figure is datagrams received per second at the server; loss is what the sender sent and the receiver never saw.',
         `CPU/pkt 64 B and 1400 B are measured during those unlimited tests (so they include datagrams sent and then dropped); "CPU/pkt 64 B, paced" during a 64 B test paced at ${opts.pacedKpps} kpps, below every path's capacity: the per-packet cost without overload.`,
         'RTT: ping every 10 ms between the workload addresses, per-packet times, nearest-rank p50/p99.',
+        `Latency section: "RTT p99.9 idle" pings every ${FAST_PING_MS} ms (${opts.fastPings} pings) on the idle path; "under TCP load" pings the same way while one iperf3 TCP stream runs through the path (pings start 1 s into it); percentiles over the replies received (lost pings are in results.json). These pings come from bench/lat/lat.c (it does not busy-wait between requests as iputils ping does below 10 ms), as does the request/response test: 1-byte transactions on one TCP connection, one outstanding, blocking send/recv, TCP_NODELAY, client and server pinned to two CPUs, for ${opts.duration} s; rate in transactions per second, p50/p99 of the transaction time.`,
+        'Not yet measured: throughput against worker count (overlayd has no workers yet, issue #12).',
         'Peak RSS: VmHWM of our daemon (the larger of the two hosts) since it started, read after each repetition.',
       ],
     },
@@ -146,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const all = [...Array(opts.reps).keys()];
       const settings = (repIndices: number[]) => ({
-        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, mtu: opts.mtu, pacedPps: opts.pacedKpps * 1000, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log, offload: opts.offload,
+        reps: opts.reps, repIndices, duration: opts.duration, pingCount: opts.pingCount, fastPings: opts.fastPings, mtu: opts.mtu, pacedPps: opts.pacedKpps * 1000, workDir, irqTime: run.meta.cpuAccounting.irqTimeAccounting, log, offload: opts.offload,
         ...(cpuProfDir ? { cpuProfDir } : {}),
       });
       const parts = new Map<PathId, RawPathResult[]>(opts.paths.map((id) => [id, []]));

@@ -4,7 +4,7 @@ import { ALL_PATHS, type PathId } from './metrics.js';
 
 /** Parsed options. */
 export interface BenchOptions {
-  /** Short CI-sized run: 1 repetition, 2-second tests, 100 pings. */
+  /** Short CI-sized run: 1 repetition, 2-second tests, 100 pings, 1000 fast pings. */
   quick: boolean;
   /** Run the micro-benchmarks (only them, unless --paths is also given). */
   micro: boolean;
@@ -18,6 +18,8 @@ export interface BenchOptions {
   duration: number;
   /** Pings per RTT sample. */
   pingCount: number;
+  /** Pings per fast (1 ms) RTT sample of the latency section. */
+  fastPings: number;
   /** Underlay MTU. */
   mtu: number;
   /** Rate of the paced 64 B UDP test (CPU per packet without overload), kpps. */
@@ -51,12 +53,26 @@ Compares overlay paths between two network-namespace hosts over a veth:
   udp-dgram     our UDP backend (flannel0 style) in overlayd, node:dgram
   udp-mmsg      our UDP backend in overlayd, recvmmsg/sendmmsg
 
+Per path and repetition: RTT (ping every 10 ms: p50/p99, each ping wakes an idle path),
+the latency section, TCP 1 and 4 streams, UDP 64 B and 1400 B unlimited, UDP 64 B paced.
+Latency section:
+  request/response 1-byte transactions on one TCP connection, one outstanding at a
+                   time (netperf TCP_RR style) for --duration seconds: transactions
+                   per second and their p50/p99; client and server on two CPUs
+  RTT idle p99.9   ping every 1 ms, --fast-pings times, on the idle path
+  RTT under load   one iperf3 TCP stream through the same path; after 1 s, ping every
+                   1 ms, --fast-pings times: p50/p99/p99.9 (the tail users feel)
+  (pings and transactions: bench/lat/lat.c, compiled with cc at the first run)
+  (throughput against worker count: once overlayd has workers, issue #12)
+
 Options:
   --paths LIST     comma-separated subset of the paths above (default: all)
-  --quick          short run: 1 repetition, 2 s tests, 100 pings
+  --quick          short run: 1 repetition, 2 s tests, 100 pings, 1000 fast pings
   --reps N         repetitions per figure (default 3)
-  --duration S     seconds per iperf3 test (default 5)
+  --duration S     seconds per iperf3 test and per request/response test (default 5)
   --pings N        pings per RTT sample (default 300, 10 ms apart)
+  --fast-pings N   pings per fast RTT sample of the latency section (default 3000,
+                   1 ms apart; idle, and again under TCP load)
   --paced-kpps N   rate of the paced 64 B UDP test that measures CPU per packet
                    without overload (default 10; keep it below every path's capacity)
   --mtu N          underlay MTU of both veth ends (default 1500)
@@ -99,6 +115,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       reps: { type: 'string' },
       duration: { type: 'string' },
       pings: { type: 'string' },
+      'fast-pings': { type: 'string' },
       mtu: { type: 'string' },
       'paced-kpps': { type: 'string' },
       json: { type: 'string' },
@@ -129,6 +146,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     reps: posInt('reps', values.reps, quick ? 1 : 3),
     duration: posInt('duration', values.duration, quick ? 2 : 5),
     pingCount: posInt('pings', values.pings, quick ? 100 : 300),
+    fastPings: posInt('fast-pings', values['fast-pings'], quick ? 1000 : 3000),
     mtu: posInt('mtu', values.mtu, 1500),
     pacedKpps: posInt('paced-kpps', values['paced-kpps'], 10),
     outDir: values['out-dir'] ?? 'bench/out',
@@ -141,5 +159,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   if (values.svg !== undefined) o.svg = values.svg;
   if (values.md !== undefined) o.md = values.md;
   if (o.mtu < 1280 || o.mtu > 9000) throw new Error('--mtu must be in 1280..9000');
+  if (o.fastPings > 65536) throw new Error('--fast-pings must be at most 65536');
   return o;
 }

@@ -38,6 +38,13 @@ export const METRIC_KEYS = [
   'udp1400loss',
   'rttP50',
   'rttP99',
+  'rttIdleP999',
+  'rttLoadP50',
+  'rttLoadP99',
+  'rttLoadP999',
+  'rrRate',
+  'rrP50',
+  'rrP99',
   'cpuPerPkt64',
   'cpuPerPkt1400',
   'cpuPerPktPaced',
@@ -71,11 +78,15 @@ const sig = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs
 
 /**
  * Base units: throughput in Gbit/s, packet rates in kpps, loss in percent,
- * RTT in microseconds, CPU in microseconds of CPU time per packet, RSS in MiB.
+ * RTT in microseconds, request/response rate in transactions per second, CPU in microseconds of CPU time per packet, RSS in MiB.
  * `cpuPerPkt64`/`cpuPerPkt1400` come from the unlimited-rate UDP tests (the sender
  * overloads the path, so they include the cost of datagrams that are later dropped);
  * `cpuPerPktPaced` from a 64 B test at a fixed rate every path sustains (--paced-kpps),
- * the per-packet cost without overload. `cpuPerByteTcp`: nanoseconds of CPU time (every
+ * the per-packet cost without overload. The latency section (bench/lib/latency.ts):
+ * `rttP50`/`rttP99` ping every 10 ms (each ping wakes an idle path); `rttIdleP999`
+ * pings every 1 ms on the idle path; `rttLoad*` pings every 1 ms while one iperf3 TCP
+ * stream fills the same path; `rrRate`/`rrP50`/`rrP99` are 1-byte transactions on one
+ * TCP connection, one outstanding (bench/lat/lat.c). `cpuPerByteTcp`: nanoseconds of CPU time (every
  * process of the path, both hosts, plus softirq) per byte moved in the 1-stream TCP test.
  */
 export const METRICS: Record<MetricKey, MetricDef> = {
@@ -87,6 +98,13 @@ export const METRICS: Record<MetricKey, MetricDef> = {
   udp1400loss: { label: 'UDP 1400 B loss', short: 'UDP 1400B loss', unit: '%', better: 'lower', chart: false, ratio: false, format: fixed(1) },
   rttP50: { label: 'RTT p50', short: 'RTT p50', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   rttP99: { label: 'RTT p99', short: 'RTT p99', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rttIdleP999: { label: 'RTT p99.9 idle, 1 ms pings', short: 'RTT p99.9 idle', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rttLoadP50: { label: 'RTT p50 under TCP load', short: 'RTT p50 loaded', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rttLoadP99: { label: 'RTT p99 under TCP load', short: 'RTT p99 loaded', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rttLoadP999: { label: 'RTT p99.9 under TCP load', short: 'RTT p99.9 loaded', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rrRate: { label: 'TCP request/response rate', short: 'TCP_RR rate', unit: 'trans/s', better: 'higher', chart: true, ratio: true, format: sig },
+  rrP50: { label: 'TCP request/response p50', short: 'TCP_RR p50', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
+  rrP99: { label: 'TCP request/response p99', short: 'TCP_RR p99', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   cpuPerPkt64: { label: 'CPU/pkt 64 B', short: 'CPU/pkt 64B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   cpuPerPkt1400: { label: 'CPU/pkt 1400 B', short: 'CPU/pkt 1400B', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },
   cpuPerPktPaced: { label: 'CPU/pkt 64 B, paced', short: 'CPU/pkt 64B paced', unit: 'µs', better: 'lower', chart: true, ratio: true, format: sig },

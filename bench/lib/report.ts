@@ -85,7 +85,7 @@ export interface RunMeta {
   /** Machine description. */
   machine: { cpuModel: string; cpus: number; kernel: string; node: string; iperf3: string; memTotalMiB: number };
   /** Options the run used. */
-  options: { reps: number; durationS: number; pingCount: number; quick: boolean; mtu: number; cpuProf: boolean; sequential: boolean; paths: PathId[]; pacedKpps?: number };
+  options: { reps: number; durationS: number; pingCount: number; fastPings?: number; quick: boolean; mtu: number; cpuProf: boolean; sequential: boolean; paths: PathId[]; pacedKpps?: number };
   /** How overlayd was run: 'dist (…)' or 'tsx (…)', or why not. */
   overlayd?: string;
   /** How CPU per packet was computed. */
@@ -230,6 +230,13 @@ export function checkGoals(paths: PathReport[]): GoalCheck[] {
         out.push({ goal: `loses no more than kernel VXLAN at the same offered load (${METRICS[k].label}, #11)`, path: p.id, value: d, target: '≤ 0 points', met: judge(d, (x) => x <= 0), detail: `${k} median − kernel-vxlan median (percentage points)` });
       }
     }
+    // issue #12 (latency), on the figures of the latency section
+    const latencyGoals: [MetricKey, string, number][] = [['rttLoadP50', 'RTT p50 under TCP load within 1.5x', 1.5], ['rttLoadP99', 'RTT p99 under TCP load within 2x', 2], ['rrRate', 'request/response rate ≥ 0.7x', 0.7]];
+    for (const [k, goal, t] of latencyGoals) {
+      const v = ratioOf(p, k);
+      const higher = METRICS[k].better === 'higher';
+      out.push({ goal: `${goal} kernel VXLAN (#12)`, path: p.id, value: v, target: `${higher ? '≥' : '≤'} ${t.toFixed(2)}`, met: judge(v, (x) => (higher ? x >= t : x <= t)), detail: `${k} median / kernel-vxlan median` });
+    }
   }
   return out;
 }
@@ -262,7 +269,7 @@ export function renderTable(r: Report): string {
   out.push('', `median [min-max] over ${r.meta.options.reps} run(s); xN = ratio to ${r.baseline ?? 'kernel-vxlan (not measured: no ratios)'} in this run`);
   for (const p of errs) out.push(`${p.id}: NOT MEASURED: ${p.error}`);
   if (r.goals.length) {
-    out.push('', 'goals (issues #7 and #11):');
+    out.push('', 'goals (issues #7, #11 and #12):');
     for (const g of r.goals) out.push(`  [${g.met === null ? ' ? ' : g.met ? 'met' : 'NOT'}] ${g.path}: ${g.goal}: ${g.value === null ? 'n/a' : g.value.toFixed(2)} (target ${g.target})`);
   }
   return out.join('\n');
@@ -282,7 +289,7 @@ export function renderMarkdown(r: Report): string {
   out.push(`### Overlay comparison: ratios to kernel VXLAN in the same run`, '');
   out.push(`Command: \`${m.command}\`  `);
   out.push(`Machine: ${m.machine.cpuModel}, ${m.machine.cpus} CPUs, ${m.machine.memTotalMiB} MiB, Linux ${m.machine.kernel}, Node ${m.machine.node}, ${m.machine.iperf3}  `);
-  out.push(`Run: ${m.startedAt} → ${m.finishedAt}; ${m.options.reps} repetition(s) of ${m.options.durationS}s tests, ${m.options.pingCount} pings per RTT sample, underlay MTU ${m.options.mtu}${m.overlayd ? `; overlayd ran from ${m.overlayd}` : ''}${m.options.cpuProf ? '; **our daemons ran under --cpu-prof (slower)**' : ''}`, '');
+  out.push(`Run: ${m.startedAt} → ${m.finishedAt}; ${m.options.reps} repetition(s) of ${m.options.durationS}s tests, ${m.options.pingCount} pings per RTT sample${m.options.fastPings ? ` (${m.options.fastPings} per fast sample)` : ''}, underlay MTU ${m.options.mtu}${m.overlayd ? `; overlayd ran from ${m.overlayd}` : ''}${m.options.cpuProf ? '; **our daemons ran under --cpu-prof (slower)**' : ''}`, '');
   out.push(`| metric | ${r.paths.map((p) => p.label).join(' | ')} |`);
   out.push(`|---|${r.paths.map(() => '---:').join('|')}|`);
   for (const k of keys) {
@@ -322,8 +329,8 @@ const COLORS: Record<PathId, string> = {
   'udp-mmsg': '#ff9896',
 };
 
-/** Where the goals of issue #7 put a ratio (drawn as a dashed line on the chart). */
-const GOAL_LINES: Partial<Record<MetricKey, number>> = { tcp1: 0.5, tcp4: 0.5, rttP50: 2, rttP99: 2, cpuPerPkt64: 3, cpuPerPkt1400: 3, cpuPerPktPaced: 3 };
+/** Where the goals of issues #7 and #12 put a ratio (drawn as a dashed line on the chart). */
+const GOAL_LINES: Partial<Record<MetricKey, number>> = { tcp1: 0.5, tcp4: 0.5, rttP50: 2, rttP99: 2, rttLoadP50: 1.5, rttLoadP99: 2, rrRate: 0.7, cpuPerPkt64: 3, cpuPerPkt1400: 3, cpuPerPktPaced: 3 };
 
 /** Escape text for XML. */
 export function xmlEscape(s: string): string {
@@ -367,7 +374,7 @@ export function renderSvg(r: Report): string {
   o.push(`<line x1="20" y1="67" x2="20" y2="79" stroke="#000" stroke-width="1.5"/>`);
   o.push(`<text x="26" y="77">kernel VXLAN = 1×</text>`);
   o.push(`<line x1="150" y1="73" x2="164" y2="73" stroke="#e6550d" stroke-width="2" stroke-dasharray="4 2"/>`);
-  o.push(`<text x="168" y="77">goal of issue #7 (TCP ≥ 0.5×, RTT ≤ 2×, CPU/packet ≤ 3×)</text>`);
+  o.push(`<text x="168" y="77">goals of issues #7, #12 (TCP ≥ 0.5×, RTT ≤ 2×, loaded p50 ≤ 1.5×, TCP_RR ≥ 0.7×, CPU/packet ≤ 3×)</text>`);
   const plotTop = top, plotBottom = H - 40;
   // Grid and ticks.
   const ticks = [1 / 256, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64, 128, 256].filter((t) => t >= lo && t <= hi);

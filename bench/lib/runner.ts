@@ -1,7 +1,7 @@
 /**
  * Measures one path: builds a fresh testbed, configures the path, runs every test
- * for the given repetitions (RTT, TCP x1, TCP x4, UDP 64 B, UDP 1400 B), accounts
- * CPU and peak RSS, and always removes the testbed.
+ * for the given repetitions (RTT, the latency section, TCP x1, TCP x4, UDP 64 B,
+ * UDP 1400 B, UDP 64 B paced), accounts CPU and peak RSS, and always removes the testbed.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -10,6 +10,8 @@ import type { BenchPath, PathInstance } from '../paths/types.js';
 import { busyMs, formatProfile, summarizeProfileFile } from './cpuprof.js';
 import { sleep } from './exec.js';
 import { runIperfClient, startIperfServer, type IperfTest } from './iperf.js';
+import { compileLat, startRrServer } from './lat.js';
+import { measureLatency } from './latency.js';
 import { isOurs, PATH_LABELS, type MetricKey } from './metrics.js';
 import { measureRtt } from './ping.js';
 import { cpuDelta, readComm, readPeakRssKiB, snapshot } from './proc.js';
@@ -24,6 +26,8 @@ export interface RunSettings {
   repIndices: number[];
   duration: number;
   pingCount: number;
+  /** Pings per fast (1 ms) RTT run of the latency section, idle and under load. */
+  fastPings: number;
   mtu: number;
   /** Directory for logs and daemon configuration. */
   workDir: string;
@@ -48,6 +52,7 @@ export function destroyLiveBeds(): void {
 }
 
 const IPERF_PORT = 5201;
+const RR_PORT = 5301;
 
 /** Push a sample for `key` into the result (NaN marks a failed repetition). */
 function push(r: RawPathResult, key: MetricKey, v: number): void {
@@ -116,6 +121,8 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
     const comm = readComm(serverPid);
     if (comm !== 'iperf3') s.log(`  warning: iperf3 server pid ${serverPid} is "${comm}" (ip netns exec did not exec in place): its CPU is not counted`);
     const procs = (): Record<string, number> => ({ 'iperf3-server': serverPid, ...inst?.processes() });
+    const latBin = compileLat(s.workDir);
+    bed.tb.track(await startRrServer(b.ns, latBin, b.workload, RR_PORT));
 
     const tcp = (streams: number): IperfTest => ({ proto: 'tcp', streams, seconds: s.duration });
     const udp = (len: number): IperfTest => ({ proto: 'udp', streams: 1, len, seconds: s.duration });
@@ -137,6 +144,13 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
         record({ test: 'ping', rep, ok: false, error: (e as Error).message, values: {} });
         s.log(`${tag} RTT FAILED: ${(e as Error).message}`);
       }
+
+      // The latency section (latency.ts): request/response, fast pings idle, fast pings under TCP load.
+      await sleep(300);
+      await measureLatency({
+        a, b, latBin, rrPort: RR_PORT, iperfPort: IPERF_PORT, fastPings: s.fastPings, rrSeconds: s.duration, rep, tag, log: s.log, record,
+        push: (k, v) => push(result, k, v),
+      });
 
       for (const [name, key, t] of [['tcp1', 'tcp1', tcp(1)], ['tcp4', 'tcp4', tcp(4)]] as const) {
         await sleep(300);

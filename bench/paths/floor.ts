@@ -5,10 +5,10 @@
  * nothing; it shows what the kernel's forced copies alone cost, so our paths can be read
  * against the best any userspace design on TUN and UDP sockets can do on this machine.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compileC, waitReady } from '../lib/cc.js';
 import { waitExit } from '../lib/exec.js';
 import { peerOf, waitOverlay, type BenchBed } from '../lib/testbed.js';
 import type { BenchPath, PathInstance, PathOptions } from './types.js';
@@ -17,37 +17,11 @@ const SOURCE = resolve(dirname(fileURLToPath(import.meta.url)), '../floor/forwar
 const DEV = 'floor0';
 const PORT = '8472';
 
-/** Compile forward.c into `dir` (once per work directory); throws with the compiler's message. */
-function compile(dir: string): string {
-  const bin = join(dir, 'forward');
-  if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(SOURCE).mtimeMs) return bin;
-  try {
-    execFileSync('cc', ['-O2', '-Wall', '-o', bin, SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    throw new Error(`cc bench/floor/forward.c failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().slice(0, 300)}`);
-  }
-  return bin;
-}
-
-/** Wait until the forwarder prints "ready" (its TUN exists), or it exits. */
-function waitReady(child: ChildProcess, ms: number): Promise<void> {
-  return new Promise((ok, fail) => {
-    let out = '';
-    const timer = setTimeout(() => fail(new Error(`forward: not ready after ${ms} ms: ${out.trim()}`)), ms);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready')) { clearTimeout(timer); ok(); }
-    });
-    child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
-    child.once('exit', (code) => { clearTimeout(timer); fail(new Error(`forward exited ${code}: ${out.trim()}`)); });
-  });
-}
-
 /** The floor path (see the file comment). */
 export const floorPath: BenchPath = {
   id: 'floor',
   async setup(bed: BenchBed, opts: PathOptions): Promise<PathInstance> {
-    const bin = compile(opts.workDir);
+    const bin = compileC(SOURCE, opts.workDir);
     const config: string[] = [];
     const kids: ChildProcess[] = [];
     const stop = async (): Promise<void> => {
@@ -60,7 +34,7 @@ export const floorPath: BenchPath = {
         const child = spawn('ip', ['netns', 'exec', h.ns.name, bin, DEV, h.underlay, p.underlay, PORT, ...(process.env.BENCH_FLOOR_BUSY === '1' ? ['busy'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
         bed.tb.track(child);
         kids.push(child);
-        await waitReady(child, 5000);
+        await waitReady(child, 'forward', 5000);
         // a super-packet plus its 10-byte virtio header must fit one UDP send (65,507 bytes)
         for (const args of [
           ['link', 'set', DEV, 'mtu', String(bed.mtu - 50), 'gso_max_size', '60000', 'up'],

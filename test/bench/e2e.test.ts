@@ -29,6 +29,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       expect(code, stderr).toBe(0);
       expect(secs, stderr.slice(-3000)).toBeLessThan(60);
       expect(stderr).toMatch(/\[hostgw 1\/1\] TCP x1/);
+      expect(stderr).toMatch(/\[kernel-vxlan 1\/1\] RTT under TCP load \([\d.]+ Gbit\/s\)/);
       expect(stdout).toMatch(/TCP 1 stream \(Gbit\/s\)/);
 
       const { report, raw } = JSON.parse(readFileSync(join(out, 'copy.json'), 'utf8')) as { report: Report; raw: RawRun };
@@ -36,7 +37,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       expect(report.paths.map((p) => p.id)).toEqual(['hostgw', 'kernel-vxlan']);
       for (const p of report.paths) {
         expect(p.error).toBeUndefined();
-        for (const k of ['tcp1', 'tcp4', 'udp64pps', 'udp1400pps', 'rttP50', 'rttP99', 'cpuPerPkt64', 'cpuPerPkt1400', 'cpuPerPktPaced'] as const) {
+        for (const k of ['tcp1', 'tcp4', 'udp64pps', 'udp1400pps', 'rttP50', 'rttP99', 'rttIdleP999', 'rttLoadP50', 'rttLoadP99', 'rttLoadP999', 'rrRate', 'rrP50', 'rrP99', 'cpuPerPkt64', 'cpuPerPkt1400', 'cpuPerPktPaced'] as const) {
           expect(p.figures[k]?.median, `${p.id} ${k}\n${stderr.slice(-3000)}`).toBeGreaterThan(0);
         }
       }
@@ -49,6 +50,7 @@ describe.runIf(requireNetns())('bench end to end (namespaces)', () => {
       expect(xmlProblem(svg)).toBeNull();
       expect(readFileSync(join(out, 'ratios.svg'), 'utf8')).toBe(svg);
       expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/\| TCP 1 stream/);
+      expect(raw.paths[1].tests?.filter((t) => ['rr', 'ping-fast', 'ping-load'].includes(t.test) && t.ok).length).toBe(3);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

@@ -3,6 +3,7 @@ import { buildReport, checkGoals, renderMarkdown, renderSvg, renderTable, type R
 import { percentile, summarize } from '../../bench/lib/stats.js';
 import { parseIperf } from '../../bench/lib/iperf.js';
 import { parsePingTimes } from '../../bench/lib/ping.js';
+import { parseFastPing, parseRr } from '../../bench/lib/lat.js';
 import { summarizeProfile } from '../../bench/lib/cpuprof.js';
 import { parseBenchArgs } from '../../bench/lib/args.js';
 import { xmlProblem } from './xml.js';
@@ -72,6 +73,26 @@ describe('bench report', () => {
     expect(noBase.paths[0].figures.tcp1?.ratio).toBeNull();
   });
 
+  it('checks the latency goals of issue #12 on the latency section', () => {
+    const lat = buildReport({
+      meta,
+      paths: [
+        { id: 'kernel-vxlan', samples: { rttLoadP50: [20, 20, 20], rttLoadP99: [100, 100, 100], rrRate: [100000, 100000, 100000] } },
+        { id: 'udp-mmsg', samples: { rttLoadP50: [30, 30, 30], rttLoadP99: [300, 300, 300], rrRate: [80000, 60000, 70000], rttIdleP999: [500, 500, 500] } },
+      ],
+    });
+    const g = (goal: RegExp) => lat.goals.find((x) => x.path === 'udp-mmsg' && goal.test(x.goal));
+    expect(g(/p50 under TCP load.*#12/)).toMatchObject({ met: true, value: 1.5, target: '≤ 1.50' });
+    expect(g(/p99 under TCP load.*#12/)).toMatchObject({ met: false, value: 3 });
+    expect(g(/request\/response rate.*#12/)).toMatchObject({ met: true, value: 0.7, target: '≥ 0.70' });
+    const p = lat.paths[1];
+    expect(p.figures.rttIdleP999?.ratio).toBeNull();
+    expect(p.figures.rrRate?.median).toBe(70000);
+    expect(renderTable(lat)).toMatch(/TCP request\/response rate \(trans\/s\)\s+100000 \[100000-100000\] x1\.00\s+70000 \[60000-80000\] x0\.70/);
+    expect(renderMarkdown(lat)).toContain('| RTT p99 under TCP load (µs, lower is better) | **100** (100–100) ×1.00 | **300** (300–300) ×3.00 |');
+    expect(xmlProblem(renderSvg(lat))).toBeNull();
+  });
+
   it('checks the goals of issue #7', () => {
     const g = (goal: RegExp) => r.goals.find((x) => x.path === 'udp-mmsg' && goal.test(x.goal));
     expect(g(/half.*TCP 1/)).toMatchObject({ met: true, value: 0.5 });
@@ -135,6 +156,13 @@ describe('bench parsers', () => {
     expect(parsePingTimes(out)).toEqual([45, 1200]);
   });
 
+  it('latency tool output: request/response and fast ping', () => {
+    expect(parseRr('{"transactions":20000,"seconds":2.000000,"size":1,"p50":40.5,"p99":90.25,"p999":300.125}\n')).toEqual({ transactions: 20000, seconds: 2, tps: 10000, p50: 40.5, p99: 90.25, p999: 300.125 });
+    expect(() => parseRr('lat: connect: Connection refused')).toThrow(/no "transactions"/);
+    expect(parseFastPing('{"sent":3000,"received":2999,"seconds":2.999,"p50":12.0,"p99":40.0,"p999":95.5}')).toEqual({ sent: 3000, received: 2999, seconds: 2.999, p50: 12, p99: 40, p999: 95.5 });
+    expect(() => parseFastPing('{"sent":10,"received":0,"seconds":0.009}')).toThrow(/no replies \(0\/10\)/);
+  });
+
   it('cpuprofile self time by function', () => {
     const prof = {
       nodes: [
@@ -157,8 +185,10 @@ describe('bench parsers', () => {
   });
 
   it('command line', () => {
-    expect(parseBenchArgs(['--quick'])).toMatchObject({ reps: 1, duration: 2, pingCount: 100, comparison: true });
-    expect(parseBenchArgs([]).reps).toBe(3);
+    expect(parseBenchArgs(['--quick'])).toMatchObject({ reps: 1, duration: 2, pingCount: 100, fastPings: 1000, comparison: true });
+    expect(parseBenchArgs([])).toMatchObject({ reps: 3, fastPings: 3000 });
+    expect(parseBenchArgs(['--fast-pings', '5000']).fastPings).toBe(5000);
+    expect(() => parseBenchArgs(['--fast-pings', '70000'])).toThrow(/at most 65536/);
     expect(parseBenchArgs(['--paths', 'kernel-vxlan,hostgw']).paths).toEqual(['hostgw', 'kernel-vxlan']);
     expect(parseBenchArgs(['--micro']).comparison).toBe(false);
     expect(parseBenchArgs(['--micro', '--paths', 'hostgw']).comparison).toBe(true);
