@@ -5,7 +5,7 @@
  *
  * Pure functions of their input, so tests can feed fixed numbers.
  */
-import { BASELINE, METRICS, METRIC_KEYS, PATH_LABELS, type MetricKey, type PathId } from './metrics.js';
+import { BASELINE, METRICS, METRIC_KEYS, PATH_LABELS, isOurs, type MetricKey, type PathId } from './metrics.js';
 import { summarize, type Summary } from './stats.js';
 
 /** CPU accounting of one measured interval, in clock ticks (USER_HZ) unless noted. */
@@ -186,7 +186,7 @@ export function checkGoals(paths: PathReport[]): GoalCheck[] {
   const out: GoalCheck[] = [];
   const hostgw = paths.find((p) => p.id === 'hostgw');
   const kernel = paths.find((p) => p.id === BASELINE);
-  const ours = paths.filter((p) => p.id !== 'hostgw' && p.id !== BASELINE && !p.error);
+  const ours = paths.filter((p) => isOurs(p.id) && !p.error);
   const ratioOf = (p: PathReport, k: MetricKey): number | null => p.figures[k]?.ratio ?? null;
   const judge = (v: number | null, ok: (x: number) => boolean): boolean | null => (v === null ? null : ok(v));
 
