@@ -98,6 +98,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** setFdb() was used: FDB destinations other than peers' public IPs may exist. */
   private customFdb = false;
   private readonly bySubnet = new Map<string, VxPeer>();
+  /** Peers whose kernel route could not be installed: the next change of their lease tries again. */
+  private readonly routeFailed = new Set<string>();
 
   constructor(opts: VxlanBackendOptions) {
     const vni = opts.vni ?? 1;
@@ -143,7 +145,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
       gsoMaxSegs: this.deviceGsoMaxSegs,
     });
     if (this.mode === 'l3') await this.kernel.deviceSysctl(dev, 'accept_local', '1');
-    for (const p of this.bySubnet.values()) await this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.subnet.net), dev);
+    // all at once: the kernel queue pipelines them (src/vtep/kernel.ts)
+    await Promise.all([...this.bySubnet.values()].map((p) => this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.subnet.net), dev)));
   }
 
   /** This host's lease (with our VNI and VTEP MAC). */
@@ -176,7 +179,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
       if (old && old.addr !== addr) this.unflood(old);
       if (!this.floodList().includes(addr)) this.fdb.append({ mac: 0, dst: addr });
     }
-    if (this.kernelLive) this.kernelUpdate(`route ${key} via ${u32ToIpv4(subnet.net)} dev ${this.deviceName}`, this.kernel.replaceRoute(key, u32ToIpv4(subnet.net), this.device!.name));
+    // the route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
+    // unless installing it failed before
+    if (this.kernelLive && (old === undefined || this.routeFailed.has(key))) {
+      this.routeFailed.delete(key);
+      const op = this.kernel.replaceRoute(key, u32ToIpv4(subnet.net), this.device!.name);
+      op.catch(() => { if (this.bySubnet.has(key)) this.routeFailed.add(key); });
+      this.kernelUpdate(`route ${key} via ${u32ToIpv4(subnet.net)} dev ${this.deviceName}`, op);
+    }
   }
 
   /** Remove the peer owning `subnet` (tables and kernel route). */
@@ -187,6 +197,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const old = this.bySubnet.get(key);
     if (!old) return;
     this.bySubnet.delete(key);
+    this.routeFailed.delete(key);
     if (old.mac !== undefined) this.hosts.removeHost(key);
     if (this.mode === 'l2') this.unflood(old);
     this.removeSender(old);

@@ -291,3 +291,36 @@ describe('core lifecycle', () => {
     expect(io.dev!.closed).toBe(true);
   });
 });
+
+describe('VxlanBackend kernel routes follow subnets, not lease contents', () => {
+  it('a changed lease (new MAC, new public IP) keeps its route; a removed and re-added one is installed again; a failed one is retried on the next change', async () => {
+    const ops: string[] = [];
+    let fail = false;
+    const kernel = { ...nullKernel,
+      async replaceRoute(dst: string, via: string) { ops.push(`replace ${dst} via ${via}`); if (fail) throw new Error('EPERM'); },
+      async deleteRoute(dst: string) { ops.push(`delete ${dst}`); },
+    };
+    const errors: string[] = [];
+    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io: new FakeIo(), kernel, onError: (e) => errors.push(e.message) });
+    await b.start();
+    const lease = (mac: string, pub = '198.18.0.2') => ({ subnet: '198.19.2.0/24', publicIp: pub, backendType: 'vxlan' as const, vni: 1, vtepMac: mac });
+    b.addPeer(lease(PEER_MAC));
+    b.addPeer(lease('02:00:00:00:00:09', '198.18.0.9'));
+    b.removePeer('198.19.2.0/24');
+    b.addPeer(lease(PEER_MAC));
+    await b.settled();
+    expect(ops).toEqual(['replace 198.19.2.0/24 via 198.19.2.0', 'delete 198.19.2.0/24', 'replace 198.19.2.0/24 via 198.19.2.0']);
+    ops.length = 0;
+    fail = true;
+    b.addPeer({ ...lease(PEER_MAC), subnet: '198.19.3.0/24' });
+    await b.settled();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(errors).toHaveLength(1);
+    fail = false;
+    b.addPeer({ ...lease('02:00:00:00:00:08'), subnet: '198.19.3.0/24' }); // changed: retried because it failed
+    b.addPeer({ ...lease('02:00:00:00:00:07'), subnet: '198.19.3.0/24' }); // changed again: in by now
+    await b.settled();
+    expect(ops).toEqual(['replace 198.19.3.0/24 via 198.19.3.0', 'replace 198.19.3.0/24 via 198.19.3.0']);
+    await b.stop();
+  });
+});
