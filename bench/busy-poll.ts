@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Testbed } from '../test/helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan } from '../test/vtep/harness.js';
+import { oursAndKernel } from '../test/vtep/harness.js';
 import { measureRtt } from './lib/ping.js';
 
 const { values } = parseArgs({ options: { pings: { type: 'string', default: '500' }, rounds: { type: 'string', default: '3' }, us: { type: 'string', default: '300' } } });
@@ -20,14 +20,8 @@ for (let round = 1; round <= ROUNDS; round++) {
   for (const bp of [0, US]) {
     const tb = new Testbed('tbbp');
     try {
-      const a = tb.host('a');
-      const b = tb.host('b');
-      tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-      const ours = await HostProc.start(tb, a, { kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:01:01', transport: 'mmsg', busyPollUs: bp });
+      const { a, ours } = await oursAndKernel(tb, { busyPollUs: bp });
       try {
-        const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
-        await ours.addPeer(k.lease);
-        kernelAddPeer(b, k.dev, ours.lease);
         await measureRtt(a, '198.19.1.0', '198.19.2.0', 50);
         const r = await measureRtt(a, '198.19.1.0', '198.19.2.0', PINGS);
         const polled = ((await ours.stats()).stats as { busyPolled?: number }).busyPolled ?? 0;

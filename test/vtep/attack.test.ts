@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, tcpTransfer } from './harness.js';
+import { oursAndKernel, tcpTransfer, type HostProc } from './harness.js';
 
 const MB = 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,13 +27,8 @@ describe.runIf(requireNetns())('L3 VTEP under attack', () => {
   const tb = new Testbed('vxa');
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(async () => {
-    a = tb.host('a'); b = tb.host('b');
-    tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
+    ({ a, b, ours } = await oursAndKernel(tb, { transport: (process.env.VTEP_TRANSPORT as string | undefined) ?? 'mmsg' }));
     b.ip('addr', 'add', '198.18.0.99/24', 'dev', 'u0'); // the attacker's (unknown) source address
-    ours = await HostProc.start(tb, a, { kind: 'vxlan', transport: (process.env.VTEP_TRANSPORT as string | undefined) ?? 'mmsg', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:01:01' });
-    const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
-    await ours.addPeer(k.lease);
-    kernelAddPeer(b, k.dev, ours.lease);
   });
   afterAll(async () => {
     await ours?.stop().catch(() => undefined);

@@ -182,3 +182,30 @@ export async function udpBurst(tb: Testbed, server: NsHost, serverIp: string, cl
     if (srv.exitCode === null) srv.kill('SIGKILL');
   }
 }
+
+/** Host a runs one of ours, host b a kernel flannel.N; each has the other as its peer. */
+export interface OursAndKernel {
+  a: NsHost;
+  b: NsHost;
+  ours: HostProc;
+  kernel: KernelVtep;
+}
+
+/**
+ * The common two-host interop bed: `a` (198.18.0.1, lease 198.19.1.0/24) runs our L3 VXLAN VTEP
+ * with `opts` over the defaults, `b` (198.18.0.2, 198.19.2.0/24) a kernel VXLAN device set up as
+ * flannel does (`kernelOpts` over the defaults), one veth `u0` between them, peers added both ways.
+ */
+export async function oursAndKernel(tb: Testbed, opts: Record<string, unknown> = {}, kernelOpts: Partial<Parameters<typeof kernelVxlan>[1]> = {}): Promise<OursAndKernel> {
+  const a = tb.host('a');
+  const b = tb.host('b');
+  tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
+  const ours = await HostProc.start(tb, a, {
+    kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
+    vtepMac: '02:00:00:00:01:01', transport: 'mmsg', ...opts,
+  });
+  const kernel = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02', ...kernelOpts });
+  await ours.addPeer(kernel.lease);
+  kernelAddPeer(b, kernel.dev, ours.lease);
+  return { a, b, ours, kernel };
+}

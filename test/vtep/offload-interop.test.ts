@@ -13,7 +13,7 @@
 import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer, udpBurst } from './harness.js';
+import { HostProc, kernelAddPeer, kernelVxlan, oursAndKernel, ping, tcpTransfer, udpBurst } from './harness.js';
 
 const MB = 1024 * 1024;
 
@@ -35,16 +35,7 @@ describe.runIf(requireNetns())('offloaded L3 VTEP <-> kernel flannel.1 at defaul
   const tb = new Testbed('vxo');
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(async () => {
-    a = tb.host('a');
-    b = tb.host('b');
-    tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-    ours = await HostProc.start(tb, a, {
-      kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
-      vtepMac: '02:00:00:00:01:01', transport: 'mmsg', offload: 'auto',
-    });
-    const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02', txOff: false });
-    await ours.addPeer(k.lease);
-    kernelAddPeer(b, k.dev, ours.lease);
+    ({ a, b, ours } = await oursAndKernel(tb, { offload: 'auto' }, { txOff: false }));
   });
   afterAll(async () => {
     await ours?.stop().catch(() => undefined);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StageTimer, TIMING_STAGES, VxlanBackend } from '../../src/vtep/index.js';
 import { FakeIo, ipv4Packet, nullKernel } from './fakes.js';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping } from './harness.js';
+import { oursAndKernel, ping, type HostProc } from './harness.js';
 
 describe('StageTimer', () => {
   it('gives quantiles within a bucket (+9%) of the true value, the exact max and mean, and ignores negative or NaN samples', () => {
@@ -65,18 +65,9 @@ describe('core timing stamps (fakes: no device or socket stamps)', () => {
 
 describe.runIf(requireNetns())('timing with a real TUN and recvmmsg socket, kernel VXLAN peer', () => {
   const tb = new Testbed('tntm') // 'tn': in .ci/run's cleanup list;
-  let a: NsHost, b: NsHost, ours: HostProc;
+  let a: NsHost, ours: HostProc;
   beforeAll(async () => {
-    a = tb.host('a');
-    b = tb.host('b');
-    tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-    ours = await HostProc.start(tb, a, {
-      kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
-      vtepMac: '02:00:00:00:01:01', transport: 'mmsg', timing: true,
-    });
-    const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
-    await ours.addPeer(k.lease);
-    kernelAddPeer(b, k.dev, ours.lease);
+    ({ a, ours } = await oursAndKernel(tb, { timing: true }));
   });
   afterAll(async () => {
     await ours?.stop().catch(() => undefined);
@@ -99,18 +90,9 @@ describe.runIf(requireNetns())('timing with a real TUN and recvmmsg socket, kern
 
 describe.runIf(requireNetns())('busy-poll with a real TUN and recvmmsg socket, kernel VXLAN peer', () => {
   const tb = new Testbed('tntb'); // 'tn': in .ci/run's cleanup list
-  let a: NsHost, b: NsHost, ours: HostProc;
+  let a: NsHost, ours: HostProc;
   beforeAll(async () => {
-    a = tb.host('a');
-    b = tb.host('b');
-    tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-    ours = await HostProc.start(tb, a, {
-      kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
-      vtepMac: '02:00:00:00:01:01', transport: 'mmsg', busyPollUs: 100_000, timing: true,
-    });
-    const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
-    await ours.addPeer(k.lease);
-    kernelAddPeer(b, k.dev, ours.lease);
+    ({ a, ours } = await oursAndKernel(tb, { busyPollUs: 100_000, timing: true }));
   });
   afterAll(async () => {
     await ours?.stop().catch(() => undefined);

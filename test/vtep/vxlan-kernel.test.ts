@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
+import { HostProc, kernelAddPeer, kernelVxlan, oursAndKernel, ping, tcpTransfer } from './harness.js';
 
 const MB = 1024 * 1024;
 const TRANSPORT = (process.env.VTEP_TRANSPORT as 'dgram' | 'mmsg' | undefined) ?? 'dgram';
@@ -13,16 +13,7 @@ function pair(vni: number, port: number, gbp = false, transport: 'dgram' | 'mmsg
   const tb = new Testbed('vxk');
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(async () => {
-    a = tb.host('a');
-    b = tb.host('b');
-    tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-    ours = await HostProc.start(tb, a, {
-      kind: 'vxlan', mode: 'l3', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1',
-      vni, port, gbp, gbpPolicy, vtepMac: '02:00:00:00:01:01', transport,
-    });
-    const k = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', vni, port, gbp, mac: '02:00:00:00:02:02', txOff });
-    await ours.addPeer(k.lease);
-    kernelAddPeer(b, k.dev, ours.lease);
+    ({ a, b, ours } = await oursAndKernel(tb, { vni, port, gbp, gbpPolicy, transport }, { vni, port, gbp, txOff }));
   });
   afterAll(async () => {
     await ours?.stop().catch(() => undefined);
