@@ -112,6 +112,12 @@ export class TcpCoalescer {
   private readonly iGso: Int32Array;
   private readonly iNextSeq: Uint32Array;
   private readonly iHash: Int32Array;
+  /**
+   * TCP runs: the first segment's pseudo-header + TCP header sum without the words a later
+   * segment may change (sequence number, flags word, checksum) and without the length, so a
+   * segment that continues the run gets its own sum from four words instead of its whole header.
+   */
+  private readonly iInv: Int32Array;
   private readonly iHdr: Int32Array; // IP + TCP header length
   private readonly iIpHl: Int32Array;
   private readonly iCsumOff: Int32Array; // pass-through NEEDS_CSUM
@@ -143,6 +149,7 @@ export class TcpCoalescer {
     this.iGso = new Int32Array(cap);
     this.iNextSeq = new Uint32Array(cap);
     this.iHash = new Int32Array(cap);
+    this.iInv = new Int32Array(cap);
     this.iHdr = new Int32Array(cap);
     this.iIpHl = new Int32Array(cap);
     this.iCsumOff = new Int32Array(cap);
@@ -359,11 +366,15 @@ export class TcpCoalescer {
       return this.passthrough(p, ipHl, udp ? -1 : 1);
     }
     this.pPay[p] = pay;
-    this.pInit[p] = onesSumSimple(buf, l4, lay.l4Hl, pseudo);
     const seq = udp ? 0 : ((buf[l4 + 4]! << 24) | (buf[l4 + 5]! << 16) | (buf[l4 + 6]! << 8) | buf[l4 + 7]!) >>> 0;
+    // the TCP header words a segment of a run may change: sequence number, flags word, checksum
+    const vary = udp ? 0 : ((buf[l4 + 4]! << 8) | buf[l4 + 5]!) + ((buf[l4 + 6]! << 8) | buf[l4 + 7]!) +
+      ((buf[l4 + 12]! << 8) | buf[l4 + 13]!) + ((buf[l4 + 16]! << 8) | buf[l4 + 17]!);
     if (run >= 0) {
       const it = this.open[run]!;
       if (udp ? this.canAppendUdp(it, buf, off, lay.version, pay) : this.canAppend(it, buf, off, lay.version, l4, lay.l4Hl, seq, pay)) {
+        // every other header word equals the run's first segment's (canAppend checked them)
+        this.pInit[p] = udp ? onesSumSimple(buf, l4, lay.l4Hl, pseudo) : csumFold(this.iInv[it]! + vary + ckLen);
         this.pNext[this.iLast[it]!] = p;
         this.iLast[it] = p;
         this.iCount[it]!++;
@@ -376,6 +387,7 @@ export class TcpCoalescer {
       this.closeAt(run);
     }
     // Start a new run.
+    this.pInit[p] = onesSumSimple(buf, l4, lay.l4Hl, pseudo);
     const it = this.nItems++;
     this.iFirst[it] = p;
     this.iLast[it] = p;
@@ -385,6 +397,8 @@ export class TcpCoalescer {
     this.iGso[it] = pay;
     this.iNextSeq[it] = (seq + pay) >>> 0;
     this.iHash[it] = hash;
+    // the same sum without the words that vary and the length: congruent modulo 0xffff, kept positive
+    if (!udp) this.iInv[it] = csumFold(this.pInit[p]! + 2 * 0xffff - csumFold(vary) - ckLen);
     this.iHdr[it] = ipHl + lay.l4Hl;
     this.iIpHl[it] = ipHl;
     this.iCsumOff[it] = udp ? 6 : 16;
