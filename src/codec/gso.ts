@@ -9,7 +9,7 @@
  * length, and a full L4 checksum computed from scratch (the super-packet's partial field is
  * ignored). Payload bytes are copied and summed in one pass. Nothing allocates.
  */
-import { copyBytes, copySum, copySumRanges, onesSum, onesSumSimple, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM } from './checksum.js';
+import { copyBytes, copySum, copySumRanges, csumFold, onesSum, onesSumSimple, RANGE_DST, RANGE_LEN, RANGE_STRIDE, RANGE_SUM } from './checksum.js';
 import { IpProto } from './constants.js';
 import { ipv4FillChecksum } from './ip.js';
 import { L4Layout, parseL4 } from './l4.js';
@@ -90,6 +90,14 @@ let sCount = 0;
 let sSeq = 0;
 let sId = 0;
 let sFlags = 0;
+/**
+ * Sums of segment 0's headers without the words that differ between segments, set by
+ * writeHeaders(0) (segments are always written 0, 1, ... n-1): IPv4 without total length, ID and
+ * checksum; TCP (with the pseudo-header base) without sequence number, flags word, checksum and
+ * length. A later segment adds its own few words instead of summing whole headers again.
+ */
+let sIpInv = 0;
+let sTcpInv = 0;
 
 /** Parse and size the super-packet into the module scratch; returns 'ok' or why not. */
 function prepare(buf: Uint8Array, off: number, len: number, hdr: VirtioNetHdr): 'ok' | SegmentReason {
@@ -151,7 +159,15 @@ function writeHeaders(i: number, dst: Uint8Array, d: number, prev: number): numb
     const id = (sId + i) & 0xffff;
     dst[d + 4] = id >>> 8;
     dst[d + 5] = id & 255;
-    ipv4FillChecksum(dst, d);
+    if (i === 0) {
+      ipv4FillChecksum(dst, d);
+      // congruent modulo 0xffff to the header sum without tl, id and the checksum; kept positive
+      sIpInv = csumFold(onesSumSimple(dst, d, ipHl) + 3 * 0xffff - tl - id - ((dst[d + 10]! << 8) | dst[d + 11]!));
+    } else {
+      const c = ~csumFold(sIpInv + tl + id) & 0xffff;
+      dst[d + 10] = c >>> 8;
+      dst[d + 11] = c & 255;
+    }
   } else {
     const pl = sHdr - ipHl + pay;
     dst[d + 4] = pl >>> 8;
@@ -171,6 +187,13 @@ function writeHeaders(i: number, dst: Uint8Array, d: number, prev: number): numb
     dst[l4 + 13] = f;
     dst[l4 + 16] = 0;
     dst[l4 + 17] = 0;
+    const vary = (seq >>> 16) + (seq & 0xffff) + ((dst[l4 + 12]! << 8) | f);
+    if (i === 0) {
+      const s = onesSumSimple(dst, l4, lay.l4Hl, lay.pseudoBase + l4Len);
+      sTcpInv = csumFold(s + 3 * 0xffff - csumFold(vary) - l4Len);
+      return s;
+    }
+    return csumFold(sTcpInv + vary + l4Len);
   } else {
     dst[l4 + 4] = l4Len >>> 8;
     dst[l4 + 5] = l4Len & 255;
