@@ -249,15 +249,15 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
 
   /** Busy-poll: read one batch now without waiting and hand it to the handler (0 when nothing is queued or on a read error, which is counted). */
   pollNow(): number {
-    if (this.closedFlag || !this.handler || this.waiter) return 0;
+    const h = this.handler;
+    if (this.closedFlag || !h || this.waiter) return 0;
     let n: number;
     try {
-      n = this.io.read();
-    } catch (e) {
-      this.readError(wrapOsError(e, `read ${this.name}`).errno);
-      return 0;
+      n = this.readBatch();
+    } catch {
+      return 0; // counted and reported by readBatch
     }
-    if (n > 0) this.deliver(n);
+    if (n > 0) h(this.slots, n);
     return n;
   }
 
