@@ -16,9 +16,13 @@
  * which stamps each write just before sending it; all processes share one clock.
  *
  *   npx tsx bench/etcd-scale.ts [--hosts 24] [--reps 5] [--leases 1000,10000]     (root)
+ *
+ * --hosts 0 skips part 1. For diagnosis: ETCD_SCALE_NODE_ARGS='--trace-gc' passes node flags to
+ * every overlayd and keeps their stdout (the temporary directory is printed and left);
+ * ETCD_SCALE_PERF=file records `perf record -a` over the 1,000-lease change.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -93,7 +97,10 @@ function startOverlayd(tb: Testbed, h: NsHost, url: string, name: string): { chi
   const d = join(dir, name);
   mkdirSync(d, { recursive: true });
   const args = [...entry.nodeArgs, entry.script, '--etcd-endpoints', url, '--iface', 'u0', '--subnet-file', join(d, 'subnet.env'), '--transport', 'mmsg'];
-  const child = tb.track(spawn('ip', ['netns', 'exec', h.name, process.execPath, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] }));
+  // ETCD_SCALE_NODE_ARGS (e.g. --trace-gc): extra node flags for overlayd, its stdout kept in <dir>/<name>.out
+  const extra = process.env.ETCD_SCALE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const out = extra.length > 0 ? openSync(join(dir, `${name}.out`), 'w') : 'ignore';
+  const child = tb.track(spawn('ip', ['netns', 'exec', h.name, process.execPath, ...extra, ...args], { cwd: REPO_ROOT, stdio: ['ignore', out, 'pipe'] }));
   let err = '';
   child.stderr!.on('data', (b: Buffer) => { if (err.length < 1 << 20) err += b.toString(); });
   return { child, err: () => err, running: () => /: running\n/.test(err) };
@@ -189,9 +196,13 @@ async function manyLeases(n: number): Promise<void> {
       await c.writer.write(Array.from({ length: 1000 }, (_, i) => [`/control/k${i}`, kv(i, 1)[1]] as [string, string]));
     });
     // 1,000 leases change at once (one transaction) while a pings b every 10 ms
+    const perfOut = process.env.ETCD_SCALE_PERF;
+    const perf = perfOut ? spawn('perf', ['record', '-a', '-F', '999', '-o', perfOut, '--', 'sleep', '2.5'], { stdio: 'ignore' }) : undefined;
+    const perfDone = perf ? new Promise((r) => perf.on('exit', r)) : undefined;
     const p = await pingDuring(a, bAddr, 400, 1000, async () => {
       await c.writer.write(Array.from({ length: Math.min(1000, n) }, (_, i) => kv(i, 1)));
     });
+    await perfDone;
     rows.push(`| ${n} leases: start until running (lease acquired, all ${n} applied) | ${fmt(upMs)} |`);
     rows.push(`| ${n} leases: start until the kernel has all ${n} routes | ${fmt(routesMs)} |`);
     rows.push(`| ${n} leases: RSS | ${rss.toFixed(0)} MiB |`);
@@ -205,7 +216,7 @@ async function manyLeases(n: number): Promise<void> {
 }
 
 try {
-  await propagation();
+  if (HOSTS > 0) await propagation();
   for (const n of LEASES) await manyLeases(n);
   const entry = findOverlayd()!;
   console.log(`overlayd in etcd mode (VXLAN, mmsg, ${entry.kind}), etcd ${'3.4'} in a hub namespace, 2 vCPU, ${new Date().toISOString()}:`);
@@ -213,5 +224,6 @@ try {
   console.log('|---|---:|');
   for (const r of rows) console.log(r);
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (process.env.ETCD_SCALE_NODE_ARGS) console.log(`overlayd stdout kept in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
 }
