@@ -48,6 +48,8 @@ export interface BackendParams {
   timing?: boolean;
   /** Busy-poll window (`--busy-poll-us`), microseconds. */
   busyPollUs?: number;
+  /** VXLAN source-port pool size (`--source-ports`; absent: the backend's default). */
+  sourcePorts?: number;
   /** Informational dataplane messages (an offload the kernel refused): logged by overlayd. */
   onLog?: (msg: string) => void;
   /** VXLAN: our VTEP MAC, stable across restarts (see {@link stableVtepMac}). */
@@ -81,6 +83,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.type === 'udp') return o;
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
   if (p.vtepMac) v.vtepMac = p.vtepMac;
+  if (p.sourcePorts !== undefined) v.sourcePorts = p.sourcePorts;
   return v;
 }
 

@@ -64,6 +64,8 @@ export interface CliOptions {
   timing?: boolean;
   /** --busy-poll-us (0 = off). */
   busyPollUs?: number;
+  /** --source-ports (VXLAN source-port pool size). */
+  sourcePorts?: number;
   /** --stats-interval SEC (0 = off). */
   statsInterval: number;
   /** --healthz-port (0 = off). */
@@ -144,6 +146,10 @@ Dataplane:
   --busy-poll-us N       after each batch keep reading the device and socket without sleeping until
                          nothing came for N microseconds (lower round-trip latency, for up to N µs
                          of CPU after every batch; default 0: off)
+  --source-ports N       VXLAN: send each inner flow from one of N sockets on ephemeral ports (picked by
+                         a hash of the flow, as the kernel's VXLAN device picks per-flow source ports,
+                         so ECMP fabrics spread the tunnels); 0: every datagram from the VXLAN port
+                         (default 16, at most 64)
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 
@@ -226,6 +232,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
         offload: { type: 'string' },
         timing: { type: 'boolean' },
         'busy-poll-us': { type: 'string' },
+        'source-ports': { type: 'string' },
         'stats-interval': { type: 'string' },
         'healthz-port': { type: 'string' },
         'healthz-ip': { type: 'string' },
@@ -305,6 +312,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (offload !== undefined) opts.offload = offload;
   if (values.timing === true) opts.timing = true;
   if (values['busy-poll-us'] !== undefined) opts.busyPollUs = intFlag('busy-poll-us', values['busy-poll-us'], 0, 0, 1_000_000);
+  if (values['source-ports'] !== undefined) opts.sourcePorts = intFlag('source-ports', values['source-ports'], 16, 0, 64);
   if (values['net-conf'] !== undefined) opts.netConf = values['net-conf'];
   if (values.subnet !== undefined) opts.subnet = values.subnet;
   if (etcd !== undefined) opts.etcd = etcd;

@@ -75,6 +75,8 @@ export interface DaemonConfig {
   timing?: boolean;
   /** --busy-poll-us (absent or 0: off). */
   busyPollUs?: number;
+  /** --source-ports (absent: the backend's default). */
+  sourcePorts?: number;
   /** Stats log interval, seconds (0 = off). */
   statsInterval: number;
   /** Healthz/metrics server, if enabled. */
@@ -126,6 +128,7 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.offload !== undefined) cfg.offload = o.offload;
   if (o.timing === true) cfg.timing = true;
   if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
+  if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   return cfg;
 }
 
@@ -386,6 +389,7 @@ export class Overlayd {
       if (c.offload !== undefined) params.offload = c.offload;
       if (c.timing === true) params.timing = true;
       if (c.busyPollUs) params.busyPollUs = c.busyPollUs;
+      if (c.sourcePorts !== undefined) params.sourcePorts = c.sourcePorts;
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);

@@ -102,6 +102,8 @@ export const GSO_SEND_MAX_SEGMENTS = 64;
 export const GSO_SEND_MAX_BYTES = 65507;
 /** Staging buffers for segmented super-packets: this many super-packets per flush of the tx queue. */
 const STAGES = 4;
+/** Most sockets in a source-port pool (CommonBackendOptions / VxlanBackendOptions.sourcePorts). */
+export const SOURCE_PORTS_MAX = 64;
 /** Output buffers for coalesced (or copied) packets written to an offload device. */
 const RX_OUT_BUFS = 4;
 /** Largest IP + TCP header a segment repeats (IPv4 60 + TCP 60). */
@@ -187,6 +189,8 @@ export interface CoreStats extends DataplaneStats {
   timing?: Partial<Record<TimingStage, StageSummary>>;
   /** Busy-poll only: batches read while polling (without an event-loop wake-up). */
   busyPolled?: number;
+  /** With a source-port pool (VXLAN sourcePorts): the local ports datagrams leave from. */
+  sourcePorts?: number[];
 }
 
 /** The shared core of the tunnel backends. See the module comment. */
@@ -234,7 +238,23 @@ export abstract class TunnelCore {
   // preallocated queues (views into the batch being processed)
   private readonly txViews: MutDatagramSlot[];
   private readonly txCounters: PeerCounters[];
+  /** Per queued datagram: the socket it leaves from (0: the bound one, k: source-port pool socket k - 1). */
+  private readonly txVia: Int32Array;
   private nTx = 0;
+  /**
+   * Source-port pool size (a backend sets it before start): datagrams leave from one of this many
+   * extra sockets, bound to ephemeral ports, picked by a hash of the inner flow ({@link viaFor}),
+   * as the kernel's VXLAN device picks a per-flow source port, so that ECMP fabrics spread the
+   * tunnels over their paths. 0: everything leaves from `port`.
+   */
+  protected sourcePortPool = 0;
+  /** The pool's sockets (open while running). */
+  private txPool: UdpTransport[] = [];
+  /** flushTx with a pool: the queued datagrams grouped by socket (stable), their queue indices, counts, errors. */
+  private txByVia: MutDatagramSlot[][] = [];
+  private txByViaIdx: Int32Array[] = [];
+  private readonly txViaCount = new Int32Array(1 + SOURCE_PORTS_MAX);
+  private readonly txErr: Int32Array;
   private readonly rxViews: MutPacketSlot[];
   private readonly rxCounters: PeerCounters[];
   private nRx = 0;
@@ -307,6 +327,8 @@ export abstract class TunnelCore {
     const rxCap = this.offloadWanted ? Math.max(n, 256) : n;
     this.txViews = newDatagramViews(txCap);
     this.txCounters = new Array<PeerCounters>(txCap).fill(NO_COUNTERS);
+    this.txVia = new Int32Array(txCap);
+    this.txErr = new Int32Array(txCap);
     this.txOutFirst = new Int32Array(txCap);
     this.txOutCount = new Int32Array(txCap);
     this.rxViews = newPacketViews(rxCap);
@@ -361,24 +383,38 @@ export abstract class TunnelCore {
       : this.io.createTransport(kind);
     let dev: PacketDevice | undefined;
     const gen = this.stopGen;
+    const pool: UdpTransport[] = [];
     try {
       await tr.bind(this.port, this.opts.bindAddress);
+      for (let i = 0; i < this.sourcePortPool; i++) {
+        const p = this.udpOffload ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback }) : this.io.createTransport(kind);
+        pool.push(p);
+        await p.bind(0, this.opts.bindAddress);
+      }
       if (this.stopGen === gen) dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
       this.deviceGsoMaxSegs = dev?.offload === true ? this.gsoSegmentsPerSend() : undefined;
       if (dev !== undefined && this.stopGen === gen && this.opts.configureKernel !== false) await this.configureKernel(dev.name);
     } catch (e) {
       dev?.close();
       tr.close();
+      for (const p of pool) p.close();
       throw e;
     }
     if (dev === undefined || this.stopGen !== gen) {
       // stop() was called while we were starting: close what we opened, do not forward
       dev?.close();
       tr.close();
+      for (const p of pool) p.close();
       return;
     }
     this.device = dev;
     this.transport = tr;
+    this.txPool = pool;
+    if (pool.length > 0 && this.txByVia.length !== pool.length + 1) {
+      const cap = this.txViews.length;
+      this.txByVia = Array.from({ length: pool.length + 1 }, () => new Array<MutDatagramSlot>(cap));
+      this.txByViaIdx = Array.from({ length: pool.length + 1 }, () => new Int32Array(cap));
+    }
     dev.onReadError?.((e) => this.report(e));
     this.devOffload = dev.offload === true;
     if (this.devOffload) {
@@ -492,8 +528,10 @@ export abstract class TunnelCore {
         this.running = false;
         this.device?.close();
         this.transport?.close();
+        for (const p of this.txPool) p.close();
         this.device = undefined;
         this.transport = undefined;
+        this.txPool = [];
         await this.kernel.flush().catch(() => undefined);
       })();
     }
@@ -541,6 +579,7 @@ export abstract class TunnelCore {
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
     if (this.timer !== undefined) s.timing = this.timer.summary();
     if (this.busyPollUs > 0) s.busyPolled = this.busyPolled;
+    if (this.txPool.length > 0) s.sourcePorts = this.sourcePorts();
     const dev = this.device?.readErrorCounts;
     if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
     return s;
@@ -640,11 +679,12 @@ export abstract class TunnelCore {
       const v = this.txViews[t0]!;
       const pre = first - v.off;
       const pc = this.txCounters[t0]!;
+      const via = this.txVia[t0]!;
       if (pre >= 0 && v.len === segLen + pre) {
         for (; k < n; k++, o += stride) {
           const len = k === n - 1 ? lastLen : segLen;
           this.repeatEncap(st, o, len, pre, first);
-          this.sendTo(st, o - pre, len + pre, pc);
+          this.sendTo(st, o - pre, len + pre, pc, via);
         }
       }
     }
@@ -755,12 +795,27 @@ export abstract class TunnelCore {
    * Queue `buf[off, off+len)` as one datagram to the peer whose counters are `pc` (its address is
    * `pc[PEER_ADDR]`), on our port.
    */
-  protected sendTo(buf: Buffer, off: number, len: number, pc: PeerCounters): void {
+  protected sendTo(buf: Buffer, off: number, len: number, pc: PeerCounters, via = 0): void {
     if (this.nTx === this.txViews.length) this.flushTx();
     const v = this.txViews[this.nTx]!;
     this.pointAt(v, buf, off, len);
     v.addr = pc[PEER_ADDR]!;
+    this.txVia[this.nTx] = via;
     this.txCounters[this.nTx++] = pc;
+  }
+
+  /**
+   * The socket for a flow of (31-bit, non-zero) hash `hash`: 0 (the bound port) without a
+   * source-port pool, else 1 + the pool socket the hash falls on. Pass it to {@link sendTo}.
+   */
+  protected viaFor(hash: number): number {
+    const k = this.txPool.length;
+    return k === 0 ? 0 : 1 + Math.floor((hash & 0x7fffffff) * k / 0x80000000);
+  }
+
+  /** Local ports of the source-port pool's sockets (empty without a pool, or when stopped). */
+  sourcePorts(): number[] {
+    return this.txPool.map((p) => p.localPort());
   }
 
   /**
@@ -776,8 +831,8 @@ export abstract class TunnelCore {
     if (n === 0) return;
     this.nTx = 0;
     const c = this.counters;
-    const tr = this.transport!;
     const v = this.txViews;
+    const via = this.txVia;
     const first = this.txOutFirst;
     const cnt = this.txOutCount;
     let m = 0;
@@ -791,7 +846,7 @@ export abstract class TunnelCore {
           const p = v[k - 1]!;
           const q = v[k]!;
           if (p.len !== seg || q.addr !== a.addr || q.port !== a.port || q.family !== 4 || q.len > seg || q.len === 0 ||
-              total + q.len > GSO_SEND_MAX_BYTES) break;
+              via[k] !== via[j] || total + q.len > GSO_SEND_MAX_BYTES) break;
           total += q.len;
         }
       }
@@ -806,11 +861,15 @@ export abstract class TunnelCore {
       cnt[m++] = k - j;
       j = k;
     }
-    const sent = tr.sendBatch(v, n);
+    const err = this.txErr;
+    if (this.txPool.length === 0) {
+      const tr = this.transport!;
+      const sent = tr.sendBatch(v, n);
+      for (let j = 0; j < n; j++) err[j] = sent === n ? 0 : tr.sendError(j);
+    } else this.sendByVia(n);
     for (let g = 0; g < m; g++) {
-      const j0 = first[g]!;
       const k = cnt[g]!;
-      if (k > 1 && (sent === n || tr.sendError(j0) === 0)) {
+      if (k > 1 && err[first[g]!] === 0) {
         c.offload.gsoSends++;
         c.offload.gsoSegments += k;
       }
@@ -818,9 +877,39 @@ export abstract class TunnelCore {
     for (let j = 0; j < n; j++) {
       const pc = this.txCounters[j]!;
       this.txCounters[j] = NO_COUNTERS;
-      const err = sent === n ? 0 : tr.sendError(j);
-      if (err === 0) c.count(pc, TX_PKTS, 1, v[j]!.len);
-      else c.drop(sendErrorReason(err));
+      const e = err[j]!;
+      if (e === 0) c.count(pc, TX_PKTS, 1, v[j]!.len);
+      else c.drop(sendErrorReason(e));
+    }
+  }
+
+  /**
+   * flushTx with a source-port pool: the `n` queued datagrams grouped by their socket, in queue
+   * order within each (a flow, and a gathered run, stays on one socket and in order), one
+   * sendBatch per socket used; the outcome of each in txErr.
+   */
+  private sendByVia(n: number): void {
+    const v = this.txViews;
+    const via = this.txVia;
+    const cn = this.txViaCount;
+    const k = this.txPool.length + 1;
+    cn.fill(0, 0, k);
+    for (let j = 0; j < n; j++) {
+      const w = via[j]!;
+      const i = cn[w]!++;
+      this.txByVia[w]![i] = v[j]!;
+      this.txByViaIdx[w]![i] = j;
+    }
+    for (let w = 0; w < k; w++) {
+      const cnt = cn[w]!;
+      if (cnt === 0) continue;
+      const tr = w === 0 ? this.transport! : this.txPool[w - 1]!;
+      const slots = this.txByVia[w]!;
+      const idx = this.txByViaIdx[w]!;
+      const sent = tr.sendBatch(slots, cnt);
+      for (let i = 0; i < cnt; i++) {
+        this.txErr[idx[i]!] = sent === cnt ? 0 : tr.sendError(i);
+      }
     }
   }
 

@@ -134,4 +134,12 @@ export interface VxlanBackendOptions extends CommonBackendOptions {
   proxyArp?: boolean;
   /** Called on FDB (l2miss) and neighbour (l3miss) misses; at most once per key per second. */
   onMiss?: (ev: MissEvent) => void;
+  /**
+   * Per-flow UDP source ports, as the kernel's VXLAN device: datagrams leave from one of this
+   * many sockets bound to ephemeral ports (the kernel's ip_local_port_range, the range its VXLAN
+   * device uses by default), picked by a hash of the inner flow, so that ECMP fabrics spread
+   * the tunnels; one flow always leaves from one port. 0: every datagram from `port`.
+   * Default 16, at most 64. Receiving stays on `port`.
+   */
+  sourcePorts?: number;
 }

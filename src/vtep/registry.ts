@@ -16,6 +16,8 @@ export interface BackendConfig extends CommonBackendOptions {
   gbp?: boolean;
   /** Our VTEP MAC, stable across restarts (VXLAN). */
   vtepMac?: string;
+  /** Source-port pool size (VXLAN; see VxlanBackendOptions.sourcePorts). */
+  sourcePorts?: number;
 }
 
 /** A backend type as registered. */

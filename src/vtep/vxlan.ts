@@ -27,13 +27,15 @@ import type { MissEvent, VxlanBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
 import { rd16, rd32 } from '../codec/util.js';
 import {
-  buildArpReply, formatMac, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
+  buildArpReply, formatMac, innerFlowHash, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
+/** Default size of the VTEP's source-port pool (VxlanBackendOptions.sourcePorts). */
+export const DEFAULT_SOURCE_PORTS = 16;
 
 interface VxPeer {
   readonly lease: Lease;
@@ -113,6 +115,9 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.gbpPolicy = opts.gbpPolicy ?? 0;
     this.learning = opts.learning ?? false;
     this.proxyArp = opts.proxyArp ?? false;
+    const sp = opts.sourcePorts ?? DEFAULT_SOURCE_PORTS;
+    if (!Number.isInteger(sp) || sp < 0 || sp > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${opts.sourcePorts} (0-${SOURCE_PORTS_MAX})`);
+    this.sourcePortPool = sp;
     if (opts.vtepMac) this.vtepMac = parseMac(opts.vtepMac);
     else {
       const r = randomBytes(6);
@@ -295,10 +300,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** Send the datagram `b[off, off+len)` to every destination of FDB entry dests. */
   private sendToAll(b: Buffer, off: number, len: number, ds: readonly { ip: number }[]): void {
     if (this.knownDirty) this.rebuildKnown();
+    // the source port: a hash of the inner frame's flow picks the pool socket (as the kernel's udp_flow_src_port)
+    const via = this.sourcePortPool > 0 ? this.viaFor(innerFlowHash(b, off + VXLAN_HLEN, len - VXLAN_HLEN)) : 0;
     for (let k = 0; k < ds.length; k++) {
       const a = ds[k]!.ip | 0;
       // every FDB destination is in `known` (rebuilt with the FDB); one added since has counters made here
-      this.sendTo(b, off, len, this.known.get(a) ?? this.counters.peer(a >>> 0));
+      this.sendTo(b, off, len, this.known.get(a) ?? this.counters.peer(a >>> 0), via);
     }
   }
 

@@ -27,20 +27,24 @@ class NullDevice implements PacketDevice {
 class NullTransport implements UdpTransport {
   readonly kind = 'dgram' as const;
   handler!: BatchHandler<DatagramSlot>;
-  sent = 0;
+  /** Sends are counted in one tally shared by the receive socket and the source-port pool's. */
+  constructor(private readonly tally: { sent: number }) {}
+  get sent(): number { return this.tally.sent; }
   async bind(): Promise<void> {}
   localPort(): number { return 0; }
   onBatch(h: BatchHandler<DatagramSlot>): void { this.handler = h; }
-  sendBatch(_s: readonly DatagramSlot[], n: number): number { this.sent += n; return n; }
+  sendBatch(_s: readonly DatagramSlot[], n: number): number { this.tally.sent += n; return n; }
   sendError(): number { return 0; }
   close(): void {}
 }
 /** offload: honour openTun's `offload` request (default: ignore it, plain packets). */
 function nullIo(offload = false): DataplaneIo & { dev?: NullDevice; tr?: NullTransport } {
+  const tally = { sent: 0 };
   const io: DataplaneIo & { dev?: NullDevice; tr?: NullTransport } = {
     openTun: (n, o) => (io.dev = new NullDevice(n, offload && o?.offload === true)),
     openTap: (n) => (io.dev = new NullDevice(n)),
-    createTransport: () => (io.tr = new NullTransport()),
+    // the first transport is the bound (receiving) one; the source-port pool's come after it
+    createTransport: () => { const t = new NullTransport(tally); io.tr ??= t; return t; },
   };
   return io;
 }

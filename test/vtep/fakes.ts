@@ -52,7 +52,11 @@ export class FakeTransport implements UdpTransport {
   sent: Sent[] = [];
   slots = allocDatagramSlots(64);
   port = 0;
-  async bind(port: number): Promise<void> { this.port = port; }
+  /** Called by bind (FakeIo: tells the bound receive socket from the source-port pool's). */
+  onBind: ((t: FakeTransport, port: number) => void) | undefined;
+  /** A source-port pool's transport: its sends go to this one's `sent`. */
+  main: FakeTransport | undefined;
+  async bind(port: number): Promise<void> { this.port = port; this.onBind?.(this, port); }
   localPort(): number { return this.port; }
   onBatch(h: BatchHandler<DatagramSlot>): void { this.handler = h; }
   sendError(): number { return 0; }
@@ -62,7 +66,7 @@ export class FakeTransport implements UdpTransport {
       const s = slots[i]!;
       const k = (s.segSize ?? 0) > 0 && (s.parts ?? 0) > 1 ? Math.min(s.parts!, count - i) : 1;
       const data = Buffer.concat(slots.slice(i, i + k).map((x) => x.buf.subarray(x.off, x.off + x.len)));
-      this.sent.push({ addr: s.addr, port: s.port, data, segSize: s.segSize ?? 0 });
+      (this.main ?? this).sent.push({ addr: s.addr, port: s.port, data, segSize: s.segSize ?? 0 });
       i += k;
     }
     return count;
@@ -105,9 +109,21 @@ export class FakeIo implements DataplaneIo {
     return (this.dev = new FakeDevice(name, opts?.offload === true && this.caps.offload === true, this.caps.uso === true));
   }
   openTap(name: string): PacketDevice { return (this.dev = new FakeDevice(name)); }
+  /** The source-port pool's transports (bound to port 0); they record their sends in `tr.sent`, one log of the wire. */
+  pool: FakeTransport[] = [];
   createTransport(_kind: 'dgram' | 'mmsg', opts?: { gro?: boolean; onGsoFallback?: (code: string) => void }): UdpTransport {
     this.asked.transport = opts;
-    return (this.tr = new FakeTransport());
+    const t = new FakeTransport();
+    t.onBind = (x, port) => {
+      if (port === 0 && this.tr !== undefined) {
+        x.main = this.tr;
+        this.pool.push(x);
+      } else {
+        this.tr = x;
+        this.pool = [];
+      }
+    };
+    return t;
   }
 }
 
