@@ -133,8 +133,8 @@ export function addonPath(): string {
   } catch (e) {
     const first = (e as Error).message.split('\n')[0];
     throw Object.assign(new Error(`overlay_native addon: ${first}. No prebuilt binary fits this machine and none was built: `
-      + `in the repository run \`npm run build:native\`; in a project that installed the package, let its install script build it `
-      + `(needs python3, make, g++): \`npm rebuild overlay-dataplane --allow-scripts=overlay-dataplane\``), { code: 'ENOENT' });
+      + 'in the repository run `npm run build:native`; in a project, let the package build it from source (needs python3, make, g++): '
+      + '`npm install-scripts approve overlay-dataplane && npm rebuild overlay-dataplane` (npm 11; older npm: `npm rebuild overlay-dataplane`)'), { code: 'ENOENT' });
   }
 }
 
