@@ -22,6 +22,8 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Testbed, sh, type NsHost } from './lib/netns.js';
+import { missingToolsLine } from './lib/need.js';
+import { addonPath } from '../src/tun/native.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HEALTHZ_PORT = 9707;
@@ -159,12 +161,21 @@ function table(rows: string[][]): string {
 
 async function main(): Promise<number> {
   const opts = parse();
+  // what the machine lacks, in one line each, before anything is created
+  const missing = missingToolsLine();
+  if (missing !== undefined) {
+    process.stderr.write(`demo: ${missing}\n`);
+    return 2;
+  }
+  try {
+    addonPath();
+  } catch {
+    process.stderr.write('demo: the native addon is not built: run `npm ci` (it builds it with python3, make and g++: apt-get install -y python3 make g++)\n');
+    return 2;
+  }
   if (process.getuid?.() !== 0) {
     process.stderr.write('demo: must run as root (it creates network namespaces)\n');
     return 2;
-  }
-  for (const tool of ['ip', 'ping', 'iperf3', 'bridge']) {
-    try { sh('sh', ['-c', `command -v ${tool}`]); } catch { process.stderr.write(`demo: needs ${tool} (apt-get install iproute2 iputils-ping iperf3)\n`); return 2; }
   }
   const tb = new Testbed('dm');
   const work = join(tmpdir(), tb.prefix);

@@ -787,10 +787,17 @@ static Napi::Value UdpSetPmtuDisc(const Napi::CallbackInfo& info) {
 // the TypeScript onesSum/copySum at ~30% of the daemon's time; src/codec keeps the TypeScript
 // versions and a property test checks both agree).
 
+// x86-64: an AVX2 clone of the summing loops, picked at load time where the CPU has it (other
+// architectures, e.g. the arm64 prebuild, get the compiler's default vectorization).
+#if defined(__x86_64__)
+#define OVERLAY_SUM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define OVERLAY_SUM_CLONES
+#endif
+
 // Sum of the native-endian 32-bit words of p[0, n), n a multiple of 4, into 64 bits (no carry
-// is lost below 2^32 words). Written so the compiler vectorizes it; an AVX2 clone is picked at
-// load time where the CPU has it.
-__attribute__((target_clones("avx2", "default")))
+// is lost below 2^32 words). Written so the compiler vectorizes it.
+OVERLAY_SUM_CLONES
 static uint64_t SumWords(const uint8_t* p, size_t n) {
   uint64_t s = 0;
   for (size_t i = 0; i < n; i += 4) {
@@ -802,7 +809,7 @@ static uint64_t SumWords(const uint8_t* p, size_t n) {
 }
 
 // SumWords of p[0, n) while copying it to d (the ranges do not overlap): one pass, not two.
-__attribute__((target_clones("avx2", "default")))
+OVERLAY_SUM_CLONES
 static uint64_t CopySumWords(uint8_t* __restrict d, const uint8_t* __restrict p, size_t n) {
   uint64_t s = 0;
   for (size_t i = 0; i < n; i += 4) {

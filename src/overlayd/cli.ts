@@ -97,7 +97,8 @@ Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
                          "Backend": {"Type": "udp"|"vxlan", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
                          Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
-                         MTU = underlay interface MTU - 28 (udp) or - 50 (vxlan).
+                         MTU = underlay interface MTU - 28 (udp) or - 50 (vxlan). Keys match
+                         case-insensitively, as in flanneld; keys nobody reads are logged as warnings.
   --subnet CIDR          this host's lease, a SubnetLen-long subnet inside Network (198.19.1.0/24)
   --peers FILE           remote hosts in flannel's etcd layout: {"198.19.2.0-24": {"PublicIP": "198.18.0.2",
                          "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}}}

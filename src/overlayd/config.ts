@@ -98,12 +98,111 @@ export interface NetConf {
   subnetMax: string;
   /** The backend section. */
   backend: BackendConf;
+  /**
+   * Keys nobody reads (typos, keys of other backends, flanneld-only keys) and keys given twice
+   * in different case: one line each, for the daemon to log once at start.
+   */
+  warnings: string[];
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 function isObject(v: unknown): v is { [k: string]: Json } {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Non-ASCII letters that Go's encoding/json folds to an ASCII letter when it matches a key to a
+ * field name (Go 1.21+ foldName: unicode.ToUpper(unicode.ToLower(r)); K and ſ in older Go too).
+ */
+const GO_FOLD_TO_ASCII: Readonly<Record<string, string>> = { '\u212a': 'K', '\u017f': 'S', '\u0131': 'I', '\u0130': 'I' };
+
+/**
+ * True when JSON key `key` names struct field `field` (an ASCII name) for Go's encoding/json:
+ * equal, or equal after case folding (ASCII letters, plus the few non-ASCII letters that fold to
+ * ASCII ones: the Kelvin sign matches K, the long s matches S).
+ */
+export function goKeyMatches(key: string, field: string): boolean {
+  if (key === field) return true;
+  let i = 0;
+  for (const ch of key) {
+    if (i >= field.length) return false;
+    const f = field.charCodeAt(i++);
+    const c = ch.length === 1 ? ch.charCodeAt(0) : -1;
+    const up = c >= 0x61 && c <= 0x7a ? c - 32 : c >= 0 && c < 0x80 ? c : (GO_FOLD_TO_ASCII[ch] ?? '').charCodeAt(0);
+    const fu = f >= 0x61 && f <= 0x7a ? f - 32 : f;
+    if (up !== fu) return false;
+  }
+  return i === field.length;
+}
+
+/**
+ * A JSON object read the way Go's encoding/json fills a struct with fields `fields`: a key names a
+ * field when it equals it or matches it case-insensitively ({@link goKeyMatches}), and when several
+ * keys name one field the last one in the object counts (each overwrites the one before, as in Go).
+ * Keys that name no field are kept for a warning. JSON.parse has already merged keys spelled
+ * exactly alike (the last value kept, at the first one's place).
+ */
+class GoStruct {
+  private readonly got = new Map<string, { key: string; value: Json }>();
+  /** Keys that name no field, in document order. */
+  readonly unknown: string[] = [];
+  /** Fields named by more than one key: the field and every key, in document order. */
+  readonly repeated: { field: string; keys: string[] }[] = [];
+
+  constructor(obj: { [k: string]: Json }, fields: readonly string[]) {
+    const all = new Map<string, string[]>();
+    for (const [k, v] of Object.entries(obj)) {
+      const f = fields.find((x) => x === k) ?? fields.find((x) => goKeyMatches(k, x));
+      if (f === undefined) {
+        this.unknown.push(k);
+        continue;
+      }
+      this.got.set(f, { key: k, value: v });
+      all.set(f, [...(all.get(f) ?? []), k]);
+    }
+    for (const [field, keys] of all) if (keys.length > 1) this.repeated.push({ field, keys });
+  }
+
+  /** The value of field `f` (undefined when no key names it). */
+  get(f: string): Json | undefined {
+    return this.got.get(f)?.value;
+  }
+
+  /** The key as written that set field `f` (for messages; `f` itself when absent). */
+  key(f: string): string {
+    return this.got.get(f)?.key ?? f;
+  }
+}
+
+/** Top-level net-conf keys overlayd reads. */
+const NETCONF_KEYS = ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6'] as const;
+/** Top-level keys flanneld reads and overlayd does not (IPv4 only, one Network). */
+const NETCONF_FLANNEL_ONLY = ['IPv6Network', 'IPv6SubnetMin', 'IPv6SubnetMax', 'IPv6SubnetLen', 'Networks', 'IPv6Networks', 'EnableNFTables'] as const;
+/** Backend keys overlayd reads, per backend type. */
+const BACKEND_KEYS: Readonly<Record<BackendType, readonly string[]>> = {
+  udp: ['Type', 'Port', 'MTU'],
+  vxlan: ['Type', 'Port', 'VNI', 'GBP', 'DirectRouting', 'MTU'],
+};
+/** Backend keys flanneld reads and overlayd does not, per backend type. */
+const BACKEND_FLANNEL_ONLY: Readonly<Record<BackendType, readonly string[]>> = {
+  udp: [],
+  vxlan: ['Learning', 'MacPrefix'],
+};
+
+/** Warnings for keys nobody reads and for fields named twice; `where` prefixes each key ("Backend."). */
+function keyWarnings(st: GoStruct, source: string, where: string, flannelOnly: readonly string[], elsewhere: readonly string[], elsewhereWhy: string, out: string[]): void {
+  for (const k of st.unknown) {
+    const fo = flannelOnly.find((f) => goKeyMatches(k, f));
+    const other = elsewhere.find((f) => goKeyMatches(k, f));
+    const what = `${source}: ${where}${quoteUntrusted(k)}`;
+    if (fo !== undefined) out.push(`${what} is read by flanneld but not by overlayd; ignored`);
+    else if (other !== undefined) out.push(`${what} ${elsewhereWhy}; ignored`);
+    else out.push(`${what} is not a key flanneld or overlayd reads (a typo?); ignored`);
+  }
+  for (const r of st.repeated) {
+    out.push(`${source}: ${r.keys.map((k) => `${where}${quoteUntrusted(k)}`).join(' and ')} each set ${where}${r.field} (keys match case-insensitively, as in flanneld); the last, ${quoteUntrusted(r.keys.at(-1)!)}, counts`);
+  }
 }
 
 function parseJson(text: string, source: string): Json {
@@ -115,19 +214,19 @@ function parseJson(text: string, source: string): Json {
   }
 }
 
-function optInt(obj: { [k: string]: Json }, key: string, source: string, min: number, max: number): number | undefined {
-  const v = obj[key];
+function optInt(obj: GoStruct, key: string, where: string, min: number, max: number): number | undefined {
+  const v = obj.get(key);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(`${source}: ${key} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+    throw new ConfigError(`${where}${obj.key(key)} must be an integer in ${min}..${max}, got ${shown(v)}`);
   }
   return v;
 }
 
-function optBool(obj: { [k: string]: Json }, key: string, source: string): boolean | undefined {
-  const v = obj[key];
+function optBool(obj: GoStruct, key: string, where: string): boolean | undefined {
+  const v = obj.get(key);
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw new ConfigError(`${source}: ${key} must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw new ConfigError(`${where}${obj.key(key)} must be true or false, got ${shown(v)}`);
   return v;
 }
 
@@ -135,8 +234,9 @@ function optBool(obj: { [k: string]: Json }, key: string, source: string): boole
  * SubnetMin or SubnetMax of net-conf.json: an IPv4 address inside Network on a SubnetLen
  * boundary; `def` (a u32) when absent. Returns the u32.
  */
-function subnetBound(root: { [k: string]: Json }, key: 'SubnetMin' | 'SubnetMax', net: IpPrefix, subnetLen: number, def: number, source: string): number {
-  const v = root[key];
+function subnetBound(root: GoStruct, field: 'SubnetMin' | 'SubnetMax', net: IpPrefix, subnetLen: number, def: number, source: string): number {
+  const v = root.get(field);
+  const key = root.key(field);
   if (v === undefined || v === null || v === '') return def;
   const a = typeof v === 'string' ? parseIp(v, { family: 4 }) : undefined;
   if (a === undefined || a instanceof AddrError) throw new ConfigError(`${source}: ${key} ${shown(v)} is not an IPv4 address`);
@@ -153,13 +253,16 @@ function subnetBound(root: { [k: string]: Json }, key: 'SubnetMin' | 'SubnetMax'
  * types are an error.
  */
 export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
-  const root = parseJson(text, source);
-  if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object`);
-  const netStr = root.Network;
+  const json = parseJson(text, source);
+  if (!isObject(json)) throw new ConfigError(`${source}: expected a JSON object`);
+  const warnings: string[] = [];
+  const root = new GoStruct(json, [...NETCONF_KEYS, ...NETCONF_FLANNEL_ONLY]);
+  const top = `${source}: `;
+  const netStr = root.get('Network');
   if (typeof netStr !== 'string') throw new ConfigError(`${source}: "Network" (an IPv4 CIDR) is required`);
-  const net = parseNetworkPrefix(netStr, `${source}: Network`);
+  const net = parseNetworkPrefix(netStr, `${top}${root.key('Network')}`);
 
-  let subnetLen = optInt(root, 'SubnetLen', source, 0, 32);
+  let subnetLen = optInt(root, 'SubnetLen', top, 0, 32);
   if (subnetLen === undefined || subnetLen === 0) {
     if (net.len > 28) throw new ConfigError(`${source}: Network ${netStr} is too small (smaller than a /28)`);
     subnetLen = net.len <= 22 ? 24 : net.len + 2;
@@ -175,29 +278,44 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   const max = subnetBound(root, 'SubnetMax', net, subnetLen, net.net + 2 ** (32 - net.len) - size, source);
   if (min > max) throw new ConfigError(`${source}: SubnetMin ${u32ToIpv4(min)} is above SubnetMax ${u32ToIpv4(max)}`);
 
-  const be = root.Backend ?? {};
+  // flanneld's switches: IPv4 on (its default) and IPv6 off are what overlayd does
+  const v4 = optBool(root, 'EnableIPv4', top);
+  const v6 = optBool(root, 'EnableIPv6', top);
+  if (v4 === false) warnings.push(`${top}${root.key('EnableIPv4')} is false, but overlayd is IPv4 only: it runs Network ${net.toString()} anyway`);
+  if (v6 === true) warnings.push(`${top}${root.key('EnableIPv6')} is true, but overlayd is IPv4 only; the IPv6 settings are ignored`);
+  for (const f of NETCONF_FLANNEL_ONLY) {
+    if (root.get(f) !== undefined) warnings.push(`${top}${quoteUntrusted(root.key(f))} is read by flanneld but not by overlayd (IPv4 only, one Network); ignored`);
+  }
+  keyWarnings(root, source, '', [], [], '', warnings);
+
+  const be = root.get('Backend') ?? {};
   if (!isObject(be)) throw new ConfigError(`${source}: "Backend" must be an object`);
   const bsrc = `${source}: Backend`;
-  const typeRaw = be.Type ?? 'udp';
+  const typeRaw = new GoStruct(be, ['Type']).get('Type') ?? 'udp';
   if (typeof typeRaw !== 'string') throw new ConfigError(`${bsrc}.Type must be a string`);
   const type = typeRaw.toLowerCase();
   const reg = lookupBackend(type);
   if (reg === undefined || (type !== 'udp' && type !== 'vxlan')) {
     throw new ConfigError(`${bsrc}.Type "${typeRaw}" is not supported by overlayd (supported: ${backendTypes().map((t) => `"${t}"`).join(', ')})`);
   }
-  const port = optInt(be, 'Port', bsrc + '.', 0, 65535);
-  const vni = optInt(be, 'VNI', bsrc + '.', 0, 0xffffff);
-  const mtu = optInt(be, 'MTU', bsrc + '.', 0, 65535);
-  if (mtu !== undefined && mtu !== 0 && mtu < 576) throw new ConfigError(`${bsrc}.MTU ${mtu} is too small (at least 576)`);
+  const reads = BACKEND_KEYS[type];
+  const b = new GoStruct(be, reads);
+  const bw = `${bsrc}.`;
+  const port = optInt(b, 'Port', bw, 0, 65535);
+  const vni = reads.includes('VNI') ? optInt(b, 'VNI', bw, 0, 0xffffff) : undefined;
+  const mtu = optInt(b, 'MTU', bw, 0, 65535);
+  if (mtu !== undefined && mtu !== 0 && mtu < 576) throw new ConfigError(`${bw}${b.key('MTU')} ${mtu} is too small (at least 576)`);
   const backend: BackendConf = {
     type,
     port: port || reg.defaultPort,
     vni: vni || DEFAULT_VNI,
-    gbp: optBool(be, 'GBP', bsrc + '.') ?? false,
-    directRouting: optBool(be, 'DirectRouting', bsrc + '.') ?? false,
+    gbp: (reads.includes('GBP') ? optBool(b, 'GBP', bw) : undefined) ?? false,
+    directRouting: (reads.includes('DirectRouting') ? optBool(b, 'DirectRouting', bw) : undefined) ?? false,
   };
   if (mtu) backend.mtu = mtu;
-  return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend };
+  const otherBackends = Object.entries(BACKEND_KEYS).filter(([t]) => t !== type).flatMap(([t, ks]) => [...ks, ...BACKEND_FLANNEL_ONLY[t as BackendType]]);
+  keyWarnings(b, source, 'Backend.', BACKEND_FLANNEL_ONLY[type], otherBackends, `is not used by the ${type} backend`, warnings);
+  return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend, warnings };
 }
 
 /**

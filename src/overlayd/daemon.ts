@@ -325,6 +325,8 @@ export class Overlayd {
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
   private peers = new Map<string, Lease>();
+  /** Our own subnet's entry as last seen among the peers (logged once per value). */
+  private ownSeen: string | undefined;
   private stopping = false;
   /** subnet.env written (ready, with the lease held). */
   private upAndWritten = false;
@@ -379,6 +381,7 @@ export class Overlayd {
       }
       say(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
       say(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      for (const w of c.netConf.warnings) say(`warning: ${w}`);
       if (c.netConf.backend.directRouting) say('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
@@ -461,7 +464,13 @@ export class Overlayd {
 
   /** Whether a peer may be applied: not our own subnet, not overlapping it, our backend type (else a log line). */
   private usableOne(subnet: string, lease: Lease, own: IpPrefix): boolean {
-    if (subnet === this.cfg.subnet) return false; // our own lease (a peers file shared by all hosts lists it)
+    if (subnet === this.cfg.subnet) {
+      // our own lease (a peers file shared by all hosts lists it): said once, and again only if it changes
+      const line = leaseToJson(lease);
+      if (this.ownSeen !== line) this.log.info(`peer ${subnetToKey(subnet)} is our own subnet; skipped (${lease.publicIp === this.cfg.iface.publicIp ? 'our lease' : `its PublicIP ${lease.publicIp} is not ours, ${this.cfg.iface.publicIp}`})`);
+      this.ownSeen = line;
+      return false;
+    }
     if (own.overlaps(ipPrefix(subnet))) {
       this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
       return false;

@@ -54,6 +54,13 @@ export interface DeviceOptions {
   up?: boolean;
   /** Addresses (CIDR) to add after creation. */
   addresses?: string[];
+  /**
+   * IPv6 on the device (default: only when an IPv6 address is among `addresses`). Without it, a
+   * device brought up here gets IPv6 turned off first (`Rtnl.setIpv6`): no link-local address, no
+   * router solicitations or MLD reports of its own to read back as packets. `addAddress` of an
+   * IPv6 address turns it back on.
+   */
+  ipv6?: boolean;
   /** MAC to set (TAP only). */
   mac?: string;
 }
@@ -102,6 +109,8 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   private waiter: ((n: number) => void) | null = null;
   private closedFlag = false;
   private cachedMtu: number;
+  /** IPv6 was turned off on the link by configure(). */
+  private ipv6Off = false;
   protected readonly opts: DeviceOptions;
   protected readonly tap: boolean;
 
@@ -147,6 +156,11 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     const rt = Rtnl.shared();
     try {
       if (o.mtu !== undefined || o.mac !== undefined) await rt.setLink(this.ifindex, { mtu: o.mtu, mac: o.mac });
+      const v6 = o.ipv6 ?? (o.addresses ?? []).some((a) => a.includes(':'));
+      if (o.up && !v6) {
+        await rt.setIpv6(this.ifindex, false);
+        this.ipv6Off = true;
+      }
       for (const a of o.addresses ?? []) await rt.addAddress(this.ifindex, a, { replace: true, nodad: true });
       if (o.up) await rt.linkUp(this.ifindex);
       this.cachedMtu = (await rt.getLink(this.ifindex)).mtu;
@@ -332,8 +346,14 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   async up(): Promise<void> { await Rtnl.shared().linkUp(this.ifindex); }
   /** Bring the link down. */
   async down(): Promise<void> { await Rtnl.shared().linkDown(this.ifindex); }
-  /** Add an address (CIDR), replacing an identical one; IPv6 without DAD. */
-  async addAddress(cidr: string): Promise<void> { await Rtnl.shared().addAddress(this.ifindex, cidr, { replace: true, nodad: true }); }
+  /** Add an address (CIDR), replacing an identical one; IPv6 without DAD (turning IPv6 back on if it was turned off here). */
+  async addAddress(cidr: string): Promise<void> {
+    if (cidr.includes(':') && this.ipv6Off) {
+      await Rtnl.shared().setIpv6(this.ifindex, true);
+      this.ipv6Off = false;
+    }
+    await Rtnl.shared().addAddress(this.ifindex, cidr, { replace: true, nodad: true });
+  }
   /** Delete an address (CIDR). */
   async delAddress(cidr: string): Promise<void> { await Rtnl.shared().delAddress(this.ifindex, cidr); }
   /** Addresses currently on the link. */

@@ -1,7 +1,10 @@
 /**
- * Loader and typed view of the overlay_native addon (build/Release/overlay_native.node).
- * The addon only performs syscalls; see native/addon.cc for the descriptor layout.
- * Loaded lazily so that importing the package never fails on machines without the addon.
+ * Loader and typed view of the overlay_native addon. The addon only performs syscalls; see
+ * native/addon.cc for the descriptor layout. node-gyp-build picks the binary: a local build
+ * (build/Release, build/Debug: the repository, or an install that compiled it from source)
+ * first, else the prebuilt one shipped in the package (prebuilds/<platform>-<arch>/, made by
+ * prebuildify when the package is packed). Loaded lazily so that importing the package never
+ * fails on machines without the addon.
  */
 import { createRequire } from 'node:module';
 import { installChecksum, RANGE_STRIDE } from '../codec/checksum.js';
@@ -107,16 +110,32 @@ export interface NativeBinding {
 
 let binding: NativeBinding | undefined;
 
-function findAddon(): string {
+/**
+ * The package's root: the nearest directory above this module with binding.gyp (the repository
+ * for src/tun/, the installed package for dist/tun/; binding.gyp ships in the package).
+ */
+function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    for (const sub of ['build/Release/overlay_native.node', 'build/Debug/overlay_native.node']) {
-      const p = join(dir, sub);
-      if (existsSync(p)) return p;
-    }
+    if (existsSync(join(dir, 'binding.gyp'))) return dir;
     dir = dirname(dir);
   }
-  throw Object.assign(new Error('overlay_native addon not found: run `npm install` (or `npx node-gyp rebuild`) to build it'), { code: 'ENOENT' });
+  throw Object.assign(new Error('overlay_native addon: package root (binding.gyp) not found above ' + dirname(fileURLToPath(import.meta.url))), { code: 'ENOENT' });
+}
+
+/** Path of the addon binary node-gyp-build chooses for this platform (local build first, then prebuilds/). */
+export function addonPath(): string {
+  const root = packageRoot();
+  const require = createRequire(import.meta.url);
+  const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  try {
+    return gypBuild.resolve(root);
+  } catch (e) {
+    const first = (e as Error).message.split('\n')[0];
+    throw Object.assign(new Error(`overlay_native addon: ${first}. No prebuilt binary fits this machine and none was built: `
+      + 'in the repository run `npm run build:native`; in a project, let the package build it from source (needs python3, make, g++): '
+      + '`npm install-scripts approve overlay-dataplane && npm rebuild overlay-dataplane` (npm 11; older npm: `npm rebuild overlay-dataplane`)'), { code: 'ENOENT' });
+  }
 }
 
 /**
@@ -133,9 +152,9 @@ export function stampNow(f64: Float64Array, i: number): void {
 export function native(): NativeBinding {
   if (!binding) {
     const require = createRequire(import.meta.url);
-    const b = require(findAddon()) as NativeBinding;
+    const b = require(addonPath()) as NativeBinding;
     if (b.DESC_STRIDE !== DESC_STRIDE) {
-      throw Object.assign(new Error(`overlay_native addon is out of date (descriptor stride ${b.DESC_STRIDE}, expected ${DESC_STRIDE}): run \`npm install\` to rebuild it`), { code: 'ELIBBAD' });
+      throw Object.assign(new Error(`overlay_native addon is out of date (descriptor stride ${b.DESC_STRIDE}, expected ${DESC_STRIDE}): run \`npm run build:native\` (repository) or reinstall the package to rebuild it`), { code: 'ELIBBAD' });
     }
     binding = b;
     // the codec's checksum primitives, natively for long ranges (see src/codec/checksum.ts)

@@ -8,6 +8,7 @@
  * route.ts, neigh.ts (payloads and parsers per object kind), ip.ts (address literals).
  * The `...Sync` methods block the calling thread and are meant for start-up code only.
  */
+import { writeFile } from 'node:fs/promises';
 import { OsError } from './errors.js';
 import { NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, type NlMessage, type Parsed } from './netlink/message.js';
 import { NlSocket, type NlSocketStats, type RequestOptions } from './netlink/socket.js';
@@ -178,6 +179,32 @@ export class Rtnl {
   linkUp(ref: LinkRef): Promise<void> { return this.setLink(ref, { up: true }); }
   /** Bring a link down. */
   linkDown(ref: LinkRef): Promise<void> { return this.setLink(ref, { up: false }); }
+
+  /**
+   * Turn IPv6 off on a link that carries IPv4 only, before it goes up: no link-local address
+   * (addrgenmode none, through rtnetlink) and net.ipv6.conf.<dev>.disable_ipv6 = 1 (through
+   * /proc/sys, which shows this process's namespace: the one the link lives in). Then the kernel
+   * sends nothing IPv6 through it (router solicitations, MLD reports). `on: true` sets
+   * disable_ipv6 back to 0 (addresses added then work; no link-local address is made). Best
+   * effort: a kernel without IPv6, or a link whose MTU is under IPv6's 1280, has none to turn off.
+   * Resolves with what took effect.
+   */
+  async setIpv6(ref: LinkRef, on: boolean): Promise<{ addrGenNone: boolean; disabled: boolean }> {
+    const name = typeof ref === 'string' ? ref : (await this.getLink(ref)).name;
+    let addrGenNone = false;
+    if (!on) {
+      try {
+        await this.setLink(ref, { ipv6AddrGenMode: 'none' });
+        addrGenNone = true;
+      } catch { /* no IPv6 on this link or kernel */ }
+    }
+    let disabled = false;
+    try {
+      await writeFile(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, on ? '0' : '1');
+      disabled = !on;
+    } catch { /* no such sysctl (no IPv6), or /proc/sys read-only */ }
+    return { addrGenNone, disabled };
+  }
 
   /** Delete a link. */
   deleteLink(ref: LinkRef): Promise<void> {

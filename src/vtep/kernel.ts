@@ -24,7 +24,8 @@ export interface DeviceConfig {
 /** What a dataplane needs from the kernel. */
 export interface KernelNet {
   /**
-   * Set MTU, optional MAC, add `cidr` as address and bring the link up. `gsoMaxSegs`: cap the
+   * Set MTU, optional MAC, add `cidr` as address and bring the link up (an IPv4 `cidr`: with
+   * IPv6 turned off on the link first, see `Rtnl.setIpv6`). `gsoMaxSegs`: cap the
    * segments of the GSO packets the stack hands the device (best effort: a kernel that refuses
    * it keeps its default).
    */
@@ -105,6 +106,9 @@ export class RtnlNet implements KernelNet {
       this.ifindex.delete(dev);
       await this.rt.setLink(dev, opts.mac ? { mtu: opts.mtu, mac: opts.mac } : { mtu: opts.mtu });
       if (opts.gsoMaxSegs !== undefined) await this.rt.setLink(dev, { gsoMaxSegs: opts.gsoMaxSegs }).catch(() => undefined);
+      // an IPv4-only device: IPv6 off before it goes up, or the kernel's own router
+      // solicitations and MLD reports come back out of it as packets to drop (tx_not_ipv4)
+      if (!opts.cidr.includes(':')) await this.rt.setIpv6(dev, false);
       await this.rt.addAddress(dev, opts.cidr, { replace: true });
       await this.rt.linkUp(dev);
       this.ifindex.set(dev, await this.rt.linkIndex(dev));

@@ -182,3 +182,70 @@ describe('subnet.env', () => {
     expect(gatewayForm('198.19.7.0/26')).toBe('198.19.7.1/26');
   });
 });
+
+describe('net-conf.json keys as flanneld (Go encoding/json) matches them', () => {
+  // Every key overlayd reads, with a value that differs from the default, and the result it gives.
+  const full = { Network: '198.19.0.0/16', SubnetLen: 26, SubnetMin: '198.19.1.0', SubnetMax: '198.19.9.192' };
+  const backend = { Type: 'vxlan', VNI: 4242, Port: 4789, GBP: true, DirectRouting: true, MTU: 1400 };
+  const canonical = parseNetConf(JSON.stringify({ ...full, Backend: backend }));
+
+  /** `key` with each ASCII letter's case chosen by `bits`. */
+  const recase = (key: string, bits: number[]): string => [...key].map((c, i) => ((bits[i % bits.length]! & 1) ? c.toUpperCase() : c.toLowerCase())).join('');
+  const recased = (o: Record<string, unknown>, bits: number[]): Record<string, unknown> => Object.fromEntries(Object.entries(o).map(([k, v]) => [recase(k, bits), v]));
+
+  it('any case of any key means the same as the canonical spelling (property), and warns nothing', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 1 }), { minLength: 1, maxLength: 16 }), (bits) => {
+      const c = parseNetConf(JSON.stringify({ ...recased(full, bits), [recase('Backend', bits)]: recased(backend, bits) }));
+      expect(c).toEqual(canonical);
+      expect(c.warnings).toEqual([]);
+    }), { numRuns: 200 });
+  });
+
+  it('"vni": 4242 is the VNI (it was silently ignored); the Kelvin sign and the long s fold as in Go', () => {
+    expect(parseNetConf('{"network": "198.19.0.0/16", "backend": {"type": "vxlan", "vni": 4242}}').backend.vni).toBe(4242);
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "\u017fubnetLen": 26}').subnetLen).toBe(26);  // ſubnetLen
+    const k = parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "Learning": true, "\u212Aey": 1}}');
+    expect(k.warnings).toHaveLength(2); // Learning: flanneld-only; Key (Kelvin K): nobody's
+    // a letter that folds to nothing ASCII matches no key
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "VN\u00cd": 7}}').backend.vni).toBe(1);
+  });
+
+  it('two spellings of one key: the last one counts, as in Go, with a warning naming both', () => {
+    const c = parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "VNI": 7, "vni": 8}}');
+    expect(c.backend.vni).toBe(8);
+    expect(c.warnings).toEqual(['net-conf.json: Backend."VNI" and Backend."vni" each set Backend.VNI (keys match case-insensitively, as in flanneld); the last, "vni", counts']);
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "vni": 8, "VNI": 7}}').backend.vni).toBe(7);
+  });
+
+  it('warns once per key nobody reads: typos, flanneld-only keys, keys of another backend', () => {
+    const c = parseNetConf(JSON.stringify({
+      Network: '198.19.0.0/16', Netwrok: 'x', EnableIPv4: true, EnableIPv6: false, IPv6Network: 'fd00::/56',
+      Backend: { Type: 'udp', Port: 8285, VNI: 4, Vni2: 1 },
+    }));
+    expect(c.warnings).toEqual([
+      'net-conf.json: "IPv6Network" is read by flanneld but not by overlayd (IPv4 only, one Network); ignored',
+      'net-conf.json: "Netwrok" is not a key flanneld or overlayd reads (a typo?); ignored',
+      'net-conf.json: Backend."VNI" is not used by the udp backend; ignored',
+      'net-conf.json: Backend."Vni2" is not a key flanneld or overlayd reads (a typo?); ignored',
+    ]);
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "EnableIPv6": true}').warnings).toEqual(['net-conf.json: EnableIPv6 is true, but overlayd is IPv4 only; the IPv6 settings are ignored']);
+    // the udp backend does not read VNI: a bad one is no error there (flanneld ignores it too)
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "udp", "VNI": "x"}}').backend.vni).toBe(1);
+    // junk keys reach the warning escaped and cut
+    const j = parseNetConf(JSON.stringify({ Network: '198.19.0.0/16', ['\u0007'.repeat(100)]: 1 }));
+    expect(j.warnings[0]).toMatch(/^net-conf\.json: "(\\u0007){64}\.\.\." is not a key/);
+  });
+
+  it('errors name the key as written, without a stray dot', () => {
+    expect(err(() => parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "VNI": "x"}}'))).toBe('net-conf.json: Backend.VNI must be an integer in 0..16777215, got "x"');
+    expect(err(() => parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "vni": -1}}'))).toBe('net-conf.json: Backend.vni must be an integer in 0..16777215, got -1');
+    expect(err(() => parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "gbp": 1}}'))).toBe('net-conf.json: Backend.gbp must be true or false, got 1');
+    expect(err(() => parseNetConf('{"Network": "198.19.0.0/16", "subnetlen": 99}'))).toBe('net-conf.json: subnetlen must be an integer in 0..32, got 99');
+    fc.assert(fc.property(fc.constantFrom('Port', 'VNI', 'MTU', 'GBP', 'DirectRouting'), fc.oneof(fc.string(), fc.constant(-5), fc.constant(1e9)), (k, v) => {
+      let m = '';
+      try { parseNetConf(JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', [k]: v } })); } catch (e) { m = (e as Error).message; }
+      if (m !== '') expect(m).toMatch(new RegExp(`^net-conf\\.json: Backend\\.${k} `));
+      expect(m).not.toContain('Backend.:');
+    }), { numRuns: 200 });
+  });
+});

@@ -169,6 +169,30 @@ describe('overlayd lifecycle (fake backend)', () => {
     expect(be.calls).toEqual([{ op: 'removePeer', subnet: '198.19.2.0/24' }]);
   });
 
+  it('our own subnet in the peers file is skipped with one log line (again only when the entry changes)', async () => {
+    const t = setup(['--peers-debounce-ms', '60000'], { '198.19.1.0-24': lease(1), '198.19.2.0-24': lease(2) });
+    await t.daemon.start();
+    t.daemon.reloadPeers('SIGHUP');
+    t.daemon.reloadPeers('SIGHUP');
+    await t.daemon.peersApplied();
+    const own = (): string[] => t.logs.filter((l) => /^peer 198\.19\.1\.0-24 is our own subnet; skipped/.test(l));
+    expect(own()).toEqual(['peer 198.19.1.0-24 is our own subnet; skipped (our lease)']);
+    writeFileSync(t.peersPath, JSON.stringify({ '198.19.1.0-24': lease(9), '198.19.2.0-24': lease(2) }));
+    t.daemon.reloadPeers('SIGHUP');
+    t.daemon.reloadPeers('SIGHUP');
+    await t.daemon.peersApplied();
+    expect(own()).toEqual(['peer 198.19.1.0-24 is our own subnet; skipped (our lease)', 'peer 198.19.1.0-24 is our own subnet; skipped (its PublicIP 198.18.0.9 is not ours, 198.18.0.1)']);
+    expect(t.be().calls.filter((c) => c.op === 'addPeer')).toHaveLength(1);
+  });
+
+  it('net-conf keys nobody reads are logged once at start, as warnings; "vni" is read as VNI', async () => {
+    const t = setup([], {}, '{"network": "198.19.0.0/16", "Backend": {"type": "vxlan", "vni": 4242, "Learning": true}}');
+    await t.daemon.start();
+    expect(t.be().params).toMatchObject({ type: 'vxlan', vni: 4242 });
+    expect(t.logs.filter((l) => l.startsWith('warning: '))).toEqual([`warning: ${t.cfg.netConf.warnings[0]}`]);
+    expect(t.cfg.netConf.warnings).toEqual([expect.stringMatching(/Backend\."Learning" is read by flanneld but not by overlayd; ignored$/)]);
+  });
+
   it('a failing backend start is stopped, and nothing is left: no subnet.env, no lease file, no capture file', async () => {
     const t = setup(['--pcap', join(dir, `fail${n}.pcap`)]);
     const d2 = new Overlayd(t.cfg, {

@@ -79,6 +79,14 @@ describe('netlink messages', () => {
     expect(NLMSG_ERROR).toBe(2);
   });
 
+  it('addrgenmode: IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE u8 } }, as iproute2 sends it', () => {
+    const p = linkChangePayload(7, { ipv6AddrGenMode: 'none' });
+    // ifinfomsg (16) + AF_SPEC (len 16) holding AF_INET6 (len 12) holding ADDR_GEN_MODE (len 5, padded to 8)
+    expect([...p.subarray(16)]).toEqual([16, 0, 26, 0, 12, 0, 10, 0, 5, 0, 8, 0, 1, 0, 0, 0]);
+    expect(linkChangePayload(7, { ipv6AddrGenMode: 'eui64' })[28]).toBe(0);
+    expect(linkChangePayload(7, { ipv6AddrGenMode: 'random' })[28]).toBe(3);
+  });
+
   it('object payloads parse back (link, address, route, neighbour, FDB)', () => {
     // A request body has the same layout as the kernel's reply for these kinds.
     const link = parseLink(linkChangePayload(7, { mtu: 1450, mac: '02:11:22:33:44:55', name: 'rt0', txqlen: 500, up: true }));

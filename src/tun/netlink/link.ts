@@ -9,6 +9,9 @@ export const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18;
 export const AF_UNSPEC = 0, AF_INET = 2, AF_BRIDGE = 7, AF_INET6 = 10;
 const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_TXQLEN = 13, IFLA_OPERSTATE = 16, IFLA_LINKINFO = 18;
 const IFLA_GSO_MAX_SEGS = 40;
+const IFLA_AF_SPEC = 26, IFLA_INET6_ADDR_GEN_MODE = 8;
+/** IN6_ADDR_GEN_MODE_* (linux/if_link.h): how the kernel makes a link's IPv6 link-local address. */
+const ADDR_GEN_MODE = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
 const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
 const IFLA_VXLAN_ID = 1, IFLA_VXLAN_LINK = 3, IFLA_VXLAN_LOCAL = 4, IFLA_VXLAN_LEARNING = 7, IFLA_VXLAN_PORT = 15, IFLA_VXLAN_LOCAL6 = 17;
 const IFF_UP = 0x1;
@@ -53,6 +56,12 @@ export interface LinkChange {
   txqlen?: number;
   /** Most segments in one GSO packet the stack hands the device (`ip link set DEV gso_max_segs N`). */
   gsoMaxSegs?: number;
+  /**
+   * IPv6 link-local address generation (`ip link set DEV addrgenmode none|eui64|...`): 'none'
+   * gives the link no link-local address, so it sends no router solicitations. The kernel refuses
+   * it (EAFNOSUPPORT) on a link without IPv6 (MTU under 1280, IPv6 disabled).
+   */
+  ipv6AddrGenMode?: keyof typeof ADDR_GEN_MODE;
 }
 
 /** Options of `Rtnl.addVxlan`. */
@@ -99,6 +108,10 @@ export function linkChangePayload(index: number, change: LinkChange): Buffer {
   if (change.name !== undefined) attrs.str(IFLA_IFNAME, change.name);
   if (change.txqlen !== undefined) attrs.u32(IFLA_TXQLEN, change.txqlen);
   if (change.gsoMaxSegs !== undefined) attrs.u32(IFLA_GSO_MAX_SEGS, change.gsoMaxSegs);
+  if (change.ipv6AddrGenMode !== undefined) {
+    const inet6 = new AttrWriter().u8(IFLA_INET6_ADDR_GEN_MODE, ADDR_GEN_MODE[change.ipv6AddrGenMode]);
+    attrs.nested(IFLA_AF_SPEC, new AttrWriter().nested(AF_INET6, inet6));
+  }
   const flags = change.up ? IFF_UP : 0;
   const mask = change.up === undefined ? 0 : IFF_UP;
   return Buffer.concat([ifinfomsg(AF_UNSPEC, index, flags, mask), attrs.bytes()]);
