@@ -163,6 +163,7 @@ async function propagation(): Promise<void> {
 async function manyLeases(n: number): Promise<void> {
   const tb = new Testbed('edb');
   let etcd: TestEtcd | undefined;
+  const started: ChildProcess[] = [];
   try {
     const c = await cluster(tb, ['a', 'b'], ['--max-txn-ops', '2000']);
     etcd = c.etcd;
@@ -173,12 +174,14 @@ async function manyLeases(n: number): Promise<void> {
     const mon = new RouteMonitor(a, tb);
     const t0 = Date.now();
     const oa = startOverlayd(tb, a, c.url, 'a');
+    started.push(oa.child);
     await until(oa.running, 120_000, 'a running');
     const upMs = Date.now() - t0;
     await until(() => onlinkRoutes(a) >= n, 120_000, 'all routes');
     const routesMs = Date.now() - t0;
     const rss = rssMiB(oa.child.pid!);
     const ob = startOverlayd(tb, b, c.url, 'b');
+    started.push(ob.child);
     await until(ob.running, 60_000, 'b running');
     // b's flannel.1 carries its subnet's network address
     const bAddr = parseEnvFile(readFileSync(join(dir, 'b', 'subnet.env'), 'utf8')).FLANNEL_SUBNET!.replace(/\.\d+\/\d+$/, (m) => `.${Number(m.slice(1).split('/')[0]) - 1}`);
@@ -210,6 +213,13 @@ async function manyLeases(n: number): Promise<void> {
     rows.push(`| ${n} leases: control, 1,000 keys outside the prefix written in one transaction, pings every 10 ms: loss / avg / max RTT | ${ctl.lossPct}% / ${ctl.avgMs} / ${ctl.maxMs} ms |`);
     rows.push(`| ${n} leases: 1,000 changed in one transaction, pings every 10 ms: loss / avg / max RTT | ${p.lossPct}% / ${p.avgMs} / ${p.maxMs} ms |`);
   } finally {
+    // SIGTERM first (a --cpu-prof in ETCD_SCALE_NODE_ARGS is written at exit), then the testbed's SIGKILL
+    await Promise.all(started.map((ch) => new Promise<void>((r) => {
+      if (ch.exitCode !== null) return r();
+      const t = setTimeout(r, 5000);
+      ch.once('exit', () => { clearTimeout(t); r(); });
+      ch.kill('SIGTERM');
+    })));
     await etcd?.stop();
     tb.destroy();
   }
