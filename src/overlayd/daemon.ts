@@ -34,6 +34,7 @@ import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
 import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
+import { DeviceOwnership } from './ownership.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -89,6 +90,8 @@ export interface DaemonConfig {
   peersMaxWaitMs: number;
   /** VXLAN: our VTEP MAC (etcd mode: the one in our existing lease); default {@link stableVtepMac} of the subnet. */
   vtepMac?: string;
+  /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
+  keepDeviceOnExit?: boolean;
   /** etcd mode: where the lease lives, and whether to delete it on stop. */
   etcd?: { endpoints: string[]; prefix: string; releaseOnExit: boolean };
 }
@@ -129,6 +132,7 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.timing === true) cfg.timing = true;
   if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
+  if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
   return cfg;
 }
 
@@ -332,6 +336,8 @@ export class Overlayd {
   private upAndWritten = false;
   private readonly log: Logger;
   private readonly factory: BackendFactory;
+  /** Our device's mark and what it carried at adoption (absent with skipPreflight: a test backend). */
+  private owner: DeviceOwnership | undefined;
   /** Number of completed peer reloads (tests wait on it). */
   reloads = 0;
 
@@ -358,6 +364,7 @@ export class Overlayd {
     const c = this.cfg;
     if (!this.opts.skipPreflight) {
       if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
+      this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched
       await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
     }
     let wroteSubnetFile = false;
@@ -396,6 +403,7 @@ export class Overlayd {
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
+      if (this.owner) this.owner.prepare(params, say);
       const be = await this.factory(params);
       this.backend = be;
       try {
@@ -432,6 +440,7 @@ export class Overlayd {
         await this.opts.subnets.watchPeers((all, why, changed) => this.applyPeers(all, why, changed));
         await this.peersApplied();
       }
+      if (this.owner) await this.owner.reconcile(this.peers, c, (m) => this.log.info(m));
       this.startWatching();
       if (c.statsInterval > 0) {
         let prev: DataplaneStats | undefined;
@@ -712,11 +721,14 @@ export class Overlayd {
     const be = this.backend;
     this.backend = undefined;
     if (be) {
+      const keep = this.stopping && this.cfg.keepDeviceOnExit === true;
+      const before = this.stopping ? await this.owner?.snapshot() : undefined;
       try {
-        await be.stop();
+        await be.stop(keep ? { keepDevice: true } : {});
       } catch (e) {
         this.log.error(`backend stop: ${(e as Error).message}`);
       }
+      if (before !== undefined) await this.owner!.reportStop(before, keep, (m) => this.log.info(m));
     }
     this.pcap?.close();
     const srv = this.server;

@@ -55,7 +55,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     stderrLogger.info(`${sig}: stopping`);
     daemon.stop().then(
       () => {
-        stderrLogger.info('stopped; removed what we created');
+        stderrLogger.info(daemon.cfg.keepDeviceOnExit === true ? 'stopped; kept the device for the next start' : 'stopped; removed what we created');
         process.exit(code);
       },
       (e: Error) => {

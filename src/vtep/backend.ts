@@ -67,6 +67,16 @@ export interface Backend {
   settled?(): Promise<void>;
   /** Current counters (a fresh plain object; not for the hot path). */
   stats(): DataplaneStats;
-  /** Stop forwarding, close device and socket, remove what start() created. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Stop forwarding, close device and socket, remove what start() created. Idempotent.
+   * `keepDevice`: leave a persistent (marked) device in place, with its address and routes,
+   * for a planned restart to adopt.
+   */
+  stop(opts?: StopOptions): Promise<void>;
+}
+
+/** Options of {@link Backend.stop}. */
+export interface StopOptions {
+  /** Keep the device (when it was made persistent, see CommonBackendOptions.deviceAlias). */
+  keepDevice?: boolean;
 }

@@ -52,7 +52,7 @@
  * the dgram transport has no UDP GSO/GRO (the TUN side still segments and coalesces, and the
  * transport sends a run's datagrams one by one). offload 'off' turns all of it off.
  */
-import type { DataplaneStats, Lease } from './backend.js';
+import type { DataplaneStats, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
 import {
@@ -394,6 +394,7 @@ export abstract class TunnelCore {
       if (this.stopGen === gen) dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
       this.deviceGsoMaxSegs = dev?.offload === true ? this.gsoSegmentsPerSend() : undefined;
       if (dev !== undefined && this.stopGen === gen && this.opts.configureKernel !== false) await this.configureKernel(dev.name);
+      if (dev !== undefined && this.stopGen === gen && this.opts.deviceAlias !== undefined) await this.markDevice(dev, this.opts.deviceAlias);
     } catch (e) {
       dev?.close();
       tr.close();
@@ -520,12 +521,36 @@ export abstract class TunnelCore {
     return this.devOffload;
   }
 
-  /** Stop forwarding, close device and socket (the kernel drops the device's address and routes with it). */
-  stop(): Promise<void> {
+  /**
+   * Mark the device as ours (its alias), then make it persistent: in this order, so that a crash
+   * in between leaves no persistent device without the mark (it goes with the process).
+   */
+  private async markDevice(dev: PacketDevice, alias: string): Promise<void> {
+    if (this.opts.configureKernel !== false) await this.kernel.setAlias?.(dev.name, alias);
+    dev.setPersist?.(true);
+    this.persistent = dev.setPersist !== undefined;
+  }
+
+  /** The device was made persistent (see `deviceAlias`). */
+  private persistent = false;
+
+  /**
+   * Stop forwarding, close device and socket (the kernel drops the device's address and routes
+   * with it). `keepDevice`: a persistent device stays, with its address and routes.
+   */
+  stop(opts: StopOptions = {}): Promise<void> {
     this.stopGen++; // a start() under way notices and closes what it opened
     if (!this.stopping) {
       this.stopping = (async () => {
         this.running = false;
+        if (this.persistent && opts.keepDevice !== true) {
+          try {
+            this.device?.setPersist?.(false);
+          } catch (e) {
+            this.report(new Error(`${this.deviceName}: cannot clear TUNSETPERSIST: ${(e as Error).message}`, { cause: e }));
+          }
+        }
+        this.persistent = false;
         this.device?.close();
         this.transport?.close();
         for (const p of this.txPool) p.close();
