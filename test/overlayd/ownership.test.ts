@@ -55,7 +55,7 @@ describe.runIf(requireNetns())('overlayd device ownership (vxlan)', () => {
     return h.d;
   };
   const ifindex = (h: H): number => Number(/^(\d+):/.exec(h.ns.ip('-o', 'link', 'show', 'flannel.1'))![1]);
-  const routes = (h: H): string => h.ns.ip('-4', 'route', 'show', 'dev', 'flannel.1').replace(/ linkdown/g, '').trim();
+  const routes = (h: H): string => h.ns.ip('-4', 'route', 'show', 'dev', 'flannel.1').split('\n').map((l) => l.replace(/ linkdown/, '').trim()).filter(Boolean).join('\n');
 
   beforeAll(async () => {
     writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan' } }));
@@ -109,7 +109,7 @@ describe.runIf(requireNetns())('overlayd device ownership (vxlan)', () => {
     expect(pingFrom(a.ns, a.gw, b.gw, 2)).toBe(true);
     const r = runOverlayd(a.ns, args(a));
     expect(r.status).toBe(2);
-    expect(r.stderr.trim()).toMatch(/^overlayd: error: device flannel\.1 already exists and is overlayd's but a process has it open .*: a TUN device \(persistent, held open by a process\); nothing was changed$/);
+    expect(r.stderr.trim()).toMatch(/^overlayd: error: device flannel\.1 already exists and is overlayd's but a process has it open .*: a TUN device \(persistent, held open by a process, alias "overlayd:vxlan:1"\); nothing was changed$/);
   });
 
   it('SIGKILL, restarted at once: the device and routes stay, the new overlayd adopts them and forwards (gap measured)', async () => {

@@ -11,7 +11,7 @@ const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTE
 const IFLA_AF_SPEC = 26, IFLA_INET6_ADDR_GEN_MODE = 8;
 /** IN6_ADDR_GEN_MODE_* (linux/if_link.h): how the kernel makes a link's IPv6 link-local address. */
 const ADDR_GEN_MODE = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
-const IFLA_IFALIAS = 20, IFLA_GSO_MAX_SEGS = 40;
+const IFLA_IFALIAS = 20, IFLA_CARRIER = 33, IFLA_GSO_MAX_SEGS = 40;
 const IFLA_TUN_OWNER = 1, IFLA_TUN_TYPE = 3, IFLA_TUN_PERSIST = 6, IFLA_TUN_MULTI_QUEUE = 7, IFLA_TUN_NUM_QUEUES = 8;
 const IFF_TUN = 0x1;
 const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
@@ -45,6 +45,8 @@ export interface LinkInfo {
   txqlen?: number;
   /** Interface alias (IFLA_IFALIAS, `ip link set DEV alias TEXT`), when set. */
   alias?: string;
+  /** Carrier (IFLA_CARRIER), whatever the admin state: a TUN/TAP has it while a process has it open. */
+  carrier?: boolean;
   /** A TUN/TAP device (kind 'tun'): what the kernel reports of it (Linux 4.15+). */
   tun?: TunLinkInfo;
   /** A kernel VXLAN device (kind 'vxlan'): its VNI, UDP port and local address, when reported. */
@@ -59,7 +61,11 @@ export interface TunLinkInfo {
   persist: boolean;
   /** IFF_MULTI_QUEUE. */
   multiQueue: boolean;
-  /** File descriptors (queues) attached now: 0 means no process is reading the device. */
+  /**
+   * File descriptors (queues) attached now: 0 means no process has the device open. The kernel
+   * reports the count for multi-queue devices only; for the others it is 1 while the device has
+   * carrier (a queue attached), else 0.
+   */
   queues: number;
   /** Owner uid set with TUNSETOWNER, when set. */
   owner?: number;
@@ -180,7 +186,7 @@ export function parseLink(body: Buffer): Parsed<LinkInfo> {
       if (kind === 'tun') {
         const t: TunLinkInfo = {
           tap: (attrU8(d.value, IFLA_TUN_TYPE) ?? IFF_TUN) !== IFF_TUN, persist: attrU8(d.value, IFLA_TUN_PERSIST) === 1,
-          multiQueue: attrU8(d.value, IFLA_TUN_MULTI_QUEUE) === 1, queues: attrU32(d.value, IFLA_TUN_NUM_QUEUES) ?? 0,
+          multiQueue: attrU8(d.value, IFLA_TUN_MULTI_QUEUE) === 1, queues: attrU32(d.value, IFLA_TUN_NUM_QUEUES) ?? (attrU8(a, IFLA_CARRIER) === 1 ? 1 : 0),
         };
         const owner = attrU32(d.value, IFLA_TUN_OWNER);
         if (owner !== undefined && owner !== 0xffffffff) t.owner = owner;
@@ -197,6 +203,8 @@ export function parseLink(body: Buffer): Parsed<LinkInfo> {
       }
     }
   }
+  const carrier = attrU8(a, IFLA_CARRIER);
+  if (carrier !== undefined) info.carrier = carrier === 1;
   const alias = attrStr(a, IFLA_IFALIAS);
   if (alias) info.alias = alias;
   const master = attrU32(a, IFLA_MASTER);
