@@ -35,6 +35,7 @@ import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface
 import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
+import { UnderlayWatch } from './underlay.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -90,6 +91,8 @@ export interface DaemonConfig {
   peersMaxWaitMs: number;
   /** VXLAN: our VTEP MAC (etcd mode: the one in our existing lease); default {@link stableVtepMac} of the subnet. */
   vtepMac?: string;
+  /** --public-ip was given: the advertised address is never changed by an underlay event. */
+  publicIpPinned?: boolean;
   /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
   keepDeviceOnExit?: boolean;
   /** etcd mode: where the lease lives, and whether to delete it on stop. */
@@ -133,6 +136,7 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
+  if (o.publicIp !== undefined) cfg.publicIpPinned = true;
   return cfg;
 }
 
@@ -336,6 +340,8 @@ export class Overlayd {
   private upAndWritten = false;
   private readonly log: Logger;
   private readonly factory: BackendFactory;
+  /** The underlay interface's watch (absent with skipPreflight: a test backend). */
+  private underlay: UnderlayWatch | undefined;
   /** Our device's mark and what it carried at adoption (absent with skipPreflight: a test backend). */
   private owner: DeviceOwnership | undefined;
   /** Number of completed peer reloads (tests wait on it). */
@@ -376,8 +382,8 @@ export class Overlayd {
         const sub = this.opts.subnets;
         const reg = createMetrics(() => this.stats(), {
           backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
-        }, () => this.peers.size, sub ? { etcd: () => sub.status() } : {});
-        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => !this.stopping && this.backend !== undefined, () => this.ready());
+        }, () => this.peers.size, { ...(sub ? { etcd: () => sub.status() } : {}), underlay: () => this.underlay?.status() });
+        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => this.health(), () => this.ready());
       }
       if (c.pcap) {
         try {
@@ -442,6 +448,7 @@ export class Overlayd {
       }
       if (this.owner) await this.owner.reconcile(this.peers, c, (m) => this.log.info(m));
       this.startWatching();
+      if (!this.opts.skipPreflight) await this.watchUnderlay(be);
       if (c.statsInterval > 0) {
         let prev: DataplaneStats | undefined;
         let prevAt = Date.now();
@@ -461,9 +468,40 @@ export class Overlayd {
     }
   }
 
-  /** Ready: running, subnet.env written, and (etcd mode) our lease held in etcd. */
+  /** Ready: running, subnet.env written, the underlay address there, and (etcd mode) our lease held in etcd. */
   ready(): boolean {
-    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.opts.subnets?.status().leaseHeld ?? true);
+    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.underlay?.ready() ?? true) && (this.opts.subnets?.status().leaseHeld ?? true);
+  }
+
+  /** /healthz: true, or why not ("stopping", "underlay address missing"). */
+  private health(): true | string {
+    if (this.stopping) return 'stopping';
+    if (this.backend === undefined) return 'not running';
+    if (this.underlay?.ready() === false) return 'underlay address missing';
+    return true;
+  }
+
+  /** Watch the underlay interface (src/overlayd/underlay.ts); a failure to watch is logged, not fatal. */
+  private async watchUnderlay(be: Backend): Promise<void> {
+    const c = this.cfg;
+    if (be.rebind === undefined) return;
+    const w = new UnderlayWatch({
+      iface: c.iface.name, localIp: c.iface.localIp, publicIp: c.iface.publicIp, pinned: c.publicIpPinned === true, log: this.log,
+      rebind: (local, pub) => be.rebind!(local, pub),
+      publicIpChanged: async (pub) => {
+        const line = leaseToJson(be.localLease());
+        if (c.leaseOut) { try { writeAtomic(c.leaseOut, line + '\n'); } catch (e) { this.log.error(`--lease-out ${c.leaseOut}: ${(e as Error).message}`); } }
+        if (this.opts.subnets) await this.opts.subnets.updatePublicIp(pub);
+        else this.log.info(`our lease is now ${line}${c.leaseOut ? ` (rewrote ${c.leaseOut})` : ''}: the other hosts' peers files must list it`);
+      },
+    });
+    try {
+      await w.start();
+      this.underlay = w;
+    } catch (e) {
+      w.close();
+      this.log.error(`cannot watch the underlay interface ${c.iface.name}: ${(e as Error).message} (address changes will not be followed)`);
+    }
   }
 
   /** Backend counters (zeros before start). */
@@ -704,6 +742,8 @@ export class Overlayd {
     this.applyNext = undefined;
     this.wakeApplied();
     if (this.debounce) clearTimeout(this.debounce);
+    this.underlay?.close();
+    this.underlay = undefined;
     this.watcher?.close();
     this.watcher = undefined;
     const sub = this.opts.subnets;

@@ -321,3 +321,4 @@ export class Rtnl {
     return index ? all.filter((f) => f.index === index) : all;
   }
 }
+export { NlMonitor, RTMGRP_LINK, RTMGRP_IPV4_IFADDR, type NlEvent, type MonitorGroups } from './netlink/monitor.js';
