@@ -86,6 +86,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     stderrLogger.error(`uncaught: ${e.stack ?? e.message}`);
     if (!stopping) stop('uncaught exception', 1);
   });
+  stderrLogger.info(`forwarding ${Math.round(performance.now())} ms after the process started`);
   stderrLogger.info('running');
   if (notify(`READY=1\nSTATUS=forwarding (${daemon.cfg.netConf.backend.type}, subnet ${daemon.cfg.subnet})\nMAINPID=${process.pid}`)) stderrLogger.info('told systemd we are ready (READY=1 to $NOTIFY_SOCKET)');
   return undefined;
