@@ -32,7 +32,6 @@ import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
-import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
@@ -380,6 +379,8 @@ export class Overlayd {
     try {
       if (c.healthz) {
         const sub = this.opts.subnets;
+        // loaded only when asked for: prom-client alone takes ~85 ms to load, most of a restart's start-up
+        const { createMetrics, startHttp } = await import('./metrics.js');
         const reg = createMetrics(() => this.stats(), {
           backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
         }, () => this.peers.size, { ...(sub ? { etcd: () => sub.status() } : {}), underlay: () => this.underlay?.status() });
@@ -450,6 +451,7 @@ export class Overlayd {
       this.startWatching();
       if (!this.opts.skipPreflight) await this.watchUnderlay(be);
       if (c.statsInterval > 0) {
+        const { formatStatsLine } = await import('./metrics.js');
         let prev: DataplaneStats | undefined;
         let prevAt = Date.now();
         this.statsTimer = setInterval(() => {
