@@ -25,10 +25,12 @@
 #include <linux/udp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <set>
@@ -1047,15 +1049,18 @@ static Napi::Value SetSockBuf(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// nlOpen(protocol) -> fd of a raw netlink socket bound with a kernel-assigned port id.
+// nlOpen(protocol, groups = 0) -> fd of a raw netlink socket bound with a kernel-assigned port id,
+// subscribed to the multicast groups in the `groups` bitmask (RTMGRP_*: notifications).
 static Napi::Value NlOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int proto = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : NETLINK_ROUTE;
+  uint32_t groups = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
   if (fd < 0) return ThrowErrno(env, errno, "socket(AF_NETLINK)");
   sockaddr_nl sa;
   memset(&sa, 0, sizeof(sa));
   sa.nl_family = AF_NETLINK;
+  sa.nl_groups = groups;
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
     int err = errno;
     close(fd);
@@ -1125,6 +1130,33 @@ static Napi::Value NlRecvNow(const Napi::CallbackInfo& info) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     return ThrowErrno(env, errno, "netlink recv");
   }
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+// unixDgramSend(path, buf) -> bytes sent: one datagram to the Unix datagram socket at `path`
+// ('@name': abstract namespace), from a fresh socket closed right after. For sd_notify
+// ($NOTIFY_SOCKET): node:dgram has no Unix datagram sockets.
+static Napi::Value UnixDgramSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsBuffer()) return ThrowType(env, "unixDgramSend(path, buf)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
+  sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  if (path.size() < 2 || path.size() >= sizeof(sa.sun_path)) return ThrowErrno(env, EINVAL, "unix socket path");
+  memcpy(sa.sun_path, path.data(), path.size());
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket(AF_UNIX)");
+  ssize_t r;
+  do {
+    r = sendto(fd, b.Data(), b.Length(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa), len);
+  } while (r < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (r < 0) return ThrowErrno(env, err, "sendto(unix)");
   return Napi::Number::New(env, static_cast<double>(r));
 }
 
@@ -1285,6 +1317,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sockPort", Napi::Function::New(env, SockPort));
   exports.Set("setSockBuf", Napi::Function::New(env, SetSockBuf));
   exports.Set("nlOpen", Napi::Function::New(env, NlOpen));
+  exports.Set("unixDgramSend", Napi::Function::New(env, UnixDgramSend));
   exports.Set("nlSend", Napi::Function::New(env, NlSend));
   exports.Set("nlRecv", Napi::Function::New(env, NlRecv));
   exports.Set("nlRecvNow", Napi::Function::New(env, NlRecvNow));

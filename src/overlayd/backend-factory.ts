@@ -58,6 +58,10 @@ export interface BackendParams {
   onError?: (e: Error) => void;
   /** Optional capture hook (`--pcap`). */
   tap?: PacketTap;
+  /** Device name (default: the backend's, flannel0 / flannel.<VNI>). */
+  deviceName?: string;
+  /** Mark the device with this alias and make it persistent (src/overlayd/ownership.ts). */
+  deviceAlias?: string;
 }
 
 /** Creates (but does not start) a backend. */
@@ -80,6 +84,8 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.timing === true) o.timing = true;
   if (p.busyPollUs) o.busyPollUs = p.busyPollUs;
   if (p.onLog) o.onLog = p.onLog;
+  if (p.deviceName !== undefined) o.deviceName = p.deviceName;
+  if (p.deviceAlias !== undefined) o.deviceAlias = p.deviceAlias;
   if (p.type === 'udp') return o;
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
   if (p.vtepMac) v.vtepMac = p.vtepMac;

@@ -80,6 +80,8 @@ export interface CliOptions {
   peersDebounceMs: number;
   /** --peers-max-wait-ms. */
   peersMaxWaitMs: number;
+  /** --keep-device-on-exit: SIGTERM leaves the device, its address and routes for a planned restart. */
+  keepDeviceOnExit?: boolean;
 }
 
 /** What the command line asks for. */
@@ -90,8 +92,10 @@ export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]    
        overlayd --etcd-endpoints URLS [options]                  (etcd, as flanneld)
 
 Runs a flannel-compatible overlay dataplane (flannel0-style UDP, or VXLAN) on this host.
-Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT; SIGHUP
-reloads the peers file.
+Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT (and logs
+what it removed); SIGHUP reloads the peers file. Its device is marked (alias "overlayd:...")
+and persistent: after a crash it stays, with its routes, and the next start adopts it. A
+device of the same name that is not overlayd's is refused (exit 2, nothing changed).
 
 Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
@@ -161,6 +165,11 @@ Observability:
                          GET /metrics (Prometheus text) (default 0: off)
   --healthz-ip IP        address for the healthz/metrics server (default ${DEFAULT_HEALTHZ_IP})
 
+Restarts:
+  --keep-device-on-exit  on SIGTERM/SIGINT keep the device, its address and routes (for a planned
+                         restart: the next overlayd adopts them and forwards at once; the kernel
+                         drops overlay packets in between)
+
 Other:
   --peers-debounce-ms MS wait this long after a change to the peers file before reloading (default 200)
   --peers-max-wait-ms MS but reload at least this often while changes keep coming (default 2000)
@@ -172,7 +181,8 @@ Other:
 Environment: as flanneld, each of flanneld's flags (--etcd-*, --subnet-lease-renew-margin,
 --public-ip, --iface, --iface-regex, --subnet-file, --healthz-ip, --healthz-port) is also read
 from FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS) when the
-command line does not give it; so is --release-lease-on-exit (FLANNELD_RELEASE_LEASE_ON_EXIT=true).
+command line does not give it; so are --release-lease-on-exit (FLANNELD_RELEASE_LEASE_ON_EXIT=true)
+and --keep-device-on-exit (FLANNELD_KEEP_DEVICE_ON_EXIT=true).
 
 Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
 left behind); 1 on a runtime failure.
@@ -201,7 +211,11 @@ function intFlag(name: string, v: string | undefined, def: number, min: number, 
 export const ENV_FLAGS = [
   'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
   'subnet-lease-renew-margin', 'release-lease-on-exit', 'public-ip', 'iface', 'iface-regex', 'subnet-file', 'healthz-ip', 'healthz-port',
+  'keep-device-on-exit',
 ] as const;
+
+/** Boolean flags among {@link ENV_FLAGS} (their variables take true/false/1/0). */
+const BOOL_ENV_FLAGS: ReadonlySet<string> = new Set(['release-lease-on-exit', 'keep-device-on-exit']);
 
 /** flanneld's environment name of a flag: FLANNELD_ + upper case, dashes as underscores. */
 export function envName(flag: string): string {
@@ -250,6 +264,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
         'etcd-password': { type: 'string' },
         'subnet-lease-renew-margin': { type: 'string' },
         'release-lease-on-exit': { type: 'boolean' },
+        'keep-device-on-exit': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -263,7 +278,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   for (const f of ENV_FLAGS) {
     const e = env[envName(f)];
     if (v[f] !== undefined || e === undefined || e === '') continue;
-    if (f === 'release-lease-on-exit') {
+    if (BOOL_ENV_FLAGS.has(f)) {
       if (!/^(true|false|1|0)$/i.test(e)) throw new ConfigError(`${envName(f)}="${e}" must be true or false`);
       v[f] = /^(true|1)$/i.test(e);
     } else {
@@ -322,5 +337,6 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];
   if (values.pcap !== undefined) opts.pcap = values.pcap;
   if (values['backend-module'] !== undefined) opts.backendModule = values['backend-module'];
+  if (v['keep-device-on-exit'] === true) opts.keepDeviceOnExit = true;
   return { kind: 'run', options: opts };
 }

@@ -32,8 +32,9 @@ import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
-import { createMetrics, formatStatsLine, startHttp } from './metrics.js';
 import { PcapWriter } from './pcap.js';
+import { DeviceOwnership } from './ownership.js';
+import { UnderlayWatch } from './underlay.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -89,6 +90,10 @@ export interface DaemonConfig {
   peersMaxWaitMs: number;
   /** VXLAN: our VTEP MAC (etcd mode: the one in our existing lease); default {@link stableVtepMac} of the subnet. */
   vtepMac?: string;
+  /** --public-ip was given: the advertised address is never changed by an underlay event. */
+  publicIpPinned?: boolean;
+  /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
+  keepDeviceOnExit?: boolean;
   /** etcd mode: where the lease lives, and whether to delete it on stop. */
   etcd?: { endpoints: string[]; prefix: string; releaseOnExit: boolean };
 }
@@ -129,6 +134,8 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.timing === true) cfg.timing = true;
   if (o.busyPollUs) cfg.busyPollUs = o.busyPollUs;
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
+  if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
+  if (o.publicIp !== undefined) cfg.publicIpPinned = true;
   return cfg;
 }
 
@@ -332,6 +339,10 @@ export class Overlayd {
   private upAndWritten = false;
   private readonly log: Logger;
   private readonly factory: BackendFactory;
+  /** The underlay interface's watch (absent with skipPreflight: a test backend). */
+  private underlay: UnderlayWatch | undefined;
+  /** Our device's mark and what it carried at adoption (absent with skipPreflight: a test backend). */
+  private owner: DeviceOwnership | undefined;
   /** Number of completed peer reloads (tests wait on it). */
   reloads = 0;
 
@@ -358,6 +369,7 @@ export class Overlayd {
     const c = this.cfg;
     if (!this.opts.skipPreflight) {
       if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
+      this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched
       await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
     }
     let wroteSubnetFile = false;
@@ -367,10 +379,12 @@ export class Overlayd {
     try {
       if (c.healthz) {
         const sub = this.opts.subnets;
+        // loaded only when asked for: prom-client alone takes ~85 ms to load, most of a restart's start-up
+        const { createMetrics, startHttp } = await import('./metrics.js');
         const reg = createMetrics(() => this.stats(), {
           backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
-        }, () => this.peers.size, sub ? { etcd: () => sub.status() } : {});
-        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => !this.stopping && this.backend !== undefined, () => this.ready());
+        }, () => this.peers.size, { ...(sub ? { etcd: () => sub.status() } : {}), underlay: () => this.underlay?.status() });
+        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => this.health(), () => this.ready());
       }
       if (c.pcap) {
         try {
@@ -396,6 +410,7 @@ export class Overlayd {
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
+      if (this.owner) this.owner.prepare(params, say);
       const be = await this.factory(params);
       this.backend = be;
       try {
@@ -432,8 +447,11 @@ export class Overlayd {
         await this.opts.subnets.watchPeers((all, why, changed) => this.applyPeers(all, why, changed));
         await this.peersApplied();
       }
+      if (this.owner) await this.owner.reconcile(this.peers, c, (m) => this.log.info(m));
       this.startWatching();
+      if (!this.opts.skipPreflight) await this.watchUnderlay(be);
       if (c.statsInterval > 0) {
+        const { formatStatsLine } = await import('./metrics.js');
         let prev: DataplaneStats | undefined;
         let prevAt = Date.now();
         this.statsTimer = setInterval(() => {
@@ -452,9 +470,40 @@ export class Overlayd {
     }
   }
 
-  /** Ready: running, subnet.env written, and (etcd mode) our lease held in etcd. */
+  /** Ready: running, subnet.env written, the underlay address there, and (etcd mode) our lease held in etcd. */
   ready(): boolean {
-    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.opts.subnets?.status().leaseHeld ?? true);
+    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.underlay?.ready() ?? true) && (this.opts.subnets?.status().leaseHeld ?? true);
+  }
+
+  /** /healthz: true, or why not ("stopping", "underlay address missing"). */
+  private health(): true | string {
+    if (this.stopping) return 'stopping';
+    if (this.backend === undefined) return 'not running';
+    if (this.underlay?.ready() === false) return 'underlay address missing';
+    return true;
+  }
+
+  /** Watch the underlay interface (src/overlayd/underlay.ts); a failure to watch is logged, not fatal. */
+  private async watchUnderlay(be: Backend): Promise<void> {
+    const c = this.cfg;
+    if (be.rebind === undefined) return;
+    const w = new UnderlayWatch({
+      iface: c.iface.name, localIp: c.iface.localIp, publicIp: c.iface.publicIp, pinned: c.publicIpPinned === true, log: this.log,
+      rebind: (local, pub) => be.rebind!(local, pub),
+      publicIpChanged: async (pub) => {
+        const line = leaseToJson(be.localLease());
+        if (c.leaseOut) { try { writeAtomic(c.leaseOut, line + '\n'); } catch (e) { this.log.error(`--lease-out ${c.leaseOut}: ${(e as Error).message}`); } }
+        if (this.opts.subnets) await this.opts.subnets.updatePublicIp(pub);
+        else this.log.info(`our lease is now ${line}${c.leaseOut ? ` (rewrote ${c.leaseOut})` : ''}: the other hosts' peers files must list it`);
+      },
+    });
+    try {
+      await w.start();
+      this.underlay = w;
+    } catch (e) {
+      w.close();
+      this.log.error(`cannot watch the underlay interface ${c.iface.name}: ${(e as Error).message} (address changes will not be followed)`);
+    }
   }
 
   /** Backend counters (zeros before start). */
@@ -695,6 +744,8 @@ export class Overlayd {
     this.applyNext = undefined;
     this.wakeApplied();
     if (this.debounce) clearTimeout(this.debounce);
+    this.underlay?.close();
+    this.underlay = undefined;
     this.watcher?.close();
     this.watcher = undefined;
     const sub = this.opts.subnets;
@@ -712,11 +763,14 @@ export class Overlayd {
     const be = this.backend;
     this.backend = undefined;
     if (be) {
+      const keep = this.stopping && this.cfg.keepDeviceOnExit === true;
+      const before = this.stopping ? await this.owner?.snapshot() : undefined;
       try {
-        await be.stop();
+        await be.stop(keep ? { keepDevice: true } : {});
       } catch (e) {
         this.log.error(`backend stop: ${(e as Error).message}`);
       }
+      if (before !== undefined) await this.owner!.reportStop(before, keep, (m) => this.log.info(m));
     }
     this.pcap?.close();
     const srv = this.server;

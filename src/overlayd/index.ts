@@ -32,7 +32,10 @@ export {
 export { compileIfaceRegex, pickInterface, listInterfaces, listInterfacesFrom, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 export { tapIo } from './tap-io.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
-export { createMetrics, startHttp, formatStatsLine, type InfoLabels } from './metrics.js';
+export { createMetrics, startHttp, formatStatsLine, UNDERLAY_EVENTS, type InfoLabels } from './metrics.js';
 export { defaultBackendFactory, toBackendOptions, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 export { HELP, parseCli, envName, ENV_FLAGS, type CliOptions, type CliCommand, type EtcdCliOptions } from './cli.js';
 export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin, type DaemonConfig, type EtcdResolveOptions, type Logger, type OverlaydOptions } from './daemon.js';
+export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled } from './ownership.js';
+export { UnderlayWatch, type UnderlayOptions, type UnderlayStatus } from './underlay.js';
+export { sdNotify } from './sdnotify.js';

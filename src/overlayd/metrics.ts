@@ -9,6 +9,7 @@ import type { DataplaneStats } from '../vtep/backend.js';
 import { DROP_REASONS } from '../vtep/counters.js';
 import { ConfigError } from './config.js';
 import type { EtcdStatus } from '../subnet/etcd-manager.js';
+import type { UnderlayStatus } from './underlay.js';
 
 /** Labels describing this daemon, exported as `overlayd_info`. */
 export interface InfoLabels {
@@ -24,7 +25,8 @@ export interface InfoLabels {
  * drops by reason, per-peer counters (label `peer` = public IP), the number of peers,
  * an info gauge, and prom-client's default process metrics.
  */
-export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, peerCount: () => number, opts: { defaultMetrics?: boolean; etcd?: () => EtcdStatus } = {}): Registry {
+export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, peerCount: () => number,
+  opts: { defaultMetrics?: boolean; etcd?: () => EtcdStatus; underlay?: () => UnderlayStatus | undefined } = {}): Registry {
   const reg = new Registry();
   let snap: DataplaneStats | undefined;
   // One stats() call per scrape, shared by all collectors (each collect() runs during the same metrics() call).
@@ -91,6 +93,13 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
       for (const [errno, n] of Object.entries(get().errors?.device ?? {})) this.inc({ errno }, n);
     },
   });
+  new Counter({
+    name: 'overlayd_send_errors_total', help: 'Datagrams the underlay socket refused, by errno (ENETUNREACH, EAGAIN, ...); overlayd_drops_total counts them by class.', labelNames: ['errno'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const [errno, n] of Object.entries(get().errors?.send ?? {})) this.inc({ errno }, n);
+    },
+  });
   const perPeer = (field: 'txPackets' | 'txBytes' | 'rxPackets' | 'rxBytes', name: string, help: string): void => {
     new Counter({
       name, help, labelNames: ['peer'], registers: [reg],
@@ -108,6 +117,7 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
   const g = new Gauge({ name: 'overlayd_info', help: 'overlayd configuration (value is always 1).', labelNames: ['backend', 'subnet', 'public_ip', 'iface', 'transport'], registers: [reg] });
   g.set({ ...info }, 1);
   if (opts.etcd) etcdMetrics(reg, opts.etcd);
+  if (opts.underlay) underlayMetrics(reg, opts.underlay);
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: reg });
   // Bump the scrape generation before each metrics() call.
   const orig = reg.metrics.bind(reg);
@@ -116,6 +126,26 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
     return orig();
   };
   return reg;
+}
+
+/** Underlay events that /metrics counts (overlayd_underlay_events_total{event}), each present from the start. */
+export const UNDERLAY_EVENTS = ['link_down', 'link_up', 'address_lost', 'address_changed', 'address_back', 'rebind_failed', 'resync'] as const;
+
+/** The underlay watch's metrics (src/overlayd/underlay.ts), read at each scrape; absent until it runs. */
+function underlayMetrics(reg: Registry, status: () => UnderlayStatus | undefined): void {
+  new Gauge({ name: 'overlayd_underlay_link_up', help: '1 while the underlay interface is up with carrier.', registers: [reg],
+    collect() { const s = status(); if (s) this.set(s.linkUp ? 1 : 0); else this.reset(); } });
+  new Gauge({ name: 'overlayd_underlay_address_present', help: '1 while the socket is bound to an address the underlay interface has (0: not ready).', registers: [reg],
+    collect() { const s = status(); if (s) this.set(s.addressPresent ? 1 : 0); else this.reset(); } });
+  new Gauge({ name: 'overlayd_underlay_info', help: 'The underlay address the socket is bound to and the public IP advertised (value 1).', labelNames: ['iface', 'local_ip', 'public_ip'], registers: [reg],
+    collect() { this.reset(); const s = status(); if (s) this.set({ iface: s.iface, local_ip: s.localIp, public_ip: s.publicIp }, 1); } });
+  new Counter({ name: 'overlayd_underlay_events_total', help: 'Underlay events: link down/up, bound address lost, changed (socket bound again), back, rebind failures, resyncs.', labelNames: ['event'], registers: [reg],
+    collect() {
+      this.reset();
+      const s = status();
+      if (!s) return;
+      for (const event of UNDERLAY_EVENTS) this.inc({ event }, s.events[event] ?? 0);
+    } });
 }
 
 /** etcd mode's metrics, read from the subnet manager's status at each scrape. */
@@ -138,18 +168,18 @@ function etcdMetrics(reg: Registry, status: () => EtcdStatus): void {
 }
 
 /**
- * Start the HTTP server: `GET /healthz` -> 200 "ok" (while `healthy()`, else 503),
+ * Start the HTTP server: `GET /healthz` -> 200 "ok" (while `healthy()` is true, else 503 with the reason it returned),
  * `GET /readyz` -> 200 "ready" while `ready()` (else 503 "not ready"), `GET /metrics` ->
  * Prometheus text. Rejects with ConfigError when the address is in use.
  */
-export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean = () => true, ready: () => boolean = healthy): Promise<Server> {
+export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean | string = () => true, ready: () => boolean = () => healthy() === true): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === '/healthz') {
-      const ok = healthy();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok' : 'stopping');
+      const h = healthy();
+      res.writeHead(h === true ? 200 : 503, { 'content-type': 'text/plain' }).end(h === true ? 'ok' : typeof h === 'string' ? h : 'not ok');
     } else if (path === '/readyz') {
       const ok = ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready' : 'not ready');

@@ -5,6 +5,17 @@ import { HELP, parseCli, version } from './cli.js';
 import { ConfigError } from './config.js';
 import { Overlayd, factoryFor, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig } from './daemon.js';
 import type { EtcdSubnetManager } from '../subnet/etcd-manager.js';
+import { sdNotify } from './sdnotify.js';
+
+/** sd_notify when started by systemd with Type=notify; a failure is logged, never fatal. */
+function notify(state: string): boolean {
+  try {
+    return sdNotify(state);
+  } catch (e) {
+    stderrLogger.error(`sd_notify to ${process.env.NOTIFY_SOCKET}: ${(e as Error).message}`);
+    return false;
+  }
+}
 
 /** Exit status for bad configuration. */
 export const EXIT_CONFIG = 2;
@@ -53,9 +64,10 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     stopping = true;
     clearInterval(keepAlive);
     stderrLogger.info(`${sig}: stopping`);
+    notify('STOPPING=1');
     daemon.stop().then(
       () => {
-        stderrLogger.info('stopped; removed what we created');
+        stderrLogger.info(daemon.cfg.keepDeviceOnExit === true ? 'stopped; kept the device for the next start' : 'stopped; removed what we created');
         process.exit(code);
       },
       (e: Error) => {
@@ -74,6 +86,8 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     stderrLogger.error(`uncaught: ${e.stack ?? e.message}`);
     if (!stopping) stop('uncaught exception', 1);
   });
+  stderrLogger.info(`forwarding ${Math.round(performance.now())} ms after the process started`);
   stderrLogger.info('running');
+  if (notify(`READY=1\nSTATUS=forwarding (${daemon.cfg.netConf.backend.type}, subnet ${daemon.cfg.subnet})\nMAINPID=${process.pid}`)) stderrLogger.info('told systemd we are ready (READY=1 to $NOTIFY_SOCKET)');
   return undefined;
 }

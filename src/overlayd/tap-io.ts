@@ -47,6 +47,9 @@ class TappedDevice implements PacketDevice {
     for (let i = 0; i < n; i++) { const s = slots[i]!; this.tap.inner('in', s.buf, s.off, s.len); }
     return n;
   }
+  setPersist(on: boolean): void {
+    this.dev.setPersist?.(on);
+  }
   close(): void {
     this.dev.close();
   }

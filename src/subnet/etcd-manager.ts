@@ -574,6 +574,24 @@ export class EtcdSubnetManager {
     }
   }
 
+  /**
+   * Our public IP changed (the underlay address moved, issue #14): write our lease again with
+   * the new PublicIP, under the etcd lease it has, as flanneld would write it on a restart. A
+   * failed write is logged; the next renewal writes the new value anyway.
+   */
+  async updatePublicIp(publicIp: string): Promise<void> {
+    this.opts.publicIp = publicIp;
+    const h = this.held;
+    if (h === undefined || this.closed) return;
+    h.lease = { ...h.lease, publicIp };
+    try {
+      await this.client.put(this.keyOf(h.subnet), leaseValue(h.lease), h.etcdLease);
+      this.log.info(`etcd: lease ${h.subnet} now has PublicIP ${publicIp}`);
+    } catch (e) {
+      this.log.error(`etcd: writing PublicIP ${publicIp} into our lease failed (${(e as Error).message}); the next renewal writes it`);
+    }
+  }
+
   /** Status for /readyz and /metrics. */
   status(): EtcdStatus {
     return {

@@ -365,6 +365,19 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     return l;
   }
 
+  /**
+   * TUNSETPERSIST: with `on` the device outlives this process (a crash leaves it, with its
+   * address and routes, for the next start to adopt); off, it disappears with its last fd.
+   */
+  setPersist(on: boolean): void {
+    if (this.closedFlag) throw new OsError(9, `TUNSETPERSIST ${this.name}`, 'device closed');
+    try {
+      native().tunSetPersist(this.fd, on);
+    } catch (e) {
+      throw wrapOsError(e, `TUNSETPERSIST ${this.name}`);
+    }
+  }
+
   /** Stop reading and close the queue fd (the device disappears with its last fd unless persistent). Idempotent. */
   close(): void {
     if (this.closedFlag) return;

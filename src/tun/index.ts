@@ -8,6 +8,7 @@ export {
 export {
   Rtnl, NUD, RT_SCOPE, RTN, RT_TABLE_MAIN, ipToBytes, bytesToIp, macToBytes, bytesToMac,
   type LinkRef, type LinkInfo, type LinkChange, type AddressInfo, type RouteSpec, type RouteInfo,
-  type NeighSpec, type NeighInfo, type FdbSpec, type FdbInfo, type VxlanSpec, type NlSocketStats,
+  type NeighSpec, type NeighInfo, type FdbSpec, type FdbInfo, type VxlanSpec, type NlSocketStats, type TunLinkInfo,
+  NlMonitor, RTMGRP_LINK, RTMGRP_IPV4_IFADDR, type NlEvent, type MonitorGroups,
 } from './rtnl.js';
 export { OsError, errnoName } from './errors.js';

@@ -97,7 +97,8 @@ export interface NativeBinding {
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;
   setSockBuf(fd: number, rcvbuf: number, sndbuf: number): [number, number];
-  nlOpen(protocol: number): number;
+  /** A raw netlink socket of `protocol`, subscribed to the RTMGRP_* bitmask `groups` (default none). */
+  nlOpen(protocol: number, groups?: number): number;
   nlSend(fd: number, buf: Buffer, len: number): number;
   /** Blocking receive (poll up to timeoutMs); throws ETIMEDOUT. For the synchronous helpers only. */
   nlRecv(fd: number, buf: Buffer, timeoutMs: number): number;
@@ -106,6 +107,8 @@ export interface NativeBinding {
   /** sendto() the kernel on a libuv pool thread; `cb(errno, bytes)`, errno 0 on success. */
   nlSendAsync(fd: number, buf: Buffer, len: number, cb: (errno: number, bytes: number) => void): void;
   FdWatch: new (fd: number) => NativeFdWatch;
+  /** One datagram to the Unix datagram socket at `path` ('@name': abstract); bytes sent. Absent in addons built before it. */
+  unixDgramSend?(path: string, buf: Buffer): number;
 }
 
 let binding: NativeBinding | undefined;

@@ -29,7 +29,7 @@ import {
 export { ipToBytes, bytesToIp, macToBytes, bytesToMac } from './netlink/ip.js';
 export { NUD, type NeighSpec, type NeighInfo, type FdbSpec, type FdbInfo } from './netlink/neigh.js';
 export { RT_SCOPE, RTN, RT_TABLE_MAIN, type RouteSpec, type RouteInfo } from './netlink/route.js';
-export type { LinkRef, LinkInfo, LinkChange, VxlanSpec } from './netlink/link.js';
+export type { LinkRef, LinkInfo, LinkChange, VxlanSpec, TunLinkInfo } from './netlink/link.js';
 export type { AddressInfo } from './netlink/addr.js';
 export type { NlSocketStats } from './netlink/socket.js';
 
@@ -321,3 +321,4 @@ export class Rtnl {
     return index ? all.filter((f) => f.index === index) : all;
   }
 }
+export { NlMonitor, RTMGRP_LINK, RTMGRP_IPV4_IFADDR, type NlEvent, type MonitorGroups } from './netlink/monitor.js';

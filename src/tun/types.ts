@@ -168,6 +168,8 @@ export interface PacketDevice {
   pollNow?(): number;
   /** Write `slots[0..count)`; returns how many were written (the rest were dropped: queue full). */
   writeBatch(slots: readonly PacketSlot[], count: number): number;
+  /** TUNSETPERSIST on or off: whether the device outlives its last file descriptor. Optional. */
+  setPersist?(on: boolean): void;
   /** Stop reading and close the device. Idempotent. */
   close(): void;
 }

@@ -42,7 +42,7 @@ export interface DataplaneStats {
    */
   offload?: OffloadStats;
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
-  errors?: { kernel: number; lastKernel?: string; device?: Record<string, number> };
+  errors?: { kernel: number; lastKernel?: string; device?: Record<string, number>; send?: Record<string, number> };
   /** Timing mode only: per-stage batch durations in microseconds (src/vtep/timing.ts). */
   timing?: Partial<Record<TimingStage, StageSummary>>;
 }
@@ -65,8 +65,23 @@ export interface Backend {
    * `onError` and stats().errors). Optional: a backend without kernel side effects may omit it.
    */
   settled?(): Promise<void>;
+  /**
+   * The underlay address changed: bind the socket again to `bindAddress` (undefined: all
+   * addresses) and advertise `publicIp` in localLease(). Optional.
+   */
+  rebind?(bindAddress: string | undefined, publicIp: string): Promise<void>;
   /** Current counters (a fresh plain object; not for the hot path). */
   stats(): DataplaneStats;
-  /** Stop forwarding, close device and socket, remove what start() created. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Stop forwarding, close device and socket, remove what start() created. Idempotent.
+   * `keepDevice`: leave a persistent (marked) device in place, with its address and routes,
+   * for a planned restart to adopt.
+   */
+  stop(opts?: StopOptions): Promise<void>;
+}
+
+/** Options of {@link Backend.stop}. */
+export interface StopOptions {
+  /** Keep the device (when it was made persistent, see CommonBackendOptions.deviceAlias). */
+  keepDevice?: boolean;
 }

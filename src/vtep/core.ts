@@ -52,7 +52,7 @@
  * the dgram transport has no UDP GSO/GRO (the TUN side still segments and coalesces, and the
  * transport sends a run's datagrams one by one). offload 'off' turns all of it off.
  */
-import type { DataplaneStats, Lease } from './backend.js';
+import type { DataplaneStats, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
 import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
 import {
@@ -67,6 +67,7 @@ import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './
 import { defaultIo } from './io.js';
 import { allocReplySlots, newDatagramViews, newPacketViews, type MutDatagramSlot, type MutPacketSlot } from './slots.js';
 import { stampNow } from '../tun/native.js';
+import { errnoName } from '../tun/errors.js';
 import { StageTimer, type StageSummary, type TimingStage } from './timing.js';
 
 const EMPTY_BUF = Buffer.alloc(0);
@@ -175,6 +176,11 @@ export interface ErrorStats {
   lastKernel?: string;
   /** Device read errors by errno name (`{ EIO: 2 }`), when there were any. */
   device?: Record<string, number>;
+  /**
+   * Failed datagram sends by errno name (`{ ENETUNREACH: 3, EAGAIN: 1 }`), when there were any;
+   * the drops count them by class (tx_underlay_unreachable, tx_socket_full, ...).
+   */
+  send?: Record<string, number>;
 }
 
 /** Statistics every tunnel backend reports. */
@@ -199,8 +205,13 @@ export abstract class TunnelCore {
   readonly subnet: IpPrefix;
   /** The overlay network. */
   readonly network: IpPrefix;
-  /** Our public (underlay) IPv4, uint32. */
-  readonly publicIp: number;
+  /** Our public (underlay) IPv4, uint32 ({@link rebind} changes it). */
+  get publicIp(): number {
+    return this.pub;
+  }
+  private pub: number;
+  /** Address the socket is bound to (undefined: all); {@link rebind} changes it. */
+  private bindAddress: string | undefined;
   /** UDP port we bind and send to. */
   readonly port: number;
   /** Device name. */
@@ -310,7 +321,8 @@ export abstract class TunnelCore {
     this.deviceKind = deviceKind;
     this.subnet = ipPrefix(opts.subnet, SUBNET);
     this.network = ipPrefix(opts.network, SUBNET);
-    this.publicIp = ipv4ToU32(opts.publicIp);
+    this.pub = ipv4ToU32(opts.publicIp);
+    this.bindAddress = opts.bindAddress;
     this.port = opts.port ?? defaultPort;
     this.deviceName = opts.deviceName ?? defaultDevice;
     this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - overhead;
@@ -377,23 +389,21 @@ export abstract class TunnelCore {
   private async doStart(): Promise<void> {
     if (this.running) return;
     if (this.stopping) await this.stopping;
-    const kind = this.opts.transport ?? 'dgram';
-    const tr = this.udpOffload
-      ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
-      : this.io.createTransport(kind);
+    const tr = this.newTransport();
     let dev: PacketDevice | undefined;
     const gen = this.stopGen;
     const pool: UdpTransport[] = [];
     try {
-      await tr.bind(this.port, this.opts.bindAddress);
+      await tr.bind(this.port, this.bindAddress);
       for (let i = 0; i < this.sourcePortPool; i++) {
-        const p = this.udpOffload ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback }) : this.io.createTransport(kind);
+        const p = this.newTransport();
         pool.push(p);
-        await p.bind(0, this.opts.bindAddress);
+        await p.bind(0, this.bindAddress);
       }
       if (this.stopGen === gen) dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
       this.deviceGsoMaxSegs = dev?.offload === true ? this.gsoSegmentsPerSend() : undefined;
       if (dev !== undefined && this.stopGen === gen && this.opts.configureKernel !== false) await this.configureKernel(dev.name);
+      if (dev !== undefined && this.stopGen === gen && this.opts.deviceAlias !== undefined) await this.markDevice(dev, this.opts.deviceAlias);
     } catch (e) {
       dev?.close();
       tr.close();
@@ -430,6 +440,54 @@ export abstract class TunnelCore {
       this.sockStamped = tr.enableStamps?.(this.sockStamps) === true;
     }
     dev.onBatch(this.onDeviceBatch);
+    tr.onBatch(this.onSocketBatch);
+  }
+
+  /** A new, unbound UDP transport of the configured kind. */
+  private newTransport(): UdpTransport {
+    const kind = this.opts.transport ?? 'dgram';
+    return this.udpOffload
+      ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
+      : this.io.createTransport(kind);
+  }
+
+  /**
+   * The underlay address changed (issue #14): close the socket (and the source-port pool's) and
+   * bind new ones, on the same port, to `bindAddress` (undefined: all addresses), and advertise `publicIp` in
+   * {@link localLease} from now on. The device, tables and routes are untouched; datagrams that
+   * arrive in between are lost (the kernel answers them with ICMP port unreachable). Rejects when
+   * the new socket cannot be bound (the dataplane then has no socket until the next rebind).
+   */
+  async rebind(bindAddress: string | undefined, publicIp: string): Promise<void> {
+    if (!this.running) throw new Error('rebind: not running');
+    const pub = ipv4ToU32(publicIp);
+    const old = this.transport;
+    const oldPool = this.txPool;
+    this.transport = undefined;
+    this.txPool = [];
+    old?.close(); // first: the same address and port may be bound again
+    for (const p of oldPool) p.close();
+    const tr = this.newTransport();
+    const pool: UdpTransport[] = [];
+    try {
+      await tr.bind(this.port, bindAddress);
+      // the source-port pool's sockets were bound to the old address too
+      for (let i = 0; i < oldPool.length; i++) {
+        const p = this.newTransport();
+        pool.push(p);
+        await p.bind(0, bindAddress);
+      }
+    } catch (e) {
+      tr.close();
+      for (const p of pool) p.close();
+      throw e;
+    }
+    if (!this.running) { tr.close(); for (const p of pool) p.close(); return; }
+    this.bindAddress = bindAddress;
+    this.pub = pub;
+    this.transport = tr;
+    this.txPool = pool;
+    if (this.opts.timing === true) this.sockStamped = tr.enableStamps?.(this.sockStamps) === true;
     tr.onBatch(this.onSocketBatch);
   }
 
@@ -520,12 +578,36 @@ export abstract class TunnelCore {
     return this.devOffload;
   }
 
-  /** Stop forwarding, close device and socket (the kernel drops the device's address and routes with it). */
-  stop(): Promise<void> {
+  /**
+   * Mark the device as ours (its alias), then make it persistent: in this order, so that a crash
+   * in between leaves no persistent device without the mark (it goes with the process).
+   */
+  private async markDevice(dev: PacketDevice, alias: string): Promise<void> {
+    if (this.opts.configureKernel !== false) await this.kernel.setAlias?.(dev.name, alias);
+    dev.setPersist?.(true);
+    this.persistent = dev.setPersist !== undefined;
+  }
+
+  /** The device was made persistent (see `deviceAlias`). */
+  private persistent = false;
+
+  /**
+   * Stop forwarding, close device and socket (the kernel drops the device's address and routes
+   * with it). `keepDevice`: a persistent device stays, with its address and routes.
+   */
+  stop(opts: StopOptions = {}): Promise<void> {
     this.stopGen++; // a start() under way notices and closes what it opened
     if (!this.stopping) {
       this.stopping = (async () => {
         this.running = false;
+        if (this.persistent && opts.keepDevice !== true) {
+          try {
+            this.device?.setPersist?.(false);
+          } catch (e) {
+            this.report(new Error(`${this.deviceName}: cannot clear TUNSETPERSIST: ${(e as Error).message}`, { cause: e }));
+          }
+        }
+        this.persistent = false;
         this.device?.close();
         this.transport?.close();
         for (const p of this.txPool) p.close();
@@ -582,6 +664,9 @@ export abstract class TunnelCore {
     if (this.txPool.length > 0) s.sourcePorts = this.sourcePorts();
     const dev = this.device?.readErrorCounts;
     if (dev !== undefined && Object.keys(dev).length > 0) s.errors.device = { ...dev };
+    for (let e = 0; e < this.sendErrnos.length; e++) {
+      if (this.sendErrnos[e]! > 0) (s.errors.send ??= {})[e === 0 ? 'other' : errnoName(e)] = this.sendErrnos[e]!;
+    }
     return s;
   }
 
@@ -606,6 +691,11 @@ export abstract class TunnelCore {
   /** Device -> network: one batch read from the device. */
   private readonly onDeviceBatch = (slots: PacketSlot[], count: number): void => {
     if (!this.running) return;
+    if (this.transport === undefined) {
+      // rebinding (the underlay address changed): no socket for this moment
+      for (let i = 0; i < count; i++) this.counters.drop(D.tx_no_socket);
+      return;
+    }
     const timing = this.timer !== undefined;
     if (timing) this.stamp(0);
     if (this.devOffload) this.segmentStage(slots, count);
@@ -879,7 +969,10 @@ export abstract class TunnelCore {
       this.txCounters[j] = NO_COUNTERS;
       const e = err[j]!;
       if (e === 0) c.count(pc, TX_PKTS, 1, v[j]!.len);
-      else c.drop(sendErrorReason(e));
+      else {
+        c.drop(sendErrorReason(e));
+        this.sendErrnos[e < this.sendErrnos.length ? e : 0]!++;
+      }
     }
   }
 
@@ -912,6 +1005,9 @@ export abstract class TunnelCore {
       }
     }
   }
+
+  /** Failed sends by errno (index; 0: out of range). */
+  private readonly sendErrnos = new Float64Array(160);
 
   /**
    * Queue the inner packet `buf[off, off+len)` for the device. An L3 backend delivers only

@@ -32,6 +32,8 @@ export const DROP_REASONS = [
   'tx_refused',
   'tx_blocked',
   'tx_send_error',
+  // no socket: it is being bound again to a new underlay address
+  'tx_no_socket',
   // from the network (read from the socket)
   'rx_ipv6_underlay',
   'rx_unknown_peer',

@@ -36,6 +36,8 @@ export interface KernelNet {
   deleteRoute(dst: string, dev: string): Promise<void>;
   /** Write a per-device IPv4 sysctl (net.ipv4.conf.<dev>.<key>); ignored when missing. */
   deviceSysctl(dev: string, key: string, value: string): Promise<void>;
+  /** Set the interface alias of `dev` (IFLA_IFALIAS; the mark of a device a daemon owns). Optional. */
+  setAlias?(dev: string, alias: string): Promise<void>;
   /** Wait for every queued operation. */
   flush(): Promise<void>;
 }
@@ -113,6 +115,10 @@ export class RtnlNet implements KernelNet {
       await this.rt.linkUp(dev);
       this.ifindex.set(dev, await this.rt.linkIndex(dev));
     });
+  }
+
+  setAlias(dev: string, alias: string): Promise<void> {
+    return this.enqueue(() => this.rt.setLink(dev, { alias }));
   }
 
   replaceRoute(dst: string, via: string, dev: string): Promise<void> {

@@ -59,6 +59,14 @@ export interface CommonBackendOptions {
   /** Configure the kernel side (address, MTU, up, routes). Default true. */
   configureKernel?: boolean;
   /**
+   * Mark and keep the device (issue #14): after configuring it, set this interface alias on it
+   * (e.g. "overlayd:vxlan:1") and make it persistent (TUNSETPERSIST), so that a crash leaves the
+   * device, its address and routes in place, for the next start to find by its mark and adopt
+   * (opening a persistent TUN/TAP of the same name attaches to it). `stop()` removes it again
+   * unless asked to keep it. Absent: an unmarked device that disappears with the process.
+   */
+  deviceAlias?: string;
+  /**
    * Drop packets from a peer whose inner source address is outside that peer's subnet
    * (anti-spoofing). Default true.
    */

@@ -275,4 +275,20 @@ describe('overlayd lifecycle (fake backend)', () => {
     expect(() => run(['--subnet', '198.19.1.0/24', '--iface', 'u0', '--healthz-port', '1', '--healthz-ip', 'x'])).toThrow(/--healthz-ip "x"/);
     expect(() => parseCli(['--net-conf', 'x', '--subnet', 'y', '--transport', 'tcp'])).toThrow(/--transport "tcp"/);
   });
+
+  it('--keep-device-on-exit, also as FLANNELD_KEEP_DEVICE_ON_EXIT, reaches the config', () => {
+    const d = join(dir, 'keep');
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, 'nc.json'), '{"Network":"198.19.0.0/16"}');
+    const cfg = (args: string[], env: NodeJS.ProcessEnv = {}): DaemonConfig => {
+      const c = parseCli(['--net-conf', join(d, 'nc.json'), '--subnet', '198.19.1.0/24', '--iface', 'u0', ...args], env);
+      if (c.kind !== 'run') throw new Error('x');
+      return resolveConfig(c.options, ifaces, noRoute);
+    };
+    expect(cfg([]).keepDeviceOnExit).toBeUndefined();
+    expect(cfg(['--keep-device-on-exit']).keepDeviceOnExit).toBe(true);
+    expect(cfg([], { FLANNELD_KEEP_DEVICE_ON_EXIT: 'true' }).keepDeviceOnExit).toBe(true);
+    expect(cfg([], { FLANNELD_KEEP_DEVICE_ON_EXIT: '0' }).keepDeviceOnExit).toBeUndefined();
+    expect(() => cfg([], { FLANNELD_KEEP_DEVICE_ON_EXIT: 'yes' })).toThrow(/FLANNELD_KEEP_DEVICE_ON_EXIT="yes" must be true or false/);
+  });
 });

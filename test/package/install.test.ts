@@ -72,7 +72,7 @@ describe('the package as a tool author installs it', () => {
     // 1. npm pack, in a copy of the working tree
     const src = join(tmp, 'src');
     mkdirSync(src);
-    for (const f of ['package.json', 'package-lock.json', 'README.md', 'binding.gyp', 'tsconfig.json', 'tsconfig.build.json', 'native', 'src', 'scripts', 'docs']) {
+    for (const f of ['package.json', 'package-lock.json', 'README.md', 'binding.gyp', 'tsconfig.json', 'tsconfig.build.json', 'native', 'src', 'scripts', 'docs', 'packaging']) {
       if (existsSync(join(REPO, f))) cpSync(join(REPO, f), join(src, f), { recursive: true });
     }
     symlinkSync(join(REPO, 'node_modules'), join(src, 'node_modules'));
@@ -140,6 +140,7 @@ describe('the package as a tool author installs it', () => {
     expect(files).toContain('dist/overlayd/main.js');
     expect(files).toContain('binding.gyp');
     expect(files).toContain('native/addon.cc');
+    expect(files).toContain('packaging/overlayd.service');
     expect(files).toContain('prebuilds/linux-x64/overlay-dataplane.glibc.node');
     if (wantArm64) expect(files).toContain('prebuilds/linux-arm64/overlay-dataplane.glibc.node');
     expect(files.filter((f) => /^(src|test|bench|examples|build)\//.test(f))).toEqual([]);

@@ -262,6 +262,25 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     expect(logs.join('\n')).toMatch(/watch re-established/);
   });
 
+  it('updatePublicIp (the underlay address moved): our lease is written again with the new PublicIP under its etcd lease; the watch neither skips it nor sees it as a peer', async () => {
+    const prefix = await network();
+    const { m, logs } = manager(prefix, '198.18.0.1');
+    const h = await m.acquire((s, e) => vx(s, '198.18.0.1', e));
+    const key = h.subnet.replace('/', '-');
+    const before = (await read(prefix)).get(key)!;
+    let peers = -1;
+    await m.watchPeers((all) => { peers = all.size; });
+    await m.updatePublicIp('198.18.0.11');
+    const after = (await read(prefix)).get(key)!;
+    expect(after.value).toEqual({ ...(before.value as object), PublicIP: '198.18.0.11' });
+    expect(after.lease).toBe(before.lease);
+    expect(m.lease()!.lease.publicIp).toBe('198.18.0.11');
+    await new Promise((r) => setTimeout(r, 300)); // the watch event of our own write
+    expect(peers).toBe(0);
+    expect(logs.filter((l) => l.startsWith('ERROR'))).toEqual([]);
+    expect(logs).toContain(`etcd: lease ${h.subnet} now has PublicIP 198.18.0.11`);
+  });
+
   it('renewal re-writes our key under a new etcd lease ahead of expiry; a key removed by someone is created again; close keeps it, release deletes it', async () => {
     const prefix = await network();
     const { m } = manager(prefix, '198.18.0.1', { ttlSeconds: 3, renewMarginSeconds: 2, renewRetryMs: 200 });

@@ -230,7 +230,7 @@ describe('core: failures are counted by what happened', () => {
     io.dev!.inject([1, 2, 3, 4, 5].map((k) => ipv4Packet('198.19.1.5', `198.19.2.${k}`)));
     expect(b.stats().txPackets).toBe(1);
     expect(b.stats().drops).toEqual({ tx_no_source_address: 1, tx_socket_full: 1, tx_underlay_unreachable: 1, tx_blocked: 1 });
-    expect(b.stats().errors).toEqual({ kernel: 0 });
+    expect(b.stats().errors).toEqual({ kernel: 0, send: { EADDRNOTAVAIL: 1, EAGAIN: 1, ENETUNREACH: 1, EPERM: 1 } });
   });
 
   it('a kernel route that fails after start shows in stats().errors and onError, with its cause', async () => {

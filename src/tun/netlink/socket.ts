@@ -44,9 +44,9 @@ export class NativeNlTransport implements NlTransport {
   private watching = false;
   private constructor(private fd: number) {}
 
-  /** Open a netlink socket of `protocol` (0: NETLINK_ROUTE). */
-  static open(protocol = 0): NativeNlTransport {
-    return new NativeNlTransport(native().nlOpen(protocol));
+  /** Open a netlink socket of `protocol` (0: NETLINK_ROUTE), subscribed to the multicast `groups` bitmask (RTMGRP_*). */
+  static open(protocol = 0, groups = 0): NativeNlTransport {
+    return new NativeNlTransport(groups ? native().nlOpen(protocol, groups) : native().nlOpen(protocol));
   }
   send(buf: Buffer, done: (errno: number) => void): void {
     if (this.fd < 0) { done(EBADF); return; }
