@@ -1,19 +1,29 @@
 /**
- * `npm run demo` (as root): three namespace hosts on a shared underlay
- * (198.18.0.0/24), overlay 198.19.0.0/16 with leases 198.19.1.0/24, .2.0/24, .3.0/24,
- * overlayd on each (UDP backend by default). With `-- --backend vxlan`, host 3 is the
- * Linux kernel's own VXLAN device configured exactly as flannel configures flannel.1
- * (VNI 1, port 8472, nolearning; route via X onlink, permanent neighbour, bridge fdb
- * append dst), so our VTEP talks to the kernel's.
+ * `npm run demo` (as root): three namespace hosts on a shared underlay (198.18.0.0/24),
+ * overlay 198.19.0.0/16, overlayd on each (UDP backend by default).
  *
- * Each host gets a "cni0" bridge holding FLANNEL_SUBNET from the subnet.env overlayd
- * wrote (the pod gateway flannel's CNI plugin would create). The demo pings every
- * ordered pair between those addresses, runs a short iperf3 TCP transfer, prints a
- * summary table (RTT, throughput, counters from each overlayd's /metrics), and removes
- * everything in `finally`, also on Ctrl-C.
+ * By default the hosts join as a real cluster does: the demo starts its own etcd (Debian's
+ * etcd-server) in the underlay's hub namespace at 198.18.0.254, writes the network config to
+ * /coreos.com/network/config with etcdctl, and starts each overlayd with nothing but
+ * --etcd-endpoints (no --subnet, no --peers): each leases a free /24 in etcd and learns the
+ * others' leases from its watch. The demo prints each host's lease as etcd holds it (key, etcd
+ * lease TTL) next to the subnet.env overlayd wrote. With `--static`, the old static set-up: leases
+ * 198.19.1.0/24, .2.0/24, .3.0/24 given with --subnet and a peers file the demo fills in.
+ *
+ * With `-- --backend vxlan`, host 3 is the Linux kernel's own VXLAN device configured exactly as
+ * flannel configures flannel.1 (VNI 1, port 8472, nolearning; route via X onlink, permanent
+ * neighbour, bridge fdb append dst), so our VTEP talks to the kernel's; in etcd mode the demo
+ * plays flanneld for that host (its lease written to etcd under a 24 h etcd lease, flannel.1
+ * set up from the others' leases in etcd).
+ *
+ * Each host gets a "cni0" bridge holding FLANNEL_SUBNET from its subnet.env (the pod gateway
+ * flannel's CNI plugin would create). The demo pings every ordered pair between those addresses,
+ * runs a short iperf3 TCP transfer, prints a summary table (RTT, throughput, counters from each
+ * overlayd's /metrics), and removes everything (namespaces, etcd and its data, files) in
+ * `finally`, also on Ctrl-C.
  *
  * Flags: --backend udp|vxlan (udp), --transport dgram|mmsg (mmsg), --seconds N (3),
- * --verbose (print overlayd logs).
+ * --static (no etcd: --subnet and a peers file), --verbose (print overlayd logs).
  */
 import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
@@ -22,18 +32,26 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Testbed, sh, type NsHost } from './lib/netns.js';
-import { missingToolsLine } from './lib/need.js';
+import { DEMO_TOOLS, ETCD_TOOLS, missingToolsLine } from './lib/need.js';
+import { startEtcd, type LocalEtcd } from './lib/etcd.js';
 import { addonPath } from '../src/tun/native.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HEALTHZ_PORT = 9707;
+/** etcd in the hub (the underlay bridge's namespace), and flannel's key prefix. */
+const ETCD_IP = '198.18.0.254';
+const PREFIX = '/coreos.com/network';
+/** flanneld's etcd lease for a subnet: 24 h. */
+const LEASE_TTL_S = 86400;
 
 interface Host {
   n: number;
   ns: NsHost;
   underlay: string;
-  subnet: string;
-  gw: string;
+  /** This host's subnet (198.19.7.0/24): given (--static) or leased from etcd. */
+  subnet?: string;
+  /** FLANNEL_SUBNET's address from subnet.env (198.19.7.1): the cni0 gateway pinged. */
+  gw?: string;
   kind: 'overlayd' | 'kernel';
   dir: string;
   child?: ChildProcess;
@@ -45,16 +63,19 @@ interface Host {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function usage(): never {
-  process.stdout.write('usage: npm run demo -- [--backend udp|vxlan] [--transport dgram|mmsg] [--seconds N] [--verbose]\n');
+  process.stdout.write('usage: npm run demo -- [--backend udp|vxlan] [--transport dgram|mmsg] [--seconds N] [--static] [--verbose]\n'
+    + '  default: etcd in a hub namespace, each overlayd leases its subnet with --etcd-endpoints;\n'
+    + '  --static: no etcd, fixed subnets (--subnet) and a peers file\n');
   process.exit(0);
 }
 
-function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; seconds: number; verbose: boolean } {
+function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; seconds: number; static: boolean; verbose: boolean } {
   const { values } = parseArgs({
     options: {
       backend: { type: 'string', default: 'udp' },
       transport: { type: 'string', default: 'mmsg' },
       seconds: { type: 'string', default: '3' },
+      static: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -66,7 +87,7 @@ function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; secon
   if (transport !== 'dgram' && transport !== 'mmsg') throw new Error(`--transport must be dgram or mmsg, got ${transport}`);
   const seconds = Number(values.seconds);
   if (!(seconds > 0 && seconds <= 60)) throw new Error('--seconds must be in 1..60');
-  return { backend, transport, seconds, verbose: values.verbose ?? false };
+  return { backend, transport, seconds, static: values.static ?? false, verbose: values.verbose ?? false };
 }
 
 /** overlayd entry: built dist when present and newer, else the TypeScript source through tsx. */
@@ -101,7 +122,7 @@ interface PingResult { from: number; to: number; sent: number; received: number;
 function ping(from: Host, to: Host, count: number): PingResult {
   let out = '';
   try {
-    out = from.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', from.gw, to.gw], { timeout: 30_000 });
+    out = from.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', from.gw!, to.gw!], { timeout: 30_000 });
   } catch (e) {
     out = String((e as { stdout?: string }).stdout ?? '');
   }
@@ -115,10 +136,10 @@ function ping(from: Host, to: Host, count: number): PingResult {
 interface TcpResult { from: number; to: number; mbps?: number; bytes?: number; retrans?: number; error?: string }
 
 async function tcp(client: Host, server: Host, seconds: number): Promise<TcpResult> {
-  const srv = server.ns.spawn('iperf3', ['-s', '-1', '-B', server.gw, '-p', '5201'], { stdio: 'ignore' });
+  const srv = server.ns.spawn('iperf3', ['-s', '-1', '-B', server.gw!, '-p', '5201'], { stdio: 'ignore' });
   try {
     await sleep(300);
-    const out = client.ns.exec('iperf3', ['-c', server.gw, '-B', client.gw, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000'], { timeout: (seconds + 15) * 1000 });
+    const out = client.ns.exec('iperf3', ['-c', server.gw!, '-B', client.gw!, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000'], { timeout: (seconds + 15) * 1000 });
     const j = JSON.parse(out) as { end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } }; error?: string };
     if (j.error) return { from: client.n, to: server.n, error: j.error };
     return { from: client.n, to: server.n, mbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e6, bytes: j.end?.sum_received?.bytes ?? 0, retrans: j.end?.sum_sent?.retransmits ?? 0 };
@@ -159,12 +180,41 @@ function table(rows: string[][]): string {
   return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
+/** A lease as etcd holds it: key, value, and the etcd lease it is bound to. */
+interface EtcdLease {
+  key: string;
+  value: { PublicIP?: string; BackendType?: string; BackendData?: { VtepMAC?: string } | null };
+  /** etcd lease ID in hex ('' for a key without one), its TTL and the seconds left. */
+  leaseId: string;
+  ttl?: number;
+  left?: number;
+}
+
+/** Every key under <prefix>/subnets/, with its etcd lease's TTL (etcdctl in the hub). */
+function etcdLeases(etcd: LocalEtcd): EtcdLease[] {
+  // lease IDs are int64: keep them as strings (JSON numbers would round them)
+  const text = etcd.ctl('get', '--prefix', `${PREFIX}/subnets/`, '-w', 'json').replace(/"lease":(\d+)/g, '"lease":"$1"');
+  const kvs = (JSON.parse(text) as { kvs?: { key: string; value: string; lease?: string }[] }).kvs ?? [];
+  return kvs.map((kv) => {
+    const l: EtcdLease = {
+      key: Buffer.from(kv.key, 'base64').toString().slice(`${PREFIX}/subnets/`.length),
+      value: JSON.parse(Buffer.from(kv.value, 'base64').toString()) as EtcdLease['value'],
+      leaseId: kv.lease ? BigInt(kv.lease).toString(16) : '',
+    };
+    if (l.leaseId) {
+      const m = /TTL\((-?\d+)s\), remaining\((-?\d+)s\)/.exec(etcd.ctl('lease', 'timetolive', l.leaseId));
+      if (m) { l.ttl = Number(m[1]); l.left = Number(m[2]); }
+    }
+    return l;
+  });
+}
+
 async function main(): Promise<number> {
   const opts = parse();
   // what the machine lacks, in one line each, before anything is created
-  const missing = missingToolsLine();
+  const missing = missingToolsLine(undefined, opts.static ? DEMO_TOOLS : { ...DEMO_TOOLS, ...ETCD_TOOLS });
   if (missing !== undefined) {
-    process.stderr.write(`demo: ${missing}\n`);
+    process.stderr.write(`demo: ${missing}${opts.static ? '' : ' (or run the demo without etcd: npm run demo -- --static)'}\n`);
     return 2;
   }
   try {
@@ -181,6 +231,7 @@ async function main(): Promise<number> {
   const work = join(tmpdir(), tb.prefix);
   let cleaning: Promise<void> | undefined;
   const hosts: Host[] = [];
+  let etcd: LocalEtcd | undefined;
   // Memoized: the interrupted main flow and the signal handler both await the same cleanup.
   const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     for (const h of hosts) {
@@ -192,6 +243,7 @@ async function main(): Promise<number> {
         h.exitCode = h.child.exitCode;
       }
     }
+    await etcd?.stop();
     tb.destroy();
     rmSync(work, { recursive: true, force: true });
   })());
@@ -201,7 +253,7 @@ async function main(): Promise<number> {
     interrupted = true;
     process.stderr.write('\ndemo: interrupted, cleaning up\n');
     void cleanup().then(() => {
-      process.stderr.write(`demo: removed namespaces ${tb.prefix}-* and ${work}\n`);
+      process.stderr.write(`demo: removed namespaces ${tb.prefix}-*${etcd ? ', etcd' : ''} and ${work}\n`);
       process.exit(130);
     });
   };
@@ -209,39 +261,30 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSig);
 
   try {
-    console.log(`demo: backend ${opts.backend}, transport ${opts.transport}, namespaces ${tb.prefix}-*`);
+    const mode = opts.static ? 'static (--subnet and a peers file)' : 'etcd (subnets leased from etcd)';
+    console.log(`demo: ${mode}, backend ${opts.backend}, transport ${opts.transport}, namespaces ${tb.prefix}-*`);
     mkdirSync(work, { recursive: true });
     for (let n = 1; n <= 3; n++) {
       const kind = opts.backend === 'vxlan' && n === 3 ? 'kernel' : 'overlayd';
       const dir = join(work, `h${n}`);
       mkdirSync(dir);
-      hosts.push({ n, ns: tb.host(`h${n}`), underlay: `198.18.0.${n}`, subnet: `198.19.${n}.0/24`, gw: `198.19.${n}.1`, kind, dir, log: join(dir, 'overlayd.log') });
+      const h: Host = { n, ns: tb.host(`h${n}`), underlay: `198.18.0.${n}`, kind, dir, log: join(dir, 'overlayd.log') };
+      if (opts.static) h.subnet = `198.19.${n}.0/24`;
+      hosts.push(h);
     }
-    tb.lan(hosts.map((h) => ({ host: h.ns, dev: 'eth0', cidr: `${h.underlay}/24` })));
+    const hub = tb.lan(hosts.map((h) => ({ host: h.ns, dev: 'eth0', cidr: `${h.underlay}/24` })));
     const netConf = JSON.stringify({ Network: '198.19.0.0/16', SubnetLen: 24, Backend: opts.backend === 'vxlan' ? { Type: 'vxlan', VNI: 1, Port: 8472 } : { Type: 'udp', Port: 8285 } });
 
-    // Start overlayd on its hosts, each with an empty peers file.
-    const { openSync } = await import('node:fs');
-    for (const h of hosts.filter((x) => x.kind === 'overlayd')) {
-      writeFileSync(join(h.dir, 'net-conf.json'), netConf);
-      writeFileSync(join(h.dir, 'peers.json'), '{}\n');
-      const args = [
-        '--net-conf', join(h.dir, 'net-conf.json'), '--subnet', h.subnet, '--iface-regex', 'eth0',
-        '--peers', join(h.dir, 'peers.json'), '--subnet-file', join(h.dir, 'subnet.env'), '--lease-out', join(h.dir, 'lease.json'),
-        '--transport', opts.transport, '--healthz-port', String(HEALTHZ_PORT), '--stats-interval', '5',
-      ];
-      const fd = openSync(h.log, 'a');
-      const [cmd, ...rest] = overlaydCommand();
-      h.child = tb.track(h.ns.spawn(cmd!, [...rest, ...args], { cwd: ROOT, stdio: ['ignore', fd, fd] }));
-    }
-    for (const h of hosts.filter((x) => x.kind === 'overlayd')) {
-      const text = await waitFor(`overlayd on h${h.n} to write its lease`, 30_000, () => {
-        try { return readFileSync(join(h.dir, 'lease.json'), 'utf8'); } catch { return undefined; }
-      }, () => (h.child!.exitCode !== null ? `overlayd on h${h.n} exited with ${h.child!.exitCode}:\n${tail(h.log)}` : undefined));
-      h.lease = JSON.parse(text) as Record<string, unknown>;
+    // etcd in the hub, on the underlay bridge: the cluster's network config goes in first.
+    if (!opts.static) {
+      hub.ip('addr', 'add', `${ETCD_IP}/24`, 'dev', 'br0');
+      etcd = await startEtcd({ ns: hub, host: ETCD_IP, parentDir: work });
+      etcd.ctl('put', `${PREFIX}/config`, netConf);
+      console.log(`demo: etcd at ${etcd.url} in ${hub.name}; etcdctl put ${PREFIX}/config '${netConf}'`);
     }
 
-    // The kernel host: flannel.1 exactly as flanneld sets it up.
+    // The kernel host: flannel.1 exactly as flanneld sets it up (its lease first: in etcd mode
+    // the demo plays flanneld and writes it under a 24 h etcd lease, so overlayd hosts lease around it).
     const kernel = hosts.find((h) => h.kind === 'kernel');
     if (kernel) {
       const k = kernel.ns;
@@ -249,13 +292,79 @@ async function main(): Promise<number> {
       // checksum left partial; overlayd (offload auto) hands them to its TUN to finish.
       k.ip('link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', kernel.underlay, 'dev', 'eth0', 'dstport', '8472', 'nolearning');
       k.ip('link', 'set', 'flannel.1', 'mtu', '1450');
-      k.ip('addr', 'add', '198.19.3.0/32', 'dev', 'flannel.1');
-      k.ip('link', 'set', 'flannel.1', 'up');
       const mac = (JSON.parse(k.ip('-j', 'link', 'show', 'flannel.1')) as { address: string }[])[0]!.address;
-      kernel.lease = { '198.19.3.0-24': { PublicIP: kernel.underlay, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } } };
-      writeFileSync(join(kernel.dir, 'subnet.env'), `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
-      for (const h of hosts.filter((x) => x !== kernel)) {
-        const [key, v] = Object.entries(h.lease!)[0]! as [string, { PublicIP: string; BackendData: { VtepMAC: string } }];
+      kernel.subnet ??= `198.19.${1 + Math.floor(Math.random() * 255)}.0/24`;
+      const net = kernel.subnet.split('/')[0]!;
+      const key = kernel.subnet.replace('/', '-');
+      const value = { PublicIP: kernel.underlay, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } };
+      kernel.lease = { [key]: value };
+      if (etcd) {
+        const id = /^lease ([0-9a-f]+) granted/.exec(etcd.ctl('lease', 'grant', String(LEASE_TTL_S)))?.[1];
+        if (!id) throw new Error('etcdctl lease grant: no lease ID in its output');
+        etcd.ctl('put', `--lease=${id}`, `${PREFIX}/subnets/${key}`, JSON.stringify(value));
+      }
+      k.ip('addr', 'add', `${net}/32`, 'dev', 'flannel.1');
+      k.ip('link', 'set', 'flannel.1', 'up');
+      writeFileSync(join(kernel.dir, 'subnet.env'), `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=${net.replace(/\.0$/, '.1')}/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
+    }
+
+    // Start overlayd on its hosts: static, each with its --subnet and an empty peers file;
+    // etcd, with nothing but --etcd-endpoints (it leases a subnet and watches the others').
+    const { openSync } = await import('node:fs');
+    for (const h of hosts.filter((x) => x.kind === 'overlayd')) {
+      const args = [
+        '--iface-regex', 'eth0', '--subnet-file', join(h.dir, 'subnet.env'), '--lease-out', join(h.dir, 'lease.json'),
+        '--transport', opts.transport, '--healthz-port', String(HEALTHZ_PORT), '--stats-interval', '5',
+      ];
+      if (etcd) {
+        args.unshift('--etcd-endpoints', etcd.url);
+      } else {
+        writeFileSync(join(h.dir, 'net-conf.json'), netConf);
+        writeFileSync(join(h.dir, 'peers.json'), '{}\n');
+        args.unshift('--net-conf', join(h.dir, 'net-conf.json'), '--subnet', h.subnet!, '--peers', join(h.dir, 'peers.json'));
+      }
+      const fd = openSync(h.log, 'a');
+      const [cmd, ...rest] = overlaydCommand();
+      h.child = tb.track(h.ns.spawn(cmd!, [...rest, ...args], { cwd: ROOT, stdio: ['ignore', fd, fd] }));
+    }
+    for (const h of hosts.filter((x) => x.kind === 'overlayd')) {
+      const text = await waitFor(`overlayd on h${h.n} to ${etcd ? 'lease a subnet' : 'write its lease'}`, 30_000, () => {
+        try { return readFileSync(join(h.dir, 'lease.json'), 'utf8'); } catch { return undefined; }
+      }, () => (h.child!.exitCode !== null ? `overlayd on h${h.n} exited with ${h.child!.exitCode}:\n${tail(h.log)}` : undefined));
+      h.lease = JSON.parse(text) as Record<string, unknown>;
+      h.subnet ??= Object.keys(h.lease)[0]!.replace('-', '/');
+    }
+
+    // Every host's lease: in etcd mode as etcd holds it (each must be there, bound to an etcd
+    // lease, with the host's PublicIP and the subnet its overlayd wrote to subnet.env).
+    const envSubnet = (h: Host): string => /^FLANNEL_SUBNET=(.*)$/m.exec(readFileSync(join(h.dir, 'subnet.env'), 'utf8'))?.[1] ?? '?';
+    let all: Record<string, unknown>;
+    if (etcd) {
+      const leases = etcdLeases(etcd);
+      all = Object.fromEntries(leases.map((l) => [l.key, l.value]));
+      const rows: string[][] = [['host', 'PublicIP', `lease in etcd (${PREFIX}/subnets/...)`, 'etcd lease TTL', 'VtepMAC', 'subnet.env FLANNEL_SUBNET']];
+      for (const h of hosts) {
+        const mine = leases.filter((l) => l.value.PublicIP === h.underlay);
+        if (mine.length !== 1) throw new Error(`etcd holds ${mine.length} leases with PublicIP ${h.underlay} (h${h.n}), expected 1: ${leases.map((l) => l.key).join(', ')}`);
+        const l = mine[0]!;
+        const env = envSubnet(h);
+        if (l.key !== h.subnet!.replace('/', '-') || !env.startsWith(h.subnet!.replace(/\.0\/\d+$/, '.'))) {
+          throw new Error(`h${h.n}: lease in etcd ${l.key}, overlayd's own lease ${h.subnet}, subnet.env ${env}: they disagree`);
+        }
+        if (!l.leaseId || !(l.left! > 0)) throw new Error(`h${h.n}: lease ${l.key} is not bound to a live etcd lease`);
+        rows.push([`h${h.n} ${h.kind === 'kernel' ? 'kernel' : 'overlayd'}`, h.underlay, l.key, `${l.left} s of ${l.ttl} s`, l.value.BackendData?.VtepMAC ?? '-', env]);
+      }
+      console.log(`demo: every host joined by lease (etcdctl get --prefix ${PREFIX}/subnets/; subnet.env as each host wrote it)\n${table(rows)}`);
+    } else {
+      all = Object.assign({}, ...hosts.map((h) => h.lease)) as Record<string, unknown>;
+      console.log(`demo: leases\n${Object.entries(all).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}`);
+    }
+
+    // The kernel host's routes, neighbours and FDB entries for the others' leases (flanneld's work).
+    if (kernel) {
+      const k = kernel.ns;
+      for (const [key, v] of Object.entries(all) as [string, { PublicIP: string; BackendData: { VtepMAC: string } }][]) {
+        if (v.PublicIP === kernel.underlay) continue;
         const net = key.split('-')[0]!;
         k.ip('route', 'replace', key.replace('-', '/'), 'via', net, 'dev', 'flannel.1', 'onlink');
         k.ip('neigh', 'replace', net, 'lladdr', v.BackendData.VtepMAC, 'dev', 'flannel.1', 'nud', 'permanent');
@@ -265,19 +374,17 @@ async function main(): Promise<number> {
 
     // The pod gateway (cni0) from each host's subnet.env.
     for (const h of hosts) {
-      const env = readFileSync(join(h.dir, 'subnet.env'), 'utf8');
-      const sub = /^FLANNEL_SUBNET=(.*)$/m.exec(env)![1]!;
+      const sub = envSubnet(h);
+      h.gw = sub.split('/')[0]!;
       h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
       h.ns.ip('addr', 'add', sub, 'dev', 'cni0');
       h.ns.ip('link', 'set', 'cni0', 'up');
     }
 
-    // Every overlayd gets every lease (its own is skipped), in flannel's etcd layout.
-    const all = Object.assign({}, ...hosts.map((h) => h.lease)) as Record<string, unknown>;
-    for (const h of hosts.filter((x) => x.kind === 'overlayd')) writeAtomic(join(h.dir, 'peers.json'), JSON.stringify(all, null, 2) + '\n');
-    console.log(`demo: leases\n${Object.entries(all).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}`);
+    // Static: every overlayd gets every lease (its own is skipped), in flannel's etcd layout.
+    if (!etcd) for (const h of hosts.filter((x) => x.kind === 'overlayd')) writeAtomic(join(h.dir, 'peers.json'), JSON.stringify(all, null, 2) + '\n');
 
-    // Wait for the tunnel (peers file watched; first pings may race the reload).
+    // Wait for the tunnel (peers from the watch or the peers file; first pings may race them).
     for (const a of hosts) {
       for (const b of hosts) {
         if (a === b) continue;
@@ -314,22 +421,24 @@ async function main(): Promise<number> {
       crow.push([`h${h.n} ${h.underlay}`, `overlayd ${opts.backend}/${opts.transport}`, String(m.get('overlayd_tx_packets_total') ?? '?'), String(m.get('overlayd_tx_bytes_total') ?? '?'),
         String(m.get('overlayd_rx_packets_total') ?? '?'), String(m.get('overlayd_rx_bytes_total') ?? '?'), drops]);
     }
-    console.log(`\nSummary (${opts.backend}, ${opts.seconds} s iperf3 per TCP pair, 10 pings per pair)\n`);
+    console.log(`\nSummary (${opts.backend}, ${etcd ? 'subnets leased from etcd' : 'static subnets'}, ${opts.seconds} s iperf3 per TCP pair, 10 pings per pair)\n`);
     console.log(table(rows));
     console.log('');
     console.log(table(crow));
     if (opts.verbose) for (const h of hosts.filter((x) => x.kind === 'overlayd')) console.log(`\n--- overlayd h${h.n} log ---\n${tail(h.log, 40)}`);
     const ok = pings.every((p) => p.received > 0) && tcps.every((t) => !t.error);
+    const etcdDir = etcd?.dir;
     await cleanup();
     const exits = hosts.filter((h) => h.kind === 'overlayd').map((h) => `h${h.n}=${h.exitCode}`).join(' ');
     const left = sh('ip', ['netns', 'list']).split('\n').filter((l) => l.startsWith(tb.prefix));
-    console.log(`\ndemo: overlayd exit codes after SIGTERM: ${exits}; namespaces left: ${left.length}; work dir removed: ${!existsSync(work)}`);
+    console.log(`\ndemo: overlayd exit codes after SIGTERM: ${exits}; namespaces left: ${left.length}; work dir removed: ${!existsSync(work)}${etcdDir ? `; etcd stopped, data removed: ${!existsSync(etcdDir)}` : ''}`);
     console.log(ok ? 'demo: OK' : 'demo: FAILED (see table)');
     return ok ? 0 : 1;
   } catch (e) {
     if (interrupted) { await cleanup(); return 130; }
     process.stderr.write(`demo: ${(e as Error).message}\n`);
     for (const h of hosts.filter((x) => x.kind === 'overlayd')) process.stderr.write(`--- overlayd h${h.n} log ---\n${tail(h.log, 15)}\n`);
+    if (etcd) process.stderr.write(`--- etcd log ---\n${etcd.output().trim().split('\n').slice(-10).join('\n')}\n`);
     return 1;
   } finally {
     await cleanup();

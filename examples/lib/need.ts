@@ -8,6 +8,9 @@ import { join } from 'node:path';
 /** Commands the demo runs, and the Debian package of each. */
 export const DEMO_TOOLS: Readonly<Record<string, string>> = { ip: 'iproute2', bridge: 'iproute2', ping: 'iputils-ping', iperf3: 'iperf3' };
 
+/** What the demo's etcd mode (its default) runs besides: etcd itself and etcdctl, from Debian's etcd 3.4. */
+export const ETCD_TOOLS: Readonly<Record<string, string>> = { etcd: 'etcd-server', etcdctl: 'etcd-client' };
+
 /** True when `cmd` is an executable file in one of `path`'s directories. */
 export function onPath(cmd: string, path = process.env.PATH ?? ''): boolean {
   return path.split(':').filter(Boolean).some((d) => {
