@@ -1,8 +1,10 @@
 /** Helpers for spawning the overlayd CLI inside test namespaces. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { resolve } from 'node:path';
-import type { NsHost } from '../helpers/netns.js';
+import { join, resolve } from 'node:path';
+import { renameSync, writeFileSync } from 'node:fs';
+import type { NsHost, Testbed } from '../helpers/netns.js';
+import { stableVtepMac } from '../../src/overlayd/index.js';
 
 /** Repository root. */
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -80,3 +82,34 @@ export function pingFrom(host: NsHost, src: string, dst: string, count = 1): boo
 
 /** Sleep. */
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A host of the two-host VXLAN beds (ownership, underlay tests): underlay IP, pod gateway, subnet, peers file, its overlayd. */
+export interface BedHost { ns: NsHost; ip: string; gw: string; subnet: string; peers: string; d?: Daemon }
+
+/** Hosts a (198.18.0.1, 198.19.1.0/24) and b (198.18.0.2, 198.19.2.0/24), not built yet (see {@link buildBed}); files in `dir`. */
+export function bedHosts(dir: string): { a: BedHost; b: BedHost; conf: string } {
+  const host = (n: number, name: string): BedHost => ({ ns: undefined as unknown as NsHost, ip: `198.18.0.${n}`, gw: `198.19.${n}.1`, subnet: `198.19.${n}.0/24`, peers: join(dir, `${name}-peers.json`) });
+  return { a: host(1, 'a'), b: host(2, 'b'), conf: join(dir, 'net-conf.json') };
+}
+
+/** Write `h`'s peers file (atomically: a rename) with VXLAN leases (VNI 1, stable VTEP MAC) of `of`. */
+export function writeVxlanPeers(h: BedHost, of: readonly { ip: string; subnet: string }[]): void {
+  const obj: Record<string, unknown> = {};
+  for (const p of of) obj[p.subnet.replace('/', '-')] = { PublicIP: p.ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(p.subnet) } };
+  writeFileSync(h.peers + '.tmp', JSON.stringify(obj));
+  renameSync(h.peers + '.tmp', h.peers);
+}
+
+/** Build the bed: the VXLAN net-conf, the namespaces linked by eth0, a cni0 bridge with the gateway in each, peers files listing both. */
+export function buildBed(tb: Testbed, a: BedHost, b: BedHost, conf: string): void {
+  writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan' } }));
+  a.ns = tb.host('a');
+  b.ns = tb.host('b');
+  tb.link(a.ns, 'eth0', `${a.ip}/24`, b.ns, 'eth0', `${b.ip}/24`);
+  for (const h of [a, b]) {
+    h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
+    h.ns.ip('addr', 'add', `${h.gw}/24`, 'dev', 'cni0');
+    h.ns.ip('link', 'set', 'cni0', 'up');
+    writeVxlanPeers(h, [a, b]);
+  }
+}

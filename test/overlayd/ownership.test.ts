@@ -8,15 +8,14 @@
  * with exit 2 and nothing changed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { nsState, pingFrom, runOverlayd, sleep, startOverlayd, type Daemon } from './helpers.js';
-import { stableVtepMac } from '../../src/overlayd/index.js';
+import { bedHosts, buildBed, nsState, pingFrom, runOverlayd, sleep, startOverlayd, writeVxlanPeers, type BedHost, type Daemon } from './helpers.js';
 
-interface H { ns: NsHost; ip: string; gw: string; subnet: string; peers: string; d?: Daemon }
+type H = BedHost;
 
 /** Ping `dst` every 10 ms for `ms`; the longest time between two answers, ms, and the count lost. */
 function pingGap(h: NsHost, src: string, dst: string, ms: number): Promise<{ gapMs: number; sent: number; lost: number }> {
@@ -35,18 +34,9 @@ function pingGap(h: NsHost, src: string, dst: string, ms: number): Promise<{ gap
 describe.runIf(requireNetns())('overlayd device ownership (vxlan)', () => {
   const tb = new Testbed('odown');
   const dir = mkdtempSync(join(tmpdir(), 'od-own-'));
-  const conf = join(dir, 'net-conf.json');
-  const a: H = { ns: undefined as unknown as NsHost, ip: '198.18.0.1', gw: '198.19.1.1', subnet: '198.19.1.0/24', peers: join(dir, 'a-peers.json') };
-  const b: H = { ns: undefined as unknown as NsHost, ip: '198.18.0.2', gw: '198.19.2.1', subnet: '198.19.2.0/24', peers: join(dir, 'b-peers.json') };
+  const { a, b, conf } = bedHosts(dir);
   let baseline = '';
-
-  const lease = (ip: string, subnet: string): Record<string, unknown> => ({ PublicIP: ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(subnet) } });
-  const writePeers = (h: H, of: { ip: string; subnet: string }[]): void => {
-    const obj: Record<string, unknown> = {};
-    for (const p of of) obj[p.subnet.replace('/', '-')] = lease(p.ip, p.subnet);
-    writeFileSync(h.peers + '.tmp', JSON.stringify(obj));
-    renameSync(h.peers + '.tmp', h.peers);
-  };
+  const writePeers = writeVxlanPeers;
   const args = (h: H, extra: string[] = []): string[] => ['--net-conf', conf, '--subnet', h.subnet, '--iface', 'eth0', '--peers', h.peers,
     '--peers-debounce-ms', '50', '--subnet-file', join(dir, `${h.ip}.env`), ...extra];
   const start = async (h: H, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Daemon> => {
@@ -59,16 +49,7 @@ describe.runIf(requireNetns())('overlayd device ownership (vxlan)', () => {
   const routes = (h: H): string => h.ns.ip('-4', 'route', 'show', 'dev', 'flannel.1').split('\n').map((l) => l.replace(/ linkdown/, '').trim()).filter(Boolean).join('\n');
 
   beforeAll(async () => {
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan' } }));
-    a.ns = tb.host('a');
-    b.ns = tb.host('b');
-    tb.link(a.ns, 'eth0', `${a.ip}/24`, b.ns, 'eth0', `${b.ip}/24`);
-    for (const h of [a, b]) {
-      h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
-      h.ns.ip('addr', 'add', `${h.gw}/24`, 'dev', 'cni0');
-      h.ns.ip('link', 'set', 'cni0', 'up');
-      writePeers(h, [a, b]);
-    }
+    buildBed(tb, a, b, conf);
     baseline = nsState(a.ns);
     await start(b);
   });

@@ -7,30 +7,21 @@
  * counted. A pinned --public-ip that disappears makes /healthz and /readyz 503 until it is back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { pingFrom, sleep, startOverlayd, type Daemon } from './helpers.js';
-import { stableVtepMac } from '../../src/overlayd/index.js';
+import { bedHosts, buildBed, pingFrom, sleep, startOverlayd, writeVxlanPeers, type BedHost, type Daemon } from './helpers.js';
 
-interface H { ns: NsHost; ip: string; gw: string; subnet: string; peers: string; d?: Daemon }
+type H = BedHost;
 
 const PORT = 19471;
 
 describe.runIf(requireNetns())('overlayd follows underlay events (vxlan)', () => {
   const tb = new Testbed('odul');
   const dir = mkdtempSync(join(tmpdir(), 'od-ul-'));
-  const conf = join(dir, 'net-conf.json');
-  const a: H = { ns: undefined as unknown as NsHost, ip: '198.18.0.1', gw: '198.19.1.1', subnet: '198.19.1.0/24', peers: join(dir, 'a-peers.json') };
-  const b: H = { ns: undefined as unknown as NsHost, ip: '198.18.0.2', gw: '198.19.2.1', subnet: '198.19.2.0/24', peers: join(dir, 'b-peers.json') };
-
-  const writePeers = (h: H, of: H[]): void => {
-    const obj: Record<string, unknown> = {};
-    for (const p of of) obj[p.subnet.replace('/', '-')] = { PublicIP: p.ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(p.subnet) } };
-    writeFileSync(h.peers + '.tmp', JSON.stringify(obj));
-    renameSync(h.peers + '.tmp', h.peers);
-  };
+  const { a, b, conf } = bedHosts(dir);
+  const writePeers = writeVxlanPeers;
   const start = async (h: H, extra: string[] = []): Promise<Daemon> => {
     h.d = startOverlayd(h.ns, ['--net-conf', conf, '--subnet', h.subnet, '--iface', 'eth0', '--peers', h.peers, '--peers-debounce-ms', '50',
       '--subnet-file', join(dir, `${h.subnet.split('/')[0]}.env`), '--lease-out', join(dir, `${h.subnet.split('/')[0]}.lease`), ...extra]);
@@ -50,16 +41,7 @@ describe.runIf(requireNetns())('overlayd follows underlay events (vxlan)', () =>
   };
 
   beforeAll(async () => {
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan' } }));
-    a.ns = tb.host('a');
-    b.ns = tb.host('b');
-    tb.link(a.ns, 'eth0', `${a.ip}/24`, b.ns, 'eth0', `${b.ip}/24`);
-    for (const h of [a, b]) {
-      h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
-      h.ns.ip('addr', 'add', `${h.gw}/24`, 'dev', 'cni0');
-      h.ns.ip('link', 'set', 'cni0', 'up');
-      writePeers(h, [a, b]);
-    }
+    buildBed(tb, a, b, conf);
     await start(b);
     await start(a, ['--healthz-port', String(PORT)]);
     expect(pingFrom(a.ns, a.gw, b.gw, 2)).toBe(true);

@@ -12,13 +12,14 @@
  * has UDP segmentation offload turned off so the kernel splits each GSO run before it leaves,
  * as a NIC would; over veth the run would otherwise stay one skb all the way to b.)
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { HostProc, tcpTransfer } from './harness.js';
+import { startCapture } from '../helpers/capture.js';
 import { l4ChecksumKind, ipv4VerifyChecksum } from '../../src/codec/index.js';
 
 const MB = 1024 * 1024;
@@ -119,25 +120,10 @@ describe.runIf(requireNetns())('offloaded send path puts the same datagrams on t
   });
 
   async function capture(client: NsHost, port: number): Promise<{ ds: Datagram[]; sha: string }> {
-    const file = join(dir, `wire-${port}.pcap`);
-    const dump = tb.track(b.spawn('tcpdump', ['-i', 'u0', '-n', '-s', '0', '-B', '65536', '--immediate-mode', '-U', '-w', file, 'udp dst port 8472']));
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) resolve(); });
-      dump.on('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-    });
+    const cap = await startCapture(tb, b, 'u0', join(dir, `wire-${port}.pcap`), 'udp dst port 8472');
     const r = await tcpTransfer(tb, b, '198.19.2.0', client, 4 * MB, port, 60_000);
     expect(r.server.sha256).toBe(r.client.sha256);
-    // let tcpdump drain the kernel's capture buffer: wait until the file stops growing
-    for (let last = -1, i = 0; i < 50; i++) {
-      await new Promise((res) => setTimeout(res, 200));
-      const size = statSync(file).size;
-      if (size === last) break;
-      last = size;
-    }
-    const exited = new Promise((res) => dump.once('exit', res));
-    dump.kill('SIGINT');
-    await exited;
+    const file = await cap.stop();
     const ds = pcapFrames(file).map((f) => decode(f, port)).filter((d): d is Datagram => d !== undefined);
     return { ds, sha: r.client.sha256 };
   }

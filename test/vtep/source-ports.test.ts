@@ -5,13 +5,14 @@
  * shows distinct inner flows leaving from distinct ports in the kernel's ephemeral range, one
  * flow always from one port; with sourcePorts 0 everything leaves from 8472.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { oursAndKernel, tcpTransfer, type OursAndKernel } from './harness.js';
 import { readPcap } from '../codec/pcap-read.js';
+import { startCapture } from '../helpers/capture.js';
 
 const FLOWS = 24;
 const REPEAT = 3;
@@ -34,23 +35,9 @@ for i in range(${FLOWS}):
 
 /** Capture VXLAN datagrams on `h`'s u0 while `f` runs: inner UDP source port -> outer source ports seen. */
 async function capture(tb: Testbed, h: NsHost, dir: string, f: () => void): Promise<Map<number, Set<number>>> {
-  const file = join(dir, `sp-${Date.now()}.pcap`);
-  const dump = tb.track(h.spawn('tcpdump', ['-i', 'u0', '-n', '-s', '256', '--immediate-mode', '-U', '-w', file, 'udp dst port 8472']));
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    dump.stderr!.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) resolve(); });
-    dump.on('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-  });
+  const cap = await startCapture(tb, h, 'u0', join(dir, `sp-${Date.now()}.pcap`), 'udp dst port 8472', 256);
   f();
-  for (let last = -1, i = 0; i < 25; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    const size = statSync(file).size;
-    if (size === last) break;
-    last = size;
-  }
-  const exited = new Promise((r) => dump.once('exit', r));
-  dump.kill('SIGINT');
-  await exited;
+  const file = await cap.stop();
   const flows = new Map<number, Set<number>>();
   for (const { data: fr } of readPcap(readFileSync(file)).records) {
     const udp = 14 + (fr[14]! & 15) * 4;
