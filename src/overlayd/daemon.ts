@@ -597,7 +597,7 @@ export class Overlayd {
       if (j.done < nr) this.removeOne(j.be, j.remove[j.done]!, j);
       else this.upsertOne(j.be, j.upsert[j.done - nr]!, j);
       j.done++;
-      if ((j.done & 15) === 0 && j.done < total && performance.now() - t0 > APPLY_SLICE_MS) {
+      if ((j.done & 3) === 0 && j.done < total && performance.now() - t0 > APPLY_SLICE_MS) {
         this.applyTimer = setImmediate(this.runApply);
         return;
       }
