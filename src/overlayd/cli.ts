@@ -91,7 +91,8 @@ export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run';
 export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]        (static)
        overlayd --etcd-endpoints URLS [options]                  (etcd, as flanneld)
 
-Runs a flannel-compatible overlay dataplane (flannel0-style UDP, or VXLAN) on this host.
+Runs a flannel-compatible overlay dataplane (flannel0-style UDP, VXLAN, or host-gw
+routes) on this host.
 Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT (and logs
 what it removed); SIGHUP reloads the peers file. Its device is marked (alias "overlayd:...")
 and persistent: after a crash it stays, with its routes, and the next start adopts it. A
@@ -99,10 +100,12 @@ device of the same name that is not overlayd's is refused (exit 2, nothing chang
 
 Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
-                         "Backend": {"Type": "udp"|"vxlan", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
+                         "Backend": {"Type": "udp"|"vxlan"|"host-gw", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
                          Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
-                         MTU = underlay interface MTU - 28 (udp) or - 50 (vxlan). Keys match
-                         case-insensitively, as in flanneld; keys nobody reads are logged as warnings.
+                         MTU = underlay interface MTU - 28 (udp), - 50 (vxlan), - 0 (host-gw:
+                         each peer's subnet routed via its public IP; every peer on our segment).
+                         Keys match case-insensitively, as in flanneld; keys nobody reads are
+                         logged as warnings.
   --subnet CIDR          this host's lease, a SubnetLen-long subnet inside Network (198.19.1.0/24)
   --peers FILE           remote hosts in flannel's etcd layout: {"198.19.2.0-24": {"PublicIP": "198.18.0.2",
                          "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}}}

@@ -369,8 +369,8 @@ export class Overlayd {
     const c = this.cfg;
     if (!this.opts.skipPreflight) {
       if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
-      this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched
-      await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
+      if (c.netConf.backend.type !== 'host-gw') this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched (host-gw has no device)
+      if (c.netConf.backend.port > 0) await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
     }
     let wroteSubnetFile = false;
     // Start-up log lines are held until the backend runs: a failed start prints only its one-line error.
@@ -394,7 +394,9 @@ export class Overlayd {
         }
       }
       say(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
-      say(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      say(c.netConf.backend.type === 'host-gw'
+        ? `backend host-gw: network ${c.netConf.network}, subnet ${c.subnet}, peers routed via their public IPs on ${c.iface.name}, MTU ${c.mtu}`
+        : `backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
       for (const w of c.netConf.warnings) say(`warning: ${w}`);
       if (c.netConf.backend.directRouting) say('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
       const params: BackendParams = {

@@ -18,6 +18,10 @@ export interface BackendConfig extends CommonBackendOptions {
   vtepMac?: string;
   /** Source-port pool size (VXLAN; see VxlanBackendOptions.sourcePorts). */
   sourcePorts?: number;
+  /** The underlay interface (host-gw's routes; VXLAN DirectRouting's direct routes). */
+  underlayIface?: string;
+  /** VXLAN: route peers on the underlay's segment directly, without encapsulation (flannel's DirectRouting). */
+  directRouting?: boolean;
 }
 
 /** A backend type as registered. */

@@ -47,8 +47,9 @@ describe('net-conf.json', () => {
       .toMatchObject({ subnetMin: '198.19.4.64/26', subnetMax: '198.19.9.192/26' });
   });
   it('unknown Backend.Type is a clear error naming the type and the supported ones', () => {
-    const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}', 'nc.json'));
-    expect(m).toMatch(/nc\.json: Backend\.Type "host-gw" is not supported.*"udp", "vxlan"/);
+    const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"ipip"}}', 'nc.json'));
+    expect(m).toMatch(/nc\.json: Backend\.Type "ipip" is not supported.*"host-gw", "udp", "vxlan"/);
+    expect(parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}').backend).toMatchObject({ type: 'host-gw', port: 0 });
   });
   it.each([
     ['{"Network": "198.19.0.0/16",}', /nc\.json: invalid JSON/],
