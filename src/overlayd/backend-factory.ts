@@ -89,6 +89,10 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.type === 'udp') return o;
   if (p.type === 'host-gw') return { ...o, underlayIface: p.iface };
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
+  if (p.directRouting) {
+    v.directRouting = true;
+    v.underlayIface = p.iface;
+  }
   if (p.vtepMac) v.vtepMac = p.vtepMac;
   if (p.sourcePorts !== undefined) v.sourcePorts = p.sourcePorts;
   return v;

@@ -398,7 +398,7 @@ export class Overlayd {
         ? `backend host-gw: network ${c.netConf.network}, subnet ${c.subnet}, peers routed via their public IPs on ${c.iface.name}, MTU ${c.mtu}`
         : `backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
       for (const w of c.netConf.warnings) say(`warning: ${w}`);
-      if (c.netConf.backend.directRouting) say('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
+      if (c.netConf.backend.directRouting && c.netConf.backend.type === 'vxlan') say('DirectRouting: peers directly connected to this host (no gateway on the route to their public IP) are routed without encapsulation');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
         publicIp: c.iface.publicIp, port: c.netConf.backend.port, vni: c.netConf.backend.vni, gbp: c.netConf.backend.gbp,

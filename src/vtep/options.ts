@@ -150,4 +150,11 @@ export interface VxlanBackendOptions extends CommonBackendOptions {
    * Default 16, at most 64. Receiving stays on `port`.
    */
   sourcePorts?: number;
+  /**
+   * L3 mode: flannel's DirectRouting. A peer whose public IP the kernel reaches without a gateway
+   * (directly connected, decided from the routing table read at start) gets the kernel route
+   * `<subnet> via <public IP> dev <underlay>` and is not encapsulated; the others go through the
+   * VTEP. Default false.
+   */
+  directRouting?: boolean;
 }

@@ -31,6 +31,7 @@ import {
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
 import { IcmpKind, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { UnderlayView } from './underlay.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
@@ -39,6 +40,8 @@ export const DEFAULT_SOURCE_PORTS = 16;
 
 interface VxPeer {
   readonly lease: Lease;
+  /** DirectRouting: routed via its public IP on the underlay, not through the VTEP. */
+  readonly direct: boolean;
   readonly subnet: IpPrefix;
   /** Peer VTEP MAC (48-bit number), or undefined when the lease has none (L2 mode may learn it). */
   readonly mac: number | undefined;
@@ -50,6 +53,8 @@ interface VxPeer {
 
 /** Statistics of the VXLAN VTEP: the core's plus ARP replies and flooding. */
 export interface VxlanStats extends CoreStats {
+  /** DirectRouting: peers routed directly on the underlay (not encapsulated). */
+  directPeers: number;
   arpReplies: number;
   floods: number;
   floodCopies: number;
@@ -102,6 +107,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly bySubnet = new Map<string, VxPeer>();
   /** Peers whose kernel route could not be installed: the next change of their lease tries again. */
   private readonly routeFailed = new Set<string>();
+  /** The kernel route asked for each peer subnet, "via <ip> dev <dev>" (a changed lease with the same route sends none). */
+  private readonly routeOf = new Map<string, { via: string; dev: string; onlink: boolean }>();
+  /** DirectRouting (L3 only): peers on the underlay's segment get a direct route instead of the VTEP. */
+  private readonly directRouting: boolean;
+  /** The underlay's routes, read at start: which peers are directly connected (src/vtep/underlay.ts). */
+  private readonly underlay = new UnderlayView();
 
   constructor(opts: VxlanBackendOptions) {
     const vni = opts.vni ?? 1;
@@ -118,6 +129,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const sp = opts.sourcePorts ?? DEFAULT_SOURCE_PORTS;
     if (!Number.isInteger(sp) || sp < 0 || sp > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${opts.sourcePorts} (0-${SOURCE_PORTS_MAX})`);
     this.sourcePortPool = sp;
+    this.directRouting = mode === 'l3' && opts.directRouting === true;
     if (opts.vtepMac) this.vtepMac = parseMac(opts.vtepMac);
     else {
       const r = randomBytes(6);
@@ -150,8 +162,37 @@ export class VxlanBackend extends TunnelCore implements Backend {
       gsoMaxSegs: this.deviceGsoMaxSegs,
     });
     if (this.mode === 'l3') await this.kernel.deviceSysctl(dev, 'accept_local', '1');
+    if (this.directRouting) {
+      await this.underlay.refresh(this.kernel);
+      // peers added before start were decided without the underlay's routes
+      for (const p of [...this.bySubnet.values()]) if (this.isDirect(p.lease) !== p.direct) this.upsert(p.lease, true);
+    }
     // all at once: the kernel queue pipelines them (src/vtep/kernel.ts)
-    await Promise.all([...this.bySubnet.values()].map((p) => this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.subnet.net), dev)));
+    await Promise.all([...this.bySubnet.values()].map((p) => {
+      const r = this.wantedRoute(p, dev);
+      this.routeOf.set(p.lease.subnet, r);
+      return this.kernel.replaceRoute(p.lease.subnet, r.via, r.dev, { onlink: r.onlink });
+    }));
+  }
+
+  /** DirectRouting's decision, as flannel makes it: the route to the peer's public IP has no gateway. */
+  private isDirect(lease: Lease): boolean {
+    return this.directRouting && this.underlay.pathTo(lease.publicIp).direct;
+  }
+
+  /** The kernel route of a peer: through the VTEP (`via <subnet address> dev flannel.N onlink`) or, direct, `via <public IP> dev <underlay>`. */
+  private wantedRoute(p: VxPeer, dev: string): { via: string; dev: string; onlink: boolean } {
+    if (!p.direct) return { via: u32ToIpv4(p.subnet.net), dev, onlink: true };
+    return { via: p.lease.publicIp, dev: this.underlay.linkName(this.underlay.pathTo(p.lease.publicIp).oif), onlink: false };
+  }
+
+  /** Stop; direct routes live on the underlay device (the VTEP's go with its device), so they are removed first. */
+  override stop(): Promise<void> {
+    if (this.kernelLive) {
+      for (const [key, r] of this.routeOf) if (r.dev !== this.deviceName) void this.kernel.deleteRoute(key, r.dev);
+    }
+    this.routeOf.clear();
+    return super.stop();
   }
 
   /** This host's lease (with our VNI and VTEP MAC). */
@@ -167,16 +208,22 @@ export class VxlanBackend extends TunnelCore implements Backend {
    * all-zeros flood list; there the MAC is optional (it may be learned).
    */
   addPeer(lease: Lease): void {
+    this.upsert(lease, false);
+  }
+
+  /** addPeer; `tablesOnly`: the userspace tables only (start-up decides the kernel routes itself). */
+  private upsert(lease: Lease, tablesOnly: boolean): void {
     const subnet = this.peerSubnet(lease);
     if (subnet === undefined) return;
     const key = subnet.toString();
     const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
     if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
     const addr = ipv4ToU32(lease.publicIp);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, mac, addr, addri: addr | 0 };
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, addr, addri: addr | 0 };
     const old = this.bySubnet.get(key);
-    if (mac !== undefined) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
-    else if (old?.mac !== undefined) this.hosts.removeHost(key);
+    // a direct peer has no route, neighbour or FDB entry here: the kernel routes it past the VTEP
+    if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
+    else if (old?.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     this.bySubnet.set(key, peer);
     if (old) this.removeSender(old);
     this.addSender(peer);
@@ -184,13 +231,18 @@ export class VxlanBackend extends TunnelCore implements Backend {
       if (old && old.addr !== addr) this.unflood(old);
       if (!this.floodList().includes(addr)) this.fdb.append({ mac: 0, dst: addr });
     }
-    // the route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
-    // unless installing it failed before
-    if (this.kernelLive && (old === undefined || this.routeFailed.has(key))) {
-      this.routeFailed.delete(key);
-      const op = this.kernel.replaceRoute(key, u32ToIpv4(subnet.net), this.device!.name);
-      op.catch(() => { if (this.bySubnet.has(key)) this.routeFailed.add(key); });
-      this.kernelUpdate(`route ${key} via ${u32ToIpv4(subnet.net)} dev ${this.deviceName}`, op);
+    // a VTEP route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
+    // unless installing it failed before; a direct route follows the public IP
+    if (this.kernelLive && !tablesOnly) {
+      const r = this.wantedRoute(peer, this.device!.name);
+      const was = this.routeOf.get(key);
+      if (was === undefined || was.via !== r.via || was.dev !== r.dev || this.routeFailed.has(key)) {
+        this.routeFailed.delete(key);
+        this.routeOf.set(key, r);
+        const op = this.kernel.replaceRoute(key, r.via, r.dev, { onlink: r.onlink });
+        op.catch(() => { if (this.bySubnet.has(key)) this.routeFailed.add(key); });
+        this.kernelUpdate(`route ${key} via ${r.via} dev ${r.dev}${r.onlink ? ' onlink' : ''}`, op);
+      }
     }
   }
 
@@ -203,10 +255,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (!old) return;
     this.bySubnet.delete(key);
     this.routeFailed.delete(key);
-    if (old.mac !== undefined) this.hosts.removeHost(key);
+    if (old.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     if (this.mode === 'l2') this.unflood(old);
     this.removeSender(old);
-    if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${this.deviceName}`, this.kernel.deleteRoute(key, this.device!.name));
+    const dev = this.routeOf.get(key)?.dev ?? this.deviceName;
+    this.routeOf.delete(key);
+    if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${dev}`, this.kernel.deleteRoute(key, dev));
   }
 
   /** Take `p`'s public IP off the flood list unless another lease still uses it. */
@@ -288,7 +342,9 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** Counters as a plain object: the core's plus ARP replies and flood counts. */
   override stats(): VxlanStats {
     const c = this.counters;
-    return { ...super.stats(), arpReplies: c.arpReplies, floods: c.floods, floodCopies: c.floodCopies };
+    let direct = 0;
+    for (const p of this.bySubnet.values()) if (p.direct) direct++;
+    return { ...super.stats(), directPeers: direct, arpReplies: c.arpReplies, floods: c.floods, floodCopies: c.floodCopies };
   }
 
   /** Device -> network: L3 (TUN) or L2 (TAP). */
