@@ -82,6 +82,8 @@ export interface CliOptions {
   peersMaxWaitMs: number;
   /** --keep-device-on-exit: SIGTERM leaves the device, its address and routes for a planned restart. */
   keepDeviceOnExit?: boolean;
+  /** --ip-masq (with --ip-masq-fully-random-disable and --iptables-resync). */
+  ipMasq?: { fullyRandom: boolean; resyncSeconds: number };
 }
 
 /** What the command line asks for. */
@@ -160,6 +162,13 @@ Dataplane:
                          (default 16, at most 64)
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
+
+IP masquerade (as flanneld):
+  --ip-masq              masquerade traffic from the pod network to outside the cluster network
+                         (flannel's rules, as one nftables table "ip overlayd" applied atomically
+                         with nft; removed on stop; subnet.env gets FLANNEL_IPMASQ=true)
+  --ip-masq-fully-random-disable  plain masquerade instead of masquerade fully-random
+  --iptables-resync SEC  check the table every SEC seconds, re-apply it when removed (default 5)
 
 Observability:
   --stats-interval SEC   log a one-line stats summary every SEC seconds (default 0: off)
@@ -268,6 +277,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
         'subnet-lease-renew-margin': { type: 'string' },
         'release-lease-on-exit': { type: 'boolean' },
         'keep-device-on-exit': { type: 'boolean' },
+        'ip-masq': { type: 'boolean' },
+        'ip-masq-fully-random-disable': { type: 'boolean' },
+        'iptables-resync': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -341,5 +353,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (values.pcap !== undefined) opts.pcap = values.pcap;
   if (values['backend-module'] !== undefined) opts.backendModule = values['backend-module'];
   if (v['keep-device-on-exit'] === true) opts.keepDeviceOnExit = true;
+  const resync = intFlag('iptables-resync', values['iptables-resync'], 5, 0, 86400);
+  if (values['ip-masq'] === true) opts.ipMasq = { fullyRandom: values['ip-masq-fully-random-disable'] !== true, resyncSeconds: resync };
   return { kind: 'run', options: opts };
 }

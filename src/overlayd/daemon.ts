@@ -35,6 +35,7 @@ import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
+import { IpMasq, IPMASQ_TABLE } from './ipmasq.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -94,6 +95,8 @@ export interface DaemonConfig {
   publicIpPinned?: boolean;
   /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
   keepDeviceOnExit?: boolean;
+  /** --ip-masq: our nftables masquerade table (src/overlayd/ipmasq.ts). */
+  ipMasq?: { fullyRandom: boolean; resyncSeconds: number };
   /** etcd mode: where the lease lives, and whether to delete it on stop. */
   etcd?: { endpoints: string[]; prefix: string; releaseOnExit: boolean };
 }
@@ -136,6 +139,7 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
   if (o.publicIp !== undefined) cfg.publicIpPinned = true;
+  if (o.ipMasq) cfg.ipMasq = o.ipMasq;
   return cfg;
 }
 
@@ -331,6 +335,7 @@ export class Overlayd {
   private parseTimer: NodeJS.Immediate | undefined;
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
+  private masq: IpMasq | undefined;
   private peers = new Map<string, Lease>();
   /** Our own subnet's entry as last seen among the peers (logged once per value). */
   private ownSeen: string | undefined;
@@ -424,7 +429,17 @@ export class Overlayd {
         throw new ConfigError(`backend ${c.netConf.backend.type} failed to start: ${err.message}`);
       }
       const lease = be.localLease();
-      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: false });
+      if (c.ipMasq) {
+        const m = new IpMasq({ network: c.netConf.network, subnet: c.subnet, ...c.ipMasq, log: this.log });
+        try {
+          await m.start();
+        } catch (e) {
+          throw new ConfigError(`--ip-masq: ${(e as Error).message}`);
+        }
+        this.masq = m;
+        say(`ip-masq: nftables table ip ${IPMASQ_TABLE} applied (${c.ipMasq.fullyRandom ? 'masquerade fully-random' : 'masquerade'}; checked every ${c.ipMasq.resyncSeconds} s)`);
+      }
+      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: c.ipMasq !== undefined });
       try {
         writeAtomic(c.subnetFile, env);
         wroteSubnetFile = true;
@@ -762,6 +777,9 @@ export class Overlayd {
         sub.close(); // the lease stays in etcd for the next start (as flanneld)
       }
     }
+    const masq = this.masq;
+    this.masq = undefined;
+    await masq?.stop();
     const be = this.backend;
     this.backend = undefined;
     if (be) {

@@ -39,3 +39,4 @@ export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin
 export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled } from './ownership.js';
 export { UnderlayWatch, type UnderlayOptions, type UnderlayStatus } from './underlay.js';
 export { sdNotify } from './sdnotify.js';
+export { IpMasq, masqRuleset, IPMASQ_TABLE, type IpMasqOptions, type IpMasqRules } from './ipmasq.js';
