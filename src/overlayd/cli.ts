@@ -50,6 +50,8 @@ export interface CliOptions {
   iface: string[];
   /** --iface-regex RE (repeatable). */
   ifaceRegex: string[];
+  /** --iface-can-reach ADDR: the interface of the route to ADDR. */
+  ifaceCanReach?: string;
   /** --peers FILE. */
   peers?: string;
   /** --subnet-file PATH. */
@@ -141,6 +143,8 @@ Underlay interface (as flanneld; default: the interface of the default route):
   --iface-regex RE       pick the first interface whose WHOLE address or name matches RE
                          (compiled as ^(?:RE)$, so "eth1|bond1" does not match "veth17f90f70");
                          repeatable. The choice and the reason are logged.
+  --iface-can-reach ADDR the interface of the kernel's route to ADDR (as \`ip route get ADDR\`), with
+                         that route's source address (when neither --iface nor --iface-regex is given)
 
 Dataplane:
   --transport dgram|mmsg UDP socket implementation: node:dgram or batched recvmmsg/sendmmsg (default mmsg)
@@ -190,11 +194,9 @@ Other:
   -h, --help             show this help
   -V, --version          print the version
 
-Environment: as flanneld, each of flanneld's flags (--etcd-*, --subnet-lease-renew-margin,
---public-ip, --iface, --iface-regex, --subnet-file, --healthz-ip, --healthz-port) is also read
-from FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS) when the
-command line does not give it; so are --release-lease-on-exit (FLANNELD_RELEASE_LEASE_ON_EXIT=true)
-and --keep-device-on-exit (FLANNELD_KEEP_DEVICE_ON_EXIT=true).
+Environment: as flanneld, every flag (but --help and --version) is also read from
+FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS, FLANNELD_IP_MASQ=true)
+when the command line does not give it; a switch takes true/false/1/0.
 
 Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
 left behind); 1 on a runtime failure.
@@ -219,15 +221,51 @@ function intFlag(name: string, v: string | undefined, def: number, min: number, 
   return Number(v);
 }
 
-/** Flags also read from FLANNELD_* environment variables (flanneld's flags that overlayd has). */
-export const ENV_FLAGS = [
-  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
-  'subnet-lease-renew-margin', 'release-lease-on-exit', 'public-ip', 'iface', 'iface-regex', 'subnet-file', 'healthz-ip', 'healthz-port',
-  'keep-device-on-exit',
-] as const;
+/** Every flag (node:util parseArgs options). */
+const OPTIONS = {
+  'net-conf': { type: 'string' },
+  subnet: { type: 'string' },
+  'public-ip': { type: 'string' },
+  iface: { type: 'string', multiple: true },
+  'iface-regex': { type: 'string', multiple: true },
+  'iface-can-reach': { type: 'string' },
+  peers: { type: 'string' },
+  'subnet-file': { type: 'string' },
+  'lease-out': { type: 'string' },
+  transport: { type: 'string' },
+  offload: { type: 'string' },
+  timing: { type: 'boolean' },
+  'busy-poll-us': { type: 'string' },
+  'source-ports': { type: 'string' },
+  'stats-interval': { type: 'string' },
+  'healthz-port': { type: 'string' },
+  'healthz-ip': { type: 'string' },
+  pcap: { type: 'string' },
+  'backend-module': { type: 'string' },
+  'peers-debounce-ms': { type: 'string' },
+  'peers-max-wait-ms': { type: 'string' },
+  'etcd-endpoints': { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'etcd-cafile': { type: 'string' },
+  'etcd-certfile': { type: 'string' },
+  'etcd-keyfile': { type: 'string' },
+  'etcd-username': { type: 'string' },
+  'etcd-password': { type: 'string' },
+  'subnet-lease-renew-margin': { type: 'string' },
+  'release-lease-on-exit': { type: 'boolean' },
+  'keep-device-on-exit': { type: 'boolean' },
+  'ip-masq': { type: 'boolean' },
+  'ip-masq-fully-random-disable': { type: 'boolean' },
+  'iptables-resync': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
 
-/** Boolean flags among {@link ENV_FLAGS} (their variables take true/false/1/0). */
-const BOOL_ENV_FLAGS: ReadonlySet<string> = new Set(['release-lease-on-exit', 'keep-device-on-exit']);
+/**
+ * Flags also read from FLANNELD_* environment variables when the command line does not give
+ * them: every flag but --help and --version (flanneld reads each of its flags so).
+ */
+export const ENV_FLAGS: readonly string[] = Object.keys(OPTIONS).filter((f) => f !== 'help' && f !== 'version');
 
 /** flanneld's environment name of a flag: FLANNELD_ + upper case, dashes as underscores. */
 export function envName(flag: string): string {
@@ -246,43 +284,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        'net-conf': { type: 'string' },
-        subnet: { type: 'string' },
-        'public-ip': { type: 'string' },
-        iface: { type: 'string', multiple: true },
-        'iface-regex': { type: 'string', multiple: true },
-        peers: { type: 'string' },
-        'subnet-file': { type: 'string' },
-        'lease-out': { type: 'string' },
-        transport: { type: 'string' },
-        offload: { type: 'string' },
-        timing: { type: 'boolean' },
-        'busy-poll-us': { type: 'string' },
-        'source-ports': { type: 'string' },
-        'stats-interval': { type: 'string' },
-        'healthz-port': { type: 'string' },
-        'healthz-ip': { type: 'string' },
-        pcap: { type: 'string' },
-        'backend-module': { type: 'string' },
-        'peers-debounce-ms': { type: 'string' },
-        'peers-max-wait-ms': { type: 'string' },
-        'etcd-endpoints': { type: 'string' },
-        'etcd-prefix': { type: 'string' },
-        'etcd-cafile': { type: 'string' },
-        'etcd-certfile': { type: 'string' },
-        'etcd-keyfile': { type: 'string' },
-        'etcd-username': { type: 'string' },
-        'etcd-password': { type: 'string' },
-        'subnet-lease-renew-margin': { type: 'string' },
-        'release-lease-on-exit': { type: 'boolean' },
-        'keep-device-on-exit': { type: 'boolean' },
-        'ip-masq': { type: 'boolean' },
-        'ip-masq-fully-random-disable': { type: 'boolean' },
-        'iptables-resync': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
+      options: OPTIONS,
     }));
   } catch (e) {
     throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`);
@@ -293,11 +295,12 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   for (const f of ENV_FLAGS) {
     const e = env[envName(f)];
     if (v[f] !== undefined || e === undefined || e === '') continue;
-    if (BOOL_ENV_FLAGS.has(f)) {
+    const spec: { type: string; multiple?: boolean } = OPTIONS[f as keyof typeof OPTIONS];
+    if (spec.type === 'boolean') {
       if (!/^(true|false|1|0)$/i.test(e)) throw new ConfigError(`${envName(f)}="${e}" must be true or false`);
       v[f] = /^(true|1)$/i.test(e);
     } else {
-      v[f] = f === 'iface' || f === 'iface-regex' ? [e] : e;
+      v[f] = spec.multiple === true ? [e] : e;
     }
   }
   const endpoints = values['etcd-endpoints'];
@@ -348,6 +351,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (values.subnet !== undefined) opts.subnet = values.subnet;
   if (etcd !== undefined) opts.etcd = etcd;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
+  if (values['iface-can-reach'] !== undefined) opts.ifaceCanReach = values['iface-can-reach'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];
   if (values.pcap !== undefined) opts.pcap = values.pcap;

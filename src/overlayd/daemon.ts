@@ -31,7 +31,7 @@ import {
 import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
-import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
+import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
@@ -118,8 +118,9 @@ type BaseConfig = Omit<DaemonConfig, 'netConf' | 'subnet' | 'mtu' | 'initialPeer
 /** Validate the flags both modes share (healthz address, underlay interface). Throws ConfigError. */
 function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): BaseConfig {
   if (o.healthzPort && !isIpv4(o.healthzIp)) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
-  const req: { iface?: string[]; ifaceRegex?: string[]; publicIp?: string } = { iface: o.iface, ifaceRegex: o.ifaceRegex };
+  const req: IfaceRequest = { iface: o.iface, ifaceRegex: o.ifaceRegex };
   if (o.publicIp !== undefined) req.publicIp = o.publicIp;
+  if (o.ifaceCanReach !== undefined) req.canReach = o.ifaceCanReach;
   const iface = pickInterface(req, ifaces, routeTable);
   const cfg: BaseConfig = {
     iface,
