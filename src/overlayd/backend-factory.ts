@@ -36,6 +36,8 @@ export interface BackendParams {
   gbp: boolean;
   /** VXLAN direct routing for same-subnet peers. */
   directRouting: boolean;
+  /** VXLAN Learning (net-conf `Learning`). */
+  learning?: boolean;
   /** Tunnel device MTU. */
   mtu: number;
   /** Underlay interface MTU. */
@@ -89,6 +91,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.type === 'udp') return o;
   if (p.type === 'host-gw') return { ...o, underlayIface: p.iface };
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
+  if (p.learning === true) v.learning = true;
   if (p.directRouting) {
     v.directRouting = true;
     v.underlayIface = p.iface;

@@ -104,7 +104,8 @@ device of the same name that is not overlayd's is refused (exit 2, nothing chang
 
 Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
-                         "Backend": {"Type": "udp"|"vxlan"|"host-gw", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
+                         "Backend": {"Type": "udp"|"vxlan"|"host-gw", "Port", "VNI", "GBP", "DirectRouting",
+                         "MTU", "Learning"}}
                          Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
                          MTU = underlay interface MTU - 28 (udp), - 50 (vxlan), - 0 (host-gw:
                          each peer's subnet routed via its public IP; every peer on our segment).

@@ -80,6 +80,8 @@ export interface BackendConf {
   gbp: boolean;
   /** Skip encapsulation for peers on the same underlay subnet (vxlan; default false). */
   directRouting: boolean;
+  /** VXLAN Learning: learn senders' VTEP MACs, accept senders without a lease (vxlan; default false; absent when false). */
+  learning?: boolean;
   /** Device MTU; undefined means underlay MTU minus the encapsulation overhead. */
   mtu?: number;
 }
@@ -182,13 +184,13 @@ const NETCONF_FLANNEL_ONLY = ['IPv6Network', 'IPv6SubnetMin', 'IPv6SubnetMax', '
 /** Backend keys overlayd reads, per backend type. */
 const BACKEND_KEYS: Readonly<Record<BackendType, readonly string[]>> = {
   udp: ['Type', 'Port', 'MTU'],
-  vxlan: ['Type', 'Port', 'VNI', 'GBP', 'DirectRouting', 'MTU'],
+  vxlan: ['Type', 'Port', 'VNI', 'GBP', 'DirectRouting', 'MTU', 'Learning'],
   'host-gw': ['Type'],
 };
 /** Backend keys flanneld reads and overlayd does not, per backend type. */
 const BACKEND_FLANNEL_ONLY: Readonly<Record<BackendType, readonly string[]>> = {
   udp: [],
-  vxlan: ['Learning', 'MacPrefix'],
+  vxlan: ['MacPrefix'],
   'host-gw': [],
 };
 
@@ -315,6 +317,7 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
     directRouting: (reads.includes('DirectRouting') ? optBool(b, 'DirectRouting', bw) : undefined) ?? false,
   };
   if (mtu) backend.mtu = mtu;
+  if ((reads.includes('Learning') ? optBool(b, 'Learning', bw) : undefined) === true) backend.learning = true;
   const otherBackends = Object.entries(BACKEND_KEYS).filter(([t]) => t !== type).flatMap(([t, ks]) => [...ks, ...BACKEND_FLANNEL_ONLY[t as BackendType]]);
   keyWarnings(b, source, 'Backend.', BACKEND_FLANNEL_ONLY[type], otherBackends, `is not used by the ${type} backend`, warnings);
   return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend, warnings };

@@ -404,6 +404,8 @@ export class Overlayd {
         ? `backend host-gw: network ${c.netConf.network}, subnet ${c.subnet}, peers routed via their public IPs on ${c.iface.name}, MTU ${c.mtu}`
         : `backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
       for (const w of c.netConf.warnings) say(`warning: ${w}`);
+      const fits = c.underlayMtu - encapOverhead(c.netConf.backend.type);
+      if (c.mtu > fits) say(`Backend.MTU ${c.mtu} is above what ${c.iface.name} carries without fragmenting (${fits}): larger packets are fragmented on the underlay`);
       if (c.netConf.backend.directRouting && c.netConf.backend.type === 'vxlan') say('DirectRouting: peers directly connected to this host (no gateway on the route to their public IP) are routed without encapsulation');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
@@ -419,6 +421,7 @@ export class Overlayd {
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
       if (this.owner) this.owner.prepare(params, say);
+      if (c.netConf.backend.learning) params.learning = true;
       const be = await this.factory(params);
       this.backend = be;
       try {

@@ -22,6 +22,8 @@ export interface BackendConfig extends CommonBackendOptions {
   underlayIface?: string;
   /** VXLAN: route peers on the underlay's segment directly, without encapsulation (flannel's DirectRouting). */
   directRouting?: boolean;
+  /** VXLAN: learn senders' VTEP MACs, accept senders without a lease (flannel's Learning). */
+  learning?: boolean;
 }
 
 /** A backend type as registered. */

@@ -30,7 +30,7 @@ import {
   buildArpReply, formatMac, innerFlowHash, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, NO_COUNTERS, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
 import { UnderlayView } from './underlay.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
@@ -78,6 +78,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly gbp: boolean;
   private readonly gbpPolicy: number;
   private readonly learning: boolean;
+  /** L3 with learning: senders that hold no lease are accepted and their VTEP MAC learned (see {@link VxlanBackendOptions.learning}). */
+  private readonly learnL3: boolean;
   private readonly proxyArp: boolean;
 
   // the three tables, all src/fdb's (hot-path lookups allocation-free), kept by flannel's host model:
@@ -125,6 +127,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.gbp = opts.gbp ?? false;
     this.gbpPolicy = opts.gbpPolicy ?? 0;
     this.learning = opts.learning ?? false;
+    this.learnL3 = mode === 'l3' && this.learning;
     this.proxyArp = opts.proxyArp ?? false;
     const sp = opts.sourcePorts ?? DEFAULT_SOURCE_PORTS;
     if (!Number.isInteger(sp) || sp < 0 || sp > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${opts.sourcePorts} (0-${SOURCE_PORTS_MAX})`);
@@ -416,8 +419,11 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); return; }
     const from = s.addr | 0;
     if (this.knownDirty) this.rebuildKnown();
-    const pc = this.known.get(from);
-    if (pc === undefined) { c.drop(D.rx_unknown_peer); return; }
+    let pc = this.known.get(from);
+    if (pc === undefined) {
+      if (!this.learnL3) { c.drop(D.rx_unknown_peer); return; }
+      pc = NO_COUNTERS; // a sender with no lease (learning): counted in the totals only
+    }
     const b = s.buf;
     const off = s.off;
     const len = s.len;
@@ -437,13 +443,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const dh = rd16(b, e);
     const dl = rd32(b, e + 2);
     if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); return; }
+    if (this.learnL3) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
       const ip = e + ETH_HLEN;
       const why = rxIpv4Reason(b, ip, elen - ETH_HLEN);
       if (why !== 0) { c.drop(why); return; }
       if (!this.subnet.containsV4(rd32(b, ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
-      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); return; }
+      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from) && !(pc === NO_COUNTERS && this.unleasedSourceOk(rd32(b, ip + 12)))) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, (b[ip + 2]! << 8) | b[ip + 3]!, pc);
     } else if (et === EtherType.ARP) {
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
@@ -460,6 +467,11 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** True when the Ethernet frame `buf[off..off+len)` (ethertype ARP) carries an Ethernet/IPv4 ARP request; targets `this.arp` at it. */
   private arpRequest(buf: Buffer, off: number, len: number): boolean {
     return this.arp.check(buf, off + ETH_HLEN, len - ETH_HLEN) === 'ok' && this.arp.op === ArpOp.REQUEST;
+  }
+
+  /** A sender without a lease (learning) may send from the overlay network, not from our own subnet. */
+  private unleasedSourceOk(src: number): boolean {
+    return this.network.containsV4(src) && !this.subnet.containsV4(src);
   }
 
   /** Inner source (int32) must be inside a subnet owned by the sender (int32 public IP). */

@@ -4,10 +4,11 @@
  * same-segment peer gets a direct route via its public IP on eth0 and its traffic crosses the
  * underlay unencapsulated (a capture on eth0 shows the inner ICMP and no UDP 8472 to it); the
  * peer behind the router goes through the VTEP (UDP 8472 in the capture, no bare inner packet).
- * SIGTERM removes the direct routes too (they live on eth0, not on the VTEP's device).
+ * SIGTERM removes the direct routes too (they live on eth0, not on the VTEP's device). The
+ * net-conf MTU (1400) is the VTEP device's and subnet.env's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, requireNetns } from '../helpers/netns.js';
@@ -51,7 +52,7 @@ describe.runIf(requireNetns())('VXLAN DirectRouting (namespaces)', () => {
 
   beforeAll(async () => {
     const conf = join(dir, 'net-conf.json');
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true } }));
+    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true, MTU: 1400 } }));
     const seg = twoSegments(tb, 2);
     hosts = [...seg.hosts, seg.far].map((h) => {
       const d = join(dir, `h${h.n}`);
@@ -82,6 +83,9 @@ describe.runIf(requireNetns())('VXLAN DirectRouting (namespaces)', () => {
     expect(routeOf(h1, h3)).toMatch(new RegExp(`^${esc(h3.subnet)} via 198\\.19\\.3\\.0 dev flannel\\.1 onlink`));
     expect(routeOf(h3, h1)).toMatch(new RegExp(`^${esc(h1.subnet)} via 198\\.19\\.1\\.0 dev flannel\\.1 onlink`));
     expect(fetchIn(h1.ns, PORT, '/metrics')).toMatch(/^overlayd_peers 2$/m);
+    // net-conf MTU: the VTEP device's MTU, and what subnet.env tells the CNI plugin
+    expect(h1.ns.ip('link', 'show', 'flannel.1')).toMatch(/ mtu 1400 /);
+    expect(readFileSync(join(h1.dir, 'subnet.env'), 'utf8')).toMatch(/^FLANNEL_MTU=1400$/m);
   });
 
   it('a capture on eth0: same-segment traffic is not encapsulated, traffic to the other segment is (UDP 8472)', async () => {
