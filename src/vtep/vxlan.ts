@@ -18,7 +18,7 @@
  * No allocation per packet: output batches are preallocated views onto input slots.
  */
 import { randomBytes } from 'node:crypto';
-import type { Backend, Lease } from './backend.js';
+import type { Backend, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
 import { D, type PeerCounters } from './counters.js';
@@ -189,13 +189,17 @@ export class VxlanBackend extends TunnelCore implements Backend {
     return { via: p.lease.publicIp, dev: this.underlay.linkName(this.underlay.pathTo(p.lease.publicIp).oif), onlink: false };
   }
 
-  /** Stop; direct routes live on the underlay device (the VTEP's go with its device), so they are removed first. */
-  override stop(): Promise<void> {
+  /**
+   * Stop; direct routes live on the underlay device (the VTEP's go with its device, or stay with a
+   * kept one), so they are removed first, also with `keepDevice` (a route on the underlay left
+   * behind would outlive a peer that leaves before the next start).
+   */
+  override stop(opts: StopOptions = {}): Promise<void> {
     if (this.kernelLive) {
       for (const [key, r] of this.routeOf) if (r.dev !== this.deviceName) void this.kernel.deleteRoute(key, r.dev);
     }
     this.routeOf.clear();
-    return super.stop();
+    return super.stop(opts);
   }
 
   /** This host's lease (with our VNI and VTEP MAC). */
