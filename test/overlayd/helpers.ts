@@ -177,3 +177,14 @@ export function twoSegments(tb: { host(s: string): NsHost; lan(h: { host: NsHost
   }
   return { hosts, far, hub };
 }
+
+/** The kernel route to `to`'s overlay subnet in `from` (`ip route show <subnet>`), trimmed; '' when none. */
+export function routeTo(from: SegHost, to: SegHost): string {
+  return from.ns.ip('route', 'show', to.subnet).trim();
+}
+
+/** A host-gw / direct route to `to`: `<subnet> via <public IP> dev eth0`, as `ip route` prints it. */
+export function viaPublicIp(to: SegHost): RegExp {
+  const esc = (s: string): string => s.replace(/[./]/g, (c) => `\\${c}`);
+  return new RegExp(`^${esc(to.subnet)} via ${esc(to.ip)} dev eth0( |$)`);
+}
