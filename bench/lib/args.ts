@@ -46,7 +46,7 @@ export interface BenchOptions {
 export const USAGE = `Usage: npm run bench -- [options]        (as root)
 
 Compares overlay paths between two network-namespace hosts over a veth:
-  hostgw        no encapsulation (flannel host-gw routes)
+  hostgw        no encapsulation: overlayd's host-gw backend routes each subnet via the peer
   kernel-vxlan  kernel VXLAN configured as flannel configures flannel.1 (the baseline)
   vxlan-dgram   our VXLAN VTEP (L3) in overlayd, node:dgram transport
   vxlan-mmsg    our VXLAN VTEP (L3) in overlayd, recvmmsg/sendmmsg transport

@@ -1,7 +1,7 @@
 /** The benchmark's paths by id. */
 import type { PathId } from '../lib/metrics.js';
 import { floorPath } from './floor.js';
-import { hostgwPath, kernelVxlanPath } from './kernel.js';
+import { kernelVxlanPath } from './kernel.js';
 import { overlaydPath } from './overlayd.js';
 import type { BenchPath } from './types.js';
 
@@ -9,7 +9,7 @@ export type { BenchPath, PathInstance, PathOptions } from './types.js';
 
 /** Every path, keyed by id. */
 export const PATHS: Record<PathId, BenchPath> = {
-  hostgw: hostgwPath,
+  hostgw: overlaydPath('hostgw'),
   'kernel-vxlan': kernelVxlanPath,
   floor: floorPath,
   'vxlan-dgram': overlaydPath('vxlan-dgram'),

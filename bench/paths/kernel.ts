@@ -1,6 +1,6 @@
 /**
- * The two kernel-only paths: host-gw (no encapsulation) and kernel VXLAN set up
- * exactly as flanneld sets up flannel.1.
+ * The kernel-only path: kernel VXLAN set up exactly as flanneld sets up flannel.1.
+ * (host-gw runs overlayd's host-gw backend: bench/paths/overlayd.ts.)
  */
 import type { BenchBed, BedHost } from '../lib/testbed.js';
 import { peerOf } from '../lib/testbed.js';
@@ -15,22 +15,6 @@ function ipRec(h: BedHost, config: string[], ...args: string[]): string {
 function kernelInstance(config: string[]): PathInstance {
   return { processes: () => ({}), daemons: () => ({}), config, stop: async () => {}, profiles: () => [] };
 }
-
-/**
- * flannel's host-gw backend: each host routes the peer's lease via the peer's
- * underlay address (`ip route add <subnet> via <publicIP> dev <iface>`).
- */
-export const hostgwPath: BenchPath = {
-  id: 'hostgw',
-  async setup(bed: BenchBed): Promise<PathInstance> {
-    const config: string[] = [];
-    for (const h of [bed.a, bed.b]) {
-      const p = peerOf(bed, h);
-      ipRec(h, config, 'route', 'add', p.subnet, 'via', p.underlay, 'dev', bed.dev);
-    }
-    return kernelInstance(config);
-  },
-};
 
 /** flannel's VXLAN device name for VNI 1. */
 export const FLANNEL_DEV = 'flannel.1';

@@ -1,6 +1,8 @@
 /**
  * Our paths: the real overlayd daemon in each namespace host, configured the way
  * flanneld is (net-conf.json, a lease, a peers file in flannel's etcd layout),
+ * including the host-gw path (overlayd's host-gw backend installs the routes; the
+ * kernel forwards),
  * started as `ip netns exec NS node [--cpu-prof ...] <overlayd> ...`.
  *
  * Both daemons start with an empty peers file and write their own lease
@@ -58,15 +60,19 @@ export function findOverlayd(root = REPO_ROOT): OverlaydEntry | null {
   return null;
 }
 
-/** Which backend and transport a path runs. */
-function variant(id: PathId): { type: 'vxlan' | 'udp'; transport: 'dgram' | 'mmsg' } {
+/** A backend type overlayd runs in the benchmark. */
+type BenchBackend = 'vxlan' | 'udp' | 'host-gw';
+
+/** Which backend and transport a path runs (the host-gw path has no socket: its transport is moot). */
+function variant(id: PathId): { type: BenchBackend; transport: 'dgram' | 'mmsg' } {
+  if (id === 'hostgw') return { type: 'host-gw', transport: 'mmsg' };
   const [type, transport] = id.split('-') as ['vxlan' | 'udp', 'dgram' | 'mmsg'];
   return { type, transport };
 }
 
 /** flannel net-conf.json for the backend type (flannel's default ports and VNI). */
-export function netConf(network: string, type: 'vxlan' | 'udp'): string {
-  const backend = type === 'vxlan' ? { Type: 'vxlan', VNI: 1, Port: 8472 } : { Type: 'udp', Port: 8285 };
+export function netConf(network: string, type: BenchBackend): string {
+  const backend = type === 'vxlan' ? { Type: 'vxlan', VNI: 1, Port: 8472 } : type === 'udp' ? { Type: 'udp', Port: 8285 } : { Type: 'host-gw' };
   return JSON.stringify({ Network: network, SubnetLen: 24, Backend: backend }, null, 2) + '\n';
 }
 

@@ -16,7 +16,7 @@ import type { PacketTap } from './pcap.js';
 
 /** Everything overlayd knows when it creates the dataplane. */
 export interface BackendParams {
-  /** "udp" or "vxlan". */
+  /** "udp", "vxlan" or "host-gw". */
   type: BackendType;
   /** This host's lease, network form ("198.19.1.0/24"). */
   subnet: string;
@@ -36,6 +36,8 @@ export interface BackendParams {
   gbp: boolean;
   /** VXLAN direct routing for same-subnet peers. */
   directRouting: boolean;
+  /** VXLAN Learning (net-conf `Learning`). */
+  learning?: boolean;
   /** Tunnel device MTU. */
   mtu: number;
   /** Underlay interface MTU. */
@@ -87,7 +89,13 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.deviceName !== undefined) o.deviceName = p.deviceName;
   if (p.deviceAlias !== undefined) o.deviceAlias = p.deviceAlias;
   if (p.type === 'udp') return o;
+  if (p.type === 'host-gw') return { ...o, underlayIface: p.iface };
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
+  if (p.learning === true) v.learning = true;
+  if (p.directRouting) {
+    v.directRouting = true;
+    v.underlayIface = p.iface;
+  }
   if (p.vtepMac) v.vtepMac = p.vtepMac;
   if (p.sourcePorts !== undefined) v.sourcePorts = p.sourcePorts;
   return v;

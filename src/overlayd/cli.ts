@@ -50,6 +50,8 @@ export interface CliOptions {
   iface: string[];
   /** --iface-regex RE (repeatable). */
   ifaceRegex: string[];
+  /** --iface-can-reach ADDR: the interface of the route to ADDR. */
+  ifaceCanReach?: string;
   /** --peers FILE. */
   peers?: string;
   /** --subnet-file PATH. */
@@ -82,6 +84,8 @@ export interface CliOptions {
   peersMaxWaitMs: number;
   /** --keep-device-on-exit: SIGTERM leaves the device, its address and routes for a planned restart. */
   keepDeviceOnExit?: boolean;
+  /** --ip-masq (with --ip-masq-fully-random-disable and --iptables-resync). */
+  ipMasq?: { fullyRandom: boolean; resyncSeconds: number };
 }
 
 /** What the command line asks for. */
@@ -91,7 +95,8 @@ export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run';
 export const HELP = `Usage: overlayd --net-conf FILE --subnet CIDR [options]        (static)
        overlayd --etcd-endpoints URLS [options]                  (etcd, as flanneld)
 
-Runs a flannel-compatible overlay dataplane (flannel0-style UDP, or VXLAN) on this host.
+Runs a flannel-compatible overlay dataplane (flannel0-style UDP, VXLAN, or host-gw
+routes) on this host.
 Needs CAP_NET_ADMIN. Stops and removes its device and routes on SIGTERM/SIGINT (and logs
 what it removed); SIGHUP reloads the peers file. Its device is marked (alias "overlayd:...")
 and persistent: after a crash it stays, with its routes, and the next start adopts it. A
@@ -99,10 +104,13 @@ device of the same name that is not overlayd's is refused (exit 2, nothing chang
 
 Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
-                         "Backend": {"Type": "udp"|"vxlan", "Port", "VNI", "GBP", "DirectRouting", "MTU"}}
+                         "Backend": {"Type": "udp"|"vxlan"|"host-gw", "Port", "VNI", "GBP", "DirectRouting",
+                         "MTU", "Learning"}}
                          Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
-                         MTU = underlay interface MTU - 28 (udp) or - 50 (vxlan). Keys match
-                         case-insensitively, as in flanneld; keys nobody reads are logged as warnings.
+                         MTU = underlay interface MTU - 28 (udp), - 50 (vxlan), - 0 (host-gw:
+                         each peer's subnet routed via its public IP; every peer on our segment).
+                         Keys match case-insensitively, as in flanneld; keys nobody reads are
+                         logged as warnings.
   --subnet CIDR          this host's lease, a SubnetLen-long subnet inside Network (198.19.1.0/24)
   --peers FILE           remote hosts in flannel's etcd layout: {"198.19.2.0-24": {"PublicIP": "198.18.0.2",
                          "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}}}
@@ -136,6 +144,8 @@ Underlay interface (as flanneld; default: the interface of the default route):
   --iface-regex RE       pick the first interface whose WHOLE address or name matches RE
                          (compiled as ^(?:RE)$, so "eth1|bond1" does not match "veth17f90f70");
                          repeatable. The choice and the reason are logged.
+  --iface-can-reach ADDR the interface of the kernel's route to ADDR (as \`ip route get ADDR\`), with
+                         that route's source address (when neither --iface nor --iface-regex is given)
 
 Dataplane:
   --transport dgram|mmsg UDP socket implementation: node:dgram or batched recvmmsg/sendmmsg (default mmsg)
@@ -158,6 +168,13 @@ Dataplane:
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 
+IP masquerade (as flanneld):
+  --ip-masq              masquerade traffic from the pod network to outside the cluster network
+                         (flannel's rules, as one nftables table "ip overlayd" applied atomically
+                         with nft; removed on stop; subnet.env gets FLANNEL_IPMASQ=true)
+  --ip-masq-fully-random-disable  plain masquerade instead of masquerade fully-random
+  --iptables-resync SEC  check the table every SEC seconds, re-apply it when removed (default 5)
+
 Observability:
   --stats-interval SEC   log a one-line stats summary every SEC seconds (default 0: off)
   --healthz-port PORT    serve GET /healthz ("ok" while forwarding), GET /readyz (200 once the lease is
@@ -178,11 +195,9 @@ Other:
   -h, --help             show this help
   -V, --version          print the version
 
-Environment: as flanneld, each of flanneld's flags (--etcd-*, --subnet-lease-renew-margin,
---public-ip, --iface, --iface-regex, --subnet-file, --healthz-ip, --healthz-port) is also read
-from FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS) when the
-command line does not give it; so are --release-lease-on-exit (FLANNELD_RELEASE_LEASE_ON_EXIT=true)
-and --keep-device-on-exit (FLANNELD_KEEP_DEVICE_ON_EXIT=true).
+Environment: as flanneld, every flag (but --help and --version) is also read from
+FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS, FLANNELD_IP_MASQ=true)
+when the command line does not give it; a switch takes true/false/1/0.
 
 Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
 left behind); 1 on a runtime failure.
@@ -207,15 +222,51 @@ function intFlag(name: string, v: string | undefined, def: number, min: number, 
   return Number(v);
 }
 
-/** Flags also read from FLANNELD_* environment variables (flanneld's flags that overlayd has). */
-export const ENV_FLAGS = [
-  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
-  'subnet-lease-renew-margin', 'release-lease-on-exit', 'public-ip', 'iface', 'iface-regex', 'subnet-file', 'healthz-ip', 'healthz-port',
-  'keep-device-on-exit',
-] as const;
+/** Every flag (node:util parseArgs options). */
+const OPTIONS = {
+  'net-conf': { type: 'string' },
+  subnet: { type: 'string' },
+  'public-ip': { type: 'string' },
+  iface: { type: 'string', multiple: true },
+  'iface-regex': { type: 'string', multiple: true },
+  'iface-can-reach': { type: 'string' },
+  peers: { type: 'string' },
+  'subnet-file': { type: 'string' },
+  'lease-out': { type: 'string' },
+  transport: { type: 'string' },
+  offload: { type: 'string' },
+  timing: { type: 'boolean' },
+  'busy-poll-us': { type: 'string' },
+  'source-ports': { type: 'string' },
+  'stats-interval': { type: 'string' },
+  'healthz-port': { type: 'string' },
+  'healthz-ip': { type: 'string' },
+  pcap: { type: 'string' },
+  'backend-module': { type: 'string' },
+  'peers-debounce-ms': { type: 'string' },
+  'peers-max-wait-ms': { type: 'string' },
+  'etcd-endpoints': { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'etcd-cafile': { type: 'string' },
+  'etcd-certfile': { type: 'string' },
+  'etcd-keyfile': { type: 'string' },
+  'etcd-username': { type: 'string' },
+  'etcd-password': { type: 'string' },
+  'subnet-lease-renew-margin': { type: 'string' },
+  'release-lease-on-exit': { type: 'boolean' },
+  'keep-device-on-exit': { type: 'boolean' },
+  'ip-masq': { type: 'boolean' },
+  'ip-masq-fully-random-disable': { type: 'boolean' },
+  'iptables-resync': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
 
-/** Boolean flags among {@link ENV_FLAGS} (their variables take true/false/1/0). */
-const BOOL_ENV_FLAGS: ReadonlySet<string> = new Set(['release-lease-on-exit', 'keep-device-on-exit']);
+/**
+ * Flags also read from FLANNELD_* environment variables when the command line does not give
+ * them: every flag but --help and --version (flanneld reads each of its flags so).
+ */
+export const ENV_FLAGS: readonly string[] = Object.keys(OPTIONS).filter((f) => f !== 'help' && f !== 'version');
 
 /** flanneld's environment name of a flag: FLANNELD_ + upper case, dashes as underscores. */
 export function envName(flag: string): string {
@@ -234,40 +285,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        'net-conf': { type: 'string' },
-        subnet: { type: 'string' },
-        'public-ip': { type: 'string' },
-        iface: { type: 'string', multiple: true },
-        'iface-regex': { type: 'string', multiple: true },
-        peers: { type: 'string' },
-        'subnet-file': { type: 'string' },
-        'lease-out': { type: 'string' },
-        transport: { type: 'string' },
-        offload: { type: 'string' },
-        timing: { type: 'boolean' },
-        'busy-poll-us': { type: 'string' },
-        'source-ports': { type: 'string' },
-        'stats-interval': { type: 'string' },
-        'healthz-port': { type: 'string' },
-        'healthz-ip': { type: 'string' },
-        pcap: { type: 'string' },
-        'backend-module': { type: 'string' },
-        'peers-debounce-ms': { type: 'string' },
-        'peers-max-wait-ms': { type: 'string' },
-        'etcd-endpoints': { type: 'string' },
-        'etcd-prefix': { type: 'string' },
-        'etcd-cafile': { type: 'string' },
-        'etcd-certfile': { type: 'string' },
-        'etcd-keyfile': { type: 'string' },
-        'etcd-username': { type: 'string' },
-        'etcd-password': { type: 'string' },
-        'subnet-lease-renew-margin': { type: 'string' },
-        'release-lease-on-exit': { type: 'boolean' },
-        'keep-device-on-exit': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
+      options: OPTIONS,
     }));
   } catch (e) {
     throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`);
@@ -278,11 +296,12 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   for (const f of ENV_FLAGS) {
     const e = env[envName(f)];
     if (v[f] !== undefined || e === undefined || e === '') continue;
-    if (BOOL_ENV_FLAGS.has(f)) {
+    const spec: { type: string; multiple?: boolean } = OPTIONS[f as keyof typeof OPTIONS];
+    if (spec.type === 'boolean') {
       if (!/^(true|false|1|0)$/i.test(e)) throw new ConfigError(`${envName(f)}="${e}" must be true or false`);
       v[f] = /^(true|1)$/i.test(e);
     } else {
-      v[f] = f === 'iface' || f === 'iface-regex' ? [e] : e;
+      v[f] = spec.multiple === true ? [e] : e;
     }
   }
   const endpoints = values['etcd-endpoints'];
@@ -333,10 +352,13 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (values.subnet !== undefined) opts.subnet = values.subnet;
   if (etcd !== undefined) opts.etcd = etcd;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
+  if (values['iface-can-reach'] !== undefined) opts.ifaceCanReach = values['iface-can-reach'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];
   if (values.pcap !== undefined) opts.pcap = values.pcap;
   if (values['backend-module'] !== undefined) opts.backendModule = values['backend-module'];
   if (v['keep-device-on-exit'] === true) opts.keepDeviceOnExit = true;
+  const resync = intFlag('iptables-resync', values['iptables-resync'], 5, 0, 86400);
+  if (values['ip-masq'] === true) opts.ipMasq = { fullyRandom: values['ip-masq-fully-random-disable'] !== true, resyncSeconds: resync };
   return { kind: 'run', options: opts };
 }

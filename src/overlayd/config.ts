@@ -5,7 +5,7 @@
  * Every parser throws {@link ConfigError} with a single-line message that names the
  * offending file, key or value; the CLI prints it and exits with status 2.
  */
-import type { Lease } from '../vtep/backend.js';
+import type { BackendTypeName, Lease } from '../vtep/backend.js';
 import { AddrError, IpAddr, IpPrefix, ipPrefix, ipv4Network, parseIp, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
 import { backendTypes, lookupBackend } from '../vtep/registry.js';
 import '../vtep/index.js'; // registers the built-in backends
@@ -63,16 +63,16 @@ export function normalizeMac(s: string): string | undefined {
 // net-conf.json
 
 /** Backend types overlayd runs. */
-export type BackendType = 'udp' | 'vxlan';
+export type BackendType = BackendTypeName;
 
 /** Flannel's default VNI. */
 export const DEFAULT_VNI = 1;
 
 /** The `Backend` section of net-conf.json, with flannel's defaults applied. */
 export interface BackendConf {
-  /** "udp" or "vxlan". */
+  /** "udp", "vxlan" or "host-gw". */
   type: BackendType;
-  /** UDP port: default 8285 (udp) or 8472 (vxlan). */
+  /** UDP port: default 8285 (udp) or 8472 (vxlan); 0 for host-gw (no socket). */
   port: number;
   /** VXLAN network identifier (vxlan; default 1). */
   vni: number;
@@ -80,6 +80,8 @@ export interface BackendConf {
   gbp: boolean;
   /** Skip encapsulation for peers on the same underlay subnet (vxlan; default false). */
   directRouting: boolean;
+  /** VXLAN Learning: learn senders' VTEP MACs, accept senders without a lease (vxlan; default false; absent when false). */
+  learning?: boolean;
   /** Device MTU; undefined means underlay MTU minus the encapsulation overhead. */
   mtu?: number;
 }
@@ -182,12 +184,14 @@ const NETCONF_FLANNEL_ONLY = ['IPv6Network', 'IPv6SubnetMin', 'IPv6SubnetMax', '
 /** Backend keys overlayd reads, per backend type. */
 const BACKEND_KEYS: Readonly<Record<BackendType, readonly string[]>> = {
   udp: ['Type', 'Port', 'MTU'],
-  vxlan: ['Type', 'Port', 'VNI', 'GBP', 'DirectRouting', 'MTU'],
+  vxlan: ['Type', 'Port', 'VNI', 'GBP', 'DirectRouting', 'MTU', 'Learning'],
+  'host-gw': ['Type'],
 };
 /** Backend keys flanneld reads and overlayd does not, per backend type. */
 const BACKEND_FLANNEL_ONLY: Readonly<Record<BackendType, readonly string[]>> = {
   udp: [],
-  vxlan: ['Learning', 'MacPrefix'],
+  vxlan: ['MacPrefix'],
+  'host-gw': [],
 };
 
 /** Warnings for keys nobody reads and for fields named twice; `where` prefixes each key ("Backend."). */
@@ -295,7 +299,7 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   if (typeof typeRaw !== 'string') throw new ConfigError(`${bsrc}.Type must be a string`);
   const type = typeRaw.toLowerCase();
   const reg = lookupBackend(type);
-  if (reg === undefined || (type !== 'udp' && type !== 'vxlan')) {
+  if (reg === undefined || (type !== 'udp' && type !== 'vxlan' && type !== 'host-gw')) {
     throw new ConfigError(`${bsrc}.Type "${typeRaw}" is not supported by overlayd (supported: ${backendTypes().map((t) => `"${t}"`).join(', ')})`);
   }
   const reads = BACKEND_KEYS[type];
@@ -313,6 +317,7 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
     directRouting: (reads.includes('DirectRouting') ? optBool(b, 'DirectRouting', bw) : undefined) ?? false,
   };
   if (mtu) backend.mtu = mtu;
+  if ((reads.includes('Learning') ? optBool(b, 'Learning', bw) : undefined) === true) backend.learning = true;
   const otherBackends = Object.entries(BACKEND_KEYS).filter(([t]) => t !== type).flatMap(([t, ks]) => [...ks, ...BACKEND_FLANNEL_ONLY[t as BackendType]]);
   keyWarnings(b, source, 'Backend.', BACKEND_FLANNEL_ONLY[type], otherBackends, `is not used by the ${type} backend`, warnings);
   return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend, warnings };
@@ -385,7 +390,7 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
   const pub = v.PublicIP;
   if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${shown(pub ?? null)} is not an IPv4 address`);
   const bt = typeof v.BackendType === 'string' ? v.BackendType.toLowerCase() : v.BackendType;
-  if (bt !== 'udp' && bt !== 'vxlan') throw new ConfigError(`${where}: BackendType ${shown(v.BackendType ?? null)} is not "udp" or "vxlan"`);
+  if (bt !== 'udp' && bt !== 'vxlan' && bt !== 'host-gw') throw new ConfigError(`${where}: BackendType ${shown(v.BackendType ?? null)} is not "udp", "vxlan" or "host-gw"`);
   const lease: Lease = { subnet: sc.toString(), publicIp: pub, backendType: bt };
   if (bt === 'vxlan') {
     const bd = v.BackendData;

@@ -31,10 +31,11 @@ import {
 import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
-import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick } from './iface.js';
+import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
+import { IpMasq, IPMASQ_TABLE } from './ipmasq.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -94,6 +95,8 @@ export interface DaemonConfig {
   publicIpPinned?: boolean;
   /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
   keepDeviceOnExit?: boolean;
+  /** --ip-masq: our nftables masquerade table (src/overlayd/ipmasq.ts). */
+  ipMasq?: { fullyRandom: boolean; resyncSeconds: number };
   /** etcd mode: where the lease lives, and whether to delete it on stop. */
   etcd?: { endpoints: string[]; prefix: string; releaseOnExit: boolean };
 }
@@ -115,8 +118,9 @@ type BaseConfig = Omit<DaemonConfig, 'netConf' | 'subnet' | 'mtu' | 'initialPeer
 /** Validate the flags both modes share (healthz address, underlay interface). Throws ConfigError. */
 function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): BaseConfig {
   if (o.healthzPort && !isIpv4(o.healthzIp)) throw new ConfigError(`--healthz-ip "${o.healthzIp}" is not an IPv4 address`);
-  const req: { iface?: string[]; ifaceRegex?: string[]; publicIp?: string } = { iface: o.iface, ifaceRegex: o.ifaceRegex };
+  const req: IfaceRequest = { iface: o.iface, ifaceRegex: o.ifaceRegex };
   if (o.publicIp !== undefined) req.publicIp = o.publicIp;
+  if (o.ifaceCanReach !== undefined) req.canReach = o.ifaceCanReach;
   const iface = pickInterface(req, ifaces, routeTable);
   const cfg: BaseConfig = {
     iface,
@@ -136,6 +140,7 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
   if (o.publicIp !== undefined) cfg.publicIpPinned = true;
+  if (o.ipMasq) cfg.ipMasq = o.ipMasq;
   return cfg;
 }
 
@@ -331,6 +336,7 @@ export class Overlayd {
   private parseTimer: NodeJS.Immediate | undefined;
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
+  private masq: IpMasq | undefined;
   private peers = new Map<string, Lease>();
   /** Our own subnet's entry as last seen among the peers (logged once per value). */
   private ownSeen: string | undefined;
@@ -369,8 +375,8 @@ export class Overlayd {
     const c = this.cfg;
     if (!this.opts.skipPreflight) {
       if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
-      this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched
-      await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
+      if (c.netConf.backend.type !== 'host-gw') this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched (host-gw has no device)
+      if (c.netConf.backend.port > 0) await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
     }
     let wroteSubnetFile = false;
     // Start-up log lines are held until the backend runs: a failed start prints only its one-line error.
@@ -394,9 +400,13 @@ export class Overlayd {
         }
       }
       say(`underlay interface ${c.iface.name} (${c.iface.localIp}): picked because ${c.iface.reason}`);
-      say(`backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
+      say(c.netConf.backend.type === 'host-gw'
+        ? `backend host-gw: network ${c.netConf.network}, subnet ${c.subnet}, peers routed via their public IPs on ${c.iface.name}, MTU ${c.mtu}`
+        : `backend ${c.netConf.backend.type}: network ${c.netConf.network}, subnet ${c.subnet}, port ${c.netConf.backend.port}${c.netConf.backend.type === 'vxlan' ? `, VNI ${c.netConf.backend.vni}` : ''}, MTU ${c.mtu}, transport ${c.transport}`);
       for (const w of c.netConf.warnings) say(`warning: ${w}`);
-      if (c.netConf.backend.directRouting) say('Backend.DirectRouting is accepted but not implemented by the userspace VTEP: every peer is encapsulated');
+      const fits = c.underlayMtu - encapOverhead(c.netConf.backend.type);
+      if (c.mtu > fits) say(`Backend.MTU ${c.mtu} is above what ${c.iface.name} carries without fragmenting (${fits}): larger packets are fragmented on the underlay`);
+      if (c.netConf.backend.directRouting && c.netConf.backend.type === 'vxlan') say('DirectRouting: peers directly connected to this host (no gateway on the route to their public IP) are routed without encapsulation');
       const params: BackendParams = {
         type: c.netConf.backend.type, subnet: c.subnet, network: c.netConf.network, iface: c.iface.name, localIp: c.iface.localIp,
         publicIp: c.iface.publicIp, port: c.netConf.backend.port, vni: c.netConf.backend.vni, gbp: c.netConf.backend.gbp,
@@ -411,6 +421,7 @@ export class Overlayd {
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
       if (this.owner) this.owner.prepare(params, say);
+      if (c.netConf.backend.learning) params.learning = true;
       const be = await this.factory(params);
       this.backend = be;
       try {
@@ -422,7 +433,17 @@ export class Overlayd {
         throw new ConfigError(`backend ${c.netConf.backend.type} failed to start: ${err.message}`);
       }
       const lease = be.localLease();
-      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: false });
+      if (c.ipMasq) {
+        const m = new IpMasq({ network: c.netConf.network, subnet: c.subnet, ...c.ipMasq, log: this.log });
+        try {
+          await m.start();
+        } catch (e) {
+          throw new ConfigError(`--ip-masq: ${(e as Error).message}`);
+        }
+        this.masq = m;
+        say(`ip-masq: nftables table ip ${IPMASQ_TABLE} applied (${c.ipMasq.fullyRandom ? 'masquerade fully-random' : 'masquerade'}; checked every ${c.ipMasq.resyncSeconds} s)`);
+      }
+      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: c.ipMasq !== undefined });
       try {
         writeAtomic(c.subnetFile, env);
         wroteSubnetFile = true;
@@ -760,6 +781,9 @@ export class Overlayd {
         sub.close(); // the lease stays in etcd for the next start (as flanneld)
       }
     }
+    const masq = this.masq;
+    this.masq = undefined;
+    await masq?.stop();
     const be = this.backend;
     this.backend = undefined;
     if (be) {

@@ -92,6 +92,24 @@ export interface IfaceRequest {
   ifaceRegex?: string[];
   /** `--public-ip`. */
   publicIp?: string;
+  /** `--iface-can-reach`: the interface (and source address) of the route to this address. */
+  canReach?: string;
+}
+
+/** The kernel's answer to `ip route get ADDR`: the output device's name and the source address it would use. */
+export type RouteGet = (addr: string) => { dev: string; src?: string };
+
+/** {@link RouteGet} over rtnetlink in this namespace (start-up code: blocks the thread). Throws OsError (ENETUNREACH: no route). */
+export function kernelRouteGet(addr: string): { dev: string; src?: string } {
+  const nl = Rtnl.open();
+  try {
+    const r = nl.getRouteSync(addr);
+    const link = r.oif === undefined ? undefined : nl.getLinkSync(r.oif);
+    if (link === undefined) throw new Error(`the route to ${addr} has no output device`);
+    return r.prefsrc === undefined ? { dev: link.name } : { dev: link.name, src: r.prefsrc };
+  } finally {
+    nl.close();
+  }
 }
 
 /** The interface of the IPv4 default route in this namespace, from /proc/net/route (undefined if none). */
@@ -123,7 +141,7 @@ function firstAddr(i: IfaceInfo, what: string): string {
  * that matched are named in the reason), then the interface holding `--public-ip`,
  * then the default route's interface. Throws ConfigError naming the problem.
  */
-export function pickInterface(req: IfaceRequest, ifaces: IfaceInfo[] = listInterfaces(), routeTable?: string): IfacePick {
+export function pickInterface(req: IfaceRequest, ifaces: IfaceInfo[] = listInterfaces(), routeTable?: string, routeGet: RouteGet = kernelRouteGet): IfacePick {
   const names = ifaces.map((i) => i.name).join(', ');
   if (req.publicIp !== undefined && !isIpv4(req.publicIp)) throw new ConfigError(`--public-ip "${req.publicIp}" is not an IPv4 address`);
   const finish = (i: IfaceInfo, reason: string, localIp?: string): IfacePick => {
@@ -162,6 +180,21 @@ export function pickInterface(req: IfaceRequest, ifaces: IfaceInfo[] = listInter
       }
     }
     throw new ConfigError(`no interface with an IPv4 address matches --iface-regex ${req.ifaceRegex.map((s) => JSON.stringify(s)).join(', ')} against its whole name or address (have: ${names})`);
+  }
+
+  if (req.canReach !== undefined) {
+    const to = req.canReach;
+    if (!isIpv4(to)) throw new ConfigError(`--iface-can-reach "${to}" is not an IPv4 address`);
+    let r: { dev: string; src?: string };
+    try {
+      r = routeGet(to);
+    } catch (e) {
+      throw new ConfigError(`--iface-can-reach ${to}: no route to it (${(e as Error).message})`);
+    }
+    const i = ifaces.find((x) => x.name === r.dev);
+    if (!i) throw new ConfigError(`--iface-can-reach ${to}: the route goes out of "${r.dev}", which is not a candidate interface (have: ${names})`);
+    const src = r.src !== undefined && i.addrs.includes(r.src) ? r.src : undefined;
+    return finish(i, `the kernel's route to --iface-can-reach ${to} goes out of it${src ? ` with source ${src}` : ''}`, src);
   }
 
   if (req.publicIp) {

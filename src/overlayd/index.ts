@@ -29,7 +29,7 @@ export {
   type PeerDiff,
   type SubnetEnv,
 } from './config.js';
-export { compileIfaceRegex, pickInterface, listInterfaces, listInterfacesFrom, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
+export { compileIfaceRegex, pickInterface, kernelRouteGet, type RouteGet, listInterfaces, listInterfacesFrom, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 export { tapIo } from './tap-io.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
 export { createMetrics, startHttp, formatStatsLine, UNDERLAY_EVENTS, type InfoLabels } from './metrics.js';
@@ -39,3 +39,4 @@ export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin
 export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled } from './ownership.js';
 export { UnderlayWatch, type UnderlayOptions, type UnderlayStatus } from './underlay.js';
 export { sdNotify } from './sdnotify.js';
+export { IpMasq, masqRuleset, IPMASQ_TABLE, type IpMasqOptions, type IpMasqRules } from './ipmasq.js';

@@ -86,6 +86,7 @@ export function createMetrics(stats: () => DataplaneStats, info: InfoLabels, pee
     },
   });
   total('overlayd_kernel_errors_total', 'Kernel configuration operations (routes, addresses) that failed after start; see the log.', (s) => s.errors?.kernel ?? 0);
+  total('overlayd_rejected_peers_total', 'host-gw: peer leases refused because their public IP is not on the underlay interface\'s segment; see the log.', (s) => s.errors?.rejectedPeers ?? 0);
   new Counter({
     name: 'overlayd_device_read_errors_total', help: 'Errors reading the tunnel device, by errno.', labelNames: ['errno'], registers: [reg],
     collect() {

@@ -18,7 +18,7 @@ import {
 } from './netlink/link.js';
 import { RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, addrDumpPayload, addrPayload, parseAddress, type AddressInfo } from './netlink/addr.js';
 import {
-  RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RT_TABLE_MAIN, parseRoute, routeDumpPayload, routePayload, routeWhat,
+  RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RT_TABLE_MAIN, parseRoute, routeDumpPayload, routeGetPayload, routePayload, routeWhat,
   type RouteInfo, type RouteSpec,
 } from './netlink/route.js';
 import {
@@ -267,6 +267,28 @@ export class Rtnl {
   replaceRoute(r: RouteSpec): Promise<void> { return this.routeMsg(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r); }
   /** Delete a route (ESRCH if missing). */
   delRoute(r: RouteSpec): Promise<void> { return this.routeMsg(RTM_DELROUTE, 0, r); }
+
+  /**
+   * The route the kernel would use to reach the address `dst` (`ip route get ADDR`): output
+   * device (`oif`), gateway when there is one, preferred source (`prefsrc`). ENETUNREACH when
+   * there is none.
+   */
+  async getRoute(dst: string): Promise<RouteInfo> {
+    const what = `RTM_GETROUTE ${dst}`;
+    return Rtnl.routeReply(await this.sock.request(RTM_GETROUTE, 0, routeGetPayload(dst), { what, reply: true }), what);
+  }
+
+  /** Synchronous variant of getRoute (blocks the thread: start-up code only). */
+  getRouteSync(dst: string): RouteInfo {
+    const what = `RTM_GETROUTE ${dst}`;
+    return Rtnl.routeReply(this.sock.requestSync(RTM_GETROUTE, 0, routeGetPayload(dst), { what, reply: true }), what);
+  }
+
+  private static routeReply(msgs: NlMessage[], what: string): RouteInfo {
+    const r = collect(msgs, RTM_NEWROUTE, parseRoute, what);
+    if (!r.length) throw new OsError(EPROTO, what, 'no RTM_NEWROUTE in the reply');
+    return r[0]!;
+  }
 
   /** List routes of a table (default main), optionally one family. */
   async listRoutes(opts: { family?: 4 | 6; table?: number } = {}): Promise<RouteInfo[]> {

@@ -2,12 +2,16 @@
  * The backend contract, after flannel's pkg/backend: a dataplane that owns its
  * device and socket, and takes peers as subnet leases.
  *
- * Implemented by the UDP backend (src/vtep/udp) and the VXLAN VTEP (src/vtep/vxlan);
+ * Implemented by the UDP backend (src/vtep/udp), the VXLAN VTEP (src/vtep/vxlan) and, without
+ * a tunnel, host-gw (src/vtep/hostgw);
  * driven by overlayd (src/overlayd) and the benchmark.
  */
 
 import type { OffloadStats } from './counters.js';
 import type { StageSummary, TimingStage } from './timing.js';
+
+/** Backend type names, as in a lease's BackendType and net-conf.json's Backend.Type. */
+export type BackendTypeName = 'udp' | 'vxlan' | 'host-gw';
 
 /** A subnet lease: the unit of peer state, in flannel's etcd layout. */
 export interface Lease {
@@ -16,7 +20,7 @@ export interface Lease {
   /** The host's underlay (public) IPv4 address. */
   publicIp: string;
   /** Backend the host runs. */
-  backendType: 'udp' | 'vxlan';
+  backendType: BackendTypeName;
   /** VXLAN only: the VNI the host's VTEP uses. */
   vni?: number;
   /** VXLAN only: the host's VTEP MAC, "aa:bb:cc:dd:ee:ff". */
@@ -42,7 +46,15 @@ export interface DataplaneStats {
    */
   offload?: OffloadStats;
   /** Failures outside the packet path (kernel setup after start), when the backend tracks them. */
-  errors?: { kernel: number; lastKernel?: string; device?: Record<string, number>; send?: Record<string, number> };
+  errors?: {
+    kernel: number;
+    lastKernel?: string;
+    device?: Record<string, number>;
+    send?: Record<string, number>;
+    /** host-gw: peers refused because their public IP is not on the underlay's segment. */
+    rejectedPeers?: number;
+    lastRejectedPeer?: string;
+  };
   /** Timing mode only: per-stage batch durations in microseconds (src/vtep/timing.ts). */
   timing?: Partial<Record<TimingStage, StageSummary>>;
 }
@@ -50,7 +62,7 @@ export interface DataplaneStats {
 /** A running dataplane. */
 export interface Backend {
   /** Backend type, as in a lease. */
-  readonly type: 'udp' | 'vxlan';
+  readonly type: BackendTypeName;
   /** Create the device and socket, configure the kernel side, start forwarding. */
   start(): Promise<void>;
   /** This host's own lease (for peers to configure from). Valid after start(). */

@@ -4,6 +4,8 @@ export { TunnelCore, IcmpKind, finishPartialChecksum, GSO_SEND_MAX_SEGMENTS, GSO
 export { registerBackend, lookupBackend, backendTypes, type BackendConfig, type BackendRegistration } from './registry.js';
 export { UdpBackend, UDP_OVERHEAD } from './udp.js';
 export { VxlanBackend, VXLAN_OVERHEAD, type VxlanStats } from './vxlan.js';
+export { HostGwBackend, type HostGwBackendOptions } from './hostgw.js';
+export { UnderlayView, type UnderlayPath } from './underlay.js';
 export type { CommonBackendOptions, UdpBackendOptions, VxlanBackendOptions, MissEvent, DataplaneIo, OpenDeviceOptions, CreateTransportOptions } from './options.js';
 export { DEFAULT_OFFLOAD } from './options.js';
 export type { DeviceConfig, KernelNet } from './kernel.js';

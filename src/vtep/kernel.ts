@@ -11,7 +11,7 @@
  * runs iproute2.
  */
 import { writeFile } from 'node:fs/promises';
-import { Rtnl } from '../tun/index.js';
+import { Rtnl, type RouteInfo } from '../tun/index.js';
 
 /** What {@link KernelNet.configureDevice} sets on a dataplane's device. */
 export interface DeviceConfig {
@@ -30,8 +30,11 @@ export interface KernelNet {
    * it keeps its default).
    */
   configureDevice(dev: string, opts: DeviceConfig): Promise<void>;
-  /** `ip route replace <dst> via <via> dev <dev> onlink`. */
-  replaceRoute(dst: string, via: string, dev: string): Promise<void>;
+  /**
+   * `ip route replace <dst> via <via> dev <dev> onlink`; with `opts.onlink` false, without
+   * `onlink` (the kernel then checks that `via` is reachable on `dev`, as for host-gw routes).
+   */
+  replaceRoute(dst: string, via: string, dev: string, opts?: { onlink?: boolean }): Promise<void>;
   /** Delete the route to `dst` on `dev` (ignored when missing). */
   deleteRoute(dst: string, dev: string): Promise<void>;
   /** Write a per-device IPv4 sysctl (net.ipv4.conf.<dev>.<key>); ignored when missing. */
@@ -40,6 +43,11 @@ export interface KernelNet {
   setAlias?(dev: string, alias: string): Promise<void>;
   /** Wait for every queued operation. */
   flush(): Promise<void>;
+  /**
+   * The IPv4 routes of the main table and the ifindex of every link by name (to decide which
+   * peers are on-link: src/vtep/underlay.ts). Optional: without it no peer counts as on-link.
+   */
+  readRoutes?(): Promise<{ routes: RouteInfo[]; links: Map<string, number> }>;
 }
 
 /**
@@ -121,8 +129,9 @@ export class RtnlNet implements KernelNet {
     return this.enqueue(() => this.rt.setLink(dev, { alias }));
   }
 
-  replaceRoute(dst: string, via: string, dev: string): Promise<void> {
-    return this.pipeline(dev, (ix) => this.rt.replaceRoute({ dst, via, dev: ix, onlink: true }));
+  replaceRoute(dst: string, via: string, dev: string, opts?: { onlink?: boolean }): Promise<void> {
+    const onlink = opts?.onlink ?? true;
+    return this.pipeline(dev, (ix) => this.rt.replaceRoute({ dst, via, dev: ix, onlink }));
   }
 
   deleteRoute(dst: string, dev: string): Promise<void> {
@@ -131,6 +140,11 @@ export class RtnlNet implements KernelNet {
 
   deviceSysctl(dev: string, key: string, value: string): Promise<void> {
     return this.enqueue(() => writeFile(`/proc/sys/net/ipv4/conf/${dev}/${key}`, value).catch(() => undefined));
+  }
+
+  async readRoutes(): Promise<{ routes: RouteInfo[]; links: Map<string, number> }> {
+    const [routes, links] = await Promise.all([this.rt.listRoutes({ family: 4 }), this.rt.listLinks()]);
+    return { routes, links: new Map(links.map((l) => [l.name, l.index])) };
   }
 
   flush(): Promise<void> {

@@ -136,7 +136,14 @@ export interface VxlanBackendOptions extends CommonBackendOptions {
   gbp?: boolean;
   /** GBP group policy ID to send (default 0). */
   gbpPolicy?: number;
-  /** L2 mode: learn source MAC -> sender's public IP from received frames. Default false. */
+  /**
+   * Learn source MAC -> sender's public IP from received frames (the kernel's `learning`; flannel's
+   * net-conf `Learning`). L2 mode: bridge learning. L3 mode: frames from a sender that holds no
+   * lease are accepted (the kernel's VXLAN device takes any sender; without learning we drop them
+   * as rx_unknown_peer) if their inner source is in the overlay network and not in our subnet, and
+   * the sender's VTEP MAC is learned as a dynamic FDB entry (leases' entries are permanent and
+   * never move). Default false.
+   */
   learning?: boolean;
   /** L2 mode: answer ARP requests from the neighbour table instead of flooding them. Default false. */
   proxyArp?: boolean;
@@ -150,4 +157,11 @@ export interface VxlanBackendOptions extends CommonBackendOptions {
    * Default 16, at most 64. Receiving stays on `port`.
    */
   sourcePorts?: number;
+  /**
+   * L3 mode: flannel's DirectRouting. A peer whose public IP the kernel reaches without a gateway
+   * (directly connected, decided from the routing table read at start) gets the kernel route
+   * `<subnet> via <public IP> dev <underlay>` and is not encapsulated; the others go through the
+   * VTEP. Default false.
+   */
+  directRouting?: boolean;
 }

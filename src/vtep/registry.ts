@@ -18,6 +18,12 @@ export interface BackendConfig extends CommonBackendOptions {
   vtepMac?: string;
   /** Source-port pool size (VXLAN; see VxlanBackendOptions.sourcePorts). */
   sourcePorts?: number;
+  /** The underlay interface (host-gw's routes; VXLAN DirectRouting's direct routes). */
+  underlayIface?: string;
+  /** VXLAN: route peers on the underlay's segment directly, without encapsulation (flannel's DirectRouting). */
+  directRouting?: boolean;
+  /** VXLAN: learn senders' VTEP MACs, accept senders without a lease (flannel's Learning). */
+  learning?: boolean;
 }
 
 /** A backend type as registered. */

@@ -18,7 +18,7 @@
  * No allocation per packet: output batches are preallocated views onto input slots.
  */
 import { randomBytes } from 'node:crypto';
-import type { Backend, Lease } from './backend.js';
+import type { Backend, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
 import { D, type PeerCounters } from './counters.js';
@@ -30,7 +30,8 @@ import {
   buildArpReply, formatMac, innerFlowHash, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
   ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, NO_COUNTERS, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { UnderlayView } from './underlay.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
@@ -39,6 +40,8 @@ export const DEFAULT_SOURCE_PORTS = 16;
 
 interface VxPeer {
   readonly lease: Lease;
+  /** DirectRouting: routed via its public IP on the underlay, not through the VTEP. */
+  readonly direct: boolean;
   readonly subnet: IpPrefix;
   /** Peer VTEP MAC (48-bit number), or undefined when the lease has none (L2 mode may learn it). */
   readonly mac: number | undefined;
@@ -50,6 +53,8 @@ interface VxPeer {
 
 /** Statistics of the VXLAN VTEP: the core's plus ARP replies and flooding. */
 export interface VxlanStats extends CoreStats {
+  /** DirectRouting: peers routed directly on the underlay (not encapsulated). */
+  directPeers: number;
   arpReplies: number;
   floods: number;
   floodCopies: number;
@@ -73,6 +78,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly gbp: boolean;
   private readonly gbpPolicy: number;
   private readonly learning: boolean;
+  /** L3 with learning: senders that hold no lease are accepted and their VTEP MAC learned (see {@link VxlanBackendOptions.learning}). */
+  private readonly learnL3: boolean;
   private readonly proxyArp: boolean;
 
   // the three tables, all src/fdb's (hot-path lookups allocation-free), kept by flannel's host model:
@@ -102,6 +109,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly bySubnet = new Map<string, VxPeer>();
   /** Peers whose kernel route could not be installed: the next change of their lease tries again. */
   private readonly routeFailed = new Set<string>();
+  /** The kernel route asked for each peer subnet, "via <ip> dev <dev>" (a changed lease with the same route sends none). */
+  private readonly routeOf = new Map<string, { via: string; dev: string; onlink: boolean }>();
+  /** DirectRouting (L3 only): peers on the underlay's segment get a direct route instead of the VTEP. */
+  private readonly directRouting: boolean;
+  /** The underlay's routes, read at start: which peers are directly connected (src/vtep/underlay.ts). */
+  private readonly underlay = new UnderlayView();
 
   constructor(opts: VxlanBackendOptions) {
     const vni = opts.vni ?? 1;
@@ -114,10 +127,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.gbp = opts.gbp ?? false;
     this.gbpPolicy = opts.gbpPolicy ?? 0;
     this.learning = opts.learning ?? false;
+    this.learnL3 = mode === 'l3' && this.learning;
     this.proxyArp = opts.proxyArp ?? false;
     const sp = opts.sourcePorts ?? DEFAULT_SOURCE_PORTS;
     if (!Number.isInteger(sp) || sp < 0 || sp > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${opts.sourcePorts} (0-${SOURCE_PORTS_MAX})`);
     this.sourcePortPool = sp;
+    this.directRouting = mode === 'l3' && opts.directRouting === true;
     if (opts.vtepMac) this.vtepMac = parseMac(opts.vtepMac);
     else {
       const r = randomBytes(6);
@@ -150,8 +165,41 @@ export class VxlanBackend extends TunnelCore implements Backend {
       gsoMaxSegs: this.deviceGsoMaxSegs,
     });
     if (this.mode === 'l3') await this.kernel.deviceSysctl(dev, 'accept_local', '1');
+    if (this.directRouting) {
+      await this.underlay.refresh(this.kernel);
+      // peers added before start were decided without the underlay's routes
+      for (const p of [...this.bySubnet.values()]) if (this.isDirect(p.lease) !== p.direct) this.upsert(p.lease, true);
+    }
     // all at once: the kernel queue pipelines them (src/vtep/kernel.ts)
-    await Promise.all([...this.bySubnet.values()].map((p) => this.kernel.replaceRoute(p.lease.subnet, u32ToIpv4(p.subnet.net), dev)));
+    await Promise.all([...this.bySubnet.values()].map((p) => {
+      const r = this.wantedRoute(p, dev);
+      this.routeOf.set(p.lease.subnet, r);
+      return this.kernel.replaceRoute(p.lease.subnet, r.via, r.dev, { onlink: r.onlink });
+    }));
+  }
+
+  /** DirectRouting's decision, as flannel makes it: the route to the peer's public IP has no gateway. */
+  private isDirect(lease: Lease): boolean {
+    return this.directRouting && this.underlay.pathTo(lease.publicIp).direct;
+  }
+
+  /** The kernel route of a peer: through the VTEP (`via <subnet address> dev flannel.N onlink`) or, direct, `via <public IP> dev <underlay>`. */
+  private wantedRoute(p: VxPeer, dev: string): { via: string; dev: string; onlink: boolean } {
+    if (!p.direct) return { via: u32ToIpv4(p.subnet.net), dev, onlink: true };
+    return { via: p.lease.publicIp, dev: this.underlay.linkName(this.underlay.pathTo(p.lease.publicIp).oif), onlink: false };
+  }
+
+  /**
+   * Stop; direct routes live on the underlay device (the VTEP's go with its device, or stay with a
+   * kept one), so they are removed first, also with `keepDevice` (a route on the underlay left
+   * behind would outlive a peer that leaves before the next start).
+   */
+  override stop(opts: StopOptions = {}): Promise<void> {
+    if (this.kernelLive) {
+      for (const [key, r] of this.routeOf) if (r.dev !== this.deviceName) void this.kernel.deleteRoute(key, r.dev);
+    }
+    this.routeOf.clear();
+    return super.stop(opts);
   }
 
   /** This host's lease (with our VNI and VTEP MAC). */
@@ -167,16 +215,22 @@ export class VxlanBackend extends TunnelCore implements Backend {
    * all-zeros flood list; there the MAC is optional (it may be learned).
    */
   addPeer(lease: Lease): void {
+    this.upsert(lease, false);
+  }
+
+  /** addPeer; `tablesOnly`: the userspace tables only (start-up decides the kernel routes itself). */
+  private upsert(lease: Lease, tablesOnly: boolean): void {
     const subnet = this.peerSubnet(lease);
     if (subnet === undefined) return;
     const key = subnet.toString();
     const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
     if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
     const addr = ipv4ToU32(lease.publicIp);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, subnet, mac, addr, addri: addr | 0 };
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, addr, addri: addr | 0 };
     const old = this.bySubnet.get(key);
-    if (mac !== undefined) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
-    else if (old?.mac !== undefined) this.hosts.removeHost(key);
+    // a direct peer has no route, neighbour or FDB entry here: the kernel routes it past the VTEP
+    if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
+    else if (old?.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     this.bySubnet.set(key, peer);
     if (old) this.removeSender(old);
     this.addSender(peer);
@@ -184,13 +238,18 @@ export class VxlanBackend extends TunnelCore implements Backend {
       if (old && old.addr !== addr) this.unflood(old);
       if (!this.floodList().includes(addr)) this.fdb.append({ mac: 0, dst: addr });
     }
-    // the route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
-    // unless installing it failed before
-    if (this.kernelLive && (old === undefined || this.routeFailed.has(key))) {
-      this.routeFailed.delete(key);
-      const op = this.kernel.replaceRoute(key, u32ToIpv4(subnet.net), this.device!.name);
-      op.catch(() => { if (this.bySubnet.has(key)) this.routeFailed.add(key); });
-      this.kernelUpdate(`route ${key} via ${u32ToIpv4(subnet.net)} dev ${this.deviceName}`, op);
+    // a VTEP route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
+    // unless installing it failed before; a direct route follows the public IP
+    if (this.kernelLive && !tablesOnly) {
+      const r = this.wantedRoute(peer, this.device!.name);
+      const was = this.routeOf.get(key);
+      if (was === undefined || was.via !== r.via || was.dev !== r.dev || this.routeFailed.has(key)) {
+        this.routeFailed.delete(key);
+        this.routeOf.set(key, r);
+        const op = this.kernel.replaceRoute(key, r.via, r.dev, { onlink: r.onlink });
+        op.catch(() => { if (this.bySubnet.has(key)) this.routeFailed.add(key); });
+        this.kernelUpdate(`route ${key} via ${r.via} dev ${r.dev}${r.onlink ? ' onlink' : ''}`, op);
+      }
     }
   }
 
@@ -203,10 +262,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (!old) return;
     this.bySubnet.delete(key);
     this.routeFailed.delete(key);
-    if (old.mac !== undefined) this.hosts.removeHost(key);
+    if (old.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     if (this.mode === 'l2') this.unflood(old);
     this.removeSender(old);
-    if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${this.deviceName}`, this.kernel.deleteRoute(key, this.device!.name));
+    const dev = this.routeOf.get(key)?.dev ?? this.deviceName;
+    this.routeOf.delete(key);
+    if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${dev}`, this.kernel.deleteRoute(key, dev));
   }
 
   /** Take `p`'s public IP off the flood list unless another lease still uses it. */
@@ -288,7 +349,9 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** Counters as a plain object: the core's plus ARP replies and flood counts. */
   override stats(): VxlanStats {
     const c = this.counters;
-    return { ...super.stats(), arpReplies: c.arpReplies, floods: c.floods, floodCopies: c.floodCopies };
+    let direct = 0;
+    for (const p of this.bySubnet.values()) if (p.direct) direct++;
+    return { ...super.stats(), directPeers: direct, arpReplies: c.arpReplies, floods: c.floods, floodCopies: c.floodCopies };
   }
 
   /** Device -> network: L3 (TUN) or L2 (TAP). */
@@ -360,8 +423,11 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); return; }
     const from = s.addr | 0;
     if (this.knownDirty) this.rebuildKnown();
-    const pc = this.known.get(from);
-    if (pc === undefined) { c.drop(D.rx_unknown_peer); return; }
+    let pc = this.known.get(from);
+    if (pc === undefined) {
+      if (!this.learnL3) { c.drop(D.rx_unknown_peer); return; }
+      pc = NO_COUNTERS; // a sender with no lease (learning): counted in the totals only
+    }
     const b = s.buf;
     const off = s.off;
     const len = s.len;
@@ -381,13 +447,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const dh = rd16(b, e);
     const dl = rd32(b, e + 2);
     if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); return; }
+    if (this.learnL3) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
       const ip = e + ETH_HLEN;
       const why = rxIpv4Reason(b, ip, elen - ETH_HLEN);
       if (why !== 0) { c.drop(why); return; }
       if (!this.subnet.containsV4(rd32(b, ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
-      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from)) { c.drop(D.rx_spoofed_inner_source); return; }
+      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from) && !(pc === NO_COUNTERS && this.unleasedSourceOk(rd32(b, ip + 12)))) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, (b[ip + 2]! << 8) | b[ip + 3]!, pc);
     } else if (et === EtherType.ARP) {
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
@@ -404,6 +471,11 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** True when the Ethernet frame `buf[off..off+len)` (ethertype ARP) carries an Ethernet/IPv4 ARP request; targets `this.arp` at it. */
   private arpRequest(buf: Buffer, off: number, len: number): boolean {
     return this.arp.check(buf, off + ETH_HLEN, len - ETH_HLEN) === 'ok' && this.arp.op === ArpOp.REQUEST;
+  }
+
+  /** A sender without a lease (learning) may send from the overlay network, not from our own subnet. */
+  private unleasedSourceOk(src: number): boolean {
+    return this.network.containsV4(src) && !this.subnet.containsV4(src);
   }
 
   /** Inner source (int32) must be inside a subnet owned by the sender (int32 public IP). */

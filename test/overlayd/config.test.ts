@@ -36,6 +36,8 @@ describe('net-conf.json', () => {
     const c = parseNetConf('{"Network":"198.19.0.0/16","SubnetLen":26,"Backend":{"Type":"VXLAN","Port":4789,"VNI":42,"GBP":true,"DirectRouting":true,"MTU":1400}}');
     expect(c.subnetLen).toBe(26);
     expect(c.backend).toEqual({ type: 'vxlan', port: 4789, vni: 42, gbp: true, directRouting: true, mtu: 1400 });
+    expect(parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","Learning":true}}').backend).toMatchObject({ learning: true });
+    expect(parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","Learning":false}}').backend).not.toHaveProperty('learning');
   });
   it('small networks default SubnetLen to prefix + 2', () => {
     expect(parseNetConf('{"Network":"198.19.0.0/26"}').subnetLen).toBe(28);
@@ -47,8 +49,9 @@ describe('net-conf.json', () => {
       .toMatchObject({ subnetMin: '198.19.4.64/26', subnetMax: '198.19.9.192/26' });
   });
   it('unknown Backend.Type is a clear error naming the type and the supported ones', () => {
-    const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}', 'nc.json'));
-    expect(m).toMatch(/nc\.json: Backend\.Type "host-gw" is not supported.*"udp", "vxlan"/);
+    const m = err(() => parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"ipip"}}', 'nc.json'));
+    expect(m).toMatch(/nc\.json: Backend\.Type "ipip" is not supported.*"host-gw", "udp", "vxlan"/);
+    expect(parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}').backend).toMatchObject({ type: 'host-gw', port: 0 });
   });
   it.each([
     ['{"Network": "198.19.0.0/16",}', /nc\.json: invalid JSON/],
@@ -204,8 +207,8 @@ describe('net-conf.json keys as flanneld (Go encoding/json) matches them', () =>
   it('"vni": 4242 is the VNI (it was silently ignored); the Kelvin sign and the long s fold as in Go', () => {
     expect(parseNetConf('{"network": "198.19.0.0/16", "backend": {"type": "vxlan", "vni": 4242}}').backend.vni).toBe(4242);
     expect(parseNetConf('{"Network": "198.19.0.0/16", "\u017fubnetLen": 26}').subnetLen).toBe(26);  // ſubnetLen
-    const k = parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "Learning": true, "\u212Aey": 1}}');
-    expect(k.warnings).toHaveLength(2); // Learning: flanneld-only; Key (Kelvin K): nobody's
+    const k = parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "MacPrefix": "0e:2a", "\u212Aey": 1}}');
+    expect(k.warnings).toHaveLength(2); // MacPrefix: flanneld-only; Key (Kelvin K): nobody's
     // a letter that folds to nothing ASCII matches no key
     expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan", "VN\u00cd": 7}}').backend.vni).toBe(1);
   });

@@ -186,11 +186,11 @@ describe('overlayd lifecycle (fake backend)', () => {
   });
 
   it('net-conf keys nobody reads are logged once at start, as warnings; "vni" is read as VNI', async () => {
-    const t = setup([], {}, '{"network": "198.19.0.0/16", "Backend": {"type": "vxlan", "vni": 4242, "Learning": true}}');
+    const t = setup([], {}, '{"network": "198.19.0.0/16", "Backend": {"type": "vxlan", "vni": 4242, "MacPrefix": "0e:2a"}}');
     await t.daemon.start();
     expect(t.be().params).toMatchObject({ type: 'vxlan', vni: 4242 });
     expect(t.logs.filter((l) => l.startsWith('warning: '))).toEqual([`warning: ${t.cfg.netConf.warnings[0]}`]);
-    expect(t.cfg.netConf.warnings).toEqual([expect.stringMatching(/Backend\."Learning" is read by flanneld but not by overlayd; ignored$/)]);
+    expect(t.cfg.netConf.warnings).toEqual([expect.stringMatching(/Backend\."MacPrefix" is read by flanneld but not by overlayd; ignored$/)]);
   });
 
   it('a failing backend start is stopped, and nothing is left: no subnet.env, no lease file, no capture file', async () => {

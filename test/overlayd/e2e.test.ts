@@ -9,10 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { nsState, pingFrom, sleep, startOverlayd, type Daemon } from './helpers.js';
+import { nsState, pingFrom, sleep, startOverlayd, tcpTransfer, type Daemon } from './helpers.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
 
@@ -94,22 +93,8 @@ describe.runIf(requireNetns()).each(combos)('overlayd end to end (%s backend, %s
     const [h1, h2] = hosts as [H, H, H];
     await until('h1 -> h2', () => ping(h1, h2));
     expect(ping(h2, h1, 3)).toBe(true);
-    const data = randomBytes(1 << 20);
-    const file = join(dir, 'payload.bin');
-    writeFileSync(file, data);
-    const server = `const h=require('crypto').createHash('sha256');let n=0;require('net').createServer(s=>{s.on('data',d=>{h.update(d);n+=d.length});s.on('end',()=>{console.log(n+' '+h.digest('hex'));process.exit(0)})}).listen(5301,'${h2.gw}',()=>console.log('ready'))`;
-    const srv = h2.ns.spawn(process.execPath, ['-e', server]);
-    let out = '';
-    srv.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    const exited = new Promise<void>((r) => srv.on('exit', () => r()));
-    try {
-      await until('TCP server ready', () => out.includes('ready'));
-      h1.ns.exec(process.execPath, ['-e', `const s=require('net').connect({port:5301,host:'${h2.gw}',localAddress:'${h1.gw}'},()=>s.end(require('fs').readFileSync('${file}')));s.on('error',e=>{console.error(e.message);process.exit(1)})`], { timeout: 30_000 });
-      await Promise.race([exited, sleep(20_000)]);
-      expect(out).toContain(`${data.length} ${createHash('sha256').update(data).digest('hex')}`);
-    } finally {
-      srv.kill('SIGKILL');
-    }
+    const r = await tcpTransfer(h1.ns, h1.gw, h2.ns, h2.gw, { dir });
+    expect(r.got).toBe(r.want);
   });
 
   it('a peer added to the peers file takes effect live, without disturbing other peers\' traffic', async () => {

@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import type { NsHost, Testbed } from '../helpers/netns.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
@@ -112,4 +113,78 @@ export function buildBed(tb: Testbed, a: BedHost, b: BedHost, conf: string): voi
     h.ns.ip('link', 'set', 'cni0', 'up');
     writeVxlanPeers(h, [a, b]);
   }
+}
+
+/**
+ * Send `bytes` random bytes over TCP from `src` (an address on `from`) to `dst` port `port` on `to`
+ * (a node server in `to`); resolves with what the server received ("<length> <sha256>") and the
+ * expected line, for the caller to compare.
+ */
+export async function tcpTransfer(from: NsHost, src: string, to: NsHost, dst: string, opts: { bytes?: number; port?: number; dir: string }): Promise<{ got: string; want: string }> {
+  const data = randomBytes(opts.bytes ?? 1 << 20);
+  const port = opts.port ?? 5301;
+  const file = join(opts.dir, `payload-${port}.bin`);
+  writeFileSync(file, data);
+  const server = `const h=require('crypto').createHash('sha256');let n=0;require('net').createServer(s=>{s.on('data',d=>{h.update(d);n+=d.length});s.on('end',()=>{console.log(n+' '+h.digest('hex'));process.exit(0)})}).listen(${port},'${dst}',()=>console.log('ready'))`;
+  const srv = to.spawn(process.execPath, ['-e', server]);
+  let out = '';
+  srv.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((r) => srv.on('exit', () => r()));
+  try {
+    const end = Date.now() + 10_000;
+    while (!out.includes('ready')) {
+      if (Date.now() > end || srv.exitCode !== null) throw new Error('TCP server did not start');
+      await sleep(50);
+    }
+    from.exec(process.execPath, ['-e', `const s=require('net').connect({port:${port},host:'${dst}',localAddress:'${src}'},()=>s.end(require('fs').readFileSync('${file}')));s.on('error',e=>{console.error(e.message);process.exit(1)})`], { timeout: 30_000 });
+    await Promise.race([exited, sleep(20_000)]);
+    return { got: out.replace('ready\n', '').trim(), want: `${data.length} ${createHash('sha256').update(data).digest('hex')}` };
+  } finally {
+    srv.kill('SIGKILL');
+  }
+}
+
+/** GET http://127.0.0.1:PORT/PATH from inside a namespace; the body. */
+export function fetchIn(host: NsHost, port: number, path: string): string {
+  return host.exec(process.execPath, ['-e', `fetch('http://127.0.0.1:${port}${path}').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})`], { timeout: 10_000 });
+}
+
+/** A host of {@link twoSegments}: its namespace, underlay address and overlay subnet/gateway (198.19.N.0/24, .1). */
+export interface SegHost { n: number; ns: NsHost; ip: string; subnet: string; gw: string }
+
+/**
+ * Two underlay segments joined by a router: hosts 1..`near` on a bridge (198.18.0.N/24, dev eth0),
+ * the bridge's namespace (`hub`, 198.18.0.254) routing to a second segment 198.18.1.0/24 where host
+ * `near + 1` lives (198.18.1.(near+1), dev eth0, default via 198.18.1.254). The near hosts route
+ * 198.18.1.0/24 via the hub, so the far host is reachable from them but not on their segment.
+ * Every host gets a "cni0" bridge holding its overlay gateway address.
+ */
+export function twoSegments(tb: { host(s: string): NsHost; lan(h: { host: NsHost; dev: string; cidr: string }[]): NsHost; link(a: NsHost, ad: string, ac: string, b: NsHost, bd: string, bc: string): void }, near: number): { hosts: SegHost[]; far: SegHost; hub: NsHost } {
+  const mk = (n: number, ip: string): SegHost => ({ n, ns: tb.host(`h${n}`), ip, subnet: `198.19.${n}.0/24`, gw: `198.19.${n}.1` });
+  const hosts: SegHost[] = [];
+  for (let n = 1; n <= near; n++) hosts.push(mk(n, `198.18.0.${n}`));
+  const far = mk(near + 1, `198.18.1.${near + 1}`);
+  const hub = tb.lan(hosts.map((h) => ({ host: h.ns, dev: 'eth0', cidr: `${h.ip}/24` })));
+  hub.ip('addr', 'add', '198.18.0.254/24', 'dev', 'br0');
+  tb.link(hub, 'seg1', '198.18.1.254/24', far.ns, 'eth0', `${far.ip}/24`);
+  hub.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  far.ns.ip('route', 'add', 'default', 'via', '198.18.1.254');
+  for (const h of hosts) h.ns.ip('route', 'add', '198.18.1.0/24', 'via', '198.18.0.254');
+  for (const h of [...hosts, far]) {
+    h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
+    h.ns.ip('addr', 'add', `${h.gw}/24`, 'dev', 'cni0');
+    h.ns.ip('link', 'set', 'cni0', 'up');
+  }
+  return { hosts, far, hub };
+}
+
+/** The kernel route to `to`'s overlay subnet in `from` (`ip route show <subnet>`), trimmed; '' when none. */
+export function routeTo(from: SegHost, to: SegHost): string {
+  return from.ns.ip('route', 'show', to.subnet).trim();
+}
+
+/** A host-gw / direct route to `to`: `<subnet> via <public IP> dev eth0`, as `ip route` prints it. */
+export function viaPublicIp(to: SegHost): RegExp {
+  const esc = (s: string): string => s.replace(/[./]/g, (c) => `\\${c}`);
+  return new RegExp(`^${esc(to.subnet)} via ${esc(to.ip)} dev eth0( |$)`);
 }

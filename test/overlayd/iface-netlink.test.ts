@@ -25,4 +25,21 @@ describe.runIf(requireNetns())('underlay interface discovery over rtnetlink', ()
     // Kernel (ifindex) order: lo first.
     expect(r.nl[0]!.name).toBe('lo');
   });
+
+  it('--iface-can-reach: the interface and source address of the kernel\'s route to the address (ip route get)', () => {
+    const h = tb.host('b');
+    const peer = tb.host('c');
+    tb.link(h, 'd0', '198.18.0.1/24', peer, 'p0', '198.18.0.2/24');
+    tb.link(h, 'd1', '198.18.1.1/24', peer, 'p1', '198.18.1.254/24');
+    h.ip('route', 'add', '198.18.5.0/24', 'via', '198.18.1.254', 'dev', 'd1');
+    const script = "import { pickInterface } from './src/overlayd/iface.ts';" +
+      "const out = {}; for (const a of ['198.18.5.7', '198.18.0.9', '198.18.1.3']) out[a] = pickInterface({ canReach: a });" +
+      "try { pickInterface({ canReach: '198.19.9.9' }); } catch (e) { out.err = e.message; }" +
+      'console.log(JSON.stringify(out));';
+    const r = JSON.parse(sh('ip', ['netns', 'exec', h.name, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT })) as Record<string, { name: string; localIp: string; reason: string }> & { err: string };
+    expect(r['198.18.5.7']).toMatchObject({ name: 'd1', localIp: '198.18.1.1', reason: "the kernel's route to --iface-can-reach 198.18.5.7 goes out of it with source 198.18.1.1" });
+    expect(r['198.18.0.9']).toMatchObject({ name: 'd0', localIp: '198.18.0.1' });
+    expect(r['198.18.1.3']).toMatchObject({ name: 'd1', localIp: '198.18.1.1' });
+    expect(r.err).toMatch(/^--iface-can-reach 198\.19\.9\.9: no route to it \(.*ENETUNREACH/);
+  });
 });

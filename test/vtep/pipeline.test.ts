@@ -85,6 +85,26 @@ function vxlanFrame(vni: number, dmac: string, smac: string, ethertype: number, 
 }
 
 describe('VxlanBackend L3 pipeline', () => {
+  it('learning (net-conf Learning): a sender without a lease is accepted from the overlay network and its MAC learned; without learning it is dropped', async () => {
+    const stranger = ipv4ToU32('198.18.0.9');
+    const frame = (src: string, smac = '02:00:00:00:00:09') => vxlanFrame(1, '02:00:00:00:00:01', smac, 0x0800, ipv4Packet(src, '198.19.1.5'));
+    const off = await vx('l3');
+    off.tr.inject([{ addr: stranger, data: frame('198.19.9.5') }]);
+    expect(off.dev.written).toHaveLength(0);
+    expect(off.b.stats().drops).toEqual({ rx_unknown_peer: 1 });
+    const on = await vx('l3', { learning: true });
+    on.tr.inject([
+      { addr: stranger, data: frame('198.19.9.5') }, // accepted
+      { addr: stranger, data: frame('198.18.7.7') }, // inner source outside the overlay network
+      { addr: stranger, data: frame('198.19.1.7') }, // inner source in our own subnet
+      { addr: PEER, data: frame('198.19.9.6', PEER_MAC) }, // a leased peer is still held to its subnet
+    ]);
+    expect(on.dev.written).toHaveLength(1);
+    expect(on.b.stats().drops).toEqual({ rx_spoofed_inner_source: 3 });
+    expect(on.b.fdbEntries()['02:00:00:00:00:09']).toEqual(['198.18.0.9']);
+    expect(on.b.fdbEntries()[PEER_MAC]).toEqual(['198.18.0.2']); // the lease's entry is never moved
+  });
+
   it('encapsulates route -> neighbour -> FDB with the inner Ethernet header', async () => {
     const { dev, tr } = await vx('l3');
     const p = ipv4Packet('198.19.1.0', '198.19.2.0');
@@ -241,7 +261,7 @@ describe('core: failures are counted by what happened', () => {
     await b.start();
     b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: PEER_MAC });
     await new Promise((r) => setImmediate(r));
-    expect(b.stats().errors).toEqual({ kernel: 1, lastKernel: 'route 198.19.2.0/24 via 198.19.2.0 dev flannel.1: RTM_NEWROUTE: ENETUNREACH' });
+    expect(b.stats().errors).toEqual({ kernel: 1, lastKernel: 'route 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink: RTM_NEWROUTE: ENETUNREACH' });
     expect(seen).toHaveLength(1);
     expect((seen[0]!.cause as Error).message).toBe('RTM_NEWROUTE: ENETUNREACH');
   });

@@ -94,6 +94,15 @@ export function routePayload(type: number, r: RouteSpec, oif?: number): Buffer {
   return Buffer.concat([hdr, attrs.bytes()]);
 }
 
+/** RTM_GETROUTE payload asking which route the kernel would use for the single address `dst` (`ip route get`). */
+export function routeGetPayload(dst: string): Buffer {
+  const { family, addr } = parseCidr(dst);
+  const hdr = Buffer.alloc(RTMSG_LEN);
+  hdr[0] = family === 4 ? AF_INET : AF_INET6;
+  hdr[1] = addr.length * 8;
+  return Buffer.concat([hdr, new AttrWriter().add(RTA_DST, addr).bytes()]);
+}
+
 /** RTM_GETROUTE dump payload for one family. */
 export function routeDumpPayload(family: 4 | 6): Buffer {
   const hdr = Buffer.alloc(RTMSG_LEN);
