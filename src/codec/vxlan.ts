@@ -166,8 +166,22 @@ export function innerFlowHash(buf: Uint8Array, off: number, len: number, seed = 
     et = (buf[p]! << 8) | buf[p + 1]!;
   }
   h = mix(h, et);
-  p += 2;
-  const end = off + len;
+  return ipFlowMix(buf, p + 2, off + len, et, h);
+}
+
+/**
+ * The flow hash of a bare IP packet at `buf[off..off+len)` (the UDP backend's payload), the same
+ * mixing as {@link innerFlowHash} applies to an Ethernet frame's IP part: addresses, protocol,
+ * ports of a first fragment. Allocation-free; never returns 0.
+ */
+export function ipFlowHash(buf: Uint8Array, off: number, len: number, seed = 0): number {
+  if (!inBounds(buf, off, len) || len < 1) return fmix(seed ^ 0x9e3779b9) || 1;
+  const v = buf[off]! >>> 4;
+  return ipFlowMix(buf, off, off + len, v === 4 ? EtherType.IPv4 : v === 6 ? EtherType.IPv6 : 0, seed | 0);
+}
+
+/** Mix the IPv4/IPv6 flow fields of the packet at `buf[p..end)` (EtherType `et`) into `h`; finalised. */
+function ipFlowMix(buf: Uint8Array, p: number, end: number, et: number, h: number): number {
   let proto = -1;
   let l4 = 0;
   if (et === EtherType.IPv4 && p + IPV4_HLEN <= end && buf[p]! >>> 4 === 4) {

@@ -50,7 +50,7 @@ export interface BackendParams {
   timing?: boolean;
   /** Busy-poll window (`--busy-poll-us`), microseconds. */
   busyPollUs?: number;
-  /** VXLAN source-port pool size (`--source-ports`; absent: the backend's default). */
+  /** Source-port pool size (`--source-ports`; absent: the backend's default). */
   sourcePorts?: number;
   /** Informational dataplane messages (an offload the kernel refused): logged by overlayd. */
   onLog?: (msg: string) => void;
@@ -88,6 +88,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
   if (p.onLog) o.onLog = p.onLog;
   if (p.deviceName !== undefined) o.deviceName = p.deviceName;
   if (p.deviceAlias !== undefined) o.deviceAlias = p.deviceAlias;
+  if (p.sourcePorts !== undefined && p.type !== 'host-gw') o.sourcePorts = p.sourcePorts;
   if (p.type === 'udp') return o;
   if (p.type === 'host-gw') return { ...o, underlayIface: p.iface };
   const v: BackendConfig = { ...o, vni: p.vni, gbp: p.gbp };
@@ -97,7 +98,6 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
     v.underlayIface = p.iface;
   }
   if (p.vtepMac) v.vtepMac = p.vtepMac;
-  if (p.sourcePorts !== undefined) v.sourcePorts = p.sourcePorts;
   return v;
 }
 

@@ -66,7 +66,7 @@ export interface CliOptions {
   timing?: boolean;
   /** --busy-poll-us (0 = off). */
   busyPollUs?: number;
-  /** --source-ports (VXLAN source-port pool size). */
+  /** --source-ports (source-port pool size). */
   sourcePorts?: number;
   /** --stats-interval SEC (0 = off). */
   statsInterval: number;
@@ -161,10 +161,10 @@ Dataplane:
   --busy-poll-us N       after each batch keep reading the device and socket without sleeping until
                          nothing came for N microseconds (lower round-trip latency, for up to N µs
                          of CPU after every batch; default 0: off)
-  --source-ports N       VXLAN: send each inner flow from one of N sockets on ephemeral ports (picked by
-                         a hash of the flow, as the kernel's VXLAN device picks per-flow source ports,
-                         so ECMP fabrics spread the tunnels); 0: every datagram from the VXLAN port
-                         (default 16, at most 64)
+  --source-ports N       send each inner flow from one of N sockets on ephemeral ports (picked by a
+                         hash of the flow, as the kernel's VXLAN device picks per-flow source ports,
+                         so ECMP fabrics spread the tunnels); 0: every datagram from the backend's
+                         port (default: vxlan 16, udp 0 as flanneld; at most 64)
   --pcap FILE            capture inner (overlay) and outer (underlay UDP) packets to FILE
                          (pcap, LINKTYPE_RAW; pcapng with per-direction flags if FILE ends in .pcapng)
 

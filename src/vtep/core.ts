@@ -253,12 +253,12 @@ export abstract class TunnelCore {
   private readonly txVia: Int32Array;
   private nTx = 0;
   /**
-   * Source-port pool size (a backend sets it before start): datagrams leave from one of this many
+   * Source-port pool size ({@link useSourcePorts}, before start): datagrams leave from one of this many
    * extra sockets, bound to ephemeral ports, picked by a hash of the inner flow ({@link viaFor}),
    * as the kernel's VXLAN device picks a per-flow source port, so that ECMP fabrics spread the
    * tunnels over their paths. 0: everything leaves from `port`.
    */
-  protected sourcePortPool = 0;
+  private sourcePortPool = 0;
   /** The pool's sockets (open while running). */
   private txPool: UdpTransport[] = [];
   /** flushTx with a pool: the queued datagrams grouped by socket (stable), their queue indices, counts, errors. */
@@ -901,6 +901,17 @@ export abstract class TunnelCore {
   protected viaFor(hash: number): number {
     const k = this.txPool.length;
     return k === 0 ? 0 : 1 + Math.floor((hash & 0x7fffffff) * k / 0x80000000);
+  }
+
+  /** True while datagrams leave from a source-port pool (pass {@link viaFor} of the flow's hash to sendTo). */
+  protected get hasSourcePorts(): boolean {
+    return this.txPool.length > 0;
+  }
+
+  /** Set the source-port pool size (a backend's constructor: its default when the options give none). */
+  protected useSourcePorts(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${n} (0-${SOURCE_PORTS_MAX})`);
+    this.sourcePortPool = n;
   }
 
   /** Local ports of the source-port pool's sockets (empty without a pool, or when stopped). */

@@ -101,6 +101,15 @@ export interface CommonBackendOptions {
    */
   busyPollUs?: number;
   /**
+   * Per-flow UDP source ports, as the kernel's VXLAN device: datagrams leave from one of this
+   * many sockets bound to ephemeral ports (the kernel's ip_local_port_range, the range its VXLAN
+   * device uses by default), picked by a hash of the inner flow, so that ECMP fabrics spread
+   * the tunnels; one flow always leaves from one port. 0: every datagram from `port`. At most
+   * 64. Default: VXLAN 16; the UDP backend 0 (flanneld's UDP backend sends from 8285).
+   * Receiving stays on `port`.
+   */
+  sourcePorts?: number;
+  /**
    * Informational messages outside the packet path (an offload the kernel refused, GSO falling
    * back to software splitting). Each condition is reported once. Never called per packet.
    */
@@ -149,14 +158,6 @@ export interface VxlanBackendOptions extends CommonBackendOptions {
   proxyArp?: boolean;
   /** Called on FDB (l2miss) and neighbour (l3miss) misses; at most once per key per second. */
   onMiss?: (ev: MissEvent) => void;
-  /**
-   * Per-flow UDP source ports, as the kernel's VXLAN device: datagrams leave from one of this
-   * many sockets bound to ephemeral ports (the kernel's ip_local_port_range, the range its VXLAN
-   * device uses by default), picked by a hash of the inner flow, so that ECMP fabrics spread
-   * the tunnels; one flow always leaves from one port. 0: every datagram from `port`.
-   * Default 16, at most 64. Receiving stays on `port`.
-   */
-  sourcePorts?: number;
   /**
    * L3 mode: flannel's DirectRouting. A peer whose public IP the kernel reaches without a gateway
    * (directly connected, decided from the routing table read at start) gets the kernel route

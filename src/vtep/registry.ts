@@ -16,8 +16,6 @@ export interface BackendConfig extends CommonBackendOptions {
   gbp?: boolean;
   /** Our VTEP MAC, stable across restarts (VXLAN). */
   vtepMac?: string;
-  /** Source-port pool size (VXLAN; see VxlanBackendOptions.sourcePorts). */
-  sourcePorts?: number;
   /** The underlay interface (host-gw's routes; VXLAN DirectRouting's direct routes). */
   underlayIface?: string;
   /** VXLAN: route peers on the underlay's segment directly, without encapsulation (flannel's DirectRouting). */

@@ -12,7 +12,7 @@
 import type { Backend, Lease } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
-import { FLANNEL_UDP_PORT, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
+import { FLANNEL_UDP_PORT, ipFlowHash, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
 import { D, type PeerCounters } from './counters.js';
 import { RouteTable4 } from '../fdb/index.js';
 import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
@@ -45,6 +45,7 @@ export class UdpBackend extends TunnelCore implements Backend {
 
   constructor(opts: UdpBackendOptions) {
     super(opts, 'tun', 'flannel0', FLANNEL_UDP_PORT, UDP_OVERHEAD);
+    this.useSourcePorts(opts.sourcePorts ?? 0);
   }
 
   protected async configureKernel(dev: string): Promise<void> {
@@ -113,7 +114,8 @@ export class UdpBackend extends TunnelCore implements Backend {
     if (b[off + 8]! <= 1) { this.refuse(D.tx_ttl_exceeded, IcmpKind.TimeExceeded, b, off, len); return; }
     if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     ipv4DecrementTtl(b, off);
-    this.sendTo(b, off, len, peer.counters); // the counters carry the peer's address
+    // with a source-port pool, the inner flow picks the socket (as VXLAN's)
+    this.sendTo(b, off, len, peer.counters, this.hasSourcePorts ? this.viaFor(ipFlowHash(b, off, len)) : 0); // the counters carry the peer's address
   }
 
   /** Another segment of the super-packet whose first segment fromDevice sent: its TTL too. */

@@ -129,9 +129,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.learning = opts.learning ?? false;
     this.learnL3 = mode === 'l3' && this.learning;
     this.proxyArp = opts.proxyArp ?? false;
-    const sp = opts.sourcePorts ?? DEFAULT_SOURCE_PORTS;
-    if (!Number.isInteger(sp) || sp < 0 || sp > SOURCE_PORTS_MAX) throw new Error(`invalid sourcePorts ${opts.sourcePorts} (0-${SOURCE_PORTS_MAX})`);
-    this.sourcePortPool = sp;
+    this.useSourcePorts(opts.sourcePorts ?? DEFAULT_SOURCE_PORTS);
     this.directRouting = mode === 'l3' && opts.directRouting === true;
     if (opts.vtepMac) this.vtepMac = parseMac(opts.vtepMac);
     else {
@@ -364,7 +362,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private sendToAll(b: Buffer, off: number, len: number, ds: readonly { ip: number }[]): void {
     if (this.knownDirty) this.rebuildKnown();
     // the source port: a hash of the inner frame's flow picks the pool socket (as the kernel's udp_flow_src_port)
-    const via = this.sourcePortPool > 0 ? this.viaFor(innerFlowHash(b, off + VXLAN_HLEN, len - VXLAN_HLEN)) : 0;
+    const via = this.hasSourcePorts ? this.viaFor(innerFlowHash(b, off + VXLAN_HLEN, len - VXLAN_HLEN)) : 0;
     for (let k = 0; k < ds.length; k++) {
       const a = ds[k]!.ip | 0;
       // every FDB destination is in `known` (rebuilt with the FDB); one added since has counters made here

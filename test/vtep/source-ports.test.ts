@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { oursAndKernel, tcpTransfer, type OursAndKernel } from './harness.js';
+import { HostProc, oursAndKernel, tcpTransfer, type OursAndKernel } from './harness.js';
 import { readPcap } from '../codec/pcap-read.js';
 import { startCapture } from '../helpers/capture.js';
 
@@ -33,16 +33,20 @@ for i in range(${FLOWS}):
   h.exec('python3', ['-c', py]);
 }
 
-/** Capture VXLAN datagrams on `h`'s u0 while `f` runs: inner UDP source port -> outer source ports seen. */
-async function capture(tb: Testbed, h: NsHost, dir: string, f: () => void): Promise<Map<number, Set<number>>> {
-  const cap = await startCapture(tb, h, 'u0', join(dir, `sp-${Date.now()}.pcap`), 'udp dst port 8472', 256);
+/**
+ * Capture tunnel datagrams to `port` on `h`'s u0 while `f` runs: inner UDP source port -> outer
+ * source ports seen. The inner IPv4 packet starts `innerOff` bytes into the UDP payload (VXLAN:
+ * its header and the inner Ethernet header; the UDP backend: 0).
+ */
+async function capture(tb: Testbed, h: NsHost, dir: string, f: () => void, port = 8472, innerOff = 8 + 14): Promise<Map<number, Set<number>>> {
+  const cap = await startCapture(tb, h, 'u0', join(dir, `sp-${Date.now()}.pcap`), `udp dst port ${port}`, 256);
   f();
   const file = await cap.stop();
   const flows = new Map<number, Set<number>>();
   for (const { data: fr } of readPcap(readFileSync(file)).records) {
     const udp = 14 + (fr[14]! & 15) * 4;
-    const iip = udp + 8 + 8 + 14;
-    if (fr.length < iip + 28 || fr.readUInt16BE(iip - 2) !== 0x0800 || fr[iip + 9] !== 17) continue;
+    const iip = udp + 8 + innerOff;
+    if (fr.length < iip + 28 || fr[iip]! >>> 4 !== 4 || fr[iip + 9] !== 17) continue;
     const il4 = iip + (fr[iip]! & 15) * 4;
     if (fr.readUInt16BE(il4 + 2) !== DST_PORT) continue;
     const inner = fr.readUInt16BE(il4);
@@ -93,6 +97,40 @@ describe.runIf(requireNetns())('per-flow UDP source ports (our VTEP -> kernel fl
     expect(st.offload?.gsoSends).toBeGreaterThan(0);
     await bed.ours.stop();
   }, 90_000);
+
+  it('the UDP backend (default: all from 8285, as flanneld) with sourcePorts 8: per-flow ports too', async () => {
+    const tb3 = new Testbed('tnsu');
+    try {
+      const a = tb3.host('a');
+      const b = tb3.host('b');
+      tb3.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
+      const base = { kind: 'udp', network: '198.19.0.0/16', transport: 'mmsg' };
+      const ua = await HostProc.start(tb3, a, { ...base, subnet: '198.19.1.0/24', publicIp: '198.18.0.1', sourcePorts: 8 });
+      const ub = await HostProc.start(tb3, b, { ...base, subnet: '198.19.2.0/24', publicIp: '198.18.0.2' });
+      await ua.addPeer(ub.lease);
+      await ub.addPeer(ua.lease);
+      const ports = (await ua.stats()).stats.sourcePorts as number[];
+      expect(ports).toHaveLength(8);
+      expect((await ub.stats()).stats.sourcePorts, 'the UDP backend defaults to none').toBeUndefined();
+      const flows = await capture(tb3, b, dir, () => sendFlows(a, '198.19.2.0'), 8285, 0);
+      expect(flows.size).toBe(FLOWS);
+      const used = new Set<number>();
+      for (const outer of flows.values()) {
+        expect(outer.size).toBe(1);
+        expect(ports).toContain([...outer][0]);
+        used.add([...outer][0]!);
+      }
+      expect(used.size).toBeGreaterThanOrEqual(4);
+      // and b, without a pool, answers from 8285
+      const back = await capture(tb3, a, dir, () => sendFlows(b, '198.19.1.0'), 8285, 0);
+      expect(back.size).toBe(FLOWS);
+      for (const outer of back.values()) expect([...outer]).toEqual([8285]);
+      await ua.stop();
+      await ub.stop();
+    } finally {
+      tb3.destroy();
+    }
+  }, 60_000);
 
   it('sourcePorts 0: every datagram leaves from port 8472', async () => {
     const tb2 = new Testbed('tnsq');
