@@ -119,6 +119,35 @@ export function readPeakRssKiB(pid: number): number | null {
   }
 }
 
+/**
+ * `pid` and its live descendants (overlayd's supervisor and its packet process): a scan of
+ * /proc for parent links. Just `[pid]` when it has none.
+ */
+export function processTree(pid: number): number[] {
+  const parent = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
+      const kids = parent.get(ppid);
+      if (kids) kids.push(Number(d));
+      else parent.set(ppid, [Number(d)]);
+    } catch { /* gone */ }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => { out.push(p); for (const c of parent.get(p) ?? []) walk(c); };
+  walk(pid);
+  return out;
+}
+
+/** Peak RSS (VmHWM) summed over `pid`'s process tree ({@link processTree}), KiB; null when `pid` is gone. */
+export function readTreePeakRssKiB(pid: number): number | null {
+  const own = readPeakRssKiB(pid);
+  if (own === null) return null;
+  return processTree(pid).reduce((t, p) => t + (p === pid ? own : readPeakRssKiB(p) ?? 0), 0);
+}
+
 /** Short command name of a process, or null. */
 export function readComm(pid: number): string | null {
   try {
@@ -144,8 +173,13 @@ export function snapshot(procs: Record<string, number>): CpuSnapshot {
   const self = readProcTimes('self');
   const out: CpuSnapshot = { sys: readSystemTimes(), ksoftirqd: readKsoftirqdTicks(), childUser: self?.cutime ?? 0, childSys: self?.cstime ?? 0, procs: {} };
   for (const [name, pid] of Object.entries(procs)) {
-    const t = readProcTimes(pid);
-    if (t) out.procs[name] = [t.utime, t.stime];
+    // the whole tree: overlayd's packet work runs in a child of the supervisor
+    for (const p of processTree(pid)) {
+      const t = readProcTimes(p);
+      if (!t) continue;
+      const [u, s] = out.procs[name] ?? [0, 0];
+      out.procs[name] = [u + t.utime, s + t.stime];
+    }
   }
   return out;
 }

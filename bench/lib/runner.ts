@@ -14,7 +14,7 @@ import { compileLat, startRrServer } from './lat.js';
 import { measureLatency } from './latency.js';
 import { isOurs, PATH_LABELS, type MetricKey } from './metrics.js';
 import { measureRtt } from './ping.js';
-import { cpuDelta, readComm, readPeakRssKiB, snapshot } from './proc.js';
+import { cpuDelta, readComm, readTreePeakRssKiB, snapshot } from './proc.js';
 import type { ProfileSummary, RawPathResult, TestRecord } from './report.js';
 import { createBed, type BenchBed } from './testbed.js';
 
@@ -216,8 +216,8 @@ export async function measurePath(path: BenchPath, s: RunSettings): Promise<RawP
       }
 
       if (isOurs(id)) {
-        // Peak RSS since the daemon started (VmHWM), the larger of the two hosts.
-        const peaks = Object.values(inst.daemons()).map((p) => readPeakRssKiB(p) ?? NaN).filter(Number.isFinite);
+        // Peak RSS since the daemon started (VmHWM, summed over its processes), the larger of the two hosts.
+        const peaks = Object.values(inst.daemons()).map((p) => readTreePeakRssKiB(p) ?? NaN).filter(Number.isFinite);
         const mib = peaks.length ? Math.max(...peaks) / 1024 : NaN;
         push(result, 'rssPeak', mib);
         s.log(`${tag} peak RSS ${mib.toFixed(1)} MiB`);
