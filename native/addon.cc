@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -1293,6 +1294,224 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
   }
 };
 
+// ---------------------------------------------------------------------------
+// Descriptor hand-over (the supervisor and `overlayd --takeover`): adopting a TUN/TAP queue or a
+// UDP socket inherited from another process, and a SOCK_SEQPACKET Unix socket that carries
+// descriptors (SCM_RIGHTS) between processes.
+
+// adoptFd(fd, kind "tun" | "udp") -> tun: { name, ifindex, tap, vnetHdr, multiQueue };
+// udp: { family, port }. Checks that fd is what it claims, makes it non-blocking and close-on-exec,
+// and tracks it (closeFd and BatchIo.close close it).
+static Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) return ThrowType(env, "adoptFd(fd, 'tun' | 'udp')");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string kind = info[1].As<Napi::String>().Utf8Value();
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return ThrowErrno(env, errno, "adopt fd " + std::to_string(fd));
+  Napi::Object out = Napi::Object::New(env);
+  if (kind == "tun") {
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (ioctl(fd, TUNGETIFF, &ifr) < 0) return ThrowErrno(env, errno, "TUNGETIFF fd " + std::to_string(fd));
+    out.Set("name", Napi::String::New(env, ifr.ifr_name));
+    out.Set("ifindex", Napi::Number::New(env, if_nametoindex(ifr.ifr_name)));
+    out.Set("tap", Napi::Boolean::New(env, (ifr.ifr_flags & IFF_TAP) != 0));
+    out.Set("vnetHdr", Napi::Boolean::New(env, (ifr.ifr_flags & IFF_VNET_HDR) != 0));
+    out.Set("multiQueue", Napi::Boolean::New(env, (ifr.ifr_flags & IFF_MULTI_QUEUE) != 0));
+  } else if (kind == "udp") {
+    int type = 0;
+    socklen_t l = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0) return ThrowErrno(env, errno, "SO_TYPE fd " + std::to_string(fd));
+    sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) return ThrowErrno(env, errno, "getsockname");
+    if (type != SOCK_DGRAM || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) return ThrowErrno(env, ENOTSOCK, "fd " + std::to_string(fd) + " is not a UDP socket");
+    out.Set("family", Napi::Number::New(env, ss.ss_family == AF_INET6 ? 6 : 4));
+    int port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                        : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    out.Set("port", Napi::Number::New(env, port));
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, text, sizeof(text));
+    else inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof(text));
+    out.Set("address", Napi::String::New(env, text));
+  } else {
+    return ThrowType(env, "adoptFd: kind must be 'tun' or 'udp'");
+  }
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return ThrowErrno(env, errno, "F_SETFL");
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  TrackFd(fd);
+  return out;
+}
+
+static bool UnixAddr(const std::string& path, sockaddr_un* sa) {
+  memset(sa, 0, sizeof(*sa));
+  sa->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(sa->sun_path)) return false;
+  memcpy(sa->sun_path, path.data(), path.size());
+  return true;
+}
+
+// unixListen(path) -> fd: a non-blocking SOCK_SEQPACKET socket listening at path, mode 0600.
+static Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "unixListen(path)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  sockaddr_un sa;
+  if (!UnixAddr(path, &sa)) return ThrowErrno(env, ENAMETOOLONG, "unix socket " + path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket(AF_UNIX)");
+  mode_t old = umask(077);
+  int r = bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  umask(old);
+  if (r < 0 || listen(fd, 4) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "bind " + path);
+  }
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// unixConnect(path) -> fd (non-blocking SOCK_SEQPACKET, connected).
+static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "unixConnect(path)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  sockaddr_un sa;
+  if (!UnixAddr(path, &sa)) return ThrowErrno(env, ENAMETOOLONG, "unix socket " + path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket(AF_UNIX)");
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "connect " + path);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// unixAccept(fd) -> the accepted connection's fd (non-blocking), or -1 when none is pending.
+static Napi::Value UnixAccept(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info);
+  int c = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (c < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return Napi::Number::New(env, -1);
+    return ThrowErrno(env, errno, "accept");
+  }
+  TrackFd(c);
+  return Napi::Number::New(env, c);
+}
+
+// unixSend(fd, buf, fds[]) -> bytes sent: one message, with the descriptors as SCM_RIGHTS.
+static Napi::Value UnixSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsBuffer() || !info[2].IsArray()) return ThrowType(env, "unixSend(fd, buf, fds[])");
+  int fd = ArgFd(info);
+  Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+  Napi::Array a = info[2].As<Napi::Array>();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < a.Length() && i < 16; i++) fds.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  iovec iov{b.Data(), b.Length()};
+  msghdr mh;
+  memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  std::vector<uint64_t> ctrl((CMSG_SPACE(sizeof(int) * 16) + 7) / 8);
+  if (!fds.empty()) {
+    mh.msg_control = ctrl.data();
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+  if (r < 0) return ThrowErrno(env, errno, "sendmsg");
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+// unixRecv(fd, buf) -> { len, fds } (len 0: the peer closed), or null when nothing is queued.
+// Received descriptors are close-on-exec and tracked.
+static Napi::Value UnixRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsBuffer()) return ThrowType(env, "unixRecv(fd, buf)");
+  int fd = ArgFd(info);
+  Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+  iovec iov{b.Data(), b.Length()};
+  std::vector<uint64_t> ctrl((CMSG_SPACE(sizeof(int) * 16) + 7) / 8);
+  msghdr mh;
+  memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctrl.data();
+  mh.msg_controllen = ctrl.size() * 8;
+  ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return env.Null();
+    return ThrowErrno(env, errno, "recvmsg");
+  }
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int x;
+      memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      TrackFd(x);
+      fds.Set(n++, Napi::Number::New(env, x));
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("len", Napi::Number::New(env, static_cast<double>(r)));
+  out.Set("fds", fds);
+  if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) out.Set("truncated", Napi::Boolean::New(env, true));
+  return out;
+}
+
+// tcpListen(address, port) -> fd: a non-blocking listening TCP socket (SO_REUSEADDR), for a
+// server another process serves (the supervisor holds it; its packet process accepts on it).
+static Napi::Value TcpListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "tcpListen(address, port)");
+  std::string addr = info[0].As<Napi::String>().Utf8Value();
+  int port = info[1].As<Napi::Number>().Int32Value();
+  int fam = addr.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  sockaddr_storage ss;
+  socklen_t sl;
+  if (!ParseAddr(addr, port, fam, &ss, &sl)) return ThrowErrno(env, EINVAL, "listen " + addr);
+  int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0 || listen(fd, 511) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "listen " + addr + ":" + std::to_string(port));
+  }
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// dupFd(fd) -> a duplicate (close-on-exec, tracked): one more descriptor of the same socket or queue.
+static Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = fcntl(ArgFd(info), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return ThrowErrno(env, errno, "dup");
+  TrackFd(fd);
+  return Napi::Number::New(env, fd);
+}
+
+// trackFd(fd): let closeFd close a descriptor this addon did not open (an inherited one).
+static Napi::Value TrackFdJs(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) TrackFd(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, CloseAllFds, nullptr);
   exports.Set("BatchIo", BatchIo::Init(env));
@@ -1323,6 +1542,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nlRecvNow", Napi::Function::New(env, NlRecvNow));
   exports.Set("nlSendAsync", Napi::Function::New(env, NlSendAsync));
   exports.Set("FdWatch", FdWatch::Init(env));
+  exports.Set("adoptFd", Napi::Function::New(env, AdoptFd));
+  exports.Set("trackFd", Napi::Function::New(env, TrackFdJs));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd));
+  exports.Set("tcpListen", Napi::Function::New(env, TcpListen));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("unixAccept", Napi::Function::New(env, UnixAccept));
+  exports.Set("unixSend", Napi::Function::New(env, UnixSend));
+  exports.Set("unixRecv", Napi::Function::New(env, UnixRecv));
   exports.Set("DESC_STRIDE", Napi::Number::New(env, DESC_STRIDE));
   return exports;
 }

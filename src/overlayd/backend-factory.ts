@@ -9,7 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
-import { defaultIo, lookupBackend, type BackendConfig } from '../vtep/index.js';
+import { defaultIo, lookupBackend, type BackendConfig, type DataplaneIo } from '../vtep/index.js';
 import { ConfigError, type BackendType } from './config.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
@@ -64,6 +64,8 @@ export interface BackendParams {
   deviceName?: string;
   /** Mark the device with this alias and make it persistent (src/overlayd/ownership.ts). */
   deviceAlias?: string;
+  /** Device/socket I/O (default: src/vtep's defaultIo); the packet process's adopts inherited descriptors. */
+  io?: DataplaneIo;
 }
 
 /** Creates (but does not start) a backend. */
@@ -120,8 +122,10 @@ export function stableVtepMac(subnet: string): string {
 export const defaultBackendFactory: BackendFactory = async (p) => {
   const opts = toBackendOptions(p);
   if (p.tap) {
-    // Wrap src/vtep's default device/socket I/O so both sides of the tunnel are captured.
-    opts.io = tapIo(defaultIo, p.tap, p.localIp);
+    // Wrap the device/socket I/O so both sides of the tunnel are captured.
+    opts.io = tapIo(p.io ?? defaultIo, p.tap, p.localIp);
+  } else if (p.io) {
+    opts.io = p.io;
   }
   const reg = lookupBackend(p.type);
   if (reg === undefined) throw new ConfigError(`backend type "${p.type}" is not registered`);

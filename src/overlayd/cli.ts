@@ -86,6 +86,12 @@ export interface CliOptions {
   keepDeviceOnExit?: boolean;
   /** --ip-masq (with --ip-masq-fully-random-disable and --iptables-resync). */
   ipMasq?: { fullyRandom: boolean; resyncSeconds: number };
+  /** --no-supervisor: run the packet path in this process (no restart on a crash, no --takeover). */
+  noSupervisor?: boolean;
+  /** --takeover: take the device and socket over from the overlayd listening on the control socket. */
+  takeover?: boolean;
+  /** --control-socket PATH (default /run/overlayd/<device>.sock). */
+  controlSocket?: string;
 }
 
 /** What the command line asks for. */
@@ -187,6 +193,21 @@ Restarts:
                          restart: the next overlayd adopts them and forwards at once; the kernel
                          drops overlay packets in between)
 
+Supervision and upgrades:
+  By default overlayd is two processes: a supervisor that opens the tunnel device, the UDP
+  socket and the healthz socket and holds them, and a packet process that forwards on them.
+  If the packet process dies, the supervisor starts a new one on the same descriptors at once
+  (the device, its address and routes stay; packets wait in the device queue and the socket
+  buffer); after 5 deaths within 30 s it gives up and exits 1 (the marked device stays, for the
+  next overlayd to adopt).
+  --no-supervisor        one process: the packet path runs in overlayd itself (also the case with
+                         --transport dgram or --backend-module, whose descriptors cannot be handed on)
+  --control-socket PATH  Unix socket the supervisor listens on for --takeover
+                         (default /run/overlayd/<device>.sock, e.g. /run/overlayd/flannel.1.sock)
+  --takeover             upgrade without loss: take the device and sockets over from the overlayd
+                         listening on the control socket (same device and port); the old one exits
+                         once this one forwards
+
 Other:
   --peers-debounce-ms MS wait this long after a change to the peers file before reloading (default 200)
   --peers-max-wait-ms MS but reload at least this often while changes keep coming (default 2000)
@@ -199,8 +220,8 @@ Environment: as flanneld, every flag (but --help and --version) is also read fro
 FLANNELD_<FLAG> (upper case, dashes as underscores: FLANNELD_ETCD_ENDPOINTS, FLANNELD_IP_MASQ=true)
 when the command line does not give it; a switch takes true/false/1/0.
 
-Exit status: 0 after a clean stop; 2 on bad configuration (one-line error on stderr, nothing
-left behind); 1 on a runtime failure.
+Exit status: 0 after a clean stop (or a handover to --takeover); 2 on bad configuration (one-line
+error on stderr, nothing left behind); 1 on a runtime failure (the supervisor giving up included).
 `;
 
 /** overlayd's version (package.json's). */
@@ -255,6 +276,9 @@ const OPTIONS = {
   'subnet-lease-renew-margin': { type: 'string' },
   'release-lease-on-exit': { type: 'boolean' },
   'keep-device-on-exit': { type: 'boolean' },
+  'no-supervisor': { type: 'boolean' },
+  takeover: { type: 'boolean' },
+  'control-socket': { type: 'string' },
   'ip-masq': { type: 'boolean' },
   'ip-masq-fully-random-disable': { type: 'boolean' },
   'iptables-resync': { type: 'string' },
@@ -360,5 +384,14 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (v['keep-device-on-exit'] === true) opts.keepDeviceOnExit = true;
   const resync = intFlag('iptables-resync', values['iptables-resync'], 5, 0, 86400);
   if (values['ip-masq'] === true) opts.ipMasq = { fullyRandom: values['ip-masq-fully-random-disable'] !== true, resyncSeconds: resync };
+  if (v['no-supervisor'] === true) opts.noSupervisor = true;
+  if (v.takeover === true) {
+    if (opts.noSupervisor) throw new ConfigError('--takeover needs the supervisor (not --no-supervisor)');
+    opts.takeover = true;
+  }
+  if ((v['control-socket'] as string | undefined) !== undefined) {
+    if ((v['control-socket'] as string | undefined) === '') throw new ConfigError('--control-socket is empty');
+    opts.controlSocket = (v['control-socket'] as string | undefined);
+  }
   return { kind: 'run', options: opts };
 }

@@ -6,8 +6,10 @@
 import { createSocket } from 'node:dgram';
 import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
+import type { Registry } from 'prom-client';
 import { basename, dirname } from 'node:path';
 import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
+import type { DataplaneIo } from '../vtep/options.js';
 import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 import type { CliOptions } from './cli.js';
 import {
@@ -279,6 +281,20 @@ export function checkUdpPortFree(port: number, flagDesc: string): Promise<void> 
   });
 }
 
+/**
+ * The checks before anything is created: CAP_NET_ADMIN, the device of our name absent or ours to
+ * adopt (src/overlayd/ownership.ts), the backend's UDP port free. `takeover`: the device and port
+ * are held by the overlayd we take over from (not checked; no ownership returned). Throws ConfigError.
+ */
+export async function preflight(c: DaemonConfig, takeover = false): Promise<DeviceOwnership | undefined> {
+  if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
+  if (takeover) return undefined;
+  // a device in the way: ConfigError, nothing touched (host-gw has no device)
+  const owner = c.netConf.backend.type !== 'host-gw' ? await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni) : undefined;
+  if (c.netConf.backend.port > 0) await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
+  return owner;
+}
+
 /** Write a file atomically (temp file + rename), creating its directory. */
 function writeAtomic(path: string, data: string): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -299,6 +315,14 @@ export interface OverlaydOptions {
   skipPreflight?: boolean;
   /** etcd mode: the subnet manager holding our lease (from {@link resolveEtcdConfig}); its peers are applied like a peers file's. */
   subnets?: EtcdSubnetManager;
+  /** Device/socket I/O for the backend (the supervisor's packet process: inherited descriptors). */
+  io?: DataplaneIo;
+  /** Serve healthz/metrics on this already listening socket (held by the supervisor) instead of binding. */
+  httpFd?: number;
+  /** With skipPreflight: the device ownership the supervisor checked (src/overlayd/supervisor.ts). */
+  owner?: DeviceOwnership;
+  /** Register more metrics (the packet process: its restarts). */
+  metrics?: (reg: Registry) => void | Promise<void>;
 }
 
 /** Longest slice of peer changes applied before yielding to the event loop (forwarding), ms. */
@@ -373,11 +397,8 @@ export class Overlayd {
    */
   async start(): Promise<void> {
     const c = this.cfg;
-    if (!this.opts.skipPreflight) {
-      if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
-      if (c.netConf.backend.type !== 'host-gw') this.owner = await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni); // a device in the way: ConfigError, nothing touched (host-gw has no device)
-      if (c.netConf.backend.port > 0) await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
-    }
+    if (!this.opts.skipPreflight) this.owner = await preflight(c);
+    else this.owner = this.opts.owner;
     let wroteSubnetFile = false;
     // Start-up log lines are held until the backend runs: a failed start prints only its one-line error.
     const held: string[] = [];
@@ -390,7 +411,8 @@ export class Overlayd {
         const reg = createMetrics(() => this.stats(), {
           backend: c.netConf.backend.type, subnet: c.subnet, public_ip: c.iface.publicIp, iface: c.iface.name, transport: c.transport,
         }, () => this.peers.size, { ...(sub ? { etcd: () => sub.status() } : {}), underlay: () => this.underlay?.status() });
-        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => this.health(), () => this.ready());
+        await this.opts.metrics?.(reg);
+        this.server = await startHttp(c.healthz.ip, c.healthz.port, reg, () => this.health(), () => this.ready(), this.opts.httpFd);
       }
       if (c.pcap) {
         try {
@@ -413,6 +435,7 @@ export class Overlayd {
         directRouting: c.netConf.backend.directRouting, mtu: c.mtu, underlayMtu: c.underlayMtu, transport: c.transport,
       };
       if (this.pcap) params.tap = this.pcap;
+      if (this.opts.io) params.io = this.opts.io;
       if (c.offload !== undefined) params.offload = c.offload;
       if (c.timing === true) params.timing = true;
       if (c.busyPollUs) params.busyPollUs = c.busyPollUs;
@@ -470,7 +493,7 @@ export class Overlayd {
       }
       if (this.owner) await this.owner.reconcile(this.peers, c, (m) => this.log.info(m));
       this.startWatching();
-      if (!this.opts.skipPreflight) await this.watchUnderlay(be);
+      if (!this.opts.skipPreflight || this.opts.owner !== undefined) await this.watchUnderlay(be); // the supervisor's packet process watches too
       if (c.statsInterval > 0) {
         const { formatStatsLine } = await import('./metrics.js');
         let prev: DataplaneStats | undefined;

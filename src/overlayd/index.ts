@@ -40,3 +40,4 @@ export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevic
 export { UnderlayWatch, type UnderlayOptions, type UnderlayStatus } from './underlay.js';
 export { sdNotify } from './sdnotify.js';
 export { IpMasq, masqRuleset, IPMASQ_TABLE, type IpMasqOptions, type IpMasqRules } from './ipmasq.js';
+export { runSupervisor, supervised, packetProcess, InheritedIo, defaultControlSocket, PACKET_ENV, MAX_DEATHS, DEATH_WINDOW_MS, MAX_BACKOFF_MS, DEVICE_TXQUEUELEN, type PacketProcess } from './supervisor.js';

@@ -173,7 +173,7 @@ function etcdMetrics(reg: Registry, status: () => EtcdStatus): void {
  * `GET /readyz` -> 200 "ready" while `ready()` (else 503 "not ready"), `GET /metrics` ->
  * Prometheus text. Rejects with ConfigError when the address is in use.
  */
-export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean | string = () => true, ready: () => boolean = () => healthy() === true): Promise<Server> {
+export function startHttp(ip: string, port: number, registry: Registry, healthy: () => boolean | string = () => true, ready: () => boolean = () => healthy() === true, fd?: number): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -194,14 +194,19 @@ export function startHttp(ip: string, port: number, registry: Registry, healthy:
     }
   });
   return new Promise((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => {
-      const what = `--healthz-ip ${ip} --healthz-port ${port}`;
-      if (e.code === 'EADDRINUSE') reject(new ConfigError(`${what}: address ${ip}:${port} already in use`));
-      else if (e.code === 'EADDRNOTAVAIL') reject(new ConfigError(`${what}: ${ip} is not an address of this host`));
-      else reject(new ConfigError(`${what}: cannot listen: ${e.message}`));
-    });
-    server.listen(port, ip, () => resolve(server));
+    server.once('error', (e: NodeJS.ErrnoException) => reject(httpListenError(ip, port, e)));
+    // `fd`: a socket already listening at ip:port, held by the supervisor (src/overlayd/supervisor.ts)
+    if (fd !== undefined) server.listen({ fd }, () => resolve(server));
+    else server.listen(port, ip, () => resolve(server));
   });
+}
+
+/** The ConfigError for a healthz/metrics address that cannot be listened on. */
+export function httpListenError(ip: string, port: number, e: NodeJS.ErrnoException): ConfigError {
+  const what = `--healthz-ip ${ip} --healthz-port ${port}`;
+  if (e.code === 'EADDRINUSE') return new ConfigError(`${what}: address ${ip}:${port} already in use`);
+  if (e.code === 'EADDRNOTAVAIL') return new ConfigError(`${what}: ${ip} is not an address of this host`);
+  return new ConfigError(`${what}: cannot listen: ${e.message}`);
 }
 
 /** Format a stats snapshot (and the rates since `prev`, over `secs`) as one log line. */

@@ -207,6 +207,21 @@ export class DeviceOwnership {
     return new DeviceOwnership(name, mark, type, adopted, rt);
   }
 
+  /**
+   * The supervisor's packet process (src/overlayd/supervisor.ts): the supervisor checked the device
+   * and holds it open. `adopt`: it existed before this process (left by an earlier overlayd, or by
+   * the packet process before this one): reconcile it with the peers.
+   */
+  static async inherited(type: BackendType, vni: number, adopt: boolean, rt: Rtnl = Rtnl.shared()): Promise<DeviceOwnership> {
+    const name = deviceNameFor(type, vni);
+    const o = new DeviceOwnership(name, ownerMark(type, vni), type, adopt ? await describeDevice(name, rt) : undefined, rt);
+    o.held = true;
+    return o;
+  }
+
+  /** A supervisor holds the device open (see {@link inherited}): it goes when the supervisor closes it. */
+  private held = false;
+
   /** Backend parameters: our device name and mark (the backend marks it and makes it persistent). */
   prepare(p: { deviceName?: string; deviceAlias?: string }, say: (m: string) => void): void {
     p.deviceName = this.name;
@@ -238,6 +253,11 @@ export class DeviceOwnership {
   async reportStop(before: DeviceState, kept: boolean, log: (m: string) => void): Promise<void> {
     if (kept) {
       log(`kept device ${this.name} (persistent, alias "${this.mark}") with its ${stateText(before)} for the next start (--keep-device-on-exit)`);
+      return;
+    }
+    if (this.held) {
+      // its last descriptor is the supervisor's, which closes it right after this process exits and checks it went
+      log(`removed device ${this.name} with its ${stateText(before)}`);
       return;
     }
     const after = await this.snapshot();

@@ -16,6 +16,7 @@ function notify(state: string): boolean {
     return false;
   }
 }
+import { packetProcess, runSupervisor, supervised } from './supervisor.js';
 
 /** Exit status for bad configuration. */
 export const EXIT_CONFIG = 2;
@@ -26,6 +27,7 @@ export const EXIT_CONFIG = 2;
  */
 export async function runCli(argv: string[]): Promise<number | undefined> {
   let daemon: Overlayd;
+  let pp: ReturnType<typeof packetProcess>;
   try {
     const cmd = parseCli(argv, process.env);
     if (cmd.kind === 'help') {
@@ -36,13 +38,22 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
       process.stdout.write(`overlayd ${version()}\n`);
       return 0;
     }
+    // the supervisor (src/overlayd/supervisor.ts) holds the descriptors; a packet process runs the daemon on them
+    pp = packetProcess();
+    await pp?.activated(); // a standby waits here, loaded, until its supervisor needs it
+    if (pp === undefined && supervised(cmd.options)) {
+      const r = await runSupervisor(cmd.options, argv);
+      if (r !== 'single') return r;
+    }
+    if (pp === undefined && cmd.options.takeover) throw new ConfigError('--takeover needs the supervisor: --transport mmsg, no --backend-module');
     const factory = await factoryFor(cmd.options);
     let cfg: DaemonConfig;
     let subnets: EtcdSubnetManager | undefined;
     if (cmd.options.etcd) ({ cfg, manager: subnets } = await resolveEtcdConfig(cmd.options));
     else cfg = resolveConfig(cmd.options);
-    daemon = new Overlayd(cfg, subnets ? { factory, subnets } : { factory });
+    daemon = new Overlayd(cfg, { factory, ...(subnets ? { subnets } : {}), ...(pp ? await pp.daemonOptions(cfg) : {}) });
     await daemon.start();
+    pp?.started();
   } catch (e) {
     const msg = e instanceof ConfigError ? e.message : `${(e as Error).message ?? String(e)}`.split('\n')[0];
     process.stderr.write(`overlayd: error: ${msg}\n`);
@@ -84,6 +95,8 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
   });
   process.on('uncaughtException', (e) => {
     stderrLogger.error(`uncaught: ${e.stack ?? e.message}`);
+    // a packet process just dies: its supervisor starts the next one on the same device (nothing to remove)
+    if (pp !== undefined) process.exit(1);
     if (!stopping) stop('uncaught exception', 1);
   });
   stderrLogger.info(`forwarding ${Math.round(performance.now())} ms after the process started`);

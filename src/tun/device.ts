@@ -63,6 +63,13 @@ export interface DeviceOptions {
   ipv6?: boolean;
   /** MAC to set (TAP only). */
   mac?: string;
+  /**
+   * Adopt this already open TUN/TAP queue (inherited from, or handed over by, another process)
+   * instead of opening one: name, IFF_VNET_HDR and IFF_MULTI_QUEUE are read from it; `name`,
+   * `multiQueue`, `vnetHdr` and `persist` are ignored. `offload` applies when the queue was opened
+   * with IFF_VNET_HDR. Closing the device closes only this process's descriptor.
+   */
+  fd?: number;
 }
 
 /** A received batch, as yielded by async iteration: `slots[0..count)` are valid until the next iteration. */
@@ -108,6 +115,8 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
   private handler: BatchHandler<PacketSlot> | null = null;
   private waiter: ((n: number) => void) | null = null;
   private closedFlag = false;
+  /** pause() was called and resume() not since: onBatch installs its handler without reading. */
+  private held = false;
   private cachedMtu: number;
   /** IPv6 was turned off on the link by configure(). */
   private ipv6Off = false;
@@ -116,27 +125,43 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
 
   protected constructor(tap: boolean, opts: DeviceOptions) {
     const n = native();
-    const offload = !!opts.offload;
+    let offload = !!opts.offload;
     const slotSize = opts.slotSize ?? (offload ? OFFLOAD_SLOT_SIZE : SLOT_SIZE);
     if (offload && slotSize < MIN_OFFLOAD_SLOT) throw new RangeError(`offload devices need slotSize >= ${MIN_OFFLOAD_SLOT}`);
     let r: { fd: number; name: string; ifindex: number };
-    try {
-      r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr || offload, !!opts.persist);
-    } catch (e) {
-      throw wrapOsError(e, (e as { syscall?: string }).syscall ?? `TUNSETIFF ${opts.name ?? ''}`);
+    let vnetHdr = !!opts.vnetHdr || offload;
+    let multiQueue = !!opts.multiQueue;
+    if (opts.fd !== undefined) {
+      let a: { name: string; ifindex: number; tap: boolean; vnetHdr: boolean; multiQueue: boolean };
+      try {
+        a = n.adoptFd(opts.fd, 'tun');
+      } catch (e) {
+        throw wrapOsError(e, `adopt fd ${opts.fd}`);
+      }
+      if (a.tap !== tap) throw new OsError(22, `fd ${opts.fd} is a ${a.tap ? 'TAP' : 'TUN'} queue (${a.name}), not a ${tap ? 'TAP' : 'TUN'}`);
+      r = { fd: opts.fd, name: a.name, ifindex: a.ifindex };
+      vnetHdr = a.vnetHdr;
+      multiQueue = a.multiQueue;
+      if (!vnetHdr) offload = false;
+    } else {
+      try {
+        r = n.tunOpen(opts.name ?? '', tap, !!opts.multiQueue, !!opts.vnetHdr || offload, !!opts.persist);
+      } catch (e) {
+        throw wrapOsError(e, (e as { syscall?: string }).syscall ?? `TUNSETIFF ${opts.name ?? ''}`);
+      }
     }
     this.tap = tap;
     this.opts = opts;
     this.fd = r.fd;
     this.name = r.name;
     this.ifindex = r.ifindex;
-    this.vnetHdr = !!opts.vnetHdr || offload;
-    this.multiQueue = !!opts.multiQueue;
+    this.vnetHdr = vnetHdr;
+    this.multiQueue = multiQueue;
     this.offload = offload;
     try {
       this.offloads = offload ? enableOffloads(r.fd, r.name) : NO_OFFLOADS;
     } catch (e) {
-      n.closeFd(r.fd);
+      if (opts.fd === undefined) n.closeFd(r.fd); // an adopted queue stays open: its owner may retry without offloads
       throw e;
     }
     const batch = Math.max(1, opts.batch ?? 64);
@@ -240,7 +265,7 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     if (this.closedFlag) throw new Error(`${this.name}: device closed`);
     if (this.waiter) throw new Error(`${this.name}: already being iterated`);
     this.handler = handler;
-    this.io.start(this.deliver);
+    if (!this.held) this.io.start(this.deliver);
   }
 
   /** Timing mode: stamp every batch into `stamps` (see BatchStamps). False with an addon built before it. */
@@ -250,11 +275,20 @@ abstract class BaseDevice implements PacketDevice, AsyncIterable<PacketBatch> {
     return true;
   }
 
-  /** Stop reading (the handler stays installed; `resume()` restarts). */
-  pause(): void { if (!this.closedFlag) this.io.stop(); }
+  /**
+   * Stop reading (the handler stays installed; `resume()` restarts). Before `onBatch`: the
+   * handler is installed without reading until `resume()` (packets wait in the device queue).
+   */
+  pause(): void {
+    this.held = true;
+    if (!this.closedFlag) this.io.stop();
+  }
 
   /** Restart reading after `pause()`. */
-  resume(): void { if (!this.closedFlag && this.handler) this.io.start(this.deliver); }
+  resume(): void {
+    this.held = false;
+    if (!this.closedFlag && this.handler) this.io.start(this.deliver);
+  }
 
   /** Do not keep the event loop alive only for this device. */
   unref(): void { if (!this.closedFlag) this.io.unref(); }
@@ -428,7 +462,7 @@ export class TunDevice extends BaseDevice {
   /** Open one more queue of this multi-queue device (a separate fd read/written on its own). */
   openQueue(opts: { batch?: number; slotSize?: number } = {}): TunDevice {
     if (!this.multiQueue) throw new Error(`${this.name}: not opened with multiQueue`);
-    return new TunDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, persist: false });
+    return new TunDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, persist: false, fd: undefined });
   }
 }
 
@@ -468,6 +502,6 @@ export class TapDevice extends BaseDevice {
   /** Open one more queue of this multi-queue device. */
   openQueue(opts: { batch?: number; slotSize?: number } = {}): TapDevice {
     if (!this.multiQueue) throw new Error(`${this.name}: not opened with multiQueue`);
-    return new TapDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, mac: undefined, persist: false });
+    return new TapDevice({ ...this.opts, ...opts, name: this.name, mtu: undefined, mac: undefined, persist: false, fd: undefined });
   }
 }

@@ -109,6 +109,28 @@ export interface NativeBinding {
   FdWatch: new (fd: number) => NativeFdWatch;
   /** One datagram to the Unix datagram socket at `path` ('@name': abstract); bytes sent. Absent in addons built before it. */
   unixDgramSend?(path: string, buf: Buffer): number;
+  /**
+   * Take over a descriptor inherited from another process: checks it is a TUN/TAP queue
+   * (TUNGETIFF) or a UDP socket, makes it non-blocking and close-on-exec, and tracks it.
+   */
+  adoptFd(fd: number, kind: 'tun'): { name: string; ifindex: number; tap: boolean; vnetHdr: boolean; multiQueue: boolean };
+  adoptFd(fd: number, kind: 'udp'): { family: 4 | 6; port: number; address: string };
+  /** A duplicate of `fd` (close-on-exec, tracked). */
+  dupFd(fd: number): number;
+  /** Let closeFd close a descriptor the addon did not open. */
+  trackFd(fd: number): void;
+  /** A non-blocking listening TCP socket (SO_REUSEADDR), served by another process. */
+  tcpListen(address: string, port: number): number;
+  /** A non-blocking SOCK_SEQPACKET Unix socket listening at `path` (mode 0600). */
+  unixListen(path: string): number;
+  /** Connect a SOCK_SEQPACKET Unix socket to `path` (then non-blocking). */
+  unixConnect(path: string): number;
+  /** Accept one connection: its fd, or -1 when none is pending. */
+  unixAccept(fd: number): number;
+  /** Send one message with `fds` attached (SCM_RIGHTS); returns the bytes sent. */
+  unixSend(fd: number, buf: Buffer, fds: number[]): number;
+  /** Receive one message: its length (0: closed) and the descriptors it carried; null when nothing is queued. */
+  unixRecv(fd: number, buf: Buffer): { len: number; fds: number[]; truncated?: boolean } | null;
 }
 
 let binding: NativeBinding | undefined;

@@ -83,6 +83,14 @@ export interface TransportOptions {
    * (`tx_underlay_too_big`) instead of being fragmented.
    */
   dontFragment?: boolean;
+  /**
+   * mmsg only: adopt this already bound UDP socket (inherited from, or handed over by, another
+   * process) at bind() instead of opening one; bind()'s port must be 0 or the socket's port.
+   * The socket options above are applied to it again. Closing closes only this process's descriptor.
+   */
+  fd?: number;
+  /** mmsg only: asked at bind(); a descriptor to adopt as `fd` is, or undefined to open a new socket. */
+  fdFor?: (port: number, address: string) => number | undefined;
 }
 
 /** A received address, parsed once per distinct sender (node:dgram hands out strings). */
@@ -126,6 +134,7 @@ export class MmsgUdpTransport implements UdpTransport {
   private txSpan: Uint32Array;
   private handler: BatchHandler<DatagramSlot> | null = null;
   private closed = false;
+  private held = false;
   private port = 0;
   private refed = true;
 
@@ -152,8 +161,19 @@ export class MmsgUdpTransport implements UdpTransport {
     if (this.closed) throw new Error('transport closed');
     if (this.io) throw Object.assign(new Error('already bound'), { code: 'EINVAL' });
     const n = native();
-    this.family = familyOf(address);
-    this.fd = n.udpOpen(this.family, address, port, !!this.opts.reusePort);
+    const adopt = this.opts.fd ?? this.opts.fdFor?.(port, address);
+    if (adopt !== undefined) {
+      const a = n.adoptFd(adopt, 'udp');
+      if (port !== 0 && a.port !== port) {
+        n.closeFd(adopt);
+        throw Object.assign(new Error(`fd ${adopt} is bound to port ${a.port}, not ${port}`), { code: 'EINVAL' });
+      }
+      this.family = a.family;
+      this.fd = adopt;
+    } else {
+      this.family = familyOf(address);
+      this.fd = n.udpOpen(this.family, address, port, !!this.opts.reusePort);
+    }
     try {
       if (this.opts.rcvbuf || this.opts.sndbuf) this.bufferSizes = n.setSockBuf(this.fd, this.opts.rcvbuf ?? 0, this.opts.sndbuf ?? 0);
       else this.bufferSizes = n.setSockBuf(this.fd, 0, 0);
@@ -181,7 +201,7 @@ export class MmsgUdpTransport implements UdpTransport {
       throw e;
     }
     if (!this.refed) this.io.unref();
-    if (this.handler) this.io.start(this.deliver);
+    if (this.handler && !this.held) this.io.start(this.deliver);
   }
 
   /** connect(2) to a default peer: slots sent with port 0 go there, and only its datagrams are received. */
@@ -214,10 +234,22 @@ export class MmsgUdpTransport implements UdpTransport {
     this.handler?.(s, count);
   };
 
-  /** Install the batch handler and start receiving (now, or at bind). */
+  /** Install the batch handler and start receiving (now, or at bind; after `resume()` when paused). */
   onBatch(handler: BatchHandler<DatagramSlot>): void {
     this.handler = handler;
-    if (this.io && !this.closed) this.io.start(this.deliver);
+    if (this.io && !this.closed && !this.held) this.io.start(this.deliver);
+  }
+
+  /** Stop receiving (datagrams wait in the socket buffer); before onBatch/bind: do not start until `resume()`. */
+  pause(): void {
+    this.held = true;
+    this.io?.stop();
+  }
+
+  /** Start receiving again after `pause()`. */
+  resume(): void {
+    this.held = false;
+    if (this.io && !this.closed && this.handler) this.io.start(this.deliver);
   }
 
   /**

@@ -2,7 +2,8 @@
  * Default device/socket factory: src/tun's TUN/TAP devices and UDP transports.
  */
 import { OFFLOAD_SLOT_SIZE, TapDevice, TunDevice, createTransport } from '../tun/index.js';
-import type { DataplaneIo } from './options.js';
+import type { CreateTransportOptions, DataplaneIo } from './options.js';
+import type { TransportOptions } from '../tun/udp.js';
 
 /** Receive batch size of the default devices and transports. */
 export const DEFAULT_BATCH = 64;
@@ -23,11 +24,19 @@ export const defaultIo: DataplaneIo = {
     return TapDevice.open({ name, batch: DEFAULT_BATCH });
   },
   createTransport(kind, opts) {
-    return createTransport(kind, {
-      batch: DEFAULT_BATCH, rcvbuf: 4 << 20, sndbuf: 4 << 20,
-      gro: kind === 'mmsg' && opts?.gro === true,
-      slotSize: opts?.gro === true ? OFFLOAD_SLOT_SIZE : undefined,
-      onGsoFallback: opts?.onGsoFallback,
-    });
+    return createTransport(kind, defaultTransportOptions(kind, opts));
   },
 };
+
+/** SO_RCVBUF and SO_SNDBUF the default transports ask for (the kernel doubles them: 8 MiB of accounted memory each). */
+export const DEFAULT_SOCKET_BUFFER = 4 << 20;
+
+/** The transport options of {@link defaultIo}. */
+export function defaultTransportOptions(kind: 'dgram' | 'mmsg', opts?: CreateTransportOptions): TransportOptions {
+  return {
+    batch: DEFAULT_BATCH, rcvbuf: DEFAULT_SOCKET_BUFFER, sndbuf: DEFAULT_SOCKET_BUFFER,
+    gro: kind === 'mmsg' && opts?.gro === true,
+    slotSize: opts?.gro === true ? OFFLOAD_SLOT_SIZE : undefined,
+    onGsoFallback: opts?.onGsoFallback,
+  };
+}

@@ -121,8 +121,8 @@ export function ping(h: NsHost, dst: string, size: number, count = 2): boolean {
   }
 }
 
-/** Send `bytes` random bytes over TCP from `client` to `server` (listening on serverIp); returns both sides' size and SHA-256. */
-export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string, client: NsHost, bytes: number, port = 5001, timeoutMs = 120_000): Promise<{ server: { bytes: number; sha256: string }; client: { bytes: number; sha256: string }; ms: number }> {
+/** Send `bytes` random bytes over TCP from `client` to `server` (listening on serverIp), paced at `rate` bytes/s when above 0; returns both sides' size and SHA-256. */
+export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string, client: NsHost, bytes: number, port = 5001, timeoutMs = 120_000, rate = 0): Promise<{ server: { bytes: number; sha256: string }; client: { bytes: number; sha256: string }; ms: number }> {
   const tool = join(here, 'tcp.ts');
   const lineOf = (c: ChildProcess, pred: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => new Promise((resolve, reject) => {
     let err = '';
@@ -140,7 +140,7 @@ export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string,
   });
   await listening;
   const t0 = Date.now();
-  const cli = tb.track(client.spawn('node', ['--import', 'tsx', tool, 'client', serverIp, String(port), String(bytes)], { cwd: root }));
+  const cli = tb.track(client.spawn('node', ['--import', 'tsx', tool, 'client', serverIp, String(port), String(bytes), ...(rate > 0 ? [String(rate)] : [])], { cwd: root }));
   const cliDone = lineOf(cli, (m) => 'bytes' in m || 'error' in m);
   const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('TCP transfer timed out')), timeoutMs));
   try {

@@ -1,0 +1,846 @@
+/**
+ * overlayd's supervisor and packet process (issue #14): the daemon survives the death of its
+ * packet path, and is upgraded without losing a packet.
+ *
+ * The supervisor (the process started as `overlayd`) validates the configuration, opens the
+ * tunnel device's queue, the backend's UDP socket and the healthz/metrics listening socket, and
+ * holds them for its whole life. It forwards nothing: the packet process, a child started with
+ * the same command line, inherits the three descriptors (spawn's stdio array, fds 4, 5 and 6) and
+ * runs the whole daemon on them (src/overlayd/daemon.ts's Overlayd: backend, peers file or etcd,
+ * healthz/metrics, subnet.env). Its device and socket start *paused*: nothing is read until its
+ * peers are applied, so no packet is taken before it can be forwarded.
+ *
+ * The control plane stays in the packet process because it has to be rebuilt from its sources
+ * anyway (the peers file, etcd's leases) and both are idempotent: a new packet process re-reads
+ * them, re-applies the address and routes with replace (no change in the kernel) and rewrites the
+ * same subnet.env. The device never goes away (the supervisor's descriptor keeps it), so neither do
+ * its address and routes; the kernel keeps queueing: packets for the device in its queue
+ * (txqueuelen, {@link DEVICE_TXQUEUELEN}), datagrams from peers in the socket's receive buffer
+ * (SO_RCVBUF, {@link DEFAULT_SOCKET_BUFFER}), and healthz connections in the listen backlog.
+ *
+ * The packet process dies: the supervisor starts the next one at once; after several deaths in a
+ * row it waits (backoff), and after {@link MAX_DEATHS} within {@link DEATH_WINDOW_MS} it gives up and
+ * exits 1, loudly. SIGTERM/SIGINT go to the packet process (which removes what it created), then
+ * the supervisor closes the descriptors (the device goes) and exits with its status; SIGHUP is
+ * passed on.
+ *
+ * Upgrade (`overlayd --takeover`): the new overlayd connects to the old supervisor's control socket
+ * (a SOCK_SEQPACKET Unix socket, default /run/overlayd/<device>.sock), receives the three
+ * descriptors (SCM_RIGHTS), starts its own packet process on them and, once that one forwards,
+ * tells the old supervisor, which stops its packet process (without removing anything) and exits.
+ * For a moment both packet processes read the same queue and socket: every packet is taken by one
+ * of them, and both know every peer.
+ *
+ * Single process (`--no-supervisor`, and with --transport dgram or --backend-module, whose
+ * descriptors cannot be handed on): the daemon runs in overlayd itself, as before.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { native, type NativeFdWatch } from '../tun/native.js';
+import { Rtnl } from '../tun/rtnl.js';
+import { TunDevice } from '../tun/device.js';
+import { createTransport, type MmsgUdpTransport } from '../tun/udp.js';
+import { DEFAULT_BATCH, DEFAULT_SOCKET_BUFFER, defaultTransportOptions } from '../vtep/io.js';
+import type { CreateTransportOptions, DataplaneIo, OpenDeviceOptions } from '../vtep/options.js';
+import { DEFAULT_OFFLOAD } from '../vtep/options.js';
+import type { PacketDevice, UdpTransport } from '../tun/types.js';
+import { version, type CliOptions } from './cli.js';
+import { ConfigError } from './config.js';
+import { preflight, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
+import { DeviceOwnership, deviceNameFor } from './ownership.js';
+import { sdNotify } from './sdnotify.js';
+
+/** Environment variable that makes overlayd a packet process (JSON {@link PacketEnv}). */
+export const PACKET_ENV = 'OVERLAYD_PACKET_PROCESS';
+/** Deaths of the packet process within {@link DEATH_WINDOW_MS} after which the supervisor gives up. */
+export const MAX_DEATHS = 5;
+/** The window of {@link MAX_DEATHS}, ms. */
+export const DEATH_WINDOW_MS = 30_000;
+/** Longest wait before a restart (the backoff doubles from 100 ms after the second death in the window). */
+export const MAX_BACKOFF_MS = 2_000;
+/**
+ * txqueuelen of the tunnel device: the packets its queue holds while no packet process reads
+ * (the kernel's TUN ring has this many entries; beyond them it drops). A restart takes about
+ * 0.3 s (README, Reliability): 4,000 entries cover 13,000 packets/s of new flows for that long, and
+ * TCP, which stops at its window when ACKs stop, needs at most its window (6 MB of 1,400-byte
+ * segments = 4,300 entries without TSO; with TSO, one entry per 64 KB super-packet: about 100).
+ */
+export const DEVICE_TXQUEUELEN = 4_000;
+/** How long SIGTERM waits for the packet process before killing it, ms. */
+const STOP_TIMEOUT_MS = 15_000;
+/** How long a takeover waits for each step of the other side, ms. */
+const TAKEOVER_TIMEOUT_MS = 30_000;
+/** Largest control message. */
+const CTRL_MAX = 4096;
+
+/** Descriptor numbers in the packet process (spawn stdio: 0-2 stdio, 3 the IPC channel). */
+const CHILD_FD = { tun: 4, udp: 5, http: 6 } as const;
+
+/** What the supervisor tells its packet process (environment {@link PACKET_ENV}). */
+interface PacketEnv {
+  tun: number;
+  udp: number;
+  http?: number;
+  /** Packet processes started before this one by this supervisor (a standby learns it when activated). */
+  restarts: number;
+  /** A standby: loaded, waiting for {@link ParentMsg} activate before it starts the daemon. */
+  standby: boolean;
+  /** The device existed before this process (src/overlayd/ownership.ts: reconcile it with the peers). */
+  adopt: boolean;
+}
+
+/** Messages between supervisor and packet process (IPC). */
+type ChildMsg = { t: 'ready' } | { t: 'standby' };
+type ParentMsg = { t: 'handover' } | { t: 'activate'; restarts: number };
+
+/** Control socket messages (JSON, one per SOCK_SEQPACKET message). */
+type CtrlMsg =
+  | { op: 'takeover'; pid: number; version: string; dev: string; port: number }
+  | { op: 'fds'; ok: true; pid: number; version: string; dev: string; port: number; http?: string; offload: boolean }
+  | { op: 'fds'; ok: false; error: string }
+  | { op: 'forwarding' }
+  | { op: 'abort'; error: string }
+  | { op: 'done' };
+
+/** Whether a command line runs under the supervisor (else: one process). */
+export function supervised(o: CliOptions): boolean {
+  return o.noSupervisor !== true && o.transport === 'mmsg' && o.backendModule === undefined;
+}
+
+/** The default control socket of a device. */
+export function defaultControlSocket(dev: string): string {
+  return `/run/overlayd/${dev}.sock`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The packet process side
+
+/**
+ * The device/socket I/O of a packet process: the inherited TUN queue and UDP socket instead of
+ * new ones, paused until {@link release} (the daemon has applied its peers by then).
+ */
+export class InheritedIo implements DataplaneIo {
+  private readonly devices: TunDevice[] = [];
+  private readonly transports: MmsgUdpTransport[] = [];
+  private released = false;
+  /** The inherited socket's bound address and port (kept open for the packet process's life). */
+  private udpInfo: { port: number; address: string } | undefined;
+
+  constructor(private readonly tunFd: number, private readonly udpFd: number) {}
+
+  openTun(name: string, opts?: OpenDeviceOptions): PacketDevice {
+    const d = TunDevice.open({ fd: this.tunFd, batch: DEFAULT_BATCH, offload: opts?.offload === true });
+    if (d.name !== name) throw new Error(`the inherited device is ${d.name}, the configuration wants ${name}`);
+    if (!this.released) d.pause();
+    this.devices.push(d);
+    return d;
+  }
+
+  openTap(name: string): PacketDevice {
+    throw new Error(`${name}: the supervisor hands over TUN devices only (run with --no-supervisor)`);
+  }
+
+  /**
+   * A transport bound to the inherited socket's address and port gets a duplicate of it (closing
+   * it leaves the inherited one open, for a rebind back to that address); any other (VXLAN's
+   * source-port pool on ephemeral ports, a rebind to a new underlay address) a new socket.
+   */
+  createTransport(kind: 'dgram' | 'mmsg', opts?: CreateTransportOptions): UdpTransport {
+    if (kind !== 'mmsg') throw new Error('the supervisor hands over a recvmmsg/sendmmsg socket only (--transport mmsg)');
+    const n = native();
+    this.udpInfo ??= n.adoptFd(this.udpFd, 'udp');
+    const info = this.udpInfo;
+    const fdFor = (port: number, address: string): number | undefined => (port === info.port && address === info.address ? n.dupFd(this.udpFd) : undefined);
+    const t = createTransport('mmsg', { ...defaultTransportOptions('mmsg', opts), fdFor });
+    if (!this.released) t.pause();
+    this.transports.push(t);
+    return t;
+  }
+
+  /** Start reading the device and the socket. */
+  release(): void {
+    this.released = true;
+    for (const d of this.devices) d.resume();
+    for (const t of this.transports) t.resume();
+  }
+
+  /** Stop reading (a handover: the next packet process takes everything from here). */
+  pause(): void {
+    for (const d of this.devices) d.pause();
+    for (const t of this.transports) t.pause();
+  }
+}
+
+/** A packet process's view of its supervisor (when this process is one; see {@link packetProcess}). */
+export interface PacketProcess {
+  /** Restarts before this one. */
+  readonly restarts: number;
+  /** Resolves at once for an active packet process; a standby's when the supervisor activates it. */
+  activated(): Promise<void>;
+  /** The I/O to give the backend. */
+  readonly io: InheritedIo;
+  /** Overlayd options: the inherited I/O and healthz socket, no preflight (the supervisor did it). */
+  daemonOptions(cfg: DaemonConfig): Promise<Pick<OverlaydOptions, 'io' | 'httpFd' | 'skipPreflight' | 'printLease' | 'metrics' | 'owner'>>;
+  /** The daemon has started: start forwarding and tell the supervisor. */
+  started(log?: Logger): void;
+}
+
+/** This process as a packet process, or undefined when it is not one. */
+export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProcess | undefined {
+  const raw = env[PACKET_ENV];
+  if (raw === undefined || raw === '' || typeof process.send !== 'function') return undefined;
+  const pe = JSON.parse(raw) as PacketEnv;
+  delete process.env[PACKET_ENV]; // not inherited by anything this process starts
+  const io = new InheritedIo(pe.tun, pe.udp);
+  // the supervisor is gone (killed): go with it, leaving everything as a crash does
+  process.on('disconnect', () => {
+    stderrLogger.error('supervisor gone; packet process exiting');
+    process.exit(1);
+  });
+  let activation: Promise<void> = Promise.resolve();
+  if (pe.standby) {
+    activation = new Promise((resolve) => {
+      const on = (m: ParentMsg): void => {
+        if (m.t !== 'activate') return;
+        pe.restarts = m.restarts;
+        process.off('message', on);
+        resolve();
+      };
+      process.on('message', on);
+    });
+    // loaded: everything is imported by now, and what the daemon imports lazily (prom-client) too
+    void import('./metrics.js').catch(() => undefined).then(() => process.send!({ t: 'standby' } satisfies ChildMsg));
+  }
+  return {
+    get restarts() { return pe.restarts; },
+    activated: () => activation,
+    io,
+    async daemonOptions(cfg: DaemonConfig) {
+      const o: Pick<OverlaydOptions, 'io' | 'httpFd' | 'skipPreflight' | 'printLease' | 'metrics' | 'owner'> = {
+        io,
+        skipPreflight: true,
+        // the device is marked and made persistent by this process's backend, reconciled when it was there before
+        owner: await DeviceOwnership.inherited(cfg.netConf.backend.type, cfg.netConf.backend.vni, pe.adopt || pe.restarts > 0),
+        metrics: async (reg) => {
+          const { Gauge } = await import('prom-client'); // loaded only with healthz/metrics (as metrics.ts is)
+          new Gauge({
+            name: 'overlayd_packet_process_restarts', registers: [reg],
+            help: 'Packet processes the supervisor started after the first (deaths of the packet path; the other counters restart from 0 with each).',
+            collect() { this.set(pe.restarts); },
+          });
+        },
+      };
+      if (pe.http !== undefined) o.httpFd = pe.http;
+      if (pe.restarts > 0) o.printLease = () => undefined; // the lease line was printed by the first one
+      return o;
+    },
+    started(log: Logger = stderrLogger) {
+      io.release();
+      process.on('message', (m: ParentMsg) => {
+        if (m.t !== 'handover') return;
+        io.pause();
+        log.info('handing over: stopped forwarding; exiting (nothing removed)');
+        process.exit(0);
+      });
+      process.send!({ t: 'ready' } satisfies ChildMsg);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor side
+
+/** The descriptors the supervisor holds. */
+interface Held {
+  tun: number;
+  udp: number;
+  http?: number;
+  /** The healthz address of `http`, "ip:port". */
+  httpAddr?: string;
+}
+
+function closeHeld(h: Held | undefined): void {
+  if (!h) return;
+  const n = native();
+  n.closeFd(h.tun);
+  n.closeFd(h.udp);
+  if (h.http !== undefined) n.closeFd(h.http);
+}
+
+function osMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Open the device queue, the UDP socket and the healthz socket for `cfg`. Throws ConfigError (nothing left open). */
+async function openHeld(cfg: DaemonConfig, dev: string): Promise<Held> {
+  const n = native();
+  const type = cfg.netConf.backend.type;
+  const port = cfg.netConf.backend.port;
+  const vnetHdr = (cfg.offload ?? DEFAULT_OFFLOAD) === 'auto';
+  let tun: number;
+  try {
+    tun = n.tunOpen(dev, false, false, vnetHdr, false).fd;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new ConfigError(`backend ${type} failed to start: ${osMessage(e)}${code === 'EPERM' || code === 'EACCES' ? ' (CAP_NET_ADMIN required)' : ''}`);
+  }
+  let udp: number;
+  try {
+    udp = n.udpOpen(4, cfg.iface.localIp, port, false);
+    n.setSockBuf(udp, DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_BUFFER);
+  } catch (e) {
+    n.closeFd(tun);
+    if ((e as { code?: string }).code === 'EADDRINUSE') throw new ConfigError(`UDP port ${port} is already in use`);
+    throw new ConfigError(`backend ${type} failed to start: ${osMessage(e)}`);
+  }
+  const held: Held = { tun, udp };
+  if (cfg.healthz) {
+    try {
+      held.http = n.tcpListen(cfg.healthz.ip, cfg.healthz.port);
+      held.httpAddr = `${cfg.healthz.ip}:${cfg.healthz.port}`;
+    } catch (e) {
+      closeHeld(held);
+      const { httpListenError } = await import('./metrics.js');
+      throw httpListenError(cfg.healthz.ip, cfg.healthz.port, e as NodeJS.ErrnoException);
+    }
+  }
+  return held;
+}
+
+/** One SOCK_SEQPACKET connection of the control socket, read with uv_poll readiness. */
+class CtrlConn {
+  private readonly watch: NativeFdWatch;
+  private readonly buf = Buffer.alloc(CTRL_MAX);
+  private closed = false;
+  private waiter: ((m: { msg: CtrlMsg; fds: number[] } | undefined) => void) | undefined;
+  private readonly queue: ({ msg: CtrlMsg; fds: number[] } | undefined)[] = [];
+
+  constructor(readonly fd: number, private readonly onMessage?: (m: CtrlMsg, fds: number[]) => void, private readonly onClose?: () => void) {
+    this.watch = new (native().FdWatch)(fd);
+    this.watch.start(() => this.readable());
+  }
+
+  private readable(): void {
+    for (;;) {
+      if (this.closed) return;
+      let r: { len: number; fds: number[] } | null;
+      try {
+        r = native().unixRecv(this.fd, this.buf);
+      } catch {
+        r = { len: 0, fds: [] };
+      }
+      if (r === null) return;
+      if (r.len === 0) {
+        this.close();
+        return;
+      }
+      let msg: CtrlMsg;
+      try {
+        msg = JSON.parse(this.buf.toString('utf8', 0, r.len)) as CtrlMsg;
+      } catch {
+        for (const f of r.fds) native().closeFd(f);
+        continue; // not ours: ignored
+      }
+      this.deliver({ msg, fds: r.fds });
+    }
+  }
+
+  private deliver(m: { msg: CtrlMsg; fds: number[] } | undefined): void {
+    if (m && this.onMessage) {
+      this.onMessage(m.msg, m.fds);
+      return;
+    }
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (w) w(m);
+    else this.queue.push(m);
+  }
+
+  /** The next message (undefined: the connection closed), waiting up to `ms`. */
+  next(ms: number): Promise<{ msg: CtrlMsg; fds: number[] } | undefined> {
+    if (this.queue.length > 0) return Promise.resolve(this.queue.shift());
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`no answer within ${ms} ms`));
+      }, ms);
+      this.waiter = (m) => {
+        clearTimeout(t);
+        resolve(m);
+      };
+    });
+  }
+
+  send(msg: CtrlMsg, fds: number[] = []): boolean {
+    if (this.closed) return false;
+    try {
+      native().unixSend(this.fd, Buffer.from(JSON.stringify(msg)), fds);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch.close();
+    native().closeFd(this.fd);
+    this.onClose?.();
+    this.deliver(undefined);
+  }
+}
+
+/** The supervisor. See the module comment. */
+class Supervisor {
+  private child: ChildProcess | undefined;
+  /** A loaded packet process waiting to take over when `child` dies (no node start-up in the gap). */
+  private standby: ChildProcess | undefined;
+  private standbyTimer: NodeJS.Timeout | undefined;
+  private childReady = false;
+  private readyOnce = false;
+  private restarts = 0;
+  private deaths: number[] = [];
+  private diedAt = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private handingOver = false;
+  private listenFd = -1;
+  private listenWatch: NativeFdWatch | undefined;
+  private listenIno = 0;
+  private readonly conns = new Set<CtrlConn>();
+  private takeoverConn: CtrlConn | undefined;
+  private firstReady: { resolve: () => void; reject: (code: number) => void } | undefined;
+  private readonly keepAlive = setInterval(() => undefined, 1 << 30);
+
+  constructor(
+    private readonly cfg: DaemonConfig,
+    private readonly dev: string,
+    private held: Held | undefined,
+    private readonly argv: string[],
+    private readonly ctrlPath: string,
+    private readonly log: Logger,
+    /** The device was there before us (the packet processes reconcile it). */
+    private readonly adopt: boolean,
+  ) {}
+
+  /** Start the first packet process; resolves once it forwards, rejects with its exit status. */
+  startFirst(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.firstReady = { resolve, reject };
+      this.child = this.spawnChild(false);
+    });
+  }
+
+  private spawnChild(standby: boolean): ChildProcess {
+    const h = this.held!;
+    const env: PacketEnv = { tun: CHILD_FD.tun, udp: CHILD_FD.udp, restarts: this.restarts, standby, adopt: this.adopt };
+    const stdio: (number | 'ignore' | 'inherit' | 'ipc')[] = ['ignore', 'inherit', 'inherit', 'ipc', h.tun, h.udp];
+    if (h.http !== undefined) {
+      stdio.push(h.http);
+      env.http = CHILD_FD.http;
+    }
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, [PACKET_ENV]: JSON.stringify(env) };
+    delete childEnv.NOTIFY_SOCKET; // systemd hears from the supervisor, its main process
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...this.argv], {
+      stdio,
+      env: childEnv,
+      // its own process group: a terminal's ^C reaches the supervisor only, which stops it in order
+      detached: true,
+    });
+    if (!standby) this.childReady = false;
+    child.on('message', (m: ChildMsg) => {
+      if (m.t === 'standby' && child === this.standby) this.log.info(`standby packet process ${child.pid} loaded`);
+      if (m.t !== 'ready' || child !== this.child) return;
+      this.childReady = true;
+      if (!this.readyOnce) {
+        this.readyOnce = true;
+        const f = this.firstReady;
+        this.firstReady = undefined;
+        f?.resolve();
+      } else {
+        this.log.info(`packet process ${child.pid} forwarding on ${this.dev} ${Math.round(performance.now() - this.diedAt)} ms after the last one died (restart ${this.restarts})`);
+      }
+      this.ensureStandby(0);
+    });
+    child.on('exit', (code, sig) => this.exited(child, code, sig));
+    child.on('error', (e) => this.log.error(`packet process: ${e.message}`));
+    return child;
+  }
+
+  /** Start a standby in `ms` unless one runs (or is due). */
+  private ensureStandby(ms: number): void {
+    if (this.standby || this.standbyTimer || this.stopping || this.handingOver || !this.held) return;
+    this.standbyTimer = setTimeout(() => {
+      this.standbyTimer = undefined;
+      if (this.standby || this.stopping || this.handingOver || !this.held) return;
+      this.standby = this.spawnChild(true);
+    }, ms);
+  }
+
+  private exited(child: ChildProcess, code: number | null, sig: NodeJS.Signals | null): void {
+    if (child === this.standby) {
+      this.standby = undefined;
+      if (!this.stopping && !this.handingOver) {
+        this.log.error(`standby packet process ${child.pid} ${sig ? `killed by ${sig}` : `exited with status ${code}`}; starting another in 1 s`);
+        this.ensureStandby(1000);
+      }
+      return;
+    }
+    if (child !== this.child) return;
+    this.child = undefined;
+    if (this.stopping || this.handingOver) return; // stop()/handover wait for this exit themselves
+    const how = sig ? `killed by ${sig}` : `exited with status ${code}`;
+    if (!this.readyOnce) {
+      // the first one failed to start: it said why (one line); give its status on
+      const f = this.firstReady;
+      this.firstReady = undefined;
+      f?.reject(code === 2 ? 2 : 1);
+      return;
+    }
+    const now = performance.now();
+    this.diedAt = now;
+    this.deaths = this.deaths.filter((t) => now - t < DEATH_WINDOW_MS);
+    this.deaths.push(now);
+    if (this.deaths.length >= MAX_DEATHS) {
+      this.log.error(`packet process ${child.pid} ${how}: ${this.deaths.length} deaths within ${DEATH_WINDOW_MS / 1000} s; giving up (${this.dev} goes away with us)`);
+      this.exit(1);
+      return;
+    }
+    const k = this.deaths.length;
+    const delay = k <= 1 ? 0 : Math.min(100 * 2 ** (k - 2), MAX_BACKOFF_MS);
+    this.log.error(`packet process ${child.pid} ${how}${this.childReady ? '' : ' before it forwarded'}; ${delay === 0 ? 'restarting it now' : `restarting it in ${delay} ms`} (${k} of ${MAX_DEATHS} deaths allowed within ${DEATH_WINDOW_MS / 1000} s); ${this.dev} and its routes stay`);
+    const next = (): void => {
+      this.restartTimer = undefined;
+      this.restarts++;
+      const sb = this.standby;
+      if (sb && sb.exitCode === null && sb.signalCode === null) {
+        this.standby = undefined;
+        this.child = sb;
+        this.childReady = false;
+        sb.send({ t: 'activate', restarts: this.restarts } satisfies ParentMsg);
+      } else {
+        this.child = this.spawnChild(false);
+      }
+    };
+    if (delay === 0) next();
+    else this.restartTimer = setTimeout(next, delay);
+  }
+
+  /** SIGTERM/SIGINT: stop the packet process (it removes what it created), then close the descriptors. */
+  stop(sig: string): void {
+    if (this.stopping) {
+      this.log.error(`${sig} again while stopping; exiting now`);
+      this.child?.kill('SIGKILL');
+      this.exit(1);
+      return;
+    }
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.dropStandby();
+    try { sdNotify('STOPPING=1'); } catch { /* logged at start */ }
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) {
+      this.log.info(`${sig}: stopping (no packet process running)`);
+      this.exit(0);
+      return;
+    }
+    const t = setTimeout(() => {
+      this.log.error(`packet process ${child.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it`);
+      child.kill('SIGKILL');
+    }, STOP_TIMEOUT_MS);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      closeHeld(this.held);
+      this.held = undefined;
+      // the packet process removed what it created but the device, which goes with our descriptor
+      if (this.cfg.keepDeviceOnExit !== true) {
+        let gone = false;
+        try { Rtnl.shared().getLinkSync(this.dev); } catch { gone = true; }
+        if (gone) this.log.info(`closed ${this.dev}: the device is gone`);
+        else this.log.error(`closed ${this.dev}, but the device is still there after stop`);
+      }
+      this.exit(code ?? 1);
+    });
+    child.kill('SIGTERM');
+  }
+
+  /** Stop the standby (it has started nothing). */
+  private dropStandby(): void {
+    if (this.standbyTimer) clearTimeout(this.standbyTimer);
+    this.standbyTimer = undefined;
+    this.standby?.kill('SIGKILL');
+    this.standby = undefined;
+  }
+
+  /** SIGHUP: reload the peers (in the packet process). */
+  hup(): void {
+    this.child?.kill('SIGHUP');
+  }
+
+  /** Close everything and exit with `code`. */
+  exit(code: number, unlinkCtrl = true): void {
+    this.dropStandby();
+    this.closeControl(unlinkCtrl);
+    closeHeld(this.held);
+    this.held = undefined;
+    clearInterval(this.keepAlive);
+    process.exit(code);
+  }
+
+  // ---- the control socket (the old side of a takeover)
+
+  /** Listen on the control socket. A live socket of another overlayd there (another namespace) is left alone. */
+  listen(): void {
+    const n = native();
+    const path = this.ctrlPath;
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    } catch (e) {
+      this.log.error(`control socket ${path}: ${osMessage(e)}; --takeover of this overlayd is not possible`);
+      return;
+    }
+    try {
+      const probe = n.unixConnect(path);
+      n.closeFd(probe);
+      this.log.error(`control socket ${path} belongs to another running overlayd (in another network namespace?); not listening (--takeover of this one is not possible; use --control-socket)`);
+      return;
+    } catch {
+      // nobody there (ENOENT) or a stale file (ECONNREFUSED)
+    }
+    try {
+      try { unlinkSync(path); } catch { /* none */ }
+      this.listenFd = n.unixListen(path);
+      this.listenIno = statSync(path).ino;
+    } catch (e) {
+      this.log.error(`control socket ${path}: ${osMessage(e)}; --takeover of this overlayd is not possible`);
+      return;
+    }
+    this.listenWatch = new n.FdWatch(this.listenFd);
+    this.listenWatch.start(() => {
+      for (;;) {
+        let c: number;
+        try {
+          c = n.unixAccept(this.listenFd);
+        } catch {
+          return;
+        }
+        if (c < 0) return;
+        const conn: CtrlConn = new CtrlConn(c, (m, fds) => this.ctrlMessage(conn, m, fds), () => this.ctrlClosed(conn));
+        this.conns.add(conn);
+      }
+    });
+  }
+
+  private closeControl(unlink: boolean): void {
+    this.listenWatch?.close();
+    this.listenWatch = undefined;
+    if (this.listenFd >= 0) native().closeFd(this.listenFd);
+    this.listenFd = -1;
+    for (const c of [...this.conns]) c.close();
+    // only our own socket file: a newer overlayd may have put its own there
+    if (unlink && this.listenIno !== 0) {
+      try {
+        if (statSync(this.ctrlPath).ino === this.listenIno) unlinkSync(this.ctrlPath);
+      } catch { /* gone */ }
+    }
+    this.listenIno = 0;
+  }
+
+  private ctrlMessage(conn: CtrlConn, m: CtrlMsg, fds: number[]): void {
+    for (const f of fds) native().closeFd(f); // nothing is handed to us here
+    if (m.op === 'takeover') {
+      const refuse = (error: string): void => {
+        conn.send({ op: 'fds', ok: false, error });
+        this.log.error(`takeover by pid ${m.pid} refused: ${error}`);
+      };
+      if (this.stopping || this.handingOver || !this.held) return refuse('this overlayd is stopping');
+      if (this.takeoverConn !== undefined) return refuse('another takeover is under way');
+      if (m.dev !== this.dev || m.port !== this.cfg.netConf.backend.port) return refuse(`this overlayd runs ${this.dev} on UDP port ${this.cfg.netConf.backend.port}, not ${m.dev} on ${m.port}`);
+      const h = this.held;
+      const reply: CtrlMsg = { op: 'fds', ok: true, pid: process.pid, version: version(), dev: this.dev, port: this.cfg.netConf.backend.port, offload: (this.cfg.offload ?? DEFAULT_OFFLOAD) === 'auto' };
+      if (h.httpAddr !== undefined) reply.http = h.httpAddr;
+      if (!conn.send(reply, h.http !== undefined ? [h.tun, h.udp, h.http] : [h.tun, h.udp])) return;
+      this.takeoverConn = conn;
+      this.log.info(`takeover: overlayd ${m.version} (pid ${m.pid}) has our descriptors; forwarding until it forwards`);
+    } else if (m.op === 'forwarding' && conn === this.takeoverConn) {
+      void this.handOver(conn);
+    } else if (m.op === 'abort' && conn === this.takeoverConn) {
+      this.takeoverConn = undefined;
+      this.log.error(`takeover abandoned by the new overlayd (${m.error}); carrying on`);
+    }
+  }
+
+  private ctrlClosed(conn: CtrlConn): void {
+    this.conns.delete(conn);
+    if (conn === this.takeoverConn && !this.handingOver) {
+      this.takeoverConn = undefined;
+      this.log.error('takeover abandoned (the new overlayd went away); carrying on');
+    }
+  }
+
+  /** The new overlayd forwards: stop our packet process without removing anything, then exit. */
+  private async handOver(conn: CtrlConn): Promise<void> {
+    this.handingOver = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.dropStandby();
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise<void>((r) => child.once('exit', () => r()));
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      child.send({ t: 'handover' } satisfies ParentMsg);
+      await gone;
+      clearTimeout(t);
+    }
+    closeHeld(this.held);
+    this.held = undefined;
+    conn.send({ op: 'done' });
+    this.log.info(`handed ${this.dev} over; exiting`);
+    this.exit(0, false);
+  }
+}
+
+/** The new side of a takeover: connect, ask for the descriptors, check them. Throws ConfigError. */
+async function requestTakeover(path: string, cfg: DaemonConfig, dev: string): Promise<{ conn: CtrlConn; held: Held; oldPid: number; oldVersion: string }> {
+  const n = native();
+  let fd: number;
+  try {
+    fd = n.unixConnect(path);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'error';
+    throw new ConfigError(`--takeover: no overlayd listens on ${path} (${code === 'ENOENT' || code === 'ECONNREFUSED' ? `${code}: is one running, under the supervisor?` : osMessage(e)})`);
+  }
+  const conn = new CtrlConn(fd);
+  conn.send({ op: 'takeover', pid: process.pid, version: version(), dev, port: cfg.netConf.backend.port });
+  let r: { msg: CtrlMsg; fds: number[] } | undefined;
+  try {
+    r = await conn.next(TAKEOVER_TIMEOUT_MS);
+  } catch (e) {
+    conn.close();
+    throw new ConfigError(`--takeover: ${path}: ${osMessage(e)}`);
+  }
+  if (r === undefined || r.msg.op !== 'fds') {
+    conn.close();
+    throw new ConfigError(`--takeover: ${path}: the running overlayd closed the connection`);
+  }
+  const m = r.msg;
+  if (!m.ok) {
+    conn.close();
+    throw new ConfigError(`--takeover: refused: ${m.error}`);
+  }
+  const [tun, udp, http] = r.fds;
+  if (tun === undefined || udp === undefined) {
+    for (const f of r.fds) n.closeFd(f);
+    conn.close();
+    throw new ConfigError('--takeover: the running overlayd sent no descriptors');
+  }
+  const held: Held = { tun, udp };
+  if (http !== undefined) {
+    held.http = http;
+    held.httpAddr = m.http;
+  }
+  // the healthz socket: the old one's when it is ours too, else our own
+  const want = cfg.healthz ? `${cfg.healthz.ip}:${cfg.healthz.port}` : undefined;
+  if (held.httpAddr !== want) {
+    if (held.http !== undefined) n.closeFd(held.http);
+    delete held.http;
+    delete held.httpAddr;
+    if (cfg.healthz) {
+      try {
+        held.http = n.tcpListen(cfg.healthz.ip, cfg.healthz.port);
+        held.httpAddr = want;
+      } catch (e) {
+        closeHeld(held);
+        conn.send({ op: 'abort', error: 'healthz address in use' });
+        conn.close();
+        const { httpListenError } = await import('./metrics.js');
+        throw httpListenError(cfg.healthz.ip, cfg.healthz.port, e as NodeJS.ErrnoException);
+      }
+    }
+  }
+  return { conn, held, oldPid: m.pid, oldVersion: m.version };
+}
+
+/**
+ * Run overlayd under the supervisor (see the module comment). Resolves with an exit status when
+ * it could not start (the error was printed), undefined while it runs, or 'single' when the
+ * configuration has nothing to hold (host-gw): the caller runs the daemon itself.
+ */
+export async function runSupervisor(o: CliOptions, argv: string[], log: Logger = stderrLogger): Promise<number | undefined | 'single'> {
+  let cfg: DaemonConfig;
+  let held: Held | undefined;
+  let takeover: Awaited<ReturnType<typeof requestTakeover>> | undefined;
+  let dev: string;
+  let ctrlPath: string;
+  let adopt = false;
+  try {
+    if (o.etcd) {
+      // the packet process holds the lease (it finds ours again); here only the network config is needed
+      const r = await resolveEtcdConfig(o, { log });
+      r.manager.close();
+      cfg = r.cfg;
+    } else {
+      cfg = resolveConfig(o);
+    }
+    // host-gw has no device and no socket to hold: one process
+    if (cfg.netConf.backend.type === 'host-gw') {
+      if (o.takeover) throw new ConfigError('--takeover: the host-gw backend has no device or socket to take over');
+      return 'single';
+    }
+    dev = deviceNameFor(cfg.netConf.backend.type, cfg.netConf.backend.vni);
+    ctrlPath = o.controlSocket ?? defaultControlSocket(dev);
+    // a device in the way (not ours, or ours held by a running overlayd): refused here, nothing touched
+    adopt = (await preflight(cfg, o.takeover === true))?.adopted !== undefined || o.takeover === true;
+    if (o.takeover) {
+      takeover = await requestTakeover(ctrlPath, cfg, dev);
+      held = takeover.held;
+    } else {
+      held = await openHeld(cfg, dev);
+      try {
+        await Rtnl.shared().setLink(dev, { txqlen: DEVICE_TXQUEUELEN });
+      } catch (e) {
+        log.error(`${dev}: txqueuelen ${DEVICE_TXQUEUELEN}: ${osMessage(e)} (the kernel's default stays)`);
+      }
+    }
+  } catch (e) {
+    closeHeld(held);
+    process.stderr.write(`overlayd: error: ${e instanceof ConfigError ? e.message : osMessage(e).split('\n')[0]}\n`);
+    return 2;
+  }
+  const sup = new Supervisor(cfg, dev, held, argv, ctrlPath, log, adopt);
+  process.on('SIGTERM', () => sup.stop('SIGTERM'));
+  process.on('SIGINT', () => sup.stop('SIGINT'));
+  process.on('SIGHUP', () => sup.hup());
+  try {
+    await sup.startFirst();
+  } catch (code) {
+    if (takeover) {
+      takeover.conn.send({ op: 'abort', error: 'its packet process failed to start' });
+      takeover.conn.close();
+    }
+    sup.exit(typeof code === 'number' ? code : 1);
+    return undefined;
+  }
+  if (takeover) {
+    const t = takeover;
+    t.conn.send({ op: 'forwarding' });
+    try {
+      const r = await t.conn.next(TAKEOVER_TIMEOUT_MS);
+      if (r !== undefined && r.msg.op !== 'done') log.error(`takeover: unexpected ${r.msg.op} from pid ${t.oldPid}`);
+    } catch (e) {
+      log.error(`takeover: pid ${t.oldPid} did not confirm its exit: ${osMessage(e)}`);
+    }
+    t.conn.close();
+    log.info(`took ${dev} over from overlayd ${t.oldVersion} (pid ${t.oldPid})`);
+  }
+  sup.listen();
+  log.info(`running (supervisor; packet process forwarding on ${dev}; control socket ${ctrlPath})`);
+  try {
+    if (sdNotify(`READY=1\nSTATUS=forwarding (${cfg.netConf.backend.type}, subnet ${cfg.subnet})\nMAINPID=${process.pid}`)) log.info('told systemd we are ready (READY=1 to $NOTIFY_SOCKET)');
+  } catch (e) {
+    log.error(`sd_notify to ${process.env.NOTIFY_SOCKET}: ${osMessage(e)}`);
+  }
+  return undefined;
+}
