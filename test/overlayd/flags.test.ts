@@ -18,6 +18,7 @@ const SAMPLE: Record<string, { v: string; with?: string[] }> = {
   'etcd-username': { v: 'u', with: ['--etcd-password', 'p'] }, 'etcd-password': { v: 'p' }, 'subnet-lease-renew-margin': { v: '30' },
   'release-lease-on-exit': { v: 'true' }, 'keep-device-on-exit': { v: 'true' }, 'ip-masq': { v: 'true' }, 'ip-masq-fully-random-disable': { v: 'true', with: ['--ip-masq'] },
   'iptables-resync': { v: '9', with: ['--ip-masq'] },
+  'no-supervisor': { v: 'true' }, takeover: { v: 'true' }, 'control-socket': { v: '/tmp/c.sock' },
 };
 const STATIC = ['--net-conf', 'n.json', '--subnet', '198.19.1.0/24'];
 const ETCD = ['--etcd-endpoints', 'http://e:2379'];
