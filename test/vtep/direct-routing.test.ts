@@ -6,32 +6,18 @@
  * tested in namespaces (test/overlayd/directrouting.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { VxlanBackend, type KernelNet } from '../../src/vtep/index.js';
-import type { RouteInfo } from '../../src/tun/index.js';
-import { FakeIo } from './fakes.js';
+import { VxlanBackend } from '../../src/vtep/index.js';
+import { FakeIo, mainRoute, recordingKernel } from './fakes.js';
 
-const rt = (dst: string, oif: number, gateway?: string): RouteInfo => ({ family: 4, dst, oif, table: 254, protocol: 2, scope: gateway ? 0 : 253, type: 1, onlink: false, ...(gateway ? { gateway } : {}) });
-
-function recordingKernel(): KernelNet & { ops: string[] } {
-  const ops: string[] = [];
-  return {
-    ops,
-    async configureDevice() {},
-    async replaceRoute(dst, via, dev, o) { ops.push(`replace ${dst} via ${via} dev ${dev}${o?.onlink === false ? '' : ' onlink'}`); },
-    async deleteRoute(dst, dev) { ops.push(`delete ${dst} dev ${dev}`); },
-    async deviceSysctl() {},
-    async flush() {},
-    async readRoutes() {
-      return { routes: [rt('198.18.0.0/24', 2), rt('0.0.0.0/0', 2, '198.18.0.254')], links: new Map([['lo', 1], ['eth0', 2]]) };
-    },
-  };
-}
+/** eth0 on 198.18.0.0/24, the default route via 198.18.0.254. */
+const kernelView = (): ReturnType<typeof recordingKernel> =>
+  recordingKernel([mainRoute('198.18.0.0/24', 2), mainRoute('0.0.0.0/0', 2, '198.18.0.254')], [['lo', 1], ['eth0', 2]]);
 
 const lease = (n: number, publicIp: string) => ({ subnet: `198.19.${n}.0/24`, publicIp, backendType: 'vxlan' as const, vni: 1, vtepMac: `02:00:00:00:00:0${n}` });
 
 describe('VXLAN DirectRouting peers', () => {
   it('direct vs. VTEP routes, a lease moving between them, and stop', async () => {
-    const kernel = recordingKernel();
+    const kernel = kernelView();
     const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io: new FakeIo(), kernel, directRouting: true });
     b.addPeer(lease(2, '198.18.0.2')); // before start: decided again once the routes are read
     await b.start();
@@ -54,7 +40,7 @@ describe('VXLAN DirectRouting peers', () => {
   });
 
   it('off by default: every peer through the VTEP', async () => {
-    const kernel = recordingKernel();
+    const kernel = kernelView();
     const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io: new FakeIo(), kernel });
     await b.start();
     b.addPeer(lease(2, '198.18.0.2'));

@@ -2,6 +2,7 @@
 import { allocDatagramSlots, allocSlots, HEADROOM, OFFLOAD_SLOT_SIZE, type BatchHandler, type DatagramSlot, type DeviceOffloads, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import type { DataplaneIo, KernelNet } from '../../src/vtep/index.js';
 import { OsError } from '../../src/tun/errors.js';
+import type { RouteInfo } from '../../src/tun/index.js';
 import type { ReadErrorListener } from '../../src/tun/types.js';
 
 export class FakeDevice implements PacketDevice {
@@ -157,4 +158,27 @@ export function ipv4Packet(src: string, dst: string, opts: { ttl?: number; df?: 
   b.writeUInt16BE(csum(b.subarray(0, 20)), 10);
   for (let i = 20; i < b.length; i++) b[i] = i & 0xff;
   return b;
+}
+
+/** A main-table route as Rtnl reads it (`gateway` absent: directly connected). */
+export const mainRoute = (dst: string, oif: number, gateway?: string): RouteInfo =>
+  ({ family: 4, dst, oif, table: 254, protocol: 2, scope: gateway ? 0 : 253, type: 1, onlink: false, ...(gateway ? { gateway } : {}) });
+
+/**
+ * A KernelNet that records route changes as text (`replace DST via GW dev DEV[ onlink]`,
+ * `delete DST dev DEV`) and reads back `routes` and `links` as the main table.
+ */
+export function recordingKernel(routes: RouteInfo[], links: [string, number][]): KernelNet & { ops: string[] } {
+  const ops: string[] = [];
+  return {
+    ops,
+    async configureDevice() {},
+    async replaceRoute(dst, via, dev, o) { ops.push(`replace ${dst} via ${via} dev ${dev}${o?.onlink === false ? '' : ' onlink'}`); },
+    async deleteRoute(dst, dev) { ops.push(`delete ${dst} dev ${dev}`); },
+    async deviceSysctl() {},
+    async flush() {},
+    async readRoutes() {
+      return { routes, links: new Map(links) };
+    },
+  };
 }

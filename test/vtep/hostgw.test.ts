@@ -5,30 +5,17 @@
  * NAT refusal. The kernel itself is tested in namespaces (test/overlayd/hostgw.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { HostGwBackend, lookupBackend, type KernelNet } from '../../src/vtep/index.js';
-import type { RouteInfo } from '../../src/tun/index.js';
+import { HostGwBackend, lookupBackend } from '../../src/vtep/index.js';
+import { mainRoute, recordingKernel } from './fakes.js';
 
-const rt = (dst: string, oif: number, gateway?: string): RouteInfo => ({ family: 4, dst, oif, table: 254, protocol: 2, scope: gateway ? 0 : 253, type: 1, onlink: false, ...(gateway ? { gateway } : {}) });
-
-function recordingKernel(): KernelNet & { ops: string[] } {
-  const ops: string[] = [];
-  return {
-    ops,
-    async configureDevice() {},
-    async replaceRoute(dst, via, dev, o) { ops.push(`replace ${dst} via ${via} dev ${dev}${o?.onlink === false ? '' : ' onlink'}`); },
-    async deleteRoute(dst, dev) { ops.push(`delete ${dst} dev ${dev}`); },
-    async deviceSysctl() {},
-    async flush() {},
-    async readRoutes() {
-      return { routes: [rt('198.18.0.0/24', 2), rt('198.18.9.0/24', 3), rt('0.0.0.0/0', 2, '198.18.0.254')], links: new Map([['lo', 1], ['eth0', 2], ['eth1', 3]]) };
-    },
-  };
-}
+/** eth0 on 198.18.0.0/24, eth1 on 198.18.9.0/24, the default route via 198.18.0.254. */
+const kernelView = (): ReturnType<typeof recordingKernel> =>
+  recordingKernel([mainRoute('198.18.0.0/24', 2), mainRoute('198.18.9.0/24', 3), mainRoute('0.0.0.0/0', 2, '198.18.0.254')], [['lo', 1], ['eth0', 2], ['eth1', 3]]);
 const lease = (n: number, publicIp: string) => ({ subnet: `198.19.${n}.0/24`, publicIp, backendType: 'host-gw' as const });
 
 describe('HostGwBackend', () => {
   it('routes on-segment peers, refuses the others with a counted error, removes what it added', async () => {
-    const kernel = recordingKernel();
+    const kernel = kernelView();
     const b = new HostGwBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', underlayIface: 'eth0', kernel });
     await b.start();
     expect(b.localLease()).toEqual({ subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'host-gw' });
@@ -58,7 +45,7 @@ describe('HostGwBackend', () => {
     expect([reg.mtuOverhead, reg.defaultPort]).toEqual([0, 0]);
     expect(() => reg.create({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '203.0.113.1', bindAddress: '198.18.0.1', underlayIface: 'eth0' }))
       .toThrow(/public IP 203\.0\.113\.1 differs from the interface's address 198\.18\.0\.1 \(behind NAT\?\)/);
-    const b = new HostGwBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', underlayIface: 'eth7', kernel: recordingKernel() });
+    const b = new HostGwBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', underlayIface: 'eth7', kernel: kernelView() });
     await expect(b.start()).rejects.toThrow(/underlay interface "eth7" does not exist/);
   });
 });
