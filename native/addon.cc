@@ -1380,14 +1380,15 @@ static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   sockaddr_un sa;
   if (!UnixAddr(path, &sa)) return ThrowErrno(env, ENAMETOOLONG, "unix socket " + path);
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  // non-blocking from the start: a listener whose backlog is full (one that stopped accepting)
+  // answers EAGAIN at once instead of blocking this thread in connect()
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ThrowErrno(env, errno, "socket(AF_UNIX)");
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
     int err = errno;
     close(fd);
     return ThrowErrno(env, err, "connect " + path);
   }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   TrackFd(fd);
   return Napi::Number::New(env, fd);
 }

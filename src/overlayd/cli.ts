@@ -90,7 +90,7 @@ export interface CliOptions {
   noSupervisor?: boolean;
   /** --takeover: take the device and socket over from the overlayd listening on the control socket. */
   takeover?: boolean;
-  /** --control-socket PATH (default /run/overlayd/<device>.sock). */
+  /** --control-socket PATH (default: defaultControlSocket(device)). */
   controlSocket?: string;
 }
 
@@ -203,7 +203,8 @@ Supervision and upgrades:
   --no-supervisor        one process: the packet path runs in overlayd itself (also the case with
                          --transport dgram or --backend-module, whose descriptors cannot be handed on)
   --control-socket PATH  Unix socket the supervisor listens on for --takeover
-                         (default /run/overlayd/<device>.sock, e.g. /run/overlayd/flannel.1.sock)
+                         (default /run/overlayd/<device>.sock, e.g. /run/overlayd/flannel.1.sock;
+                         in a network namespace other than the host's /run/overlayd/netns-<inode>/<device>.sock)
   --takeover             upgrade without loss: take the device and sockets over from the overlayd
                          listening on the control socket (same device and port); the old one exits
                          once this one forwards

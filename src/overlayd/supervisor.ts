@@ -108,9 +108,19 @@ export function supervised(o: CliOptions): boolean {
   return o.noSupervisor !== true && o.transport === 'mmsg' && o.backendModule === undefined;
 }
 
-/** The default control socket of a device. */
+/** inode of the initial network namespace (the kernel's PROC_NET_INIT_INO). */
+const INIT_NETNS_INO = 4026531840;
+
+/**
+ * The default control socket of a device: /run/overlayd/<device>.sock in the host's network
+ * namespace, /run/overlayd/netns-<inode>/<device>.sock in another one. A socket path lives in
+ * the file system, which namespaces share: without the namespace in it, overlayds of the same
+ * device name in two namespaces would find (and could take over) each other.
+ */
 export function defaultControlSocket(dev: string): string {
-  return `/run/overlayd/${dev}.sock`;
+  let ino = INIT_NETNS_INO;
+  try { ino = statSync('/proc/self/ns/net').ino; } catch { /* no /proc: the host's path */ }
+  return ino === INIT_NETNS_INO ? `/run/overlayd/${dev}.sock` : `/run/overlayd/netns-${ino}/${dev}.sock`;
 }
 
 // ---------------------------------------------------------------------------------------------
