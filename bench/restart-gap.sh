@@ -1,6 +1,7 @@
 #!/bin/bash
 # Restart gap of the whole daemon (issue #14): two namespace hosts, overlayd (built JS: run
-# `npm run build` first) on each, pings every 10 ms from a to b; overlayd on a is SIGKILLed and
+# `npm run build` first) on each, pings every 10 ms from a to b; overlayd on a (every process of it:
+# the supervisor and its packet processes) is SIGKILLed and
 # started again at once, 3 times. Prints per repetition when the new overlayd forwarded (ms after
 # its process started), the longest gap between ping answers and the pings lost.
 # Usage (root): flock /work/netns.lock bench/restart-gap.sh vxlan|udp
@@ -27,9 +28,10 @@ for rep in 1 2 3; do
   ip netns exec $A ping -n -D -i 0.01 -W 1 -c 300 -I 198.19.1.1 198.19.2.1 > $D/ping.txt &
   PP=$!
   sleep 1
-  P=$(ip netns pids $A | while read p; do grep -q overlayd /proc/$p/cmdline 2>/dev/null && echo $p; done | head -1)
+  # the whole daemon: the supervisor and its packet processes (active and standby)
+  P=$(ip netns pids $A | while read p; do grep -q overlayd /proc/$p/cmdline 2>/dev/null && echo $p; done)
   t0=$(date +%s%N); kill -9 $P
-  while kill -0 $P 2>/dev/null; do sleep 0.001; done
+  for p in $P; do while kill -0 $p 2>/dev/null; do sleep 0.001; done; done
   run $A 198.19.1.0/24 > $D/a$rep.log 2>&1 &
   until grep -q running $D/a$rep.log; do sleep 0.005; done
   t1=$(date +%s%N)
