@@ -88,7 +88,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  if (pp === undefined) process.on('SIGINT', () => stop('SIGINT')); // a packet process ignores it: its supervisor stops it
   process.on('SIGHUP', () => {
     stderrLogger.info('SIGHUP: reloading peers');
     daemon.reloadPeers('SIGHUP');

@@ -202,6 +202,8 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
   if (raw === undefined || raw === '' || typeof process.send !== 'function') return undefined;
   const pe = JSON.parse(raw) as PacketEnv;
   delete process.env[PACKET_ENV]; // not inherited by anything this process starts
+  // a terminal's ^C reaches the whole process group: the supervisor answers it (SIGTERM to us, in order)
+  process.on('SIGINT', () => undefined);
   const io = new InheritedIo(pe.tun, pe.udp);
   // the supervisor is gone (killed): go with it, leaving everything as a crash does
   process.on('disconnect', () => {
@@ -457,8 +459,11 @@ class Supervisor {
     const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...this.argv], {
       stdio,
       env: childEnv,
-      // its own process group: a terminal's ^C reaches the supervisor only, which stops it in order
-      detached: true,
+      // Not detached: a new session would be a new scheduler autogroup (kernel.sched_autogroup_enabled),
+      // which gives the packet process a CPU share of its own against everything else on the host
+      // (in the benchmark, the receiving application starved: 1400 B flood 0.6x of --no-supervisor).
+      // A terminal's ^C reaches it too; a packet process ignores SIGINT (see packetProcess) and the
+      // supervisor stops it in order.
     });
     if (!standby) this.childReady = false;
     child.on('message', (m: ChildMsg) => {
@@ -557,6 +562,7 @@ class Supervisor {
       this.exit(0);
       return;
     }
+    this.log.info(`${sig}: stopping packet process ${child.pid}`);
     const t = setTimeout(() => {
       this.log.error(`packet process ${child.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it`);
       child.kill('SIGKILL');

@@ -43,8 +43,8 @@ export interface Daemon {
 }
 
 /** Start overlayd in `host` in the background. */
-export function startOverlayd(host: NsHost, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn('ip', ['netns', 'exec', host.name, process.execPath, ...NODE_ARGS, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startOverlayd(host: NsHost, args: string[], env: NodeJS.ProcessEnv = {}, opts: { detached?: boolean } = {}): Daemon {
+  const child = spawn('ip', ['netns', 'exec', host.name, process.execPath, ...NODE_ARGS, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });

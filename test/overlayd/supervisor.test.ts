@@ -182,6 +182,23 @@ describe.runIf(requireNetns()).each(['vxlan', 'udp'] as const)('overlayd supervi
     expect(ifindex(a, dev)).toBeUndefined();
   });
 
+  it.runIf(type === 'vxlan')('^C at a terminal (SIGINT to the whole process group): the packet process leaves it to the supervisor, which stops it in order; exit 0', async () => {
+    // its own process group, as a shell gives a foreground job: kill(-pgid) is what ^C does
+    const x = startOverlayd(a, args(), {}, { detached: true });
+    tb.track(x.child);
+    daemons.push(x);
+    await x.waitFor(/running \(supervisor/);
+    await x.waitFor(/standby packet process \d+ loaded/);
+    process.kill(-x.child.pid!, 'SIGINT');
+    expect(await x.exited).toBe(0);
+    const e = x.err();
+    expect(e).toMatch(/SIGINT: stopping packet process \d+/);
+    expect(e).not.toMatch(/killed by SIGINT|restarting/); // neither packet process died of it on its own
+    expect(e.search(/stopped; removed what we created/), e).toBeGreaterThan(0);
+    expect(e.search(new RegExp(`closed ${dev.replace('.', '\\.')}: the device is gone`))).toBeGreaterThan(e.search(/stopped; removed what we created/));
+    expect(ifindex(a, dev)).toBeUndefined();
+  });
+
   it('--takeover with no overlayd on the control socket: one-line error, exit 2, nothing created', () => {
     const r = runOverlayd(a, args(['--takeover', '--control-socket', join(dir, 'nobody.sock')]));
     expect(r.stderr.trim()).toMatch(/^overlayd: error: --takeover: no overlayd listens on \S+nobody\.sock \(ENOENT/);
