@@ -4,7 +4,7 @@
 # the supervisor and its packet processes) is SIGKILLed and
 # started again at once, 3 times. Prints per repetition when the new overlayd forwarded (ms after
 # its process started), the longest gap between ping answers and the pings lost.
-# Usage (root): flock /work/netns.lock bench/restart-gap.sh vxlan|udp
+# Usage (root): flock /work/netns.lock bench/restart-gap.sh vxlan|udp  (OVERLAYD_ARGS=--no-supervisor: one process)
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 T=${1:-vxlan}; A=odgap$$-a; B=odgap$$-b; D=$(mktemp -d)
@@ -20,7 +20,7 @@ for i in 1 2; do ns=$([ $i = 1 ] && echo $A || echo $B); ip -n $ns link add cni0
 echo "{\"Network\":\"198.19.0.0/16\",\"Backend\":{\"Type\":\"$T\"}}" > $D/net.json
 if [ $T = vxlan ]; then BD1=',"BackendData":{"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}'; BD2=',"BackendData":{"VNI":1,"VtepMAC":"0a:58:c6:13:02:00"}'; fi
 echo "{\"198.19.1.0-24\":{\"PublicIP\":\"198.18.0.1\",\"BackendType\":\"$T\"$BD1},\"198.19.2.0-24\":{\"PublicIP\":\"198.18.0.2\",\"BackendType\":\"$T\"$BD2}}" > $D/peers.json
-run() { ns=$1; s=$2; ip netns exec $ns node $ROOT/dist/overlayd/main.js --net-conf $D/net.json --subnet $s --iface eth0 --peers $D/peers.json --subnet-file $D/$ns.env; }
+run() { ns=$1; s=$2; ip netns exec $ns node $ROOT/dist/overlayd/main.js --net-conf $D/net.json --subnet $s --iface eth0 --peers $D/peers.json --subnet-file $D/$ns.env $OVERLAYD_ARGS; }
 run $B 198.19.2.0/24 > $D/b.log 2>&1 &
 run $A 198.19.1.0/24 > $D/a.log 2>&1 &
 sleep 2

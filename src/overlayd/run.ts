@@ -17,6 +17,7 @@ function notify(state: string): boolean {
   }
 }
 import { packetProcess, runSupervisor, supervised } from './supervisor.js';
+import { dropEarly } from './early.js';
 
 /** Exit status for bad configuration. */
 export const EXIT_CONFIG = 2;
@@ -29,6 +30,9 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
   let daemon: Overlayd;
   let pp: ReturnType<typeof packetProcess>;
   try {
+    // the supervisor (src/overlayd/supervisor.ts) holds the descriptors; a packet process runs the daemon on them
+    pp = packetProcess();
+    await pp?.activated(); // a standby (or one started early) waits here, loaded, until its supervisor needs it
     const cmd = parseCli(argv, process.env);
     if (cmd.kind === 'help') {
       process.stdout.write(HELP);
@@ -38,13 +42,11 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
       process.stdout.write(`overlayd ${version()}\n`);
       return 0;
     }
-    // the supervisor (src/overlayd/supervisor.ts) holds the descriptors; a packet process runs the daemon on them
-    pp = packetProcess();
-    await pp?.activated(); // a standby waits here, loaded, until its supervisor needs it
     if (pp === undefined && supervised(cmd.options)) {
       const r = await runSupervisor(cmd.options, argv);
       if (r !== 'single') return r;
     }
+    dropEarly(); // one process after all: the packet process main.ts started early is not needed
     if (pp === undefined && cmd.options.takeover) throw new ConfigError('--takeover needs the supervisor: --transport mmsg, no --backend-module');
     const factory = await factoryFor(cmd.options);
     let cfg: DaemonConfig;
@@ -55,6 +57,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     await daemon.start();
     pp?.started();
   } catch (e) {
+    dropEarly();
     const msg = e instanceof ConfigError ? e.message : `${(e as Error).message ?? String(e)}`.split('\n')[0];
     process.stderr.write(`overlayd: error: ${msg}\n`);
     return EXIT_CONFIG;

@@ -50,9 +50,9 @@ import { ConfigError } from './config.js';
 import { preflight, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
 import { DeviceOwnership, deviceNameFor } from './ownership.js';
 import { sdNotify } from './sdnotify.js';
+import { CHILD_FD, PACKET_ENV, packetSpawnArgs, takeEarly, type EarlyChild } from './early.js';
 
-/** Environment variable that makes overlayd a packet process (JSON {@link PacketEnv}). */
-export const PACKET_ENV = 'OVERLAYD_PACKET_PROCESS';
+export { PACKET_ENV } from './early.js';
 /** Deaths of the packet process within {@link DEATH_WINDOW_MS} after which the supervisor gives up. */
 export const MAX_DEATHS = 5;
 /** The window of {@link MAX_DEATHS}, ms. */
@@ -74,9 +74,6 @@ const TAKEOVER_TIMEOUT_MS = 30_000;
 /** Largest control message. */
 const CTRL_MAX = 4096;
 
-/** Descriptor numbers in the packet process (spawn stdio: 0-2 stdio, 3 the IPC channel). */
-const CHILD_FD = { tun: 4, udp: 5, http: 6 } as const;
-
 /** What the supervisor tells its packet process (environment {@link PACKET_ENV}). */
 interface PacketEnv {
   tun: number;
@@ -88,6 +85,11 @@ interface PacketEnv {
   standby: boolean;
   /** The device existed before this process (src/overlayd/ownership.ts: reconcile it with the peers). */
   adopt: boolean;
+  /**
+   * Started early (src/overlayd/early.ts): nothing inherited yet; the descriptors and the fields
+   * above arrive on this SOCK_SEQPACKET socket in one CtrlMsg 'activate'.
+   */
+  ctrl?: number;
 }
 
 /** Messages between supervisor and packet process (IPC). */
@@ -101,7 +103,9 @@ type CtrlMsg =
   | { op: 'fds'; ok: false; error: string }
   | { op: 'forwarding' }
   | { op: 'abort'; error: string }
-  | { op: 'done' };
+  | { op: 'done' }
+  /** Supervisor to an early packet process, with its descriptors: tun, udp (and http). */
+  | { op: 'activate'; adopt: boolean; http: boolean };
 
 /** Whether a command line runs under the supervisor (else: one process). */
 export function supervised(o: CliOptions): boolean {
@@ -204,14 +208,28 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
   delete process.env[PACKET_ENV]; // not inherited by anything this process starts
   // a terminal's ^C reaches the whole process group: the supervisor answers it (SIGTERM to us, in order)
   process.on('SIGINT', () => undefined);
-  const io = new InheritedIo(pe.tun, pe.udp);
-  // the supervisor is gone (killed): go with it, leaving everything as a crash does
+  let io: InheritedIo | undefined = pe.ctrl === undefined ? new InheritedIo(pe.tun, pe.udp) : undefined;
+  // the supervisor is gone (killed): go with it, leaving everything as a crash does (an early
+  // packet process not yet activated has nothing and says nothing: no supervisor ran after all)
   process.on('disconnect', () => {
+    if (io === undefined) process.exit(0);
     stderrLogger.error('supervisor gone; packet process exiting');
     process.exit(1);
   });
   let activation: Promise<void> = Promise.resolve();
-  if (pe.standby) {
+  if (pe.ctrl !== undefined) {
+    const conn = new CtrlConn(pe.ctrl);
+    activation = conn.next(2 ** 31 - 1).then((m) => {
+      conn.close();
+      if (m === undefined || m.msg.op !== 'activate' || m.fds.length !== (m.msg.http ? 3 : 2)) {
+        for (const f of m?.fds ?? []) native().closeFd(f);
+        process.exit(0); // not needed after all (see early.ts)
+      }
+      const [tun, udp, http] = m.fds;
+      Object.assign(pe, { tun, udp, adopt: m.msg.adopt, restarts: 0, standby: false }, http !== undefined ? { http } : {});
+      io = new InheritedIo(tun!, udp!);
+    });
+  } else if (pe.standby) {
     activation = new Promise((resolve) => {
       const on = (m: ParentMsg): void => {
         if (m.t !== 'activate') return;
@@ -224,13 +242,17 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
     // loaded: everything is imported by now, and what the daemon imports lazily (prom-client) too
     void import('./metrics.js').catch(() => undefined).then(() => process.send!({ t: 'standby' } satisfies ChildMsg));
   }
+  const active = (): InheritedIo => {
+    if (io === undefined) throw new Error('packet process used before its activation');
+    return io;
+  };
   return {
     get restarts() { return pe.restarts; },
     activated: () => activation,
-    io,
+    get io() { return active(); },
     async daemonOptions(cfg: DaemonConfig) {
       const o: Pick<OverlaydOptions, 'io' | 'httpFd' | 'skipPreflight' | 'printLease' | 'metrics' | 'owner'> = {
-        io,
+        io: active(),
         skipPreflight: true,
         // the device is marked and made persistent by this process's backend, reconciled when it was there before
         owner: await DeviceOwnership.inherited(cfg.netConf.backend.type, cfg.netConf.backend.vni, pe.adopt || pe.restarts > 0),
@@ -248,6 +270,7 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
       return o;
     },
     started(log: Logger = stderrLogger) {
+      const io = active();
       io.release();
       process.on('message', (m: ParentMsg) => {
         if (m.t !== 'handover') return;
@@ -439,11 +462,30 @@ class Supervisor {
   ) {}
 
   /** Start the first packet process; resolves once it forwards, rejects with its exit status. */
-  startFirst(): Promise<void> {
+  startFirst(early?: EarlyChild): Promise<void> {
     return new Promise((resolve, reject) => {
       this.firstReady = { resolve, reject };
-      this.child = this.spawnChild(false);
+      this.child = (early && this.activateEarly(early)) ?? this.spawnChild(false);
     });
+  }
+
+  /** Hand the descriptors to the packet process started early (early.ts); undefined when it is gone. */
+  private activateEarly(e: EarlyChild): ChildProcess | undefined {
+    const h = this.held!;
+    const n = native();
+    let sent = false;
+    if (e.child.exitCode === null && e.child.signalCode === null) {
+      try {
+        n.unixSend(e.ctrl, Buffer.from(JSON.stringify({ op: 'activate', adopt: this.adopt, http: h.http !== undefined } satisfies CtrlMsg)), h.http !== undefined ? [h.tun, h.udp, h.http] : [h.tun, h.udp]);
+        sent = true;
+      } catch { /* it died: start one the usual way */ }
+    }
+    n.closeFd(e.ctrl);
+    if (!sent) {
+      e.child.kill('SIGKILL');
+      return undefined;
+    }
+    return this.attach(e.child, false);
   }
 
   private spawnChild(standby: boolean): ChildProcess {
@@ -456,7 +498,7 @@ class Supervisor {
     }
     const childEnv: NodeJS.ProcessEnv = { ...process.env, [PACKET_ENV]: JSON.stringify(env) };
     delete childEnv.NOTIFY_SOCKET; // systemd hears from the supervisor, its main process
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...this.argv], {
+    const child = spawn(process.execPath, packetSpawnArgs(this.argv), {
       stdio,
       env: childEnv,
       // Not detached: a new session would be a new scheduler autogroup (kernel.sched_autogroup_enabled),
@@ -465,6 +507,11 @@ class Supervisor {
       // A terminal's ^C reaches it too; a packet process ignores SIGINT (see packetProcess) and the
       // supervisor stops it in order.
     });
+    return this.attach(child, standby);
+  }
+
+  /** Follow a packet process (ready, standby loaded, exit). */
+  private attach(child: ChildProcess, standby: boolean): ChildProcess {
     if (!standby) this.childReady = false;
     child.on('message', (m: ChildMsg) => {
       if (m.t === 'standby' && child === this.standby) this.log.info(`standby packet process ${child.pid} loaded`);
@@ -830,7 +877,7 @@ export async function runSupervisor(o: CliOptions, argv: string[], log: Logger =
   process.on('SIGINT', () => sup.stop('SIGINT'));
   process.on('SIGHUP', () => sup.hup());
   try {
-    await sup.startFirst();
+    await sup.startFirst(takeEarly());
   } catch (code) {
     if (takeover) {
       takeover.conn.send({ op: 'abort', error: 'its packet process failed to start' });
