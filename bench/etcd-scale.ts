@@ -32,7 +32,7 @@ import { parseEnvFile } from '../src/overlayd/config.js';
 import { flannelValue, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { findOverlayd, REPO_ROOT } from './paths/overlayd.js';
 import { percentile } from './lib/stats.js';
-import { onlinkRoutes, pingDuring, rssMiB, synthLease, until } from './lib/scale.js';
+import { onlinkRoutes, pidsOf, pingDuring, rssMiB, schedMs, synthLease, until } from './lib/scale.js';
 
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -211,9 +211,17 @@ async function manyLeases(n: number): Promise<void> {
     const perfOut = process.env.ETCD_SCALE_PERF;
     const perf = perfOut ? spawn('perf', ['record', '-a', '-F', '999', '-o', perfOut, '--', 'sleep', '2.5'], { stdio: 'ignore' }) : undefined;
     const perfDone = perf ? new Promise((r) => perf.on('exit', r)) : undefined;
+    // CPU and run-queue wait of a's and b's overlayd (all their processes) and of etcd over the change
+    const trees = [[oa.child.pid!], [ob.child.pid!], pidsOf('etcd', etcd.dir)];
+    let s0: { cpu: number; wait: number }[] = [];
+    let s1: { cpu: number; wait: number }[] = [];
     const p = await pingDuring(a, bAddr, 400, 1000, async () => {
+      s0 = trees.map(schedMs);
       await c.writer.write(Array.from({ length: Math.min(1000, n) }, (_, i) => kv(i, 1)));
+      await sleep(500);
+      s1 = trees.map(schedMs);
     });
+    const d = s1.map((x, i) => ({ cpu: x.cpu - s0[i]!.cpu, wait: x.wait - s0[i]!.wait }));
     await perfDone;
     rows.push(`| ${n} leases: start until running (lease acquired, all ${n} applied) | ${fmt(upMs)} |`);
     rows.push(`| ${n} leases: start until the kernel has all ${n} routes | ${fmt(routesMs)} |`);
@@ -221,6 +229,7 @@ async function manyLeases(n: number): Promise<void> {
     rows.push(`| ${n} leases: one new lease written until a's route for it is in | ${fmt(oneMs)} |`);
     rows.push(`| ${n} leases: control, 1,000 keys outside the prefix written in one transaction, pings every 10 ms: loss / avg / max RTT | ${ctl.lossPct}% / ${ctl.avgMs} / ${ctl.maxMs} ms |`);
     rows.push(`| ${n} leases: 1,000 changed in one transaction, pings every 10 ms: loss / avg / max RTT | ${p.lossPct}% / ${p.avgMs} / ${p.maxMs} ms |`);
+    rows.push(`| ${n} leases: the same 0.5 s from the write: CPU of overlayd a / b / etcd (run-queue wait a / b / etcd) | ${d.map((x) => x.cpu.toFixed(0)).join(' / ')} ms (${d.map((x) => x.wait.toFixed(0)).join(' / ')} ms) |`);
   } finally {
     // SIGTERM first (a --cpu-prof in ETCD_SCALE_NODE_ARGS is written at exit), then the testbed's SIGKILL
     await Promise.all(started.map((ch) => new Promise<void>((r) => {

@@ -93,6 +93,11 @@ export interface WatchEvent {
 export type WatchMessage =
   | { kind: 'created'; revision: number }
   | { kind: 'events'; revision: number; events: WatchEvent[] }
+  /**
+   * Events not checked yet (a watch with {@link WatchHandlers.rawEvents}): each is checked with
+   * {@link parseWatchEvent} when it is used.
+   */
+  | { kind: 'raw-events'; revision: number; events: readonly unknown[] }
   /** Progress or other header-only message. */
   | { kind: 'progress'; revision: number }
   /** The server ended the watch; `compactRevision` > 0 when the start revision was compacted. */
@@ -200,8 +205,11 @@ export function parseErrorBody(o: unknown): { message: string; code: number } | 
   return { message: msg.slice(0, 200), code: o.code };
 }
 
-/** One message of a watch stream (`{"result": WatchResponse}` or `{"error": ...}`). */
-export function parseWatchMessage(o: unknown): Parsed<WatchMessage> {
+/**
+ * One message of a watch stream (`{"result": WatchResponse}` or `{"error": ...}`). `rawEvents`:
+ * events are handed over unchecked (kind 'raw-events') for the caller to check one by one.
+ */
+export function parseWatchMessage(o: unknown, rawEvents = false): Parsed<WatchMessage> {
   if (!isObj(o)) return fail('watch message is not an object');
   if (o.error !== undefined) {
     const e = isObj(o.error) ? o.error : {};
@@ -221,16 +229,24 @@ export function parseWatchMessage(o: unknown): Parsed<WatchMessage> {
   const raw = r.events ?? [];
   if (!Array.isArray(raw)) return fail('events is not an array');
   if (raw.length === 0) return { ok: true, value: { kind: 'progress', revision: h.value } };
+  if (rawEvents) return { ok: true, value: { kind: 'raw-events', revision: h.value, events: raw } };
   const events: WatchEvent[] = [];
   for (const e of raw) {
-    if (!isObj(e)) return fail('event is not an object');
-    const t = e.type ?? 'PUT';
-    if (t !== 'PUT' && t !== 'DELETE') return fail('event type is not PUT or DELETE');
-    const kv = parseKv(e.kv);
-    if (!kv.ok) return kv;
-    events.push({ type: t === 'PUT' ? 'put' : 'delete', kv: kv.value });
+    const ev = parseWatchEvent(e);
+    if (!ev.ok) return ev;
+    events.push(ev.value);
   }
   return { ok: true, value: { kind: 'events', revision: h.value, events } };
+}
+
+/** One event of a watch message (mvccpb.Event). */
+export function parseWatchEvent(e: unknown): Parsed<WatchEvent> {
+  if (!isObj(e)) return fail('event is not an object');
+  const t = e.type ?? 'PUT';
+  if (t !== 'PUT' && t !== 'DELETE') return fail('event type is not PUT or DELETE');
+  const kv = parseKv(e.kv);
+  if (!kv.ok) return kv;
+  return { ok: true, value: { type: t === 'PUT' ? 'put' : 'delete', kv: kv.value } };
 }
 
 /** The first key after every key with prefix `p` (etcd's range_end for a prefix). */
@@ -278,6 +294,11 @@ export interface WatchHandle {
 export interface WatchHandlers {
   /** Each message, in order. */
   onMessage(m: WatchMessage): void;
+  /**
+   * Hand events over unchecked (kind 'raw-events'; check each with {@link parseWatchEvent}), so
+   * that a message of thousands of events can be checked in slices instead of all at once.
+   */
+  rawEvents?: boolean;
   /** The stream failed or ended (not called after close()). */
   onEnd(e: EtcdError): void;
 }
@@ -523,14 +544,20 @@ export class EtcdClient {
           end(new EtcdError('server', `${ep.url.origin} watch: HTTP ${res.statusCode}`));
           return;
         }
-        let buf = '';
+        // the message being received, in pieces: a chunk is searched for the end of a line once
+        // (a message of thousands of events arrives in many chunks)
+        let parts: string[] = [];
+        let held = 0;
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
           if (done || stale()) return;
-          buf += c;
-          for (let nl = buf.indexOf('\n'); nl >= 0 && !done && !stale(); nl = buf.indexOf('\n')) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
+          let from = 0;
+          for (let nl = c.indexOf('\n'); nl >= 0 && !done && !stale(); nl = c.indexOf('\n', from)) {
+            parts.push(c.slice(from, nl));
+            from = nl + 1;
+            const line = (parts.length === 1 ? parts[0]! : parts.join('')).trim();
+            parts = [];
+            held = 0;
             if (line === '') continue;
             let j: unknown;
             try {
@@ -539,7 +566,7 @@ export class EtcdClient {
               end(new EtcdError('protocol', `${ep.url.origin} watch: a message is not JSON`));
               return;
             }
-            const m = parseWatchMessage(j);
+            const m = parseWatchMessage(j, h.rawEvents === true);
             if (!m.ok) {
               end(new EtcdError('protocol', `${ep.url.origin} watch: ${m.reason}`));
               return;
@@ -556,7 +583,10 @@ export class EtcdClient {
             }
             h.onMessage(v);
           }
-          if (buf.length > MAX_WATCH_MESSAGE_BYTES) end(new EtcdError('protocol', `${ep.url.origin} watch: a message over ${MAX_WATCH_MESSAGE_BYTES} bytes`));
+          if (done || stale() || from >= c.length) return;
+          parts.push(c.slice(from));
+          held += c.length - from;
+          if (held > MAX_WATCH_MESSAGE_BYTES) end(new EtcdError('protocol', `${ep.url.origin} watch: a message over ${MAX_WATCH_MESSAGE_BYTES} bytes`));
         });
         res.on('error', (e) => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: ${e.message}`)));
         res.on('end', () => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: stream ended`)));
