@@ -12,6 +12,7 @@ import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
 import type { DataplaneIo } from '../vtep/options.js';
 import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 import type { CliOptions } from './cli.js';
+import { nextSlice, SLICE_MS } from './slices.js';
 import {
   ConfigError,
   parseEnvFile,
@@ -323,8 +324,6 @@ export interface OverlaydOptions {
   metrics?: (reg: Registry) => void | Promise<void>;
 }
 
-/** Longest slice of peer changes applied before yielding to the event loop (forwarding), ms. */
-const APPLY_SLICE_MS = 1;
 /** Up to this many changes at once are logged one line each; more get one summary line. */
 const PEER_LOG_LINES = 50;
 
@@ -363,10 +362,10 @@ export class Overlayd {
   /** The peer set being applied in slices, the next one to apply, and who waits for both. */
   private applyJob: ApplyJob | undefined;
   private applyNext: { all: ReadonlyMap<string, Lease>; why: string; changed?: ReadonlySet<string> } | undefined;
-  private applyTimer: NodeJS.Immediate | undefined;
+  private applyTimer: NodeJS.Timeout | undefined;
   /** A reloaded peers file being validated in slices. */
   private parseJob: { p: PeersParse; why: string; sliced: boolean; ready: boolean } | undefined;
-  private parseTimer: NodeJS.Immediate | undefined;
+  private parseTimer: NodeJS.Timeout | undefined;
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
   private masq: IpMasq | undefined;
@@ -587,7 +586,7 @@ export class Overlayd {
 
   /**
    * Apply a new peer set: addPeer/removePeer only for what changed, in slices of at most about
-   * APPLY_SLICE_MS each (the comparison with the applied set too), yielding to the event loop
+   * SLICE_MS each (the comparison with the applied set too), pausing (src/overlayd/slices.ts)
    * between slices so that forwarding goes on while thousands of peers are compared and applied.
    * A small change completes within the call. A set given while another is being applied is
    * applied right after it (only the newest waits). `changed` (etcd's watch): only these subnets
@@ -635,7 +634,7 @@ export class Overlayd {
       return;
     }
     const t0 = performance.now();
-    const due = (n: number): boolean => (n & 3) === 0 && performance.now() - t0 > APPLY_SLICE_MS;
+    const due = (n: number): boolean => (n & 3) === 0 && performance.now() - t0 > SLICE_MS;
     for (let n = 1; j.scan !== undefined; n++) {
       const it = j.scan.next();
       if (it.done === true) {
@@ -651,7 +650,7 @@ export class Overlayd {
         this.diffOne(j, it.value);
       }
       if (due(n)) {
-        this.applyTimer = setImmediate(this.runApply);
+        this.applyTimer = nextSlice(this.runApply);
         return;
       }
     }
@@ -662,7 +661,7 @@ export class Overlayd {
       else this.upsertOne(j.be, j.upsert[j.done - nr]!, j);
       j.done++;
       if (j.done < total && due(j.done)) {
-        this.applyTimer = setImmediate(this.runApply);
+        this.applyTimer = nextSlice(this.runApply);
         return;
       }
     }
@@ -733,7 +732,7 @@ export class Overlayd {
     }
     // the leases are validated in slices like the apply (a newer read replaces a parse under way);
     // a small file is parsed and applied within this call
-    if (this.parseTimer) clearImmediate(this.parseTimer);
+    if (this.parseTimer) clearTimeout(this.parseTimer);
     this.parseJob = { p, why, sliced: false, ready: false };
     return this.runParse();
   }
@@ -749,15 +748,15 @@ export class Overlayd {
       return false;
     }
     try {
-      if (!j.p.step(performance.now() + APPLY_SLICE_MS)) {
+      if (!j.p.step(performance.now() + SLICE_MS)) {
         j.sliced = true;
-        this.parseTimer = setImmediate(this.runParse);
+        this.parseTimer = nextSlice(this.runParse);
         return true;
       }
       if (j.sliced && !j.ready) {
         // a large file: the diff against the current peers gets a turn of its own
         j.ready = true;
-        this.parseTimer = setImmediate(this.runParse);
+        this.parseTimer = nextSlice(this.runParse);
         return true;
       }
     } catch (e) {
@@ -799,9 +798,9 @@ export class Overlayd {
 
   private async teardown(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
-    if (this.applyTimer) clearImmediate(this.applyTimer);
+    if (this.applyTimer) clearTimeout(this.applyTimer);
     this.applyTimer = undefined;
-    if (this.parseTimer) clearImmediate(this.parseTimer);
+    if (this.parseTimer) clearTimeout(this.parseTimer);
     this.parseTimer = undefined;
     this.parseJob = undefined;
     this.applyJob = undefined;

@@ -73,6 +73,8 @@ export interface EtcdKv {
 export interface RangeResult {
   revision: number;
   kvs: EtcdKv[];
+  /** Set when a limit cut the answer short: the key to read on from (the last key and a zero byte). */
+  next?: Buffer;
 }
 
 /** A granted lease. */
@@ -167,7 +169,12 @@ export function parseRange(o: unknown): Parsed<RangeResult> {
     if (!kv.ok) return kv;
     kvs.push(kv.value);
   }
-  return { ok: true, value: { revision: h.value, kvs } };
+  const more = (o as Obj).more ?? false;
+  if (typeof more !== 'boolean') return fail('more is not a boolean');
+  if (!more || raw.length === 0) return { ok: true, value: { revision: h.value, kvs } };
+  // the key as bytes (a key that is not UTF-8 would not survive the string)
+  const last = b64(raw[raw.length - 1] as Obj, 'key')!;
+  return { ok: true, value: { revision: h.value, kvs, next: Buffer.concat([last, Buffer.from([0])]) } };
 }
 
 /** A TxnResponse: whether the comparison held (etcd leaves `succeeded` out when false). */
@@ -462,10 +469,16 @@ export class EtcdClient {
     return p.value;
   }
 
-  /** Read one key, or every key with prefix `key` when `prefix`. */
-  async range(key: string, opts: { prefix?: boolean } = {}): Promise<RangeResult> {
-    const body: Obj = { key: enc(key) };
+  /**
+   * Read one key, or every key with prefix `key` when `prefix`. `limit`: at most this many keys
+   * (the answer's `next` then says where to read on: pass it as `from`, with the first answer's
+   * revision as `revision` for one consistent listing in pages).
+   */
+  async range(key: string, opts: { prefix?: boolean; limit?: number; revision?: number; from?: Buffer } = {}): Promise<RangeResult> {
+    const body: Obj = { key: enc(opts.from ?? key) };
     if (opts.prefix) body.range_end = prefixEnd(key).toString('base64');
+    if (opts.limit !== undefined) body.limit = String(opts.limit);
+    if (opts.revision !== undefined) body.revision = String(opts.revision);
     return EtcdClient.check('range', parseRange(await this.call('/v3/kv/range', body)));
   }
 

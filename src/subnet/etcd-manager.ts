@@ -10,6 +10,7 @@
 import { AddrError, IpPrefix, ipPrefix, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
 import type { Lease } from '../vtep/backend.js';
 import type { Logger } from '../overlayd/daemon.js';
+import { SLICE_MS, slicePause } from '../overlayd/slices.js';
 import { ConfigError, keyToSubnet, leaseToEtcd, parseLeaseAttrs, parseNetConf, quoteUntrusted, type NetConf } from '../overlayd/config.js';
 import { EtcdError, parseWatchEvent, type EtcdClient, type EtcdKv, type Parsed, type WatchHandle, type WatchMessage } from './etcd-client.js';
 
@@ -21,21 +22,21 @@ export const SUBNET_TTL_SECONDS = 24 * 3600;
 export const MAX_ETCD_VALUE_BYTES = 64 << 10;
 /** Attempts at creating a lease when another host takes the chosen subnet first (flannel's raceRetries). */
 const RACE_RETRIES = 10;
+/** Keys read per request when listing the subnets to watch. */
+const LIST_PAGE = 500;
 /** Free subnets collected before picking one at random (as flannel). */
 const FREE_CANDIDATES = 100;
-/** Longest run of listing or watch-event processing before yielding to the event loop (forwarding), ms. */
-const SLICE_MS = 1;
 
 /** Who gets the peer map: all peers, why, and (after watch events) the subnets that changed since the last report. */
 export type PeersHandler = (all: ReadonlyMap<string, Lease>, why: string, changed?: ReadonlySet<string>) => void;
 
-/** Run `f` on each item, yielding to the event loop whenever a slice has taken SLICE_MS; false if `stop()` became true. */
+/** Run `f` on each item, pausing (src/overlayd/slices.ts) whenever a slice has taken SLICE_MS; false if `stop()` became true. */
 async function sliced<T>(items: readonly T[], f: (x: T) => void, stop: () => boolean): Promise<boolean> {
   let t0 = performance.now();
   for (let i = 0; i < items.length; i++) {
     f(items[i]!);
     if ((i & 7) === 7 && performance.now() - t0 > SLICE_MS) {
-      await new Promise((r) => setImmediate(r));
+      await slicePause();
       if (stop()) return false;
       t0 = performance.now();
     }
@@ -360,20 +361,28 @@ export class EtcdSubnetManager {
    */
   private async resync(why: string, now = false): Promise<void> {
     const conf = this.conf!;
-    const r = await this.client.range(this.subnetsPrefix, { prefix: true });
+    // in pages: one answer of 10,000 leases takes tens of ms to parse, all at once
+    let r = await this.client.range(this.subnetsPrefix, { prefix: true, limit: LIST_PAGE });
     if (this.closed) return;
     const gen = ++this.generation;
+    const revision = r.revision;
     this.queue.length = 0; // the listing supersedes events not yet applied
     this.watch?.close();
     this.watch = undefined;
     const seen = new Set<string>();
     const peers = new Map<string, Lease>();
     this.changed = undefined;
-    if (!(await sliced(r.kvs, (kv) => { seen.add(kv.key); this.upsertKv(kv, conf, peers); }, () => this.closed || gen !== this.generation))) return;
+    const stop = (): boolean => this.closed || gen !== this.generation;
+    for (;;) {
+      if (!(await sliced(r.kvs, (kv) => { seen.add(kv.key); this.upsertKv(kv, conf, peers); }, stop))) return;
+      if (r.next === undefined) break;
+      r = await this.client.range(this.subnetsPrefix, { prefix: true, limit: LIST_PAGE, revision, from: r.next });
+      if (stop()) return;
+    }
     this.peers = peers;
     for (const k of this.bad.keys()) if (!seen.has(k)) this.bad.delete(k);
     if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.subnet))) this.ownLost();
-    this.revision = r.revision;
+    this.revision = revision;
     if (now) {
       this.changed = new Set();
       this.onPeers?.(this.peers, why);
