@@ -10,7 +10,9 @@
  * 2. N synthetic leases (default 1,000 and 10,000) in etcd and one overlayd host `a` (plus a real
  *    peer `b`): start until running (lease acquired, all N applied) and until the kernel has all N
  *    routes, RSS, one changed lease until a's route for it, and the ping a -> b (every 10 ms)
- *    while 1,000 leases change at once in one etcd transaction.
+ *    while 1,000 leases change at once in one etcd transaction, with the CPU time of a's and b's
+ *    overlayd and of etcd over the 0.5 s after that write, and their time waiting for a CPU
+ *    (runnable, not running: /proc/<pid>/task/<tid>/schedstat).
  *
  * Writes to etcd go through a small writer process in the hub namespace (etcd's JSON gateway),
  * which stamps each write just before sending it; all processes share one clock.
