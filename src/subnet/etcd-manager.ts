@@ -392,9 +392,8 @@ export class EtcdSubnetManager {
     this.openWatch();
   }
 
-  /** Apply one key's current value to the peer map. */
-  private upsertKv(kv: EtcdKv, conf: NetConf, peers = this.peers): void {
-    const s = subnetOfKey(kv.key);
+  /** Apply one key's current value to the peer map (`s`: its subnet, when parsed already). */
+  private upsertKv(kv: EtcdKv, conf: NetConf, peers = this.peers, s = subnetOfKey(kv.key)): void {
     if (!s.ok) return this.skip(kv.key, s.reason);
     const own = this.held?.subnet;
     const sn = s.value.subnet;
@@ -504,7 +503,7 @@ export class EtcdSubnetManager {
     this.revision = Math.max(this.revision, ev.kv.modRevision);
     const s = subnetOfKey(ev.kv.key);
     if (s.ok) this.changed?.add(s.value.subnet);
-    if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!);
+    if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!, this.peers, s);
     this.bad.delete(ev.kv.key);
     if (!s.ok) return;
     if (s.value.subnet === this.held?.subnet) this.ownLost();
