@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdClient, EtcdError, parseGrant, parseKv, parseRange, parseTxn, parseWatchMessage, prefixEnd, type WatchMessage } from '../../src/index.js';
+import { EtcdClient, EtcdError, parseGrant, parseKv, parseRange, parseTxn, parseWatchEvent, parseWatchMessage, prefixEnd, type WatchMessage } from '../../src/index.js';
 import { etcdAvailable, etcdctl, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const b = (s: string): string => Buffer.from(s).toString('base64');
@@ -60,6 +60,12 @@ describe('etcd gateway response parsers', () => {
     expect(r({ error: { grpc_code: 14, message: 'etcdserver: no leader' } })).toEqual({ kind: 'canceled', compactRevision: 0, reason: 'etcdserver: no leader' });
     expect(r({ result: header })).toEqual({ kind: 'progress', revision: 7 });
     expect(r({ result: { ...header, events: [{ type: 'PATCH', kv: { key: b('/k') } }] } })).toMatch(/PUT or DELETE/);
+    // rawEvents: the events come unchecked, each is checked on its own (a bad one is found then)
+    const events = [{ kv: { key: b('/k'), mod_revision: '7' } }, { type: 'PATCH', kv: { key: b('/k') } }];
+    expect(parseWatchMessage({ result: { ...header, events } }, true)).toEqual({ ok: true, value: { kind: 'raw-events', revision: 7, events } });
+    expect(parseWatchEvent(events[0])).toMatchObject({ ok: true, value: { type: 'put', kv: { key: '/k', modRevision: 7 } } });
+    expect(parseWatchEvent(events[1])).toMatchObject({ ok: false, reason: expect.stringMatching(/PUT or DELETE/) as unknown });
+    expect(parseWatchEvent({ type: 'DELETE', kv: { key: '!!' } }).ok).toBe(false);
     expect(r('x')).toMatch(/not an object/);
     expect(r({})).toMatch(/no result/);
   });
