@@ -20,7 +20,9 @@
  *   npx tsx bench/etcd-scale.ts [--hosts 24] [--reps 5] [--leases 1000,10000]     (root)
  *
  * --hosts 0 skips part 1. For diagnosis: ETCD_SCALE_NODE_ARGS='--trace-gc' passes node flags to
- * every overlayd and keeps their stdout (the temporary directory is printed and left);
+ * every overlayd and keeps their stdout (the temporary directory is printed and left; with
+ * '--import ./bench/lib/loop-gaps.mjs --cpu-prof --cpu-prof-dir=DIR' each process's event-loop
+ * gaps over 3 ms go there, and bench/lib/gap-profile.mjs shows what the profile sampled in each);
  * ETCD_SCALE_PERF=file records `perf record -a` over the 1,000-lease change, ETCD_SCALE_PERF_START=file
  * `perf record -a -g` over the first 3 s of the N-lease start.
  */
