@@ -193,9 +193,13 @@ async function manyLeases(n: number): Promise<void> {
     if (onlinkRoutes(a) < n) throw new Error(`ip monitor saw ${mon.added.size} routes, the table has ${onlinkRoutes(a)}`);
     await perf0Done;
     const rss = rssMiB(oa.child.pid!);
+    const monB = new RouteMonitor(b, tb);
     const ob = startOverlayd(tb, b, c.url, 'b');
     started.push(ob.child);
     await until(ob.running, 60_000, 'b running');
+    // b's kernel routes too: their installation (the kernel's work, ~1 s at 10,000) would
+    // otherwise still be running during the measurements below
+    await until(() => monB.added.size >= n, 120_000, 'b has all routes');
     // b's flannel.1 carries its subnet's network address
     const bAddr = parseEnvFile(readFileSync(join(dir, 'b', 'subnet.env'), 'utf8')).FLANNEL_SUBNET!.replace(/\.\d+\/\d+$/, (m) => `.${Number(m.slice(1).split('/')[0]) - 1}`);
     const pingB = (): boolean => { try { a.exec('ping', ['-c', '1', '-W', '1', bAddr]); return true; } catch { return false; } };
