@@ -10,7 +10,9 @@
  * 2. N synthetic leases (default 1,000 and 10,000) in etcd and one overlayd host `a` (plus a real
  *    peer `b`): start until running (lease acquired, all N applied) and until the kernel has all N
  *    routes, RSS, one changed lease until a's route for it, and the ping a -> b (every 10 ms)
- *    while 1,000 leases change at once in one etcd transaction.
+ *    while 1,000 leases change at once in one etcd transaction, with the CPU time of a's and b's
+ *    overlayd and of etcd over the 0.5 s after that write, and their time waiting for a CPU
+ *    (runnable, not running: /proc/<pid>/task/<tid>/schedstat).
  *
  * Writes to etcd go through a small writer process in the hub namespace (etcd's JSON gateway),
  * which stamps each write just before sending it; all processes share one clock.
@@ -18,7 +20,9 @@
  *   npx tsx bench/etcd-scale.ts [--hosts 24] [--reps 5] [--leases 1000,10000]     (root)
  *
  * --hosts 0 skips part 1. For diagnosis: ETCD_SCALE_NODE_ARGS='--trace-gc' passes node flags to
- * every overlayd and keeps their stdout (the temporary directory is printed and left);
+ * every overlayd and keeps their stdout (the temporary directory is printed and left; with
+ * '--import ./bench/lib/loop-gaps.mjs --cpu-prof --cpu-prof-dir=DIR' each process's event-loop
+ * gaps over 3 ms go there, and bench/lib/gap-profile.mjs shows what the profile sampled in each);
  * ETCD_SCALE_PERF=file records `perf record -a` over the 1,000-lease change, ETCD_SCALE_PERF_START=file
  * `perf record -a -g` over the first 3 s of the N-lease start.
  */
@@ -32,7 +36,7 @@ import { parseEnvFile } from '../src/overlayd/config.js';
 import { flannelValue, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { findOverlayd, REPO_ROOT } from './paths/overlayd.js';
 import { percentile } from './lib/stats.js';
-import { onlinkRoutes, pingDuring, rssMiB, synthLease, until } from './lib/scale.js';
+import { onlinkRoutes, pidsOf, pingDuring, rssMiB, schedMs, synthLease, until } from './lib/scale.js';
 
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -189,9 +193,13 @@ async function manyLeases(n: number): Promise<void> {
     if (onlinkRoutes(a) < n) throw new Error(`ip monitor saw ${mon.added.size} routes, the table has ${onlinkRoutes(a)}`);
     await perf0Done;
     const rss = rssMiB(oa.child.pid!);
+    const monB = new RouteMonitor(b, tb);
     const ob = startOverlayd(tb, b, c.url, 'b');
     started.push(ob.child);
     await until(ob.running, 60_000, 'b running');
+    // b's kernel routes too: their installation (the kernel's work, ~1 s at 10,000) would
+    // otherwise still be running during the measurements below
+    await until(() => monB.added.size >= n, 120_000, 'b has all routes');
     // b's flannel.1 carries its subnet's network address
     const bAddr = parseEnvFile(readFileSync(join(dir, 'b', 'subnet.env'), 'utf8')).FLANNEL_SUBNET!.replace(/\.\d+\/\d+$/, (m) => `.${Number(m.slice(1).split('/')[0]) - 1}`);
     const pingB = (): boolean => { try { a.exec('ping', ['-c', '1', '-W', '1', bAddr]); return true; } catch { return false; } };
@@ -211,9 +219,17 @@ async function manyLeases(n: number): Promise<void> {
     const perfOut = process.env.ETCD_SCALE_PERF;
     const perf = perfOut ? spawn('perf', ['record', '-a', '-F', '999', '-o', perfOut, '--', 'sleep', '2.5'], { stdio: 'ignore' }) : undefined;
     const perfDone = perf ? new Promise((r) => perf.on('exit', r)) : undefined;
+    // CPU and run-queue wait of a's and b's overlayd (all their processes) and of etcd over the change
+    const trees = [[oa.child.pid!], [ob.child.pid!], pidsOf('etcd', etcd.dir)];
+    let s0: { cpu: number; wait: number }[] = [];
+    let s1: { cpu: number; wait: number }[] = [];
     const p = await pingDuring(a, bAddr, 400, 1000, async () => {
+      s0 = trees.map(schedMs);
       await c.writer.write(Array.from({ length: Math.min(1000, n) }, (_, i) => kv(i, 1)));
+      await sleep(500);
+      s1 = trees.map(schedMs);
     });
+    const d = s1.map((x, i) => ({ cpu: x.cpu - s0[i]!.cpu, wait: x.wait - s0[i]!.wait }));
     await perfDone;
     rows.push(`| ${n} leases: start until running (lease acquired, all ${n} applied) | ${fmt(upMs)} |`);
     rows.push(`| ${n} leases: start until the kernel has all ${n} routes | ${fmt(routesMs)} |`);
@@ -221,6 +237,7 @@ async function manyLeases(n: number): Promise<void> {
     rows.push(`| ${n} leases: one new lease written until a's route for it is in | ${fmt(oneMs)} |`);
     rows.push(`| ${n} leases: control, 1,000 keys outside the prefix written in one transaction, pings every 10 ms: loss / avg / max RTT | ${ctl.lossPct}% / ${ctl.avgMs} / ${ctl.maxMs} ms |`);
     rows.push(`| ${n} leases: 1,000 changed in one transaction, pings every 10 ms: loss / avg / max RTT | ${p.lossPct}% / ${p.avgMs} / ${p.maxMs} ms |`);
+    rows.push(`| ${n} leases: the same 0.5 s from the write: CPU of overlayd a / b / etcd (run-queue wait a / b / etcd) | ${d.map((x) => x.cpu.toFixed(0)).join(' / ')} ms (${d.map((x) => x.wait.toFixed(0)).join(' / ')} ms) |`);
   } finally {
     // SIGTERM first (a --cpu-prof in ETCD_SCALE_NODE_ARGS is written at exit), then the testbed's SIGKILL
     await Promise.all(started.map((ch) => new Promise<void>((r) => {

@@ -18,7 +18,7 @@ import { onlinkRoutes, pingDuring, rssMiB, synthLease as synth, until } from './
 
 const N = Number(process.argv[2] ?? 10_000);
 const dir = mkdtempSync(join(tmpdir(), 'peers-daemon-'));
-const tb = new Testbed('pdm');
+const tb = new Testbed('dmpd');
 
 function writeAtomic(path: string, text: string): void {
   writeFileSync(path + '.tmp', text);

@@ -1,9 +1,9 @@
 /**
  * Pieces of the control-plane scale benchmarks (bench/peers-daemon.ts, bench/etcd-scale.ts):
- * synthetic VXLAN leases, waiting for a condition, a process's RSS, and a 10 ms ping run's
- * loss / average / longest RTT.
+ * synthetic VXLAN leases, waiting for a condition, a process's RSS, CPU and run-queue time of
+ * process trees, and a 10 ms ping run's loss / average / longest RTT.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { NsHost } from '../../test/helpers/netns.js';
 import { sleep, waitChild } from './exec.js';
 
@@ -33,6 +33,51 @@ export async function until(f: () => boolean, ms: number, what: string): Promise
 export function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Pids of the processes whose command line contains every one of `parts`. */
+export function pidsOf(...parts: string[]): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (parts.every((p) => cmd.includes(p))) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/**
+ * Time on a CPU and time waiting for one (runnable, not running), ms, summed over every thread
+ * of `pids` and of their descendants (/proc/<pid>/task/<tid>/schedstat).
+ */
+export function schedMs(pids: number[]): { cpu: number; wait: number } {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* gone */ }
+  }
+  const tree = new Set(pids);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, pp] of parent) if (tree.has(pp) && !tree.has(pid)) { tree.add(pid); grew = true; }
+  }
+  let cpu = 0;
+  let wait = 0;
+  for (const pid of tree) {
+    try {
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        const [run, rq] = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ').map(Number);
+        cpu += run! / 1e6;
+        wait += rq! / 1e6;
+      }
+    } catch { /* gone */ }
+  }
+  return { cpu, wait };
 }
 
 /** Kernel routes through `dev` in `host` (onlink routes: one per VXLAN peer). */

@@ -12,10 +12,10 @@ import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
 import type { DataplaneIo } from '../vtep/options.js';
 import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 import type { CliOptions } from './cli.js';
+import { nextSlice, SLICE_MS } from './slices.js';
 import {
   ConfigError,
   parseEnvFile,
-  diffPeers,
   encapOverhead,
   leaseEquals,
   leaseToJson,
@@ -28,7 +28,6 @@ import {
   subnetToKey,
   validateSubnet,
   type NetConf,
-  type PeerDiff,
 } from './config.js';
 import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
@@ -325,14 +324,23 @@ export interface OverlaydOptions {
   metrics?: (reg: Registry) => void | Promise<void>;
 }
 
-/** Longest slice of peer changes applied before yielding to the event loop (forwarding), ms. */
-const APPLY_SLICE_MS = 1;
 /** Up to this many changes at once are logged one line each; more get one summary line. */
 const PEER_LOG_LINES = 50;
 
-/** A peer set being applied (see Overlayd.applyPeers). */
+/** A peer set being applied (see Overlayd.applyPeers): first compared, then applied, both in slices. */
 interface ApplyJob {
   be: Backend;
+  /** The peer set. */
+  all: ReadonlyMap<string, Lease>;
+  /**
+   * Subnets still to compare: 'set', those of `all` (or only the changed ones); 'applied' (a
+   * full comparison), then the applied ones that `all` lacks; undefined once the diff is complete.
+   */
+  scan: Iterator<string> | undefined;
+  phase: 'set' | 'applied';
+  /** A full comparison (no hint of what changed): the 'applied' phase follows. */
+  full: boolean;
+  own: IpPrefix;
   remove: string[];
   upsert: Lease[];
   /** Changes applied so far (removals first). */
@@ -354,10 +362,10 @@ export class Overlayd {
   /** The peer set being applied in slices, the next one to apply, and who waits for both. */
   private applyJob: ApplyJob | undefined;
   private applyNext: { all: ReadonlyMap<string, Lease>; why: string; changed?: ReadonlySet<string> } | undefined;
-  private applyTimer: NodeJS.Immediate | undefined;
+  private applyTimer: NodeJS.Timeout | undefined;
   /** A reloaded peers file being validated in slices. */
   private parseJob: { p: PeersParse; why: string; sliced: boolean; ready: boolean } | undefined;
-  private parseTimer: NodeJS.Immediate | undefined;
+  private parseTimer: NodeJS.Timeout | undefined;
   private readonly appliedWaiters: (() => void)[] = [];
   private statsTimer: NodeJS.Timeout | undefined;
   private masq: IpMasq | undefined;
@@ -576,37 +584,15 @@ export class Overlayd {
     return true;
   }
 
-  /** Filter a peers map: drop our own subnet, overlapping subnets and other backend types (with a log line each). */
-  private usable(all: ReadonlyMap<string, Lease>): Map<string, Lease> {
-    const own = ipPrefix(this.cfg.subnet);
-    const out = new Map<string, Lease>();
-    for (const [subnet, lease] of all) if (this.usableOne(subnet, lease, own)) out.set(subnet, lease);
-    return out;
-  }
-
-  /** The diff of the usable peers of `all` against the applied ones, looking only at the subnets in `changed`. */
-  private diffChanged(all: ReadonlyMap<string, Lease>, changed: ReadonlySet<string>): PeerDiff {
-    const own = ipPrefix(this.cfg.subnet);
-    const d: PeerDiff = { upsert: [], remove: [] };
-    for (const subnet of changed) {
-      const l = all.get(subnet);
-      const was = this.peers.get(subnet);
-      if (l !== undefined && this.usableOne(subnet, l, own)) {
-        if (was === undefined || !leaseEquals(was, l)) d.upsert.push(l);
-      } else if (was !== undefined) {
-        d.remove.push(subnet);
-      }
-    }
-    return d;
-  }
-
   /**
    * Apply a new peer set: addPeer/removePeer only for what changed, in slices of at most about
-   * APPLY_SLICE_MS each, yielding to the event loop between slices so that forwarding goes on
-   * while thousands of peers are applied. A small change completes within the call. A set given
-   * while another is being applied is applied right after it (only the newest waits). `changed`
-   * (etcd's watch): only these subnets can differ from the set applied before, so only they are
-   * compared (one change among 10,000 peers costs one lookup, not a pass over all).
+   * SLICE_MS each (the comparison with the applied set too), pausing (src/overlayd/slices.ts)
+   * between slices so that forwarding goes on while thousands of peers are compared and applied.
+   * A small change completes within the call. A set given while another is being applied is
+   * applied right after it (only the newest waits). `changed` (etcd's watch): only these subnets
+   * can differ from the set applied before, so only they are compared (one change among 10,000
+   * peers costs one lookup, not a pass over all). Peers that are our own subnet, overlap it or
+   * run another backend type are left out (a log line each).
    */
   private applyPeers(all: ReadonlyMap<string, Lease>, why: string, changed?: ReadonlySet<string>): void {
     if (this.applyJob !== undefined) {
@@ -618,12 +604,25 @@ export class Overlayd {
     }
     const be = this.backend;
     if (!be) return;
-    const d = changed !== undefined ? this.diffChanged(all, changed) : diffPeers(this.peers, this.usable(all));
-    this.applyJob = { be, remove: d.remove, upsert: d.upsert, done: 0, why, quiet: d.remove.length + d.upsert.length > PEER_LOG_LINES };
+    this.applyJob = {
+      be, all, scan: (changed ?? all).keys(), phase: 'set', full: changed === undefined, own: ipPrefix(this.cfg.subnet),
+      remove: [], upsert: [], done: 0, why, quiet: false,
+    };
     this.runApply();
   }
 
-  /** Run the current apply job for one slice; reschedules itself until done. */
+  /** Compare subnet `s` of the job's set with the applied peers (the diff's step). */
+  private diffOne(j: ApplyJob, s: string): void {
+    const l = j.all.get(s);
+    const was = this.peers.get(s);
+    if (l !== undefined && this.usableOne(s, l, j.own)) {
+      if (was === undefined || !leaseEquals(was, l)) j.upsert.push(l);
+    } else if (was !== undefined) {
+      j.remove.push(s);
+    }
+  }
+
+  /** Run the current apply job for one slice (the diff, then the changes); reschedules itself until done. */
   private readonly runApply = (): void => {
     this.applyTimer = undefined;
     const j = this.applyJob;
@@ -635,14 +634,34 @@ export class Overlayd {
       return;
     }
     const t0 = performance.now();
+    const due = (n: number): boolean => (n & 3) === 0 && performance.now() - t0 > SLICE_MS;
+    for (let n = 1; j.scan !== undefined; n++) {
+      const it = j.scan.next();
+      if (it.done === true) {
+        if (j.phase === 'set' && j.full) {
+          // then the applied peers the set no longer has
+          j.phase = 'applied';
+          j.scan = this.peers.keys();
+        } else {
+          j.scan = undefined;
+          j.quiet = j.remove.length + j.upsert.length > PEER_LOG_LINES;
+        }
+      } else if (j.phase === 'set' || !j.all.has(it.value)) {
+        this.diffOne(j, it.value);
+      }
+      if (due(n)) {
+        this.applyTimer = nextSlice(this.runApply);
+        return;
+      }
+    }
     const nr = j.remove.length;
     const total = nr + j.upsert.length;
     while (j.done < total) {
       if (j.done < nr) this.removeOne(j.be, j.remove[j.done]!, j);
       else this.upsertOne(j.be, j.upsert[j.done - nr]!, j);
       j.done++;
-      if ((j.done & 3) === 0 && j.done < total && performance.now() - t0 > APPLY_SLICE_MS) {
-        this.applyTimer = setImmediate(this.runApply);
+      if (j.done < total && due(j.done)) {
+        this.applyTimer = nextSlice(this.runApply);
         return;
       }
     }
@@ -713,7 +732,7 @@ export class Overlayd {
     }
     // the leases are validated in slices like the apply (a newer read replaces a parse under way);
     // a small file is parsed and applied within this call
-    if (this.parseTimer) clearImmediate(this.parseTimer);
+    if (this.parseTimer) clearTimeout(this.parseTimer);
     this.parseJob = { p, why, sliced: false, ready: false };
     return this.runParse();
   }
@@ -729,15 +748,15 @@ export class Overlayd {
       return false;
     }
     try {
-      if (!j.p.step(performance.now() + APPLY_SLICE_MS)) {
+      if (!j.p.step(performance.now() + SLICE_MS)) {
         j.sliced = true;
-        this.parseTimer = setImmediate(this.runParse);
+        this.parseTimer = nextSlice(this.runParse);
         return true;
       }
       if (j.sliced && !j.ready) {
         // a large file: the diff against the current peers gets a turn of its own
         j.ready = true;
-        this.parseTimer = setImmediate(this.runParse);
+        this.parseTimer = nextSlice(this.runParse);
         return true;
       }
     } catch (e) {
@@ -779,9 +798,9 @@ export class Overlayd {
 
   private async teardown(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
-    if (this.applyTimer) clearImmediate(this.applyTimer);
+    if (this.applyTimer) clearTimeout(this.applyTimer);
     this.applyTimer = undefined;
-    if (this.parseTimer) clearImmediate(this.parseTimer);
+    if (this.parseTimer) clearTimeout(this.parseTimer);
     this.parseTimer = undefined;
     this.parseJob = undefined;
     this.applyJob = undefined;

@@ -73,6 +73,8 @@ export interface EtcdKv {
 export interface RangeResult {
   revision: number;
   kvs: EtcdKv[];
+  /** Set when a limit cut the answer short: the key to read on from (the last key and a zero byte). */
+  next?: Buffer;
 }
 
 /** A granted lease. */
@@ -93,6 +95,11 @@ export interface WatchEvent {
 export type WatchMessage =
   | { kind: 'created'; revision: number }
   | { kind: 'events'; revision: number; events: WatchEvent[] }
+  /**
+   * Events not checked yet (a watch with {@link WatchHandlers.rawEvents}): each is checked with
+   * {@link parseWatchEvent} when it is used.
+   */
+  | { kind: 'raw-events'; revision: number; events: readonly unknown[] }
   /** Progress or other header-only message. */
   | { kind: 'progress'; revision: number }
   /** The server ended the watch; `compactRevision` > 0 when the start revision was compacted. */
@@ -162,7 +169,12 @@ export function parseRange(o: unknown): Parsed<RangeResult> {
     if (!kv.ok) return kv;
     kvs.push(kv.value);
   }
-  return { ok: true, value: { revision: h.value, kvs } };
+  const more = (o as Obj).more ?? false;
+  if (typeof more !== 'boolean') return fail('more is not a boolean');
+  if (!more || raw.length === 0) return { ok: true, value: { revision: h.value, kvs } };
+  // the key as bytes (a key that is not UTF-8 would not survive the string)
+  const last = b64(raw[raw.length - 1] as Obj, 'key')!;
+  return { ok: true, value: { revision: h.value, kvs, next: Buffer.concat([last, Buffer.from([0])]) } };
 }
 
 /** A TxnResponse: whether the comparison held (etcd leaves `succeeded` out when false). */
@@ -200,8 +212,11 @@ export function parseErrorBody(o: unknown): { message: string; code: number } | 
   return { message: msg.slice(0, 200), code: o.code };
 }
 
-/** One message of a watch stream (`{"result": WatchResponse}` or `{"error": ...}`). */
-export function parseWatchMessage(o: unknown): Parsed<WatchMessage> {
+/**
+ * One message of a watch stream (`{"result": WatchResponse}` or `{"error": ...}`). `rawEvents`:
+ * events are handed over unchecked (kind 'raw-events') for the caller to check one by one.
+ */
+export function parseWatchMessage(o: unknown, rawEvents = false): Parsed<WatchMessage> {
   if (!isObj(o)) return fail('watch message is not an object');
   if (o.error !== undefined) {
     const e = isObj(o.error) ? o.error : {};
@@ -221,16 +236,24 @@ export function parseWatchMessage(o: unknown): Parsed<WatchMessage> {
   const raw = r.events ?? [];
   if (!Array.isArray(raw)) return fail('events is not an array');
   if (raw.length === 0) return { ok: true, value: { kind: 'progress', revision: h.value } };
+  if (rawEvents) return { ok: true, value: { kind: 'raw-events', revision: h.value, events: raw } };
   const events: WatchEvent[] = [];
   for (const e of raw) {
-    if (!isObj(e)) return fail('event is not an object');
-    const t = e.type ?? 'PUT';
-    if (t !== 'PUT' && t !== 'DELETE') return fail('event type is not PUT or DELETE');
-    const kv = parseKv(e.kv);
-    if (!kv.ok) return kv;
-    events.push({ type: t === 'PUT' ? 'put' : 'delete', kv: kv.value });
+    const ev = parseWatchEvent(e);
+    if (!ev.ok) return ev;
+    events.push(ev.value);
   }
   return { ok: true, value: { kind: 'events', revision: h.value, events } };
+}
+
+/** One event of a watch message (mvccpb.Event). */
+export function parseWatchEvent(e: unknown): Parsed<WatchEvent> {
+  if (!isObj(e)) return fail('event is not an object');
+  const t = e.type ?? 'PUT';
+  if (t !== 'PUT' && t !== 'DELETE') return fail('event type is not PUT or DELETE');
+  const kv = parseKv(e.kv);
+  if (!kv.ok) return kv;
+  return { ok: true, value: { type: t === 'PUT' ? 'put' : 'delete', kv: kv.value } };
 }
 
 /** The first key after every key with prefix `p` (etcd's range_end for a prefix). */
@@ -278,6 +301,11 @@ export interface WatchHandle {
 export interface WatchHandlers {
   /** Each message, in order. */
   onMessage(m: WatchMessage): void;
+  /**
+   * Hand events over unchecked (kind 'raw-events'; check each with {@link parseWatchEvent}), so
+   * that a message of thousands of events can be checked in slices instead of all at once.
+   */
+  rawEvents?: boolean;
   /** The stream failed or ended (not called after close()). */
   onEnd(e: EtcdError): void;
 }
@@ -441,10 +469,16 @@ export class EtcdClient {
     return p.value;
   }
 
-  /** Read one key, or every key with prefix `key` when `prefix`. */
-  async range(key: string, opts: { prefix?: boolean } = {}): Promise<RangeResult> {
-    const body: Obj = { key: enc(key) };
+  /**
+   * Read one key, or every key with prefix `key` when `prefix`. `limit`: at most this many keys
+   * (the answer's `next` then says where to read on: pass it as `from`, with the first answer's
+   * revision as `revision` for one consistent listing in pages).
+   */
+  async range(key: string, opts: { prefix?: boolean; limit?: number; revision?: number; from?: Buffer } = {}): Promise<RangeResult> {
+    const body: Obj = { key: enc(opts.from ?? key) };
     if (opts.prefix) body.range_end = prefixEnd(key).toString('base64');
+    if (opts.limit !== undefined) body.limit = String(opts.limit);
+    if (opts.revision !== undefined) body.revision = String(opts.revision);
     return EtcdClient.check('range', parseRange(await this.call('/v3/kv/range', body)));
   }
 
@@ -523,14 +557,20 @@ export class EtcdClient {
           end(new EtcdError('server', `${ep.url.origin} watch: HTTP ${res.statusCode}`));
           return;
         }
-        let buf = '';
+        // the message being received, in pieces: a chunk is searched for the end of a line once
+        // (a message of thousands of events arrives in many chunks)
+        let parts: string[] = [];
+        let held = 0;
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
           if (done || stale()) return;
-          buf += c;
-          for (let nl = buf.indexOf('\n'); nl >= 0 && !done && !stale(); nl = buf.indexOf('\n')) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
+          let from = 0;
+          for (let nl = c.indexOf('\n'); nl >= 0 && !done && !stale(); nl = c.indexOf('\n', from)) {
+            parts.push(c.slice(from, nl));
+            from = nl + 1;
+            const line = (parts.length === 1 ? parts[0]! : parts.join('')).trim();
+            parts = [];
+            held = 0;
             if (line === '') continue;
             let j: unknown;
             try {
@@ -539,7 +579,7 @@ export class EtcdClient {
               end(new EtcdError('protocol', `${ep.url.origin} watch: a message is not JSON`));
               return;
             }
-            const m = parseWatchMessage(j);
+            const m = parseWatchMessage(j, h.rawEvents === true);
             if (!m.ok) {
               end(new EtcdError('protocol', `${ep.url.origin} watch: ${m.reason}`));
               return;
@@ -556,7 +596,10 @@ export class EtcdClient {
             }
             h.onMessage(v);
           }
-          if (buf.length > MAX_WATCH_MESSAGE_BYTES) end(new EtcdError('protocol', `${ep.url.origin} watch: a message over ${MAX_WATCH_MESSAGE_BYTES} bytes`));
+          if (done || stale() || from >= c.length) return;
+          parts.push(c.slice(from));
+          held += c.length - from;
+          if (held > MAX_WATCH_MESSAGE_BYTES) end(new EtcdError('protocol', `${ep.url.origin} watch: a message over ${MAX_WATCH_MESSAGE_BYTES} bytes`));
         });
         res.on('error', (e) => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: ${e.message}`)));
         res.on('end', () => stale() || end(new EtcdError('unreachable', `${ep.url.origin} watch: stream ended`)));

@@ -10,8 +10,9 @@
 import { AddrError, IpPrefix, ipPrefix, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
 import type { Lease } from '../vtep/backend.js';
 import type { Logger } from '../overlayd/daemon.js';
+import { SLICE_MS, slicePause } from '../overlayd/slices.js';
 import { ConfigError, keyToSubnet, leaseToEtcd, parseLeaseAttrs, parseNetConf, quoteUntrusted, type NetConf } from '../overlayd/config.js';
-import { EtcdError, type EtcdClient, type EtcdKv, type Parsed, type WatchEvent, type WatchHandle, type WatchMessage } from './etcd-client.js';
+import { EtcdError, parseWatchEvent, type EtcdClient, type EtcdKv, type Parsed, type WatchHandle, type WatchMessage } from './etcd-client.js';
 
 /** flanneld's default key prefix. */
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
@@ -21,21 +22,21 @@ export const SUBNET_TTL_SECONDS = 24 * 3600;
 export const MAX_ETCD_VALUE_BYTES = 64 << 10;
 /** Attempts at creating a lease when another host takes the chosen subnet first (flannel's raceRetries). */
 const RACE_RETRIES = 10;
+/** Keys read per request when listing the subnets to watch. */
+const LIST_PAGE = 500;
 /** Free subnets collected before picking one at random (as flannel). */
 const FREE_CANDIDATES = 100;
-/** Longest run of listing or watch-event processing before yielding to the event loop (forwarding), ms. */
-const SLICE_MS = 1;
 
 /** Who gets the peer map: all peers, why, and (after watch events) the subnets that changed since the last report. */
 export type PeersHandler = (all: ReadonlyMap<string, Lease>, why: string, changed?: ReadonlySet<string>) => void;
 
-/** Run `f` on each item, yielding to the event loop whenever a slice has taken SLICE_MS; false if `stop()` became true. */
+/** Run `f` on each item, pausing (src/overlayd/slices.ts) whenever a slice has taken SLICE_MS; false if `stop()` became true. */
 async function sliced<T>(items: readonly T[], f: (x: T) => void, stop: () => boolean): Promise<boolean> {
   let t0 = performance.now();
   for (let i = 0; i < items.length; i++) {
     f(items[i]!);
-    if ((i & 31) === 31 && performance.now() - t0 > SLICE_MS) {
-      await new Promise((r) => setImmediate(r));
+    if ((i & 7) === 7 && performance.now() - t0 > SLICE_MS) {
+      await slicePause();
       if (stop()) return false;
       t0 = performance.now();
     }
@@ -181,14 +182,15 @@ export class EtcdSubnetManager {
   /** `held.subnet`, parsed. */
   private heldPrefix: IpPrefix | undefined;
   private leaseHeld = false;
-  private readonly peers = new Map<string, Lease>();
+  /** The peer map; a listing builds a new one and replaces it when complete (one being applied is never cleared under it). */
+  private peers = new Map<string, Lease>();
   /** Keys skipped, with the reason logged (a key is logged again only when its reason changes). */
   private readonly bad = new Map<string, string>();
   private onPeers: PeersHandler | undefined;
   /** Subnets changed since the last report; undefined: report everything (after a listing). */
   private changed: Set<string> | undefined;
-  /** Watch events not yet applied (applied in slices, in order). */
-  private readonly queue: WatchEvent[] = [];
+  /** Watch events not yet applied, unchecked (checked and applied in slices, in order). */
+  private readonly queue: unknown[] = [];
   private draining = false;
   /** Bumped by each listing: a slice of older work stops. */
   private generation = 0;
@@ -359,19 +361,28 @@ export class EtcdSubnetManager {
    */
   private async resync(why: string, now = false): Promise<void> {
     const conf = this.conf!;
-    const r = await this.client.range(this.subnetsPrefix, { prefix: true });
+    // in pages: one answer of 10,000 leases takes tens of ms to parse, all at once
+    let r = await this.client.range(this.subnetsPrefix, { prefix: true, limit: LIST_PAGE });
     if (this.closed) return;
     const gen = ++this.generation;
+    const revision = r.revision;
     this.queue.length = 0; // the listing supersedes events not yet applied
     this.watch?.close();
     this.watch = undefined;
     const seen = new Set<string>();
-    this.peers.clear();
+    const peers = new Map<string, Lease>();
     this.changed = undefined;
-    if (!(await sliced(r.kvs, (kv) => { seen.add(kv.key); this.upsertKv(kv, conf); }, () => this.closed || gen !== this.generation))) return;
+    const stop = (): boolean => this.closed || gen !== this.generation;
+    for (;;) {
+      if (!(await sliced(r.kvs, (kv) => { seen.add(kv.key); this.upsertKv(kv, conf, peers); }, stop))) return;
+      if (r.next === undefined) break;
+      r = await this.client.range(this.subnetsPrefix, { prefix: true, limit: LIST_PAGE, revision, from: r.next });
+      if (stop()) return;
+    }
+    this.peers = peers;
     for (const k of this.bad.keys()) if (!seen.has(k)) this.bad.delete(k);
     if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.subnet))) this.ownLost();
-    this.revision = r.revision;
+    this.revision = revision;
     if (now) {
       this.changed = new Set();
       this.onPeers?.(this.peers, why);
@@ -381,9 +392,8 @@ export class EtcdSubnetManager {
     this.openWatch();
   }
 
-  /** Apply one key's current value to the peer map. */
-  private upsertKv(kv: EtcdKv, conf: NetConf): void {
-    const s = subnetOfKey(kv.key);
+  /** Apply one key's current value to the peer map (`s`: its subnet, when parsed already). */
+  private upsertKv(kv: EtcdKv, conf: NetConf, peers = this.peers, s = subnetOfKey(kv.key)): void {
     if (!s.ok) return this.skip(kv.key, s.reason);
     const own = this.held?.subnet;
     const sn = s.value.subnet;
@@ -393,14 +403,14 @@ export class EtcdSubnetManager {
       else this.bad.delete(kv.key);
       return;
     }
-    this.peers.delete(sn);
+    peers.delete(sn);
     const l = this.parseKv(kv, conf);
     if (!l.ok) return this.skip(kv.key, l.reason);
     if (l.value.backendType !== conf.backend.type) return this.skip(kv.key, `runs backend ${l.value.backendType}, we run ${conf.backend.type}`);
     if (l.value.publicIp === this.opts.publicIp) return this.skip(kv.key, `has our public IP ${l.value.publicIp} (a stale lease of ours?)`);
     if (this.heldPrefix?.overlaps(s.value.prefix)) return this.skip(kv.key, `overlaps our subnet ${own}`);
     this.bad.delete(kv.key);
-    this.peers.set(sn, l.value);
+    peers.set(sn, l.value);
   }
 
   private skip(key: string, reason: string): void {
@@ -424,6 +434,8 @@ export class EtcdSubnetManager {
     this.watch?.close();
     const from = this.revision + 1;
     this.watch = this.client.watch(this.subnetsPrefix, from, {
+      // each event is checked when the drain gets to it: a message of thousands never holds the thread
+      rawEvents: true,
       onMessage: (m) => this.onWatch(m),
       onEnd: (e) => {
         this.watch = undefined;
@@ -458,9 +470,11 @@ export class EtcdSubnetManager {
           this.retry(() => this.openWatch());
         }
         return;
-      case 'events':
+      case 'raw-events':
         for (const ev of m.events) this.queue.push(ev);
         if (!this.draining) void this.drain();
+        return;
+      case 'events': // not asked for (rawEvents)
     }
   }
 
@@ -481,16 +495,32 @@ export class EtcdSubnetManager {
     }
   }
 
-  private applyEvent(ev: WatchEvent): void {
+  private applyEvent(raw: unknown): void {
+    const p = parseWatchEvent(raw);
+    if (!p.ok) return this.badEvent(p.reason);
+    const ev = p.value;
     this.counts.events++;
     this.revision = Math.max(this.revision, ev.kv.modRevision);
     const s = subnetOfKey(ev.kv.key);
     if (s.ok) this.changed?.add(s.value.subnet);
-    if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!);
+    if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!, this.peers, s);
     this.bad.delete(ev.kv.key);
     if (!s.ok) return;
     if (s.value.subnet === this.held?.subnet) this.ownLost();
     else this.peers.delete(s.value.subnet);
+  }
+
+  /**
+   * A watch event that does not parse (etcd's framing, not a value someone wrote): the rest of
+   * its revision cannot be trusted, so drop the watch and the events queued, and list again.
+   */
+  private badEvent(reason: string): void {
+    this.generation++; // the drain stops
+    this.queue.length = 0;
+    this.watch?.close();
+    this.watch = undefined;
+    this.lost(new EtcdError('protocol', `${this.client.endpoint} watch: ${reason}`));
+    this.retry(() => this.relist());
   }
 
   /** List again (after a compaction), retried with backoff. */

@@ -14,6 +14,7 @@ export {
   parseKv,
   parseRange,
   parseTxn,
+  parseWatchEvent,
   parseWatchMessage,
   prefixEnd,
   type EtcdClientOptions,

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdClient, EtcdError, parseGrant, parseKv, parseRange, parseTxn, parseWatchMessage, prefixEnd, type WatchMessage } from '../../src/index.js';
+import { EtcdClient, EtcdError, parseGrant, parseKv, parseRange, parseTxn, parseWatchEvent, parseWatchMessage, prefixEnd, type WatchMessage } from '../../src/index.js';
 import { etcdAvailable, etcdctl, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const b = (s: string): string => Buffer.from(s).toString('base64');
@@ -37,6 +37,8 @@ describe('etcd gateway response parsers', () => {
       if (!r.ok) expect(r.reason).toMatch(why);
     }
     expect(parseKv({ key: '' }).ok).toBe(false);
+    expect(parseRange({ ...header, kvs: [{ key: b('/a') }, { key: b('/b') }], more: true })).toMatchObject({ ok: true, value: { next: Buffer.from('/b\0') } });
+    expect(parseRange({ ...header, more: 'yes' }).ok).toBe(false);
   });
 
   it('txn: succeeded left out means false; grant needs an ID and a positive TTL', () => {
@@ -58,6 +60,12 @@ describe('etcd gateway response parsers', () => {
     expect(r({ error: { grpc_code: 14, message: 'etcdserver: no leader' } })).toEqual({ kind: 'canceled', compactRevision: 0, reason: 'etcdserver: no leader' });
     expect(r({ result: header })).toEqual({ kind: 'progress', revision: 7 });
     expect(r({ result: { ...header, events: [{ type: 'PATCH', kv: { key: b('/k') } }] } })).toMatch(/PUT or DELETE/);
+    // rawEvents: the events come unchecked, each is checked on its own (a bad one is found then)
+    const events = [{ kv: { key: b('/k'), mod_revision: '7' } }, { type: 'PATCH', kv: { key: b('/k') } }];
+    expect(parseWatchMessage({ result: { ...header, events } }, true)).toEqual({ ok: true, value: { kind: 'raw-events', revision: 7, events } });
+    expect(parseWatchEvent(events[0])).toMatchObject({ ok: true, value: { type: 'put', kv: { key: '/k', modRevision: 7 } } });
+    expect(parseWatchEvent(events[1])).toMatchObject({ ok: false, reason: expect.stringMatching(/PUT or DELETE/) as unknown });
+    expect(parseWatchEvent({ type: 'DELETE', kv: { key: '!!' } }).ok).toBe(false);
     expect(r('x')).toMatch(/not an object/);
     expect(r({})).toMatch(/no result/);
   });
@@ -87,6 +95,15 @@ describe.runIf(etcdAvailable())('etcd client against real etcds', () => {
       await c.revoke(g.id);
       await c.revoke(g.id); // gone already: not an error
       expect((await c.range('/c/b')).kvs).toEqual([]);
+      // in pages at one revision: a key written between the pages is not in the listing
+      for (const k of ['/c/p1', '/c/p2', '/c/p3']) await c.put(k, k);
+      const p1 = await c.range('/c/p', { prefix: true, limit: 2 });
+      expect(p1.kvs.map((kv) => kv.key)).toEqual(['/c/p1', '/c/p2']);
+      expect(p1.next).toEqual(Buffer.from('/c/p2\0'));
+      await c.put('/c/p2b', 'later');
+      const p2 = await c.range('/c/p', { prefix: true, limit: 2, revision: p1.revision, from: p1.next });
+      expect(p2.kvs.map((kv) => kv.key)).toEqual(['/c/p3']);
+      expect(p2.next).toBeUndefined();
       await c.delete('/c/', { prefix: true });
       expect((await c.range('/c/', { prefix: true })).kvs).toEqual([]);
     } finally {

@@ -168,6 +168,25 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     expect(m.status()).toMatchObject({ connected: true, leaseHeld: true, peers: 1 });
   });
 
+  it('1,200 leases are listed in pages of 500 at one revision (a lease written meanwhile comes by the watch): all arrive', async () => {
+    const prefix = await network({ Network: '198.19.0.0/16', SubnetLen: 28, Backend: { Type: 'vxlan' } });
+    const key = (i: number): string => `${prefix}/subnets/198.19.${i >> 4}.${(i & 15) << 4}-28`;
+    const value = (i: number): string => flannelValue(`198.18.${1 + (i >> 8)}.${i & 255}`, `5e:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`);
+    const c = new EtcdClient({ endpoints: [etcd.url] });
+    for (let i = 0; i < 1200; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => c.put(key(i + j), value(i + j))));
+    const { m } = manager(prefix, '198.18.0.1');
+    const held = await m.acquire((s, e) => vx(s, '198.18.0.1', e));
+    const late = held.subnet === '198.19.75.0/28' ? 1201 : 1200; // a subnet that is not ours
+    let peers: ReadonlyMap<string, Lease> = new Map();
+    const listed = m.watchPeers((all) => { peers = new Map(all); });
+    await c.put(key(late), value(late));
+    await listed;
+    await until('all leases', () => peers.size === 1201);
+    c.close();
+    expect(peers.get('198.19.74.240/28')).toMatchObject({ publicIp: '198.18.5.175', vtepMac: '5e:00:00:00:04:af' });
+    expect(peers.get(key(late).slice(prefix.length + 9).replace('-', '/'))?.publicIp).toBe(`198.18.5.${late & 255}`);
+  });
+
   it('untrusted data: junk, huge, outside-network, wrong-backend values, a claim on our subnet and our IP on another subnet are skipped, each logged once, never a crash', async () => {
     const prefix = await network();
     const { m, logs } = manager(prefix, '198.18.0.1', { previousSubnet: '198.19.5.0/24' });
