@@ -185,6 +185,19 @@ export async function udpBurst(tb: Testbed, server: NsHost, serverIp: string, cl
   }
 }
 
+/**
+ * Flood `target`:8472 from `h` (source address `bind`, IPv4 or IPv6) for `ms` with test/vtep/flood.ts's
+ * mix of garbage, truncated, wrong-VNI, bad-flag and inner-spoofed VXLAN datagrams (VNI 1, inner
+ * destination 198.19.1.0); resolves with the number sent.
+ */
+export function floodVtep(tb: Testbed, h: NsHost, target: string, bind: string, ms: number): Promise<number> {
+  const c = tb.track(h.spawn('node', ['--import', 'tsx', join(here, 'flood.ts'), target, '8472', String(ms), bind, '1', '198.19.1.0'], { cwd: root }));
+  return new Promise((resolve, reject) => {
+    createInterface({ input: c.stdout! }).on('line', (l) => { try { resolve((JSON.parse(l) as { sent: number }).sent); } catch { /* ignore */ } });
+    c.on('exit', (code) => { if (code !== 0) reject(new Error(`flood exited ${code}`)); });
+  });
+}
+
 /** Host a runs one of ours, host b a kernel flannel.N; each has the other as its peer. */
 export interface OursAndKernel {
   a: NsHost;

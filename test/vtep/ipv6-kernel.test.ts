@@ -8,19 +8,16 @@
  *  - the UDP backend over IPv6 between three hosts (MTU 1452).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInterface } from 'node:readline';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { startCapture } from '../helpers/capture.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
+import { floodVtep, HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
 import { readPcap } from '../codec/pcap-read.js';
 import { ETH_HLEN, udpVerify6 } from '../../src/codec/index.js';
 
 const MB = 1024 * 1024;
-const here = dirname(fileURLToPath(import.meta.url));
 const A6 = '2001:2:0:1::1';
 const B6 = '2001:2:0:1::2';
 
@@ -71,13 +68,6 @@ function udp6CsumErrors(h: NsHost): number {
   return Number(m?.[1] ?? -1);
 }
 
-function flood(tb: Testbed, h: NsHost, bind: string, ms: number): Promise<number> {
-  const c = tb.track(h.spawn('node', ['--import', 'tsx', join(here, 'flood.ts'), A6, '8472', String(ms), bind, '1', '198.19.1.0'], { cwd: join(here, '..', '..') }));
-  return new Promise((resolve, reject) => {
-    createInterface({ input: c.stdout! }).on('line', (l) => { try { resolve((JSON.parse(l) as { sent: number }).sent); } catch { /* ignore */ } });
-    c.on('exit', (code) => { if (code !== 0) reject(new Error(`flood exited ${code}`)); });
-  });
-}
 
 describe.runIf(requireNetns())('L3 VTEP <-> kernel flannel-v6.1 over an IPv6 underlay (mmsg)', () => {
   const tb = new Testbed('vx6k');
@@ -168,7 +158,7 @@ describe.runIf(requireNetns())('L3 VTEP <-> kernel flannel-v6.1 over an IPv6 und
     b.ip('addr', 'add', '2001:2:0:1::99/64', 'dev', 'u0', 'nodad'); // the attacker's (unknown) source address
     const before = (await ours.stats()).stats.drops;
     const xfer = tcpTransfer(tb, a, '198.19.1.0', b, 20 * MB, 5012, 120_000);
-    const floods = Promise.all([flood(tb, b, B6, 4000), flood(tb, b, '2001:2:0:1::99', 4000)]);
+    const floods = Promise.all([floodVtep(tb, b, A6, B6, 4000), floodVtep(tb, b, A6, '2001:2:0:1::99', 4000)]);
     const [r, sent] = await Promise.all([xfer, floods]);
     expect(r.server.bytes).toBe(20 * MB);
     expect(r.server.sha256).toBe(r.client.sha256);
