@@ -100,8 +100,13 @@ describe.runIf(requireNetns())('L3 VTEP <-> kernel flannel-v6.1 over an IPv6 und
   let a: NsHost, b: NsHost, ours: HostProc;
   beforeAll(() => { a = t.a(); b = t.b(); ours = t.ours(); });
 
-  it('is flannel-v6.1 with MTU 1430 and the kernel device as flannel sets it up', () => {
+  it('is flannel-v6.1 with MTU 1430, an IPv6 source-port pool, and the kernel device as flannel sets it up', async () => {
     expect(ours.lease.publicIp).toBe(A6);
+    const ports = (await ours.stats()).stats.sourcePorts as number[];
+    expect(ports).toHaveLength(16);
+    const udp6 = a.exec('ss', ['-6uan']);
+    for (const p of ports) expect(udp6).toContain(`:${p} `); // ephemeral ports on IPv6 sockets
+    expect(udp6).toContain(':8472 '); // ss -6: our IPv6 socket on :: (shown as *)
     expect(a.ip('link', 'show', 'flannel-v6.1')).toMatch(/mtu 1430/);
     expect(b.ip('-d', 'link', 'show', 'flannel-v6.1')).toMatch(new RegExp(`vxlan id 1 local ${B6} dev u0 .*dstport 8472 nolearning`));
     expect(b.exec('bridge', ['fdb', 'show', 'dev', 'flannel-v6.1'])).toContain(`02:00:00:00:01:01 dst ${A6} self permanent`);
@@ -238,7 +243,10 @@ describe.runIf(requireNetns())('UDP backend over an IPv6 underlay, three hosts (
     expect(r2.server.bytes).toBe(50 * MB);
     expect(r2.server.sha256).toBe(r2.client.sha256);
     const s = (await procs[0]!.stats()).stats;
-    console.log(`udp over IPv6: 50 MB a->b ${r1.ms} ms, c->a ${r2.ms} ms; drops ${JSON.stringify(s.drops)}`);
+    console.log(`udp over IPv6: 50 MB a->b ${r1.ms} ms, c->a ${r2.ms} ms; drops ${JSON.stringify(s.drops)}; offload ${JSON.stringify(s.offload)}`);
+    // ours on both ends: the sender's UDP GSO runs arrive as UDP GRO messages on the IPv6 socket
+    expect(s.offload!.gsoSends).toBeGreaterThan(0);
+    expect(s.offload!.groMessages).toBeGreaterThan(0);
     expect(s.peers[ips[1]!]!.txPackets).toBeGreaterThan(10_000);
     expect(s.peers[ips[2]!]!.rxPackets).toBeGreaterThan(10_000);
   });

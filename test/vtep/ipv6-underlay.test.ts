@@ -96,6 +96,15 @@ describe('VXLAN over an IPv6 underlay', () => {
     expect(b.stats().offload.gsoSegments).toBe(10);
   });
 
+  it('rebinds to another IPv6 address, never to the other family', async () => {
+    const { b, io } = await vxlan({ offload: 'off' });
+    await expect(b.rebind('198.18.0.1', '198.18.0.1')).rejects.toThrow(/is IPv4 but this backend's underlay is IPv6/);
+    await b.rebind(undefined, '2001:2:0:1::7');
+    expect(b.localLease().publicIp).toBe('2001:2:0:1::7');
+    io.dev!.inject([ipv4Packet('198.19.1.5', '198.19.2.7')]);
+    expect(io.tr!.sent.at(-1)!.family).toBe(6);
+  });
+
   it('picks per-flow source ports from the pool for IPv6 peers too', async () => {
     const { b, io } = await vxlan({ offload: 'off', sourcePorts: 4 });
     expect(io.pool).toHaveLength(4);
