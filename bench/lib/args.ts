@@ -52,6 +52,10 @@ Compares overlay paths between two network-namespace hosts over a veth:
   vxlan-mmsg    our VXLAN VTEP (L3) in overlayd, recvmmsg/sendmmsg transport
   udp-dgram     our UDP backend (flannel0 style) in overlayd, node:dgram
   udp-mmsg      our UDP backend in overlayd, recvmmsg/sendmmsg
+  kernel-vxlan6 kernel VXLAN over the IPv6 underlay (2001:2:0:1::/64), as flannel-v6.1
+  vxlan6-mmsg   our VXLAN VTEP (L3) over the IPv6 underlay, mmsg (the library backend:
+                overlayd takes no IPv6 public address yet)
+  udp6-mmsg     our UDP backend over the IPv6 underlay, mmsg (the library backend)
 
 Per path and repetition: RTT (ping every 10 ms: p50/p99, each ping wakes an idle path),
 the latency section, TCP 1 and 4 streams, UDP 64 B and 1400 B unlimited, UDP 64 B paced.

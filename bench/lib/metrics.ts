@@ -4,7 +4,7 @@
  */
 
 /** Every dataplane path the benchmark knows, in the order they are measured. */
-export const ALL_PATHS = ['hostgw', 'kernel-vxlan', 'floor', 'vxlan-dgram', 'vxlan-mmsg', 'udp-dgram', 'udp-mmsg'] as const;
+export const ALL_PATHS = ['hostgw', 'kernel-vxlan', 'floor', 'vxlan-dgram', 'vxlan-mmsg', 'udp-dgram', 'udp-mmsg', 'kernel-vxlan6', 'vxlan6-mmsg', 'udp6-mmsg'] as const;
 
 /** A path id: `hostgw`, `kernel-vxlan`, or one of our backends over a transport. */
 export type PathId = (typeof ALL_PATHS)[number];
@@ -21,11 +21,14 @@ export const PATH_LABELS: Record<PathId, string> = {
   'vxlan-mmsg': 'our VXLAN L3, mmsg',
   'udp-dgram': 'our UDP, dgram',
   'udp-mmsg': 'our UDP, mmsg',
+  'kernel-vxlan6': 'kernel VXLAN over IPv6 (flannel-v6.1)',
+  'vxlan6-mmsg': 'our VXLAN L3 over IPv6, mmsg',
+  'udp6-mmsg': 'our UDP over IPv6, mmsg',
 };
 
 /** True for the paths that run our daemon (the others are the kernel alone, or the floor forwarder). */
 export function isOurs(id: PathId): boolean {
-  return id !== 'hostgw' && id !== 'kernel-vxlan' && id !== 'floor';
+  return id !== 'hostgw' && id !== 'kernel-vxlan' && id !== 'kernel-vxlan6' && id !== 'floor';
 }
 
 /** Keys of the per-path figures. */

@@ -327,6 +327,9 @@ const COLORS: Record<PathId, string> = {
   'vxlan-mmsg': '#6baed6',
   'udp-dgram': '#d62728',
   'udp-mmsg': '#ff9896',
+  'kernel-vxlan6': '#98df8a',
+  'vxlan6-mmsg': '#9467bd',
+  'udp6-mmsg': '#e377c2',
 };
 
 /** Where the goals of issues #7 and #12 put a ratio (drawn as a dashed line on the chart). */

@@ -1,6 +1,6 @@
 /**
  * The benchmark's testbed: two namespace hosts joined by one veth pair at the
- * same MTU. Underlay 198.18.0.0/24; host A leases overlay 198.19.1.0/24 and
+ * same MTU. Underlay 198.18.0.0/24 and 2001:2:0:1::/64; host A leases overlay 198.19.1.0/24 and
  * host B 198.19.2.0/24 (network 198.19.0.0/16). Each host's workload address
  * (x.x.x.1 of its lease, on loopback as a /32, standing in for a pod behind cni0)
  * is where iperf3 and ping run, so every path carries the same traffic between
@@ -15,6 +15,8 @@ export interface BedHost {
   ns: NsHost;
   /** Underlay address (no prefix). */
   underlay: string;
+  /** IPv6 underlay address on the same device (no prefix; /64), for the IPv6-underlay paths. */
+  underlay6: string;
   /** Overlay lease, CIDR. */
   subnet: string;
   /** Network address of the lease (flannel puts it on flannel.1 as a /32). */
@@ -52,10 +54,13 @@ export async function createBed(mtu = 1500, tag = 'obn'): Promise<BenchBed> {
       dev,
       mtu,
       network: '198.19.0.0/16',
-      a: { ns: a, underlay: '198.18.0.1', subnet: '198.19.1.0/24', subnetIp: '198.19.1.0', workload: '198.19.1.1' },
-      b: { ns: b, underlay: '198.18.0.2', subnet: '198.19.2.0/24', subnetIp: '198.19.2.0', workload: '198.19.2.1' },
+      a: { ns: a, underlay: '198.18.0.1', underlay6: '2001:2:0:1::1', subnet: '198.19.1.0/24', subnetIp: '198.19.1.0', workload: '198.19.1.1' },
+      b: { ns: b, underlay: '198.18.0.2', underlay6: '2001:2:0:1::2', subnet: '198.19.2.0/24', subnetIp: '198.19.2.0', workload: '198.19.2.1' },
     };
-    for (const h of [bed.a, bed.b]) h.ns.ip('addr', 'add', `${h.workload}/32`, 'dev', 'lo');
+    for (const h of [bed.a, bed.b]) {
+      h.ns.ip('addr', 'add', `${h.workload}/32`, 'dev', 'lo');
+      h.ns.ip('addr', 'add', `${h.underlay6}/64`, 'dev', dev, 'nodad'); // usable at once (no duplicate address detection)
+    }
     await waitOperUp(bed, 5000);
     return bed;
   } catch (e) {

@@ -3,6 +3,8 @@ import type { PathId } from '../lib/metrics.js';
 import { floorPath } from './floor.js';
 import { kernelVxlanPath } from './kernel.js';
 import { overlaydPath } from './overlayd.js';
+import { kernelVxlanPathOf } from './kernel.js';
+import { libraryPath } from './library.js';
 import type { BenchPath } from './types.js';
 
 export type { BenchPath, PathInstance, PathOptions } from './types.js';
@@ -16,4 +18,7 @@ export const PATHS: Record<PathId, BenchPath> = {
   'vxlan-mmsg': overlaydPath('vxlan-mmsg'),
   'udp-dgram': overlaydPath('udp-dgram'),
   'udp-mmsg': overlaydPath('udp-mmsg'),
+  'kernel-vxlan6': kernelVxlanPathOf('kernel-vxlan6', 6),
+  'vxlan6-mmsg': libraryPath('vxlan6-mmsg', 'vxlan'),
+  'udp6-mmsg': libraryPath('udp6-mmsg', 'udp'),
 };

@@ -11,14 +11,15 @@
 import { RouteTable4, Route4 } from './route.js';
 import { NeighbourTable } from './neigh.js';
 import { Fdb, type FdbEntry } from './fdb.js';
-import { parseCidr4, toU32, toUnicastMac, checkVni, checkPort, checkDev, u32ToIpv4, formatMac } from './internal.js';
+import { ipv6Equal } from '../codec/addr.js';
+import { parseCidr4, toU32, toV6, toUnicastMac, checkVni, checkPort, checkDev, u32ToIpv4, formatMac, formatIpv6 } from './internal.js';
 
 /** A remote host, as in a flannel VXLAN lease. */
 export interface HostSpec<P = unknown> {
   /** The host's overlay subnet, CIDR (host bits must be zero), e.g. "198.19.2.0/24". */
   subnet: string;
-  /** The host's underlay address, dotted quad or uint32. */
-  publicIp: string | number;
+  /** The host's underlay address: dotted quad or uint32, or IPv6 (text or 16 bytes) for an IPv6 underlay. */
+  publicIp: string | number | Uint8Array;
   /** The host's VTEP MAC, string or 48-bit number; must be unicast. */
   vtepMac: string | number;
   /** VNI to send to this host with; default the model's VNI. */
@@ -102,7 +103,9 @@ export class HostModel<P = unknown> {
   addHost(h: HostSpec<P>): AddHostResult {
     if (h === null || typeof h !== 'object') throw new Error(`invalid host ${String(h)}`);
     const { prefix, prefixLen } = parseCidr4(h.subnet);
-    const ip = toU32(h.publicIp, 'public IP');
+    const v6 = h.publicIp instanceof Uint8Array || (typeof h.publicIp === 'string' && h.publicIp.includes(':'));
+    const ip = v6 ? 0 : toU32(h.publicIp as string | number, 'public IP');
+    const ip6 = v6 ? toV6(h.publicIp as string | Uint8Array, 'public IP') : null;
     const mac = toUnicastMac(h.vtepMac, 'VTEP');
     const wireVni = checkVni(h.vni ?? this.vni);
     const port = checkPort(h.port ?? 0);
@@ -115,7 +118,7 @@ export class HostModel<P = unknown> {
     if (old && this.isOurs(old) && oldMac === mac) {
       const f = this.fdb.get(this.vni, mac);
       const d = f && f.dests.length === 1 ? f.dests[0]! : undefined;
-      if (oldN!.state === 'permanent' && f && f.state === 'permanent' && d && d.family === 4 && d.ip === ip && d.port === port && d.vni === wireVni) {
+      if (oldN!.state === 'permanent' && f && f.state === 'permanent' && d && sameDst(d, ip, ip6) && d.port === port && d.vni === wireVni) {
         if (h.peer !== undefined) old.peer = h.peer;
         return 'unchanged';
       }
@@ -136,7 +139,7 @@ export class HostModel<P = unknown> {
     if (oldShared) this.unshare(oldMac);
     if (freesOld) this.fdb.delete(this.vni, oldMac);
     if (newShared) this.sharedMacs.set(mac, (this.sharedMacs.get(mac) ?? 0) + 1);
-    this.fdb.replace({ mac, vni: this.vni, dev: this.dev, dst: ip, port, dstVni: wireVni, state: 'permanent' });
+    this.fdb.replace({ mac, vni: this.vni, dev: this.dev, dst: ip6 ?? ip, port, dstVni: wireVni, state: 'permanent' });
     if (!ours) {
       this.count++;
       return 'added';
@@ -246,7 +249,13 @@ export class HostModel<P = unknown> {
     if (!ne || ne.state === 'incomplete' || ne.state === 'failed') return undefined;
     const f = this.fdb.get(this.vni, ne.mac);
     const d = f?.dests[0];
-    if (!d || d.family !== 4) return undefined;
-    return { subnet: `${u32ToIpv4(r.prefix)}/${r.prefixLen}`, publicIp: u32ToIpv4(d.ip), vtepMac: formatMac(ne.mac), vni: d.vni, port: d.port };
+    if (!d) return undefined;
+    return { subnet: `${u32ToIpv4(r.prefix)}/${r.prefixLen}`, publicIp: d.family === 4 ? u32ToIpv4(d.ip) : formatIpv6(d.ip6!), vtepMac: formatMac(ne.mac), vni: d.vni, port: d.port };
   }
+}
+
+/** True when FDB destination `d` is the IPv4 `ip` (ip6 null) or the IPv6 `ip6`. */
+function sameDst(d: { family: 4 | 6; ip: number; ip6: Uint8Array | null }, ip: number, ip6: Uint8Array | null): boolean {
+  if (ip6 === null) return d.family === 4 && d.ip === ip;
+  return d.family === 6 && d.ip6 !== null && ipv6Equal(d.ip6, 0, ip6, 0);
 }

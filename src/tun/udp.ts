@@ -72,7 +72,8 @@ export interface TransportOptions {
   /**
    * mmsg only: false sets SO_NO_CHECK (IPv4 datagrams sent with a zero UDP checksum, as the kernel's
    * VXLAN does by default). The kernel refuses UDP GSO on such sockets, so sends of `segSize` slots
-   * go through the fallback split. Default true.
+   * go through the fallback split. Default true. Ignored on an IPv6 socket: over IPv6 the checksum
+   * is always sent, and received zero checksums are dropped by the kernel (RFC 6935/6936).
    */
   udpChecksum?: boolean;
   /**
@@ -185,7 +186,10 @@ export class MmsgUdpTransport implements UdpTransport {
         const e = n.udpSetPmtuDisc(this.fd, this.family, this.opts.dontFragment === true ? 2 /* IP_PMTUDISC_DO */ : 0 /* IP_PMTUDISC_DONT */);
         if (e < 0) throw new OsError(-e, 'IP_MTU_DISCOVER');
       }
-      if (this.opts.udpChecksum === false) {
+      // IPv6 never: its UDP checksum is mandatory (RFC 8200; RFC 6935/6936 zero checksums only by
+      // explicit UDP_NO_CHECK6_TX/RX, which this transport never sets), so the kernel always
+      // computes it on send and drops zero-checksum datagrams on receive
+      if (this.opts.udpChecksum === false && this.family === 4) {
         const e = n.udpSetNoCheck(this.fd, true);
         if (e < 0) throw new OsError(-e, 'SO_NO_CHECK');
       }

@@ -54,14 +54,16 @@
  */
 import type { DataplaneStats, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot, PacketDevice, PacketSlot, UdpTransport } from '../tun/types.js';
-import { ipPrefix, ipv4ToU32, u32ToIpv4, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
+import { AddrError, ipPrefix, ipv6Equal, parseIp, type IpAddr, type IpPrefix, type ParsePrefixOptions } from '../codec/addr.js';
+import { IPV4_HLEN, IPV6_HLEN } from '../codec/constants.js';
 import {
   buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4DontFragment, ipv4Check, ipv4VerifyChecksum,
   csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
   SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN, WRITE_BAD_CHECKSUM, copyBytes,
 } from '../codec/index.js';
 import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
-import { Counters, D, newPeerCounters, PEER_ADDR, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
+import { Counters, D, newPeerCounters, PEER_ADDR, PEER_FAMILY, peerAddr6Into, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
+import { isIpv4Mapped } from './peer-addr.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
 import { DEFAULT_OFFLOAD, type CommonBackendOptions, type DataplaneIo } from './options.js';
 import { defaultIo } from './io.js';
@@ -95,6 +97,21 @@ export function rxIpv4Reason(buf: Buffer, off: number, len: number): number {
     default:
       return D.rx_bad_ipv4;
   }
+}
+
+/**
+ * Parse a public (underlay) address of a lease or an option, IPv4 or IPv6; `family`, when
+ * given, is the one it must have (the backend's underlay). Throws one clear line, naming `what`.
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is refused: write the IPv4 address.
+ */
+export function publicAddress(s: string, what: string, family?: 4 | 6): IpAddr {
+  const a = parseIp(s);
+  if (a instanceof AddrError) throw new Error(`${what}: invalid public IP "${String(s)}" (an IPv4 or IPv6 address)`, { cause: a });
+  if (a.family === 6 && isIpv4Mapped(a.bytes)) throw new Error(`${what}: public IP ${s} is IPv4-mapped; give the IPv4 address`);
+  if (family !== undefined && a.family !== family) {
+    throw new Error(`${what}: public IP ${s} is IPv${a.family} but this backend's underlay is IPv${family} (one backend per underlay family)`);
+  }
+  return a;
 }
 
 /** Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS). */
@@ -165,6 +182,17 @@ function oversizedTcpGso(buf: Buffer, off: number, len: number, mtu: number): bo
   return true;
 }
 
+/** Encapsulation bytes over an underlay of `family`, given those over IPv4: IPv6's header is 20 bytes longer (VXLAN 50 -> 70, UDP 28 -> 48). */
+export function underlayOverhead(overheadV4: number, family: 4 | 6): number {
+  return overheadV4 === 0 || family === 4 ? overheadV4 : overheadV4 + IPV6_HLEN - IPV4_HLEN;
+}
+
+/** True when datagram views `q` and `a` go to the same address (either family) and port. Allocation-free. */
+function sameDest(q: MutDatagramSlot, a: MutDatagramSlot): boolean {
+  if (q.family !== a.family || q.port !== a.port) return false;
+  return q.family === 4 ? q.addr === a.addr : ipv6Equal(q.addr6, 0, a.addr6, 0);
+}
+
 /** The ICMP errors the core can generate back into the device. */
 export const enum IcmpKind { NetUnreachable, TimeExceeded, FragNeeded }
 
@@ -205,11 +233,21 @@ export abstract class TunnelCore {
   readonly subnet: IpPrefix;
   /** The overlay network. */
   readonly network: IpPrefix;
-  /** Our public (underlay) IPv4, uint32 ({@link rebind} changes it). */
+  /** Our public (underlay) IPv4 as uint32, 0 with an IPv6 underlay ({@link rebind} changes it; see {@link publicAddr}). */
   get publicIp(): number {
+    return this.pub.v4;
+  }
+  /** Our public (underlay) address, IPv4 or IPv6 ({@link rebind} changes it). */
+  get publicAddr(): IpAddr {
     return this.pub;
   }
-  private pub: number;
+  private pub: IpAddr;
+  /**
+   * The underlay's address family: that of the public IP. An IPv6 underlay binds an IPv6 socket
+   * (`::` unless `bindAddress` is given), takes peers with IPv6 public IPs only, and costs 20
+   * bytes more per packet than IPv4 (device MTU = underlay MTU - 70 for VXLAN, - 48 for UDP).
+   */
+  readonly family: 4 | 6;
   /** Address the socket is bound to (undefined: all); {@link rebind} changes it. */
   private bindAddress: string | undefined;
   /** UDP port we bind and send to. */
@@ -314,18 +352,21 @@ export abstract class TunnelCore {
    * @param deviceKind TUN (L3) or TAP (L2)
    * @param defaultDevice device name when `opts.deviceName` is not given
    * @param defaultPort UDP port when `opts.port` is not given
-   * @param overhead bytes of encapsulation: device MTU = underlay MTU - overhead
+   * @param overhead bytes of encapsulation over an IPv4 underlay: device MTU = underlay MTU - overhead
+   *   (an IPv6 underlay adds the 20 bytes by which its header is longer)
    */
   protected constructor(opts: CommonBackendOptions, deviceKind: 'tun' | 'tap', defaultDevice: string, defaultPort: number, overhead: number) {
     this.opts = opts;
     this.deviceKind = deviceKind;
     this.subnet = ipPrefix(opts.subnet, SUBNET);
     this.network = ipPrefix(opts.network, SUBNET);
-    this.pub = ipv4ToU32(opts.publicIp);
+    this.pub = publicAddress(opts.publicIp, 'publicIp');
+    this.family = this.pub.family;
+    if (opts.bindAddress !== undefined) publicAddress(opts.bindAddress, 'bindAddress', this.family);
     this.bindAddress = opts.bindAddress;
     this.port = opts.port ?? defaultPort;
     this.deviceName = opts.deviceName ?? defaultDevice;
-    this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - overhead;
+    this.deviceMtu = opts.deviceMtu ?? (opts.mtu ?? 1500) - underlayOverhead(overhead, this.family);
     this.io = opts.io ?? defaultIo;
     this.kernel = opts.kernel ?? new RtnlNet();
     this.strictSource = opts.strictSource ?? true;
@@ -394,11 +435,11 @@ export abstract class TunnelCore {
     const gen = this.stopGen;
     const pool: UdpTransport[] = [];
     try {
-      await tr.bind(this.port, this.bindAddress);
+      await tr.bind(this.port, this.bindTo(this.bindAddress));
       for (let i = 0; i < this.sourcePortPool; i++) {
         const p = this.newTransport();
         pool.push(p);
-        await p.bind(0, this.bindAddress);
+        await p.bind(0, this.bindTo(this.bindAddress));
       }
       if (this.stopGen === gen) dev = await (this.deviceKind === 'tap' ? this.io.openTap(this.deviceName) : this.openTun());
       this.deviceGsoMaxSegs = dev?.offload === true ? this.gsoSegmentsPerSend() : undefined;
@@ -443,6 +484,11 @@ export abstract class TunnelCore {
     tr.onBatch(this.onSocketBatch);
   }
 
+  /** The address to bind: `addr`, else all addresses of the underlay family (`::` for IPv6; the transports' default 0.0.0.0 for IPv4). */
+  private bindTo(addr: string | undefined): string | undefined {
+    return addr ?? (this.family === 6 ? '::' : undefined);
+  }
+
   /** A new, unbound UDP transport of the configured kind. */
   private newTransport(): UdpTransport {
     const kind = this.opts.transport ?? 'dgram';
@@ -460,7 +506,8 @@ export abstract class TunnelCore {
    */
   async rebind(bindAddress: string | undefined, publicIp: string): Promise<void> {
     if (!this.running) throw new Error('rebind: not running');
-    const pub = ipv4ToU32(publicIp);
+    const pub = publicAddress(publicIp, 'rebind', this.family);
+    if (bindAddress !== undefined) publicAddress(bindAddress, 'rebind bindAddress', this.family);
     const old = this.transport;
     const oldPool = this.txPool;
     this.transport = undefined;
@@ -470,12 +517,12 @@ export abstract class TunnelCore {
     const tr = this.newTransport();
     const pool: UdpTransport[] = [];
     try {
-      await tr.bind(this.port, bindAddress);
+      await tr.bind(this.port, this.bindTo(bindAddress));
       // the source-port pool's sockets were bound to the old address too
       for (let i = 0; i < oldPool.length; i++) {
         const p = this.newTransport();
         pool.push(p);
-        await p.bind(0, bindAddress);
+        await p.bind(0, this.bindTo(bindAddress));
       }
     } catch (e) {
       tr.close();
@@ -675,9 +722,14 @@ export abstract class TunnelCore {
     return this.subnet.toString();
   }
 
-  /** The public IP as a dotted quad. */
+  /** The public IP as text (dotted quad, or IPv6). */
   protected publicIpString(): string {
-    return u32ToIpv4(this.publicIp);
+    return this.pub.toString();
+  }
+
+  /** A lease's public IP, which must be of our underlay family (throws one clear line otherwise). */
+  protected leaseAddress(lease: Lease): IpAddr {
+    return publicAddress(lease.publicIp, `lease ${lease.subnet}`, this.family);
   }
 
   /** A lease's subnet, parsed; our own subnet gives undefined (a shared peers file lists it). */
@@ -870,26 +922,31 @@ export abstract class TunnelCore {
   }
 
   /**
-   * Point datagram view `v` at `buf[off, off+len)`, IPv4 on our port; the caller sets `v.addr`
+   * Point datagram view `v` at `buf[off, off+len)`, on our port; the caller sets the address
    * (an address is never passed as an argument here: see PEER_ADDR in counters.ts).
    */
   private pointAt(v: MutDatagramSlot, buf: Buffer, off: number, len: number): void {
     v.buf = buf;
     v.off = off;
     v.len = len;
-    v.family = 4;
     v.port = this.port;
   }
 
   /**
    * Queue `buf[off, off+len)` as one datagram to the peer whose counters are `pc` (its address is
-   * `pc[PEER_ADDR]`), on our port.
+   * `pc[PEER_ADDR]`, or `pc[PEER_ADDR6...]` for an IPv6 peer), on our port.
    */
   protected sendTo(buf: Buffer, off: number, len: number, pc: PeerCounters, via = 0): void {
     if (this.nTx === this.txViews.length) this.flushTx();
     const v = this.txViews[this.nTx]!;
     this.pointAt(v, buf, off, len);
-    v.addr = pc[PEER_ADDR]!;
+    if (pc[PEER_FAMILY] === 6) {
+      v.family = 6;
+      peerAddr6Into(pc, v.addr6);
+    } else {
+      v.family = 4;
+      v.addr = pc[PEER_ADDR]!;
+    }
     this.txVia[this.nTx] = via;
     this.txCounters[this.nTx++] = pc;
   }
@@ -942,11 +999,11 @@ export abstract class TunnelCore {
       const seg = a.len;
       let total = seg;
       let k = j + 1;
-      if (a.family === 4 && this.udpOffload) {
+      if (this.udpOffload) {
         for (; k < n && k - j < GSO_SEND_MAX_SEGMENTS; k++) {
           const p = v[k - 1]!;
           const q = v[k]!;
-          if (p.len !== seg || q.addr !== a.addr || q.port !== a.port || q.family !== 4 || q.len > seg || q.len === 0 ||
+          if (p.len !== seg || !sameDest(q, a) || q.len > seg || q.len === 0 ||
               via[k] !== via[j] || total + q.len > GSO_SEND_MAX_BYTES) break;
           total += q.len;
         }
@@ -1257,12 +1314,14 @@ export abstract class TunnelCore {
     }
   }
 
-  /** Send `buf[off, off+len)` (a reply built in place in a received datagram) back to `addr`. Rare: at most 8 per batch. */
-  protected replyToNetwork(buf: Buffer, off: number, len: number, addr: number): void {
+  /** Send `buf[off, off+len)` (a reply built in place in a received datagram) back to the sender of `from`, on our port. Rare: at most 8 per batch. */
+  protected replyToNetwork(buf: Buffer, off: number, len: number, from: DatagramSlot): void {
     if (this.nNetReply === this.netReplies.length) return;
     const v = this.netReplies[this.nNetReply++]!;
     this.pointAt(v, buf, off, len);
-    v.addr = addr >>> 0;
+    v.family = from.family;
+    v.addr = from.addr >>> 0;
+    if (from.family === 6) v.addr6.set(from.addr6);
   }
 
   private flushNetReplies(): void {

@@ -6,7 +6,7 @@
  * number fields on the peer object. Only `snapshot()` builds objects.
  */
 import type { DataplaneStats } from './backend.js';
-import { u32ToIpv4 } from '../codec/addr.js';
+import { formatIpv6, u32ToIpv4, type IpAddr } from '../codec/addr.js';
 
 /** Every reason a packet can be dropped, in a fixed order (the index is the hot-path code). */
 export const DROP_REASONS = [
@@ -35,7 +35,12 @@ export const DROP_REASONS = [
   // no socket: it is being bound again to a new underlay address
   'tx_no_socket',
   // from the network (read from the socket)
+  // a datagram of the other underlay family than ours (an IPv4 VTEP's socket never gets IPv6;
+  // an IPv6 one bound to :: gets IPv4 senders, IPv4-mapped ones included, reported as IPv4)
   'rx_ipv6_underlay',
+  'rx_ipv4_underlay',
+  // an IPv6 sender in ::ffff:0:0/96 (IPv4-mapped): never a peer
+  'rx_ipv4_mapped_source',
   'rx_unknown_peer',
   'rx_truncated',
   'rx_oversized',
@@ -88,20 +93,42 @@ export const TX_BYTES = 1;
 export const RX_PKTS = 2;
 export const RX_BYTES = 3;
 /**
- * Not a counter: the peer's public IPv4 as uint32 (0 for no peer). The send path takes the
- * destination from here, so that the address never crosses a call as a number argument (a
- * uint32 from 2^30 up is a heap number, boxed anew by every call V8 does not inline).
+ * Not a counter: the peer's public IPv4 as uint32 (0 for no peer, and for an IPv6 peer). The send
+ * path takes the destination from here, so that the address never crosses a call as a number
+ * argument (a uint32 from 2^30 up is a heap number, boxed anew by every call V8 does not inline).
  */
 export const PEER_ADDR = 4;
+/** Not a counter: the peer's address family, 4 or 6. */
+export const PEER_FAMILY = 5;
+/** Not a counter: an IPv6 peer's address as four big-endian uint32 words at PEER_ADDR6 ... PEER_ADDR6 + 3. */
+export const PEER_ADDR6 = 6;
 
-/** Counters of one peer: [txPackets, txBytes, rxPackets, rxBytes, address] (see TX_PKTS ... PEER_ADDR). */
+/** Counters of one peer: [txPackets, txBytes, rxPackets, rxBytes, IPv4, family, IPv6 words x4] (see TX_PKTS ... PEER_ADDR6). */
 export type PeerCounters = Float64Array;
 
-/** Fresh zeroed per-peer counters for the peer at IPv4 `addr` (int32 or uint32; default none). */
-export function newPeerCounters(addr = 0): PeerCounters {
-  const c = new Float64Array(5);
-  c[PEER_ADDR] = addr >>> 0;
+/** Fresh zeroed per-peer counters for the peer at `addr` (an IPv4 int32/uint32 number or an IpAddr; default none). */
+export function newPeerCounters(addr: number | IpAddr = 0): PeerCounters {
+  const c = new Float64Array(10);
+  c[PEER_FAMILY] = 4;
+  if (typeof addr === 'number') c[PEER_ADDR] = addr >>> 0;
+  else if (addr.family === 4) c[PEER_ADDR] = addr.v4;
+  else {
+    c[PEER_FAMILY] = 6;
+    const b = addr.bytes;
+    for (let w = 0; w < 4; w++) c[PEER_ADDR6 + w] = ((b[4 * w]! << 24) | (b[4 * w + 1]! << 16) | (b[4 * w + 2]! << 8) | b[4 * w + 3]!) >>> 0;
+  }
   return c;
+}
+
+/** Write the IPv6 address held in `pc` (PEER_ADDR6 words) into `out[0..16)`. Allocation-free. */
+export function peerAddr6Into(pc: PeerCounters, out: Uint8Array): void {
+  for (let w = 0; w < 4; w++) {
+    const v = pc[PEER_ADDR6 + w]!;
+    out[4 * w] = v >>> 24;
+    out[4 * w + 1] = (v >>> 16) & 255;
+    out[4 * w + 2] = (v >>> 8) & 255;
+    out[4 * w + 3] = v & 255;
+  }
 }
 
 /** A peer's counters as a plain object. */
@@ -209,8 +236,10 @@ export class Counters {
 
   /** Per-peer counters keyed by public IPv4 (uint32); kept after a peer is removed. */
   readonly peers = new Map<number, PeerCounters>();
+  /** Per-peer counters of IPv6 peers, keyed by the address text; kept after a peer is removed. */
+  readonly peers6 = new Map<string, PeerCounters>();
 
-  /** The counters of the peer at `publicIp` (created on first use; not for the hot path). */
+  /** The counters of the peer at IPv4 `publicIp` (uint32; created on first use; not for the hot path). */
   peer(publicIp: number): PeerCounters {
     let c = this.peers.get(publicIp);
     if (!c) {
@@ -220,10 +249,23 @@ export class Counters {
     return c;
   }
 
+  /** The counters of the peer at `a`, either family (created on first use; not for the hot path). */
+  peerAt(a: IpAddr): PeerCounters {
+    if (a.family === 4) return this.peer(a.v4);
+    const key = formatIpv6(a.bytes);
+    let c = this.peers6.get(key);
+    if (!c) {
+      c = newPeerCounters(a);
+      this.peers6.set(key, c);
+    }
+    return c;
+  }
+
   /** Build the DataplaneStats object. */
   snapshot(): DataplaneStats {
     const p: DataplaneStats['peers'] = {};
     for (const [ip, c] of this.peers) p[u32ToIpv4(ip)] = peerCountersObject(c);
+    for (const [ip, c] of this.peers6) p[ip] = peerCountersObject(c);
     return {
       ...peerCountersObject(this.totals),
       drops: this.dropsObject(),

@@ -26,8 +26,10 @@ export interface BackendConfig extends CommonBackendOptions {
 
 /** A backend type as registered. */
 export interface BackendRegistration {
-  /** Per-packet encapsulation overhead in bytes: device MTU = underlay MTU - overhead (0: no tunnel). */
+  /** Per-packet encapsulation overhead in bytes over an IPv4 underlay: device MTU = underlay MTU - overhead (0: no tunnel). */
   readonly mtuOverhead: number;
+  /** The same over an IPv6 underlay (VXLAN 70, UDP 48); absent: as over IPv4. */
+  readonly mtuOverheadV6?: number;
   /** flannel's default UDP port for this type (0: no socket). */
   readonly defaultPort: number;
   /** Build an unstarted backend. Throws on invalid options. */

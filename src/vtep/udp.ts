@@ -11,22 +11,26 @@
  */
 import type { Backend, Lease } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
-import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
+import { u32ToIpv4, type IpAddr, type IpPrefix } from '../codec/addr.js';
 import { FLANNEL_UDP_PORT, ipFlowHash, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
 import { D, type PeerCounters } from './counters.js';
 import { RouteTable4 } from '../fdb/index.js';
-import { IcmpKind, rxIpv4Reason, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, rxIpv4Reason, TunnelCore, underlayOverhead, type CoreStats } from './core.js';
+import { isIpv4Mapped, PeerAddrMap } from './peer-addr.js';
 import type { UdpBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
 import { rd16, rd32 } from '../codec/util.js';
 
 /** IPv4 + UDP header overhead of the UDP backend. */
 export const UDP_OVERHEAD = IPV4_HLEN + UDP_HLEN;
+/** IPv6 + UDP header overhead of the UDP backend over an IPv6 underlay (48). */
+export const UDP_IPV6_OVERHEAD = underlayOverhead(UDP_OVERHEAD, 6);
 
 interface UdpPeer {
   readonly lease: Lease;
   readonly subnet: IpPrefix;
-  readonly addr: number;
+  /** Public IP (our underlay's family). */
+  readonly addr: IpAddr;
   readonly counters: PeerCounters;
 }
 
@@ -37,8 +41,8 @@ export class UdpBackend extends TunnelCore implements Backend {
   /** Routes to peer subnets (src/fdb's LPM table); each route's `peer` slot holds the peer. */
   private readonly routes = new RouteTable4<UdpPeer>();
   private readonly bySubnet = new Map<string, UdpPeer>();
-  /** Peers by public IP in int32 form (small-integer keys: lookups never box). */
-  private readonly byAddr = new Map<number, UdpPeer>();
+  /** Peers by public IP (allocation-free lookups by a datagram's sender). */
+  private readonly byAddr = new PeerAddrMap<UdpPeer>();
 
   /** The payload is the bare IPv4 packet: no header in front of it (socket adds IPv4 + UDP). */
   protected override readonly encapPrefix = 0;
@@ -64,13 +68,13 @@ export class UdpBackend extends TunnelCore implements Backend {
     const subnet = this.peerSubnet(lease);
     if (subnet === undefined) return; // our own lease
     const key = subnet.toString();
-    const addr = ipv4ToU32(lease.publicIp);
+    const addr = this.leaseAddress(lease);
     const old = this.bySubnet.get(key);
     if (old) this.unlink(old, key);
-    const peer: UdpPeer = { lease: { ...lease }, subnet, addr, counters: this.counters.peer(addr) };
+    const peer: UdpPeer = { lease: { ...lease }, subnet, addr, counters: this.counters.peerAt(addr) };
     this.bySubnet.set(key, peer);
     this.routes.replace({ dst: { prefix: subnet.net, prefixLen: subnet.len }, dev: this.deviceName, peer });
-    this.byAddr.set(addr | 0, peer);
+    this.byAddr.set(addr, peer);
   }
 
   /** Remove the peer owning `subnet`. */
@@ -85,10 +89,10 @@ export class UdpBackend extends TunnelCore implements Backend {
   private unlink(peer: UdpPeer, key: string): void {
     this.bySubnet.delete(key);
     if (this.routes.getExact(peer.subnet.net, peer.subnet.len)?.peer === peer) this.routes.deleteExact(peer.subnet.net, peer.subnet.len);
-    if (this.byAddr.get(peer.addr | 0) === peer) {
-      this.byAddr.delete(peer.addr | 0);
+    if (this.byAddr.get(peer.addr) === peer) {
+      this.byAddr.delete(peer.addr);
       // another lease on the same public IP keeps it a known source
-      for (const other of this.bySubnet.values()) if (other.addr === peer.addr) { this.byAddr.set(other.addr | 0, other); break; }
+      for (const other of this.bySubnet.values()) if (other.addr.equals(peer.addr)) { this.byAddr.set(other.addr, other); break; }
     }
   }
 
@@ -126,9 +130,9 @@ export class UdpBackend extends TunnelCore implements Backend {
   /** Network -> TUN: known peer, valid IPv4 for our subnet from the peer's. */
   protected fromNetwork(s: DatagramSlot): void {
     const c = this.counters;
-    if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); return; }
-    const peer = this.byAddr.get(s.addr | 0);
-    if (peer === undefined) { c.drop(D.rx_unknown_peer); return; }
+    if (s.family !== this.family) { c.drop(s.family === 6 ? D.rx_ipv6_underlay : D.rx_ipv4_underlay); return; }
+    const peer = this.byAddr.getFrom(s);
+    if (peer === undefined) { c.drop(s.family === 6 && isIpv4Mapped(s.addr6) ? D.rx_ipv4_mapped_source : D.rx_unknown_peer); return; }
     const b = s.buf;
     const off = s.off;
     const why = rxIpv4Reason(b, off, s.len);
@@ -142,8 +146,8 @@ export class UdpBackend extends TunnelCore implements Backend {
   private sourceOk(src: number, peer: UdpPeer): boolean {
     if (peer.subnet.containsV4(src)) return true;
     const owner = this.routes.lookup(src);
-    return owner !== undefined && owner.peer !== undefined && owner.peer.addr === peer.addr;
+    return owner !== undefined && owner.peer !== undefined && owner.peer.addr.equals(peer.addr);
   }
 }
 
-registerBackend('udp', { mtuOverhead: UDP_OVERHEAD, defaultPort: FLANNEL_UDP_PORT, create: (c) => new UdpBackend(c) });
+registerBackend('udp', { mtuOverhead: UDP_OVERHEAD, mtuOverheadV6: UDP_IPV6_OVERHEAD, defaultPort: FLANNEL_UDP_PORT, create: (c) => new UdpBackend(c) });

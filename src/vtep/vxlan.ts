@@ -20,21 +20,24 @@
 import { randomBytes } from 'node:crypto';
 import type { Backend, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
-import { ipv4ToU32, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
+import { IpAddr, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
 import { D, type PeerCounters } from './counters.js';
-import { Fdb, HostModel, NeighbourTable, RouteTable4 } from '../fdb/index.js';
+import { Fdb, HostModel, NeighbourTable, RouteTable4, type FdbDest } from '../fdb/index.js';
 import type { MissEvent, VxlanBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
 import { rd16, rd32 } from '../codec/util.js';
 import {
   buildArpReply, formatMac, innerFlowHash, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
-  ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_PORT_LINUX,
+  ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, NO_COUNTERS, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, NO_COUNTERS, publicAddress, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { isIpv4Mapped, PeerAddrMap } from './peer-addr.js';
 import { UnderlayView } from './underlay.js';
 
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet overhead. */
 export const VXLAN_OVERHEAD = VXLAN_IPV4_OVERHEAD;
+/** Outer IPv6 + UDP + VXLAN + inner Ethernet overhead (70, as flannel's flannel-v6.<VNI>). */
+export const VXLAN_V6_OVERHEAD = VXLAN_IPV6_OVERHEAD;
 /** Default size of the VTEP's source-port pool (VxlanBackendOptions.sourcePorts). */
 export const DEFAULT_SOURCE_PORTS = 16;
 
@@ -45,10 +48,18 @@ interface VxPeer {
   readonly subnet: IpPrefix;
   /** Peer VTEP MAC (48-bit number), or undefined when the lease has none (L2 mode may learn it). */
   readonly mac: number | undefined;
-  /** Public IP, uint32. */
-  readonly addr: number;
-  /** Public IP, int32 (map key form). */
-  readonly addri: number;
+  /** Public IP (our underlay's family). */
+  readonly ip: IpAddr;
+}
+
+/** An FDB destination form of a public IP (a uint32 for IPv4, the 16 bytes for IPv6). */
+function fdbDst(a: IpAddr): number | Uint8Array {
+  return a.family === 4 ? a.v4 : a.bytes;
+}
+
+/** The public IP of an FDB destination. */
+function destAddr(d: FdbDest): IpAddr {
+  return d.family === 4 ? IpAddr.fromV4(d.ip) : IpAddr.fromBytes(d.ip6!, 6);
 }
 
 /** Statistics of the VXLAN VTEP: the core's plus ARP replies and flooding. */
@@ -94,10 +105,10 @@ export class VxlanBackend extends TunnelCore implements Backend {
   private readonly fdb: Fdb;
   /** 1 route + 1 neighbour + 1 FDB entry per lease, refcounted when leases share a VTEP MAC. */
   private readonly hosts: HostModel<VxPeer>;
-  /** Known senders (public IP int32 -> that peer's counters). */
-  private known = new Map<number, PeerCounters>();
+  /** Known senders (public IP -> that peer's counters). */
+  private known = new PeerAddrMap<PeerCounters>();
   /** Subnets owned by each sender (public IP), for the inner-source check. */
-  private senderSubnets = new Map<number, IpPrefix[]>();
+  private senderSubnets = new PeerAddrMap<IpPrefix[]>();
   /**
    * `known` and `senderSubnets` follow each peer change incrementally (10,000 peers added one by
    * one used to rebuild both from scratch each time: 30 s). A control plane's setFdb() may name
@@ -120,7 +131,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const vni = opts.vni ?? 1;
     if (!Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new Error(`invalid VNI ${opts.vni}`);
     const mode = opts.mode ?? 'l3';
-    super(opts, mode === 'l2' ? 'tap' : 'tun', `flannel.${vni}`, VXLAN_PORT_LINUX, VXLAN_OVERHEAD);
+    super(opts, mode === 'l2' ? 'tap' : 'tun', opts.deviceName ?? `flannel${vxlanFamily(opts.publicIp) === 6 ? '-v6' : ''}.${vni}`, VXLAN_PORT_LINUX, VXLAN_OVERHEAD);
     this.mode = mode;
     this.encapPrefix = mode === 'l3' ? VXLAN_HLEN + ETH_HLEN : VXLAN_HLEN;
     this.vni = vni;
@@ -178,7 +189,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** DirectRouting's decision, as flannel makes it: the route to the peer's public IP has no gateway. */
   private isDirect(lease: Lease): boolean {
-    return this.directRouting && this.underlay.pathTo(lease.publicIp).direct;
+    // (over an IPv6 underlay every peer goes through the VTEP: the underlay view reads IPv4 routes)
+    return this.directRouting && this.family === 4 && this.underlay.pathTo(lease.publicIp).direct;
   }
 
   /** The kernel route of a peer: through the VTEP (`via <subnet address> dev flannel.N onlink`) or, direct, `via <public IP> dev <underlay>`. */
@@ -223,18 +235,18 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const key = subnet.toString();
     const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
     if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
-    const addr = ipv4ToU32(lease.publicIp);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, addr, addri: addr | 0 };
+    const ip = this.leaseAddress(lease);
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, ip };
     const old = this.bySubnet.get(key);
     // a direct peer has no route, neighbour or FDB entry here: the kernel routes it past the VTEP
-    if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: addr, vtepMac: mac, peer });
+    if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: fdbDst(ip), vtepMac: mac, peer });
     else if (old?.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     this.bySubnet.set(key, peer);
     if (old) this.removeSender(old);
     this.addSender(peer);
     if (this.mode === 'l2') {
-      if (old && old.addr !== addr) this.unflood(old);
-      if (!this.floodList().includes(addr)) this.fdb.append({ mac: 0, dst: addr });
+      if (old && !old.ip.equals(ip)) this.unflood(old);
+      if (!this.floodList().some((d) => d.equals(ip))) this.fdb.append({ mac: 0, dst: fdbDst(ip) });
     }
     // a VTEP route depends on the subnet alone: a changed lease (new public IP or MAC) keeps it,
     // unless installing it failed before; a direct route follows the public IP
@@ -253,7 +265,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** Remove the peer owning `subnet` (tables and kernel route). */
   removePeer(subnet: string): void {
-    const p = this.peerSubnet({ subnet, publicIp: '0.0.0.0', backendType: 'vxlan' });
+    const p = this.peerSubnet({ subnet, publicIp: '', backendType: 'vxlan' });
     if (p === undefined) return;
     const key = p.toString();
     const old = this.bySubnet.get(key);
@@ -270,21 +282,21 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** Take `p`'s public IP off the flood list unless another lease still uses it. */
   private unflood(p: VxPeer): void {
-    for (const o of this.bySubnet.values()) if (o !== p && o.addr === p.addr) return;
-    this.fdb.delete(this.vni, 0, p.addr);
+    for (const o of this.bySubnet.values()) if (o !== p && o.ip.equals(p.ip)) return;
+    this.fdb.delete(this.vni, 0, fdbDst(p.ip));
   }
 
-  /** Public IPs (uint32) of the all-zeros (flood) entry. */
-  private floodList(): number[] {
-    return this.fdb.get(this.vni, 0)?.dests.map((d) => d.ip) ?? [];
+  /** Public IPs of the all-zeros (flood) entry. */
+  private floodList(): IpAddr[] {
+    return this.fdb.get(this.vni, 0)?.dests.map(destAddr) ?? [];
   }
 
   /** Add/replace an FDB entry (`mac` "00:00:00:00:00:00" = the flood list) for a control plane. */
   setFdb(mac: string, publicIps: string[]): void {
     const m = parseMac(mac);
-    const dsts = publicIps.map((ip) => ipv4ToU32(ip));
+    const dsts = publicIps.map((ip) => publicAddress(ip, `setFdb ${mac}`, this.family));
     this.fdb.delete(this.vni, m);
-    for (const d of dsts) this.fdb.append({ mac: m, dst: d });
+    for (const d of dsts) this.fdb.append({ mac: m, dst: fdbDst(d) });
     this.customFdb = true;
     this.knownDirty = true;
   }
@@ -298,7 +310,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** The FDB as a plain object (mac -> public IPs; all-zeros = flood list). */
   fdbEntries(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const e of this.fdb.list()) if (e.dests.length > 0) out[formatMac(e.mac)] = e.dests.map((d) => u32ToIpv4(d.ip));
+    for (const e of this.fdb.list()) if (e.dests.length > 0) out[formatMac(e.mac)] = e.dests.map((d) => destAddr(d).toString());
     return out;
   }
 
@@ -314,32 +326,35 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** Peer `p`'s lease now counts: its public IP is a known sender owning `p.subnet`. */
   private addSender(p: VxPeer): void {
-    const list = this.senderSubnets.get(p.addri);
-    if (list === undefined) this.senderSubnets.set(p.addri, [p.subnet]);
+    const list = this.senderSubnets.get(p.ip);
+    if (list === undefined) this.senderSubnets.set(p.ip, [p.subnet]);
     else list.push(p.subnet);
-    if (!this.known.has(p.addri)) this.known.set(p.addri, this.counters.peer(p.addr));
+    if (!this.known.has(p.ip)) this.known.set(p.ip, this.counters.peerAt(p.ip));
   }
 
   /** Peer `p`'s lease is gone: its public IP stops being a known sender with its last lease. */
   private removeSender(p: VxPeer): void {
-    const list = this.senderSubnets.get(p.addri);
+    const list = this.senderSubnets.get(p.ip);
     if (list === undefined) return;
     const i = list.indexOf(p.subnet);
     if (i >= 0) list.splice(i, 1);
     if (list.length > 0) return;
-    this.senderSubnets.delete(p.addri);
+    this.senderSubnets.delete(p.ip);
     if (this.customFdb) this.knownDirty = true; // an FDB entry set by hand may still name it
-    else this.known.delete(p.addri);
+    else this.known.delete(p.ip);
   }
 
   /** Rebuild `known` (peers' public IPs and every FDB destination) and `senderSubnets` from scratch. */
   private rebuildKnown(): void {
     this.knownDirty = false;
-    this.known = new Map<number, PeerCounters>();
-    this.senderSubnets = new Map<number, IpPrefix[]>();
+    this.known = new PeerAddrMap<PeerCounters>();
+    this.senderSubnets = new PeerAddrMap<IpPrefix[]>();
     for (const p of this.bySubnet.values()) this.addSender(p);
     for (const e of this.fdb.list()) {
-      for (const d of e.dests) if (!this.known.has(d.ip | 0)) this.known.set(d.ip | 0, this.counters.peer(d.ip >>> 0));
+      for (const d of e.dests) {
+        const a = destAddr(d);
+        if (!this.known.has(a)) this.known.set(a, this.counters.peerAt(a));
+      }
     }
   }
 
@@ -359,14 +374,15 @@ export class VxlanBackend extends TunnelCore implements Backend {
   }
 
   /** Send the datagram `b[off, off+len)` to every destination of FDB entry dests. */
-  private sendToAll(b: Buffer, off: number, len: number, ds: readonly { ip: number }[]): void {
+  private sendToAll(b: Buffer, off: number, len: number, ds: readonly FdbDest[]): void {
     if (this.knownDirty) this.rebuildKnown();
     // the source port: a hash of the inner frame's flow picks the pool socket (as the kernel's udp_flow_src_port)
     const via = this.hasSourcePorts ? this.viaFor(innerFlowHash(b, off + VXLAN_HLEN, len - VXLAN_HLEN)) : 0;
     for (let k = 0; k < ds.length; k++) {
-      const a = ds[k]!.ip | 0;
+      const d = ds[k]!;
       // every FDB destination is in `known` (rebuilt with the FDB); one added since has counters made here
-      this.sendTo(b, off, len, this.known.get(a) ?? this.counters.peer(a >>> 0), via);
+      const pc = d.family === 4 ? this.known.get4(d.ip) : this.known.get6(d.ip6!, 0);
+      this.sendTo(b, off, len, pc ?? this.counters.peerAt(destAddr(d)), via);
     }
   }
 
@@ -418,11 +434,12 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** Network -> device (both modes): known sender, flags, VNI; then L2 delivery or L3 checks. */
   protected fromNetwork(s: DatagramSlot): void {
     const c = this.counters;
-    if (s.family !== 4) { c.drop(D.rx_ipv6_underlay); return; }
+    if (s.family !== this.family) { c.drop(s.family === 6 ? D.rx_ipv6_underlay : D.rx_ipv4_underlay); return; }
     const from = s.addr | 0;
     if (this.knownDirty) this.rebuildKnown();
-    let pc = this.known.get(from);
+    let pc = this.known.getFrom(s);
     if (pc === undefined) {
+      if (s.family === 6 && isIpv4Mapped(s.addr6)) { c.drop(D.rx_ipv4_mapped_source); return; }
       if (!this.learnL3) { c.drop(D.rx_unknown_peer); return; }
       pc = NO_COUNTERS; // a sender with no lease (learning): counted in the totals only
     }
@@ -436,7 +453,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const elen = len - VXLAN_HLEN;
     if (this.mode === 'l2') {
       // learning (kernel vxlan_snoop): never our own MAC; permanent entries are never moved
-      if (this.learning && !(rd16(b, e + 6) === this.macHi && rd32(b, e + 8) === this.macLo)) {
+      // (learning records IPv4 senders: the FDB learns uint32 destinations)
+      if (this.learning && s.family === 4 && !(rd16(b, e + 6) === this.macHi && rd32(b, e + 8) === this.macLo)) {
         this.fdb.learnBytes(this.vni, b, e + 6, from, this.port);
       }
       this.deliver(b, e, elen, pc);
@@ -445,20 +463,20 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const dh = rd16(b, e);
     const dl = rd32(b, e + 2);
     if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); return; }
-    if (this.learnL3) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
+    if (this.learnL3 && s.family === 4) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
       const ip = e + ETH_HLEN;
       const why = rxIpv4Reason(b, ip, elen - ETH_HLEN);
       if (why !== 0) { c.drop(why); return; }
       if (!this.subnet.containsV4(rd32(b, ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
-      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), from) && !(pc === NO_COUNTERS && this.unleasedSourceOk(rd32(b, ip + 12)))) { c.drop(D.rx_spoofed_inner_source); return; }
+      if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), s) && !(pc === NO_COUNTERS && this.unleasedSourceOk(rd32(b, ip + 12)))) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, (b[ip + 2]! << 8) | b[ip + 3]!, pc);
     } else if (et === EtherType.ARP) {
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
       const rl = buildArpReply(b, e, this.arp, this.vtepMac);
       emitVxlanPolicy(b, off, this.vni, this.gbp, this.gbpPolicy);
-      this.replyToNetwork(b, off, VXLAN_HLEN + rl, s.addr);
+      this.replyToNetwork(b, off, VXLAN_HLEN + rl, s);
       c.arpReplies++;
     } else c.drop(D.rx_unsupported_ethertype);
   }
@@ -476,13 +494,18 @@ export class VxlanBackend extends TunnelCore implements Backend {
     return this.network.containsV4(src) && !this.subnet.containsV4(src);
   }
 
-  /** Inner source (int32) must be inside a subnet owned by the sender (int32 public IP). */
-  private sourceOk(src: number, sender: number): boolean {
-    const subnets = this.senderSubnets.get(sender);
+  /** Inner source (int32) must be inside a subnet owned by the sender of `s`. */
+  private sourceOk(src: number, s: DatagramSlot): boolean {
+    const subnets = this.senderSubnets.getFrom(s);
     if (subnets === undefined) return false;
     for (let i = 0; i < subnets.length; i++) if (subnets[i]!.containsV4(src)) return true;
     return false;
   }
 }
 
-registerBackend('vxlan', { mtuOverhead: VXLAN_OVERHEAD, defaultPort: VXLAN_PORT_LINUX, create: (c) => new VxlanBackend({ ...c, mode: 'l3' }) });
+/** The underlay family of a public IP option (the device name flannel-v6.<VNI> needs it before the core parses it). */
+function vxlanFamily(publicIp: string): 4 | 6 {
+  return typeof publicIp === 'string' && publicIp.includes(':') ? 6 : 4;
+}
+
+registerBackend('vxlan', { mtuOverhead: VXLAN_OVERHEAD, mtuOverheadV6: VXLAN_V6_OVERHEAD, defaultPort: VXLAN_PORT_LINUX, create: (c) => new VxlanBackend({ ...c, mode: 'l3' }) });

@@ -6,6 +6,7 @@
  * Topology (all inside per-run namespaces of a Testbed; nothing in the root namespace):
  *
  *   A: veth u0 198.18.0.1/24 (02:00:c6:12:00:01) ---- B: veth u0 198.18.0.2/24 (02:00:c6:12:00:02)
+ *          2001:2:0:1::1/64                                   2001:2:0:1::2/64
  *
  * and on each side one kernel vxlan device per case, configured as flannel does
  * (`nolearning`, /32 address, onlink route to the peer's .0, permanent neighbour, fdb
@@ -21,6 +22,8 @@ import type { NsHost, Testbed } from '../helpers/netns.js';
 export const UNDERLAY = {
   aIp: '198.18.0.1',
   bIp: '198.18.0.2',
+  aIp6: '2001:2:0:1::1',
+  bIp6: '2001:2:0:1::2',
   aMac: '02:00:c6:12:00:01',
   bMac: '02:00:c6:12:00:02',
   dev: 'u0',
@@ -38,6 +41,8 @@ export interface KernelCase {
   port: number;
   /** Extra `ip link add ... type vxlan` options. */
   extra: string[];
+  /** Underlay family (default 4): 6 runs the devices over the IPv6 addresses, as flannel's flannel-v6.<VNI>. */
+  underlay?: 4 | 6;
   /** Whether the device computes outer UDP checksums (`udpcsum`; the kernel default, as flannel's device shows). */
   udpcsum: boolean;
   /** GBP extension enabled. */
@@ -69,6 +74,13 @@ export const CASES: KernelCase[] = [
     aVtepMac: '0a:c6:13:c9:00:00', bVtepMac: '0a:c6:13:ca:00:00', aOverlay: '198.19.201.0', bOverlay: '198.19.202.0',
     pings: [['-c', '1', '-s', '56', '-m', String(0x1234)], ['-c', '1', '-s', '56', '-m', String(0x00400000 | 0xbeef)]],
   },
+  {
+    // flannel's IPv6-underlay device (flannel-v6.1: VNI 1, port 8472, `local <IPv6>`), inner IPv4;
+    // the same VNI and port as flannel.1 beside it, on the IPv6 socket
+    name: 'flannel-v6-vni1-8472', dev: 'flannel-v6.1', vni: 1, port: 8472, extra: [], underlay: 6, udpcsum: true, gbp: false,
+    aVtepMac: '0a:c6:13:2d:00:00', bVtepMac: '0a:c6:13:2e:00:00', aOverlay: '198.19.45.0', bOverlay: '198.19.46.0',
+    pings: [['-c', '2', '-s', '56'], ['-c', '1', '-s', '1000'], ['-c', '1', '-s', '56', '-Q', '0x03'], ['-c', '1', '-s', '1402']],
+  },
 ];
 
 function net24(ip: string): string {
@@ -95,9 +107,15 @@ export function buildTopology(tb: Testbed): [NsHost, NsHost] {
   // Static underlay neighbours: no ARP frames in the captures.
   a.ip('neigh', 'replace', UNDERLAY.bIp, 'lladdr', UNDERLAY.bMac, 'dev', UNDERLAY.dev, 'nud', 'permanent');
   b.ip('neigh', 'replace', UNDERLAY.aIp, 'lladdr', UNDERLAY.aMac, 'dev', UNDERLAY.dev, 'nud', 'permanent');
+  // IPv6 underlay: no duplicate address detection, static neighbours (no NDP frames in the captures)
+  a.ip('addr', 'add', `${UNDERLAY.aIp6}/64`, 'dev', UNDERLAY.dev, 'nodad');
+  b.ip('addr', 'add', `${UNDERLAY.bIp6}/64`, 'dev', UNDERLAY.dev, 'nodad');
+  a.ip('neigh', 'replace', UNDERLAY.bIp6, 'lladdr', UNDERLAY.bMac, 'dev', UNDERLAY.dev, 'nud', 'permanent');
+  b.ip('neigh', 'replace', UNDERLAY.aIp6, 'lladdr', UNDERLAY.aMac, 'dev', UNDERLAY.dev, 'nud', 'permanent');
   for (const c of CASES) {
-    setupSide(a, c, UNDERLAY.aIp, UNDERLAY.bIp, c.aVtepMac, c.bVtepMac, c.aOverlay, c.bOverlay);
-    setupSide(b, c, UNDERLAY.bIp, UNDERLAY.aIp, c.bVtepMac, c.aVtepMac, c.bOverlay, c.aOverlay);
+    const [aIp, bIp] = c.underlay === 6 ? [UNDERLAY.aIp6, UNDERLAY.bIp6] : [UNDERLAY.aIp, UNDERLAY.bIp];
+    setupSide(a, c, aIp, bIp, c.aVtepMac, c.bVtepMac, c.aOverlay, c.bOverlay);
+    setupSide(b, c, bIp, aIp, c.bVtepMac, c.aVtepMac, c.bOverlay, c.aOverlay);
   }
   return [a, b];
 }
@@ -129,7 +147,7 @@ export async function captureCase(tb: Testbed, a: NsHost, c: KernelCase): Promis
   const count = c.pings.reduce((n, p) => n + 2 * Number(p[p.indexOf('-c') + 1]), 0);
   try {
     const td = tb.track(a.spawn('tcpdump', ['-i', UNDERLAY.dev, '-n', '-U', '-Z', 'root', '-s', '2048', '-c', String(count), '-w', file,
-      'udp', 'and', 'port', String(c.port)]));
+      c.underlay === 6 ? 'ip6' : 'ip', 'and', 'udp', 'and', 'port', String(c.port)]));
     await waitListening(td, 10_000);
     for (const p of c.pings) a.exec('ping', ['-n', '-q', '-i', '0.2', '-W', '2', ...p, c.bOverlay], { timeout: 20_000 });
     await waitExit(td, 5_000);

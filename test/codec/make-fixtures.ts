@@ -1,7 +1,7 @@
 /**
  * Regenerate test/fixtures/*.pcap from live kernel VXLAN traffic (needs root):
  *
- *   npx tsx test/codec/make-fixtures.ts
+ *   npx tsx test/codec/make-fixtures.ts [case name ...]   (default: every case)
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,8 @@ import { buildTopology, captureCase, CASES } from './kernel-capture.js';
 const tb = new Testbed('odfx');
 try {
   const [a] = buildTopology(tb);
-  for (const c of CASES) {
+  const only = process.argv.slice(2);
+  for (const c of CASES.filter((x) => only.length === 0 || only.includes(x.name))) {
     const pcap = await captureCase(tb, a, c);
     const out = join(import.meta.dirname, '..', 'fixtures', `${c.name}.pcap`);
     writeFileSync(out, pcap);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { allocDatagramSlots, allocSlots, HEADROOM, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import { UdpBackend, VxlanBackend, type DataplaneIo } from '../../src/vtep/index.js';
-import { ipv4ToU32 } from '../../src/codec/addr.js';
+import { ipv4ToU32, parseIpv6 } from '../../src/codec/addr.js';
 import { ipv4Packet, nullKernel } from './fakes.js';
 import { emitVirtioTcpGso } from '../../src/codec/index.js';
 import { buildPacket } from '../codec/offload-helpers.js';
@@ -85,19 +85,34 @@ function fill(slots: PacketSlot[], pkt: Buffer, at = HEADROOM): void {
   for (const s of slots) { pkt.copy(s.buf, at); s.off = at; s.len = pkt.length; }
 }
 
+/** Underlay addresses of us and the peer over IPv4 or IPv6, and how to mark received slots as the peer's. */
+function underlay(v6: boolean): { me: string; peer: string; from: (slots: DatagramSlot[]) => void; name: string } {
+  const peer = v6 ? '2001:2:0:1::2' : '198.18.0.2';
+  return {
+    me: v6 ? '2001:2:0:1::1' : '198.18.0.1',
+    peer,
+    name: v6 ? 'IPv6 underlay' : 'IPv4 underlay',
+    from: (slots) => {
+      for (const s of slots) {
+        if (v6) { s.family = 6; s.addr6.set(parseIpv6(peer)); } else { s.family = 4; s.addr = ipv4ToU32(peer); }
+      }
+    },
+  };
+}
+
 describe('no allocation per packet', () => {
-  it('UDP backend: TUN -> socket and socket -> TUN', async () => {
+  for (const u of [underlay(false), underlay(true)]) it(`UDP backend: TUN -> socket and socket -> TUN (${u.name})`, async () => {
     const io = nullIo();
-    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', io, kernel: nullKernel });
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: u.me, io, kernel: nullKernel });
     await b.start();
-    b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'udp' });
+    b.addPeer({ subnet: '198.19.2.0/24', publicIp: u.peer, backendType: 'udp' });
     const tx = allocSlots(BATCH, 2048);
     const txPkt = ipv4Packet('198.19.1.5', '198.19.2.7', { payload: 1000, ttl: 255 });
     fill(tx, txPkt);
     const ttl = txPkt[8]!, c0 = txPkt[10]!, c1 = txPkt[11]!;
     const rx = allocDatagramSlots(BATCH, 2048);
     fill(rx, ipv4Packet('198.19.2.7', '198.19.1.5', { payload: 1000 }));
-    for (const s of rx) s.addr = ipv4ToU32('198.18.0.2');
+    u.from(rx);
     const run = (): void => {
       for (let r = 0; r < ROUNDS; r++) {
         // TTL is decremented in place: restore TTL and header checksum byte by byte
@@ -165,13 +180,13 @@ describe('no allocation per packet', () => {
     expect(n).toBeLessThanOrEqual(2);
   });
 
-  it('VXLAN L3 with offloads: segment + GSO merge, GRO split + coalesce', async () => {
+  for (const u of [underlay(false), underlay(true)]) it(`VXLAN L3 with offloads: segment + GSO merge, GRO split + coalesce (${u.name})`, async () => {
     const io = nullIo(true);
-    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
+    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: u.me, vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
     await b.start();
     expect(b.deviceOffload).toBe(true);
-    b.addPeer({ subnet: '198.19.2.0/24', publicIp: '198.18.0.2', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:02' });
-    const SP = 8, SEGS = 20, MSS = 1400;
+    b.addPeer({ subnet: '198.19.2.0/24', publicIp: u.peer, backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:02' });
+    const SP = 8, SEGS = 20, MSS = u.peer.includes(':') ? 1380 : 1400; // segments fit the device MTU (1430 over IPv6)
     const tx = allocSlots(SP, 65_792);
     const sp = Buffer.alloc(40 + SEGS * MSS);
     buildPacket(sp, 0, { v: 4, src4: ipv4ToU32('198.19.1.5'), dst4: ipv4ToU32('198.19.2.7'), payload: new Uint8Array(SEGS * MSS), csum: 'partial' });
@@ -186,7 +201,8 @@ describe('no allocation per packet', () => {
       frames.push(Buffer.concat([Buffer.from('0800000000000100' + '020000000001' + '020000000002' + '0800', 'hex'), inner]));
     }
     fill(rx, Buffer.concat(frames));
-    for (const s of rx) { s.addr = ipv4ToU32('198.18.0.2'); s.segSize = frames[0]!.length; }
+    u.from(rx);
+    for (const s of rx) s.segSize = frames[0]!.length;
     const rounds = Math.ceil(ROUNDS / 4);
     const run = (): void => {
       for (let r = 0; r < rounds; r++) {

@@ -6,22 +6,11 @@
  * must show the drops by reason, and the dataplane's memory must stay flat.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { oursAndKernel, tcpTransfer, type HostProc } from './harness.js';
+import { floodVtep, oursAndKernel, tcpTransfer, type HostProc } from './harness.js';
 
 const MB = 1024 * 1024;
-const here = dirname(fileURLToPath(import.meta.url));
-
-function flood(tb: Testbed, h: NsHost, bind: string, ms: number): Promise<number> {
-  const c = tb.track(h.spawn('node', ['--import', 'tsx', join(here, 'flood.ts'), '198.18.0.1', '8472', String(ms), bind, '1', '198.19.1.0'], { cwd: join(here, '..', '..') }));
-  return new Promise((resolve, reject) => {
-    createInterface({ input: c.stdout! }).on('line', (l) => { try { resolve((JSON.parse(l) as { sent: number }).sent); } catch { /* ignore */ } });
-    c.on('exit', (code) => { if (code !== 0) reject(new Error(`flood exited ${code}`)); });
-  });
-}
+const flood = (tb: Testbed, h: NsHost, bind: string, ms: number): Promise<number> => floodVtep(tb, h, '198.18.0.1', bind, ms);
 
 describe.runIf(requireNetns())('L3 VTEP under attack', () => {
   const tb = new Testbed('vxa');

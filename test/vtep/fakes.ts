@@ -45,7 +45,7 @@ export class FakeDevice implements PacketDevice {
 }
 
 /** One send view as the transport got it (`segSize` > 0: a GSO run of datagrams). */
-export interface Sent { addr: number; port: number; data: Buffer; segSize: number }
+export interface Sent { addr: number; port: number; data: Buffer; segSize: number; family: 4 | 6; addr6: Uint8Array }
 
 export class FakeTransport implements UdpTransport {
   readonly kind = 'dgram' as const;
@@ -67,7 +67,7 @@ export class FakeTransport implements UdpTransport {
       const s = slots[i]!;
       const k = (s.segSize ?? 0) > 0 && (s.parts ?? 0) > 1 ? Math.min(s.parts!, count - i) : 1;
       const data = Buffer.concat(slots.slice(i, i + k).map((x) => x.buf.subarray(x.off, x.off + x.len)));
-      (this.main ?? this).sent.push({ addr: s.addr, port: s.port, data, segSize: s.segSize ?? 0 });
+      (this.main ?? this).sent.push({ addr: s.addr, port: s.port, data, segSize: s.segSize ?? 0, family: s.family, addr6: Uint8Array.from(s.addr6) });
       i += k;
     }
     return count;
@@ -83,10 +83,11 @@ export class FakeTransport implements UdpTransport {
     return out;
   }
   /** Deliver datagrams as one received batch (`segSize`: a UDP GRO message of several datagrams). */
-  inject(dgrams: { addr: number; data: Buffer; family?: 4 | 6; segSize?: number }[]): void {
+  inject(dgrams: { addr: number; data: Buffer; family?: 4 | 6; addr6?: Uint8Array; segSize?: number }[]): void {
     dgrams.forEach((d, i) => {
       const s = this.slots[i]!;
-      s.off = HEADROOM; d.data.copy(s.buf, HEADROOM); s.len = d.data.length; s.addr = d.addr; s.family = d.family ?? 4; s.port = 40000;
+      s.off = HEADROOM; d.data.copy(s.buf, HEADROOM); s.len = d.data.length; s.addr = d.addr; s.family = d.family ?? (d.addr6 ? 6 : 4); s.port = 40000;
+      if (d.addr6) s.addr6.set(d.addr6);
       s.segSize = d.segSize ?? 0;
     });
     this.handler!(this.slots, dgrams.length);

@@ -5,12 +5,14 @@
  * Prints {"sent":N} at the end.
  */
 import { createSocket } from 'node:dgram';
+
+// (an IPv6 target: a udp6 socket, bound to an IPv6 source)
 import { randomBytes } from 'node:crypto';
 
 const [target, portS, msS, bind, vniS, innerDst] = process.argv.slice(2);
 const port = Number(portS);
 const vni = Number(vniS);
-const sock = createSocket('udp4');
+const sock = createSocket(target!.includes(':') ? 'udp6' : 'udp4');
 
 function vxlan(v: number, flags: number, inner: Buffer): Buffer {
   const h = Buffer.alloc(8);

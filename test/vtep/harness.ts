@@ -74,16 +74,18 @@ export interface KernelVtep {
 /**
  * Create a kernel vxlan device the way flannel does: `ip link add flannel.N type vxlan id N
  * local <publicIp> dev <underlay> dstport <port> nolearning`, MTU underlay-50, our MAC,
+ * (an IPv6 publicIp: flannel-v6.N, MTU underlay-70, as flannel's IPv6 device),
  * <subnet addr>/32, up, at the kernel's default offload settings (partial checksums, 64 KB
  * super-packets over veth); `txOff: true` turns TX checksum offload off (see txChecksumOff).
  */
 export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; underlay: string; vni?: number; port?: number; mtu?: number; mac: string; gbp?: boolean; dev?: string; learning?: boolean; txOff?: boolean }): KernelVtep {
   const vni = o.vni ?? 1;
-  const dev = o.dev ?? `flannel.${vni}`;
+  const v6 = o.publicIp.includes(':');
+  const dev = o.dev ?? `flannel${v6 ? '-v6' : ''}.${vni}`;
   const args = ['link', 'add', dev, 'type', 'vxlan', 'id', String(vni), 'local', o.publicIp, 'dev', o.underlay, 'dstport', String(o.port ?? 8472), o.learning ? 'learning' : 'nolearning'];
   if (o.gbp) args.push('gbp');
   h.ip(...args);
-  h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - 50), 'address', o.mac);
+  h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - (v6 ? 70 : 50)), 'address', o.mac);
   h.ip('addr', 'add', `${o.subnet.split('/')[0]}/32`, 'dev', dev);
   h.ip('link', 'set', dev, 'up');
   if (o.txOff === true) txChecksumOff(h, dev); // default: the kernel's own offloads (partial checksums, GSO), as flannel leaves them
@@ -181,6 +183,19 @@ export async function udpBurst(tb: Testbed, server: NsHost, serverIp: string, cl
   } finally {
     if (srv.exitCode === null) srv.kill('SIGKILL');
   }
+}
+
+/**
+ * Flood `target`:8472 from `h` (source address `bind`, IPv4 or IPv6) for `ms` with test/vtep/flood.ts's
+ * mix of garbage, truncated, wrong-VNI, bad-flag and inner-spoofed VXLAN datagrams (VNI 1, inner
+ * destination 198.19.1.0); resolves with the number sent.
+ */
+export function floodVtep(tb: Testbed, h: NsHost, target: string, bind: string, ms: number): Promise<number> {
+  const c = tb.track(h.spawn('node', ['--import', 'tsx', join(here, 'flood.ts'), target, '8472', String(ms), bind, '1', '198.19.1.0'], { cwd: root }));
+  return new Promise((resolve, reject) => {
+    createInterface({ input: c.stdout! }).on('line', (l) => { try { resolve((JSON.parse(l) as { sent: number }).sent); } catch { /* ignore */ } });
+    c.on('exit', (code) => { if (code !== 0) reject(new Error(`flood exited ${code}`)); });
+  });
 }
 
 /** Host a runs one of ours, host b a kernel flannel.N; each has the other as its peer. */

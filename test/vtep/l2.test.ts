@@ -1,7 +1,8 @@
 /** Interop: the L2 VTEP over TAP (a bridge-port VTEP) against the kernel vxlan device; ARP resolves through the tunnel. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
+import { HostProc, kernelAddPeer, kernelVxlan, tcpTransfer } from './harness.js';
+import { expectArpAndPings } from './l2-checks.js';
 
 const MB = 1024 * 1024;
 const TRANSPORT = (process.env.VTEP_TRANSPORT as 'dgram' | 'mmsg' | undefined) ?? 'mmsg';
@@ -28,14 +29,7 @@ describe.runIf(requireNetns())(`L2 VTEP (TAP) <-> kernel vxlan (${TRANSPORT})`, 
     tb.destroy();
   });
   it('resolves ARP through the tunnel both ways and pings at sizes up to the MTU', () => {
-    expect(ping(a, '198.19.2.0', 56)).toBe(true);
-    expect(a.ip('neigh', 'show', '198.19.2.0', 'dev', 'flannel.1')).toMatch(/lladdr 02:00:00:00:02:02/);
-    expect(ping(b, '198.19.1.0', 56)).toBe(true);
-    expect(b.ip('neigh', 'show', '198.19.1.0', 'dev', 'flannel.1')).toMatch(/lladdr 02:00:00:00:01:01/);
-    for (const size of [1000, 1422]) {
-      expect(ping(a, '198.19.2.0', size)).toBe(true);
-      expect(ping(b, '198.19.1.0', size)).toBe(true);
-    }
+    expectArpAndPings(a, b, 'flannel.1', [1000, 1422]);
   });
   it('moves 50 MB over TCP with matching SHA-256', async () => {
     const r = await tcpTransfer(tb, b, '198.19.2.0', a, 50 * MB);

@@ -245,7 +245,7 @@ describe('core: failures are counted by what happened', () => {
     const tr = io.tr!;
     // the kernel took the first datagram, then refused: EADDRNOTAVAIL (our address vanished), then EAGAIN
     const errs = [0, 99, 11, 101, 1];
-    tr.sendBatch = (s, n) => { for (let i = 0; i < n; i++) if (errs[i] === 0) tr.sent.push({ addr: s[i]!.addr, port: s[i]!.port, data: Buffer.alloc(0), segSize: 0 }); return 1; };
+    tr.sendBatch = (s, n) => { for (let i = 0; i < n; i++) if (errs[i] === 0) tr.sent.push({ addr: s[i]!.addr, port: s[i]!.port, data: Buffer.alloc(0), segSize: 0, family: 4, addr6: new Uint8Array(16) }); return 1; };
     (tr as { sendError: (i: number) => number }).sendError = (i: number) => errs[i] ?? 11;
     io.dev!.inject([1, 2, 3, 4, 5].map((k) => ipv4Packet('198.19.1.5', `198.19.2.${k}`)));
     expect(b.stats().txPackets).toBe(1);
