@@ -4,7 +4,6 @@
  * Allocating even ~16 bytes per packet would cost dozens of scavenges here.
  */
 import { describe, expect, it } from 'vitest';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { allocDatagramSlots, allocSlots, HEADROOM, type BatchHandler, type DatagramSlot, type PacketDevice, type PacketSlot, type UdpTransport } from '../../src/tun/types.js';
 import { UdpBackend, VxlanBackend, type DataplaneIo } from '../../src/vtep/index.js';
 import { ipv4ToU32, parseIpv6 } from '../../src/codec/addr.js';
@@ -12,6 +11,7 @@ import { ipv4Packet, nullKernel } from './fakes.js';
 import { emitVirtioTcpGso } from '../../src/codec/index.js';
 import { buildPacket } from '../codec/offload-helpers.js';
 import { native } from '../../src/tun/native.js';
+import { scavengesDuring, warmUp } from '../helpers/alloc.js';
 
 // as in a running daemon: the addon is loaded, so long checksums go through its primitives
 native();
@@ -47,35 +47,6 @@ function nullIo(offload = false): DataplaneIo & { dev?: NullDevice; tr?: NullTra
     createTransport: () => { const t = new NullTransport(tally); io.tr ??= t; return t; },
   };
   return io;
-}
-
-/**
- * Run `fn` and return how many minor GCs ran while it ran. Only collections that started
- * inside the loop's own time window count: the test runner's work before and after it (IPC,
- * reporting) allocates too, and must not be charged to the dataplane.
- */
-async function scavengesDuring(fn: () => void): Promise<number> {
-  const starts: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (((e as unknown as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MINOR) starts.push(e.startTime);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  const t0 = performance.now();
-  fn();
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 50)); // GC entries are delivered asynchronously
-  obs.disconnect();
-  return starts.filter((t) => t >= t0 && t <= t1).length;
-}
-
-/**
- * Warm `run` up until V8 has optimized it: on a loaded machine the optimizing compiler runs
- * late (it compiles concurrently), and code that is not optimized yet boxes numbers. Warm-up
- * runs repeat until one allocates nothing (at most 8); a real per-packet allocation never
- * gets there, and the measured run after it still fails.
- */
-async function warmUp(run: () => void): Promise<void> {
-  for (let i = 0; i < 8; i++) if ((await scavengesDuring(run)) === 0) return;
 }
 
 const BATCH = 64;
