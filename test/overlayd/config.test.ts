@@ -226,12 +226,12 @@ describe('net-conf.json keys as flanneld (Go encoding/json) matches them', () =>
       Backend: { Type: 'udp', Port: 8285, VNI: 4, Vni2: 1 },
     }));
     expect(c.warnings).toEqual([
-      'net-conf.json: "IPv6Network" is read by flanneld but not by overlayd (IPv4 only, one Network); ignored',
+      'net-conf.json: "IPv6Network" is not used (EnableIPv6 is not true); ignored',
       'net-conf.json: "Netwrok" is not a key flanneld or overlayd reads (a typo?); ignored',
       'net-conf.json: Backend."VNI" is not used by the udp backend; ignored',
       'net-conf.json: Backend."Vni2" is not a key flanneld or overlayd reads (a typo?); ignored',
     ]);
-    expect(parseNetConf('{"Network": "198.19.0.0/16", "EnableIPv6": true}').warnings).toEqual(['net-conf.json: EnableIPv6 is true, but overlayd is IPv4 only; the IPv6 settings are ignored']);
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "Networks": ["198.20.0.0/16"]}').warnings).toEqual(['net-conf.json: "Networks" is read by flanneld but not by overlayd (one Network per family); ignored']);
     // the udp backend does not read VNI: a bad one is no error there (flanneld ignores it too)
     expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "udp", "VNI": "x"}}').backend.vni).toBe(1);
     // junk keys reach the warning escaped and cut
