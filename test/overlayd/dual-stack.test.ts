@@ -5,7 +5,8 @@
  * of anything but a ConfigError, property-tested on junk), subnet.env with the IPv6 pair,
  * free IPv6 subnets, the IPv6 VTEP MAC, and the refusal of EnableIPv6 by an IPv4-only dataplane.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -15,6 +16,7 @@ import {
   parseCli, parseEnvFile, parseLeaseAttrs, parseLeaseKey, parseNetConf, parsePeers, previousSubnet, renderSubnetEnv, resolveConfig, stableVtepMac, subnetFits,
   validateSubnet, type BackendFactory, type Lease,
 } from '../../src/index.js';
+import { NODE_ARGS, ROOT } from './helpers.js';
 
 const err = (f: () => unknown): string => {
   try {
@@ -328,6 +330,24 @@ describe('the daemon with EnableIPv6', () => {
       const only = run('--ipv6-subnet', '2001:2:8000:1::/64', '--public-ipv6', '2001:2::1');
       expect([only.subnet, only.ipv6?.subnet]).toEqual(['2001:2:8000:1::/64', '2001:2:8000:1::/64']);
       expect(() => parseCli(['--etcd-endpoints', 'http://e:2379', '--ipv6-subnet', '2001:2:8000:1::/64'])).toThrow(/--ipv6-subnet is for static setups/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('overlayd with EnableIPv6 (static mode), the built-in dataplane', () => {
+  it.each([[[]], [['--no-supervisor']]])('%j: exits 2 with one line saying what is not supported yet; no subnet.env, no device', (extra) => {
+    const d = mkdtempSync(join(tmpdir(), 'od-v6cli-'));
+    try {
+      const nc = join(d, 'net-conf.json');
+      writeFileSync(nc, JSON.stringify(DUAL));
+      const r = spawnSync(process.execPath, [...NODE_ARGS, '--net-conf', nc, '--subnet', '198.19.1.0/24', '--ipv6-subnet', '2001:2:8000:1::/64', '--public-ipv6', '2001:2::1',
+        '--subnet-file', join(d, 'subnet.env'), ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^overlayd: error: \S*net-conf(\.json)?: EnableIPv6 is true \(dual stack, IPv6Network 2001:2:8000::\/48\), but overlayd's vxlan dataplane forwards IPv4 only/);
+      expect(existsSync(join(d, 'subnet.env'))).toBe(false);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
