@@ -12,23 +12,13 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError, PeersParse, defaultBackendFactory, firstOverlap, freeSubnets, gatewayForm, ipPrefix, ipv6Refusal, leaseKey, leaseNetworks, leaseToEtcd, leaseToJson,
+  ConfigError, PeersParse, defaultBackendFactory, freeSubnets, gatewayForm, ipPrefix, ipv6Refusal, leaseKey, leaseNetworks, leaseToEtcd, leaseToJson,
   parseCli, parseEnvFile, parseLeaseAttrs, parseLeaseKey, parseNetConf, parsePeers, previousSubnet, renderSubnetEnv, resolveConfig, stableVtepMac, subnetFits,
   validateSubnet, type BackendFactory, type Lease,
 } from '../../src/index.js';
-import { NODE_ARGS, ROOT } from './helpers.js';
+import { NODE_ARGS, ROOT, configErrorOf } from './helpers.js';
 
-const err = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    const m = (e as Error).message;
-    expect(m).not.toContain('\n');
-    return m;
-  }
-  throw new Error('expected a ConfigError');
-};
+const err = configErrorOf;
 
 const DUAL = { Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: '2001:2:8000::/48', Backend: { Type: 'vxlan' } };
 
@@ -214,19 +204,6 @@ describe('lease keys and values as flanneld writes them', () => {
       const { key, value } = leaseToEtcd(l);
       expect(parseLeaseAttrs(key, JSON.parse(JSON.stringify(value)), 'etcd', nets)).toEqual(l);
     }), { numRuns: 500 });
-  });
-
-  it('property: the IPv6 overlap check agrees with comparing every pair', () => {
-    const p6 = fc.record({ w: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 4, maxLength: 4 }), len: fc.integer({ min: 56, max: 66 }) })
-      .map(({ w, len }) => ipPrefix(`2001:2:8000:${w[0]}${w[1]}:${w[2]}${w[3]}::/${len}`, { hostBits: 'clear' }));
-    const p4 = fc.integer({ min: 0, max: 7 }).map((i) => ipPrefix(`198.19.${i}.0/24`));
-    fc.assert(fc.property(fc.array(fc.oneof(p6, p4), { maxLength: 30 }), (ps) => {
-      let naive = false;
-      for (let i = 0; i < ps.length && !naive; i++) for (let j = 0; j < i; j++) if (ps[i]!.overlaps(ps[j]!)) { naive = true; break; }
-      const got = firstOverlap(ps);
-      expect(got !== undefined).toBe(naive);
-      if (got) expect(got[0].overlaps(got[1])).toBe(true);
-    }), { numRuns: 1000 });
   });
 });
 
