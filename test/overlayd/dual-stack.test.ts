@@ -60,6 +60,40 @@ describe('net-conf.json: EnableIPv6, IPv6Network, IPv6SubnetLen, IPv6SubnetMin/M
   ])('rejects %j in one line', (conf, re) => {
     expect(err(() => parseNetConf(JSON.stringify(conf)))).toMatch(re);
   });
+  it('property: any value of the IPv6 keys gives a config or a one-line ConfigError naming a key; any case of the keys means the same', () => {
+    const anyJson = fc.jsonValue();
+    const addr6 = fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }).map((w) => w.map((x) => x.toString(16)).join(':'));
+    const conf = fc.record({
+      EnableIPv4: fc.oneof(fc.boolean(), anyJson), EnableIPv6: fc.oneof(fc.constant(true), anyJson),
+      IPv6Network: fc.oneof(fc.constantFrom('2001:2:8000::/48', '2001:2::/120', '::/0', 'fe80::/10'), addr6.map((a) => `${a}/64`), anyJson),
+      IPv6SubnetLen: fc.oneof(fc.integer({ min: -2, max: 130 }), anyJson),
+      IPv6SubnetMin: fc.oneof(addr6, fc.constant('2001:2:8000:1::'), anyJson), IPv6SubnetMax: fc.oneof(addr6, fc.constant('2001:2:8000:ff::'), anyJson),
+    }, { requiredKeys: [] });
+    fc.assert(fc.property(conf, (c) => {
+      let m = '';
+      try {
+        const n = parseNetConf(JSON.stringify({ Network: '198.19.0.0/16', ...c }));
+        if (n.ipv6) {
+          // what parses is consistent: Min <= Max, both inside, on the boundary
+          const r = n.ipv6;
+          expect(r.networkCidr.covers(ipPrefix(r.subnetMin))).toBe(true);
+          expect(r.networkCidr.covers(ipPrefix(r.subnetMax))).toBe(true);
+          expect(freeSubnets(r, [], 1)).toEqual([r.subnetMin]);
+        }
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        m = (e as Error).message;
+      }
+      expect(m).not.toMatch(/[\n\u0000-\u001f]/);
+      if (m !== '') expect(m).toMatch(/^net-conf\.json: /);
+    }), { numRuns: 2000 });
+    const keys = { EnableIPv4: true, EnableIPv6: true, IPv6Network: '2001:2:8000::/40', IPv6SubnetLen: 56, IPv6SubnetMin: '2001:2:8000:100::', IPv6SubnetMax: '2001:2:80ff:ff00::' };
+    const canonical = parseNetConf(JSON.stringify({ Network: '198.19.0.0/16', ...keys }));
+    fc.assert(fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 13 }), (bits) => {
+      const recased = Object.fromEntries(Object.entries(keys).map(([k, v]) => [[...k].map((ch, i) => (bits[i % bits.length] ? ch.toUpperCase() : ch.toLowerCase())).join(''), v]));
+      expect(parseNetConf(JSON.stringify({ Network: '198.19.0.0/16', ...recased }))).toEqual(canonical);
+    }), { numRuns: 200 });
+  });
   it('--ipv6-subnet: an IPv6SubnetLen-long subnet inside IPv6Network, in network form', () => {
     const c = parseNetConf(JSON.stringify(DUAL)).ipv6!;
     expect(validateSubnet('2001:2:8000:7::/64', c, '--ipv6-subnet').toString()).toBe('2001:2:8000:7::/64');
