@@ -347,11 +347,32 @@ export class EtcdSubnetManager {
       const lease = build(sn, sn6);
       const g = await this.client.grant(this.ttl);
       if (await this.client.create(this.keyOf(lease), leaseValue(lease), g.id)) {
-        return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how });
+        // a dual-stack key names two subnets: another host may have created a key with one of them at once
+        if (dual === undefined || !(await this.lostRace(lease))) return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how });
+        await this.client.delete(this.keyOf(lease));
       }
       void this.client.revoke(g.id).catch(() => undefined);
     }
     throw new EtcdError('server', `etcd: no subnet acquired after ${RACE_RETRIES} attempts (other hosts took each one first)`);
+  }
+
+  /**
+   * After creating our dual-stack key: true when another key holding one of its subnets was
+   * created before it (create-if-absent guards one key, and two hosts racing can pick the same
+   * IPv4 subnet with different IPv6 ones, or the reverse; flanneld lets both stand). The first
+   * created wins; the loser deletes its key and picks again.
+   */
+  private async lostRace(lease: Lease): Promise<boolean> {
+    const r = await this.client.range(this.subnetsPrefix, { prefix: true });
+    const key = this.keyOf(lease);
+    const ours = r.kvs.find((kv) => kv.key === key);
+    if (ours === undefined) return true;
+    const mine = [ipPrefix(lease.subnet), ...(lease.ipv6Subnet !== undefined ? [ipPrefix(lease.ipv6Subnet)] : [])];
+    return r.kvs.some((kv) => {
+      if (kv.key === key || kv.createRevision > ours.createRevision) return false;
+      const s = subnetOfKey(kv.key);
+      return s.ok && [s.value.k.v4, s.value.k.v6].some((p) => p !== undefined && mine.some((m) => m.overlaps(p)));
+    });
   }
 
   /** The public IP our leases are known by: PublicIP, or PublicIPv6 on an IPv6-only network. */

@@ -390,6 +390,33 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
       expect(logs.join('\n')).toMatch(/lease "198\.19\.200\.0-24" of our public IP 198\.18\.0\.5 does not fit the network config \(198\.19\.0\.0\/16, \/24 .*; 2001:2:8000::\/48, \/64 /);
     });
 
+    it('race on half a key: another host creates a key with our IPv4 subnet (other IPv6 one) just before we create ours: the first created wins, we delete ours and pick again', async () => {
+      const prefix = await network(DUAL);
+      const rival = `{"PublicIP":"198.18.0.8","PublicIPv6":"2001:2::8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:08"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:08"}}`;
+      let rivalKey = '';
+      let ourFirst = '';
+      /** The real etcd, with the other host's create landing between our listing and our create. */
+      class Racing extends EtcdClient {
+        override async create(key: string, value: string | Buffer, lease = '0'): Promise<boolean> {
+          if (rivalKey === '') {
+            ourFirst = key;
+            rivalKey = key.replace(/&.*$/, '&2001:2:8000:ffff::-64');
+            expect(await super.create(rivalKey, rival)).toBe(true);
+          }
+          return super.create(key, value, lease);
+        }
+      }
+      const logs: string[] = [];
+      const m = new EtcdSubnetManager({ client: new Racing({ endpoints: [etcd.url] }), prefix, publicIp: '198.18.0.1', publicIpv6: '2001:2::1', log: { info: (x) => logs.push(x), error: (x) => logs.push(x) } });
+      open.push(m);
+      const h = await m.acquire(vx6('198.18.0.1', '2001:2::1'));
+      const kv = await read(prefix);
+      expect(kv.has(ourFirst.slice(`${prefix}/subnets/`.length))).toBe(false);
+      expect(kv.has(rivalKey.slice(`${prefix}/subnets/`.length))).toBe(true);
+      expect(ourFirst.slice(`${prefix}/subnets/`.length).startsWith(h.subnet.replace('/', '-'))).toBe(false);
+      expect(kv.size).toBe(2);
+    });
+
     it('IPv6 only: keys 0.0.0.0-0&<v6>-<len>, PublicIP 0.0.0.0, no BackendData; hosts known by PublicIPv6 (two hosts, and one restarting)', async () => {
       const prefix = await network({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:2:8000::/48', Backend: { Type: 'vxlan' } });
       const a = manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' }).m;
