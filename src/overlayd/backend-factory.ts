@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
 import { defaultIo, lookupBackend, type BackendConfig, type DataplaneIo } from '../vtep/index.js';
-import { ConfigError, type BackendType } from './config.js';
+import { addrToBig, ConfigError, parseNetworkPrefix, type BackendType, type NetConf } from './config.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
 
@@ -66,10 +66,32 @@ export interface BackendParams {
   deviceAlias?: string;
   /** Device/socket I/O (default: src/vtep's defaultIo); the packet process's adopts inherited descriptors. */
   io?: DataplaneIo;
+  /**
+   * net-conf EnableIPv6: the IPv6 half, for a factory that runs it ({@link BackendFactory}'s
+   * `ipv6`): IPv6Network, our IPv6 subnet, PublicIPv6, the local IPv6 address, and (vxlan) the
+   * VTEP MAC of the second device, flannel-v6.<VNI>. The peers' IPv6 halves come in their
+   * leases (Lease.ipv6Subnet, publicIpv6, v6Vni, v6VtepMac).
+   */
+  ipv6?: { network: string; subnet: string; publicIp: string; localIp: string; vtepMac?: string };
 }
 
-/** Creates (but does not start) a backend. */
-export type BackendFactory = (p: BackendParams) => Backend | Promise<Backend>;
+/**
+ * Creates (but does not start) a backend. `ipv6: true` on the function: its backends run the
+ * IPv6 half of a dual-stack or IPv6-only network (BackendParams.ipv6); overlayd refuses
+ * EnableIPv6 with a factory without it (see {@link ipv6Refusal}).
+ */
+export type BackendFactory = ((p: BackendParams) => Backend | Promise<Backend>) & { ipv6?: boolean };
+
+/**
+ * Why `factory` cannot run `conf` (one line, for a ConfigError), or undefined when it can: an
+ * IPv6 network with a factory whose backends forward IPv4 only (today: every built-in one).
+ */
+export function ipv6Refusal(conf: NetConf, factory: BackendFactory, source: string): string | undefined {
+  if (conf.ipv6 === undefined || factory.ipv6 === true) return undefined;
+  const what = conf.enableIPv4 ? `EnableIPv6 is true (dual stack, IPv6Network ${conf.ipv6.network})` : `EnableIPv4 is false (IPv6 only, IPv6Network ${conf.ipv6.network})`;
+  const dev = conf.backend.type === 'vxlan' ? `the flannel-v6.${conf.backend.vni} device, ` : '';
+  return `${source}: ${what}, but overlayd's ${conf.backend.type} dataplane forwards IPv4 only: ${dev}IPv6 routes and the IPv6 underlay are not supported yet; set EnableIPv6 false (and EnableIPv4 true), or run flanneld on this host`;
+}
 
 /** The registry's backend configuration (src/vtep/registry.ts) for overlayd's parameters. */
 export function toBackendOptions(p: BackendParams): BackendConfig {
@@ -108,11 +130,20 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
  * (the locally administered prefix Kubernetes uses for pod MACs). flanneld keeps its
  * flannel.1 device, and so its MAC, across restarts; overlayd removes its device on
  * stop, so it derives the MAC instead: a restarted overlayd comes back with the same
- * lease and peers' neighbour entries stay valid.
+ * lease and peers' neighbour entries stay valid. For an IPv6 subnet (the flannel-v6.<VNI>
+ * device) the four bytes are the subnet's last 32 prefix bits (0a:58 and bits len-32..len),
+ * which differ between any two subnets of an IPv6Network up to 32 bits wider than them.
  */
 export function stableVtepMac(subnet: string): string {
-  const ip = subnet.split('/')[0]!.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
-  return ['0a', '58', ...ip].join(':');
+  let n: bigint;
+  if (subnet.includes(':')) {
+    const p = parseNetworkPrefix(subnet, 'subnet', 6);
+    n = (addrToBig(p.addr) >> BigInt(128 - Math.max(p.len, 32))) & 0xffffffffn;
+  } else {
+    n = BigInt(subnet.split('/')[0]!.split('.').reduce((a, o) => a * 256 + Number(o), 0));
+  }
+  const b = [24n, 16n, 8n, 0n].map((sh) => ((n >> sh) & 0xffn).toString(16).padStart(2, '0'));
+  return ['0a', '58', ...b].join(':');
 }
 
 /**

@@ -3,7 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError } from './config.js';
+import { ConfigError, isIpv6, quoteUntrusted } from './config.js';
 import { DEFAULT_OFFLOAD } from '../vtep/options.js';
 
 /** Default path of the file the flannel CNI plugin reads. */
@@ -40,12 +40,16 @@ export interface EtcdCliOptions {
 export interface CliOptions {
   /** --net-conf FILE (static mode: required). */
   netConf?: string;
-  /** --subnet CIDR (static mode: required). */
+  /** --subnet CIDR (static mode: required unless IPv6-only). */
   subnet?: string;
+  /** --ipv6-subnet CIDR (static mode, net-conf EnableIPv6: this host's IPv6 subnet). */
+  ipv6Subnet?: string;
   /** The etcd flags (etcd mode). */
   etcd?: EtcdCliOptions;
   /** --public-ip IP. */
   publicIp?: string;
+  /** --public-ipv6 IP (PublicIPv6). */
+  publicIpv6?: string;
   /** --iface NAME|IP (repeatable). */
   iface: string[];
   /** --iface-regex RE (repeatable). */
@@ -111,19 +115,26 @@ device of the same name that is not overlayd's is refused (exit 2, nothing chang
 Configuration (flannel's formats):
   --net-conf FILE        flannel net-conf.json: {"Network": "198.19.0.0/16", "SubnetLen": 24,
                          "Backend": {"Type": "udp"|"vxlan"|"host-gw", "Port", "VNI", "GBP", "DirectRouting",
-                         "MTU", "Learning"}}
+                         "MTU", "Learning"}}; dual stack: "EnableIPv6": true, "IPv6Network",
+                         "IPv6SubnetLen" (default 64), "IPv6SubnetMin", "IPv6SubnetMax"; "EnableIPv4":
+                         false for IPv6 only. (The dataplane does not forward IPv6 yet: overlayd
+                         refuses EnableIPv6 at start, saying so.)
                          Defaults as flannel: Type udp; udp Port 8285; vxlan VNI 1, Port 8472;
                          MTU = underlay interface MTU - 28 (udp), - 50 (vxlan), - 0 (host-gw:
                          each peer's subnet routed via its public IP; every peer on our segment).
                          Keys match case-insensitively, as in flanneld; keys nobody reads are
                          logged as warnings.
   --subnet CIDR          this host's lease, a SubnetLen-long subnet inside Network (198.19.1.0/24)
+  --ipv6-subnet CIDR     with EnableIPv6: this host's IPv6 lease, an IPv6SubnetLen-long subnet inside
+                         IPv6Network (2001:2:0:1::/64); the peers file's dual-stack keys are
+                         "198.19.2.0-24&2001:2:0:2::-64", with "PublicIPv6" and (vxlan) "BackendV6Data"
   --peers FILE           remote hosts in flannel's etcd layout: {"198.19.2.0-24": {"PublicIP": "198.18.0.2",
                          "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}}}
                          Watched: added, changed and removed peers take effect live. A file that
                          does not parse (mid-edit) is logged and the previous peers are kept.
   --subnet-file PATH     written at start with FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU,
-                         FLANNEL_IPMASQ for the CNI plugin (default ${DEFAULT_SUBNET_FILE})
+                         FLANNEL_IPMASQ (and FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET with EnableIPv6)
+                         for the CNI plugin (default ${DEFAULT_SUBNET_FILE})
   --lease-out FILE       also write this host's own lease, in the peers-file layout (it is
                          always printed as one JSON line on stdout at start)
 
@@ -146,6 +157,8 @@ etcd mode (flanneld's subnet manager; --net-conf, --subnet and --peers are then 
 
 Underlay interface (as flanneld; default: the interface of the default route):
   --public-ip IP         address advertised to peers (default: the interface's first IPv4 address)
+  --public-ipv6 IP       IPv6 address advertised to peers as PublicIPv6 with EnableIPv6 (default: the
+                         interface's first global IPv6 address)
   --iface NAME|IP        interface to use, by name or address (repeatable: first that exists)
   --iface-regex RE       pick the first interface whose WHOLE address or name matches RE
                          (compiled as ^(?:RE)$, so "eth1|bond1" does not match "veth17f90f70");
@@ -249,6 +262,8 @@ const OPTIONS = {
   'net-conf': { type: 'string' },
   subnet: { type: 'string' },
   'public-ip': { type: 'string' },
+  'public-ipv6': { type: 'string' },
+  'ipv6-subnet': { type: 'string' },
   iface: { type: 'string', multiple: true },
   'iface-regex': { type: 'string', multiple: true },
   'iface-can-reach': { type: 'string' },
@@ -332,8 +347,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   const endpoints = values['etcd-endpoints'];
   let etcd: EtcdCliOptions | undefined;
   if (endpoints !== undefined) {
-    for (const f of ['net-conf', 'subnet', 'peers'] as const) {
-      if (values[f] !== undefined) throw new ConfigError(`--${f} is for static setups; with --etcd-endpoints the ${f === 'net-conf' ? 'network config comes from <prefix>/config' : f === 'subnet' ? 'subnet is leased from etcd' : 'peers come from etcd'}`);
+    for (const f of ['net-conf', 'subnet', 'ipv6-subnet', 'peers'] as const) {
+      if (values[f] !== undefined) throw new ConfigError(`--${f} is for static setups; with --etcd-endpoints the ${f === 'net-conf' ? 'network config comes from <prefix>/config' : f === 'peers' ? 'peers come from etcd' : 'subnet is leased from etcd'}`);
     }
     const list = endpoints.split(',').map((x) => x.trim()).filter(Boolean);
     if (list.length === 0) throw new ConfigError('--etcd-endpoints is empty');
@@ -352,7 +367,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
       if (values[f] !== undefined && argv.some((a) => a === `--${f}` || a.startsWith(`--${f}=`))) throw new ConfigError(`--${f} needs --etcd-endpoints`);
     }
     if (!values['net-conf']) throw new ConfigError('--net-conf FILE is required (see --help), or --etcd-endpoints for etcd mode');
-    if (!values.subnet) throw new ConfigError('--subnet CIDR is required (see --help), or --etcd-endpoints for etcd mode');
+    if (!values.subnet && !values['ipv6-subnet']) throw new ConfigError('--subnet CIDR is required (see --help), or --etcd-endpoints for etcd mode');
   }
   const transport = values.transport ?? 'mmsg';
   if (transport !== 'dgram' && transport !== 'mmsg') throw new ConfigError(`--transport "${transport}" must be "dgram" or "mmsg"`);
@@ -377,6 +392,12 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = {}): CliComman
   if (values.subnet !== undefined) opts.subnet = values.subnet;
   if (etcd !== undefined) opts.etcd = etcd;
   if (values['public-ip'] !== undefined) opts.publicIp = values['public-ip'];
+  const pub6 = values['public-ipv6'];
+  if (pub6 !== undefined) {
+    if (!isIpv6(pub6)) throw new ConfigError(`--public-ipv6 ${quoteUntrusted(pub6)} is not an IPv6 address`);
+    opts.publicIpv6 = pub6;
+  }
+  if (values['ipv6-subnet'] !== undefined) opts.ipv6Subnet = values['ipv6-subnet'];
   if (values['iface-can-reach'] !== undefined) opts.ifaceCanReach = values['iface-can-reach'];
   if (values.peers !== undefined) opts.peers = values.peers;
   if (values['lease-out'] !== undefined) opts.leaseOut = values['lease-out'];

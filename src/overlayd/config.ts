@@ -6,7 +6,7 @@
  * offending file, key or value; the CLI prints it and exits with status 2.
  */
 import type { BackendTypeName, Lease } from '../vtep/backend.js';
-import { AddrError, IpAddr, IpPrefix, ipPrefix, ipv4Network, parseIp, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
+import { AddrError, IpAddr, IpPrefix, ipAddr, ipPrefix, parseIp, parsePrefix } from '../codec/addr.js';
 import { backendTypes, lookupBackend } from '../vtep/registry.js';
 import '../vtep/index.js'; // registers the built-in backends
 
@@ -39,14 +39,34 @@ export class ConfigError extends Error {
 // ---------------------------------------------------------------------------
 // Addresses: src/codec's IpAddr / IpPrefix, with overlayd's wording in errors.
 
-/** Parse an IPv4 prefix in network form ("198.19.2.0/24"); `what` names it in the one-line error. */
-export function parseNetworkPrefix(s: string, what: string): IpPrefix {
-  const p = parsePrefix(s, { family: 4 });
+/** Parse a prefix of `family` (default IPv4) in network form ("198.19.2.0/24", "2001:2:0:1::/64"); `what` names it in the one-line error. */
+export function parseNetworkPrefix(s: string, what: string, family: 4 | 6 = 4): IpPrefix {
+  const p = parsePrefix(s, { family });
   if (p instanceof AddrError) {
     if (p.reason === 'host-bits-set') throw new ConfigError(`${what} "${s}" has host bits set (did you mean ${ipPrefix(s, { hostBits: 'clear' }).toString()}?)`);
-    throw new ConfigError(`${what} "${s}" is not an IPv4 CIDR`);
+    throw new ConfigError(`${what} ${quoteUntrusted(s)} is not an IPv${family} CIDR`);
   }
   return p;
+}
+
+/** An address as a number (IPv4: 32 bits, IPv6: 128 bits), for subnet arithmetic on either family. */
+export function addrToBig(a: IpAddr): bigint {
+  let n = 0n;
+  for (const b of a.bytes) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+/** The address of `family` whose number is `n` (see {@link addrToBig}). */
+export function bigToAddr(n: bigint, family: 4 | 6): IpAddr {
+  if (family === 4) return IpAddr.fromV4(Number(n & 0xffffffffn));
+  const b = new Uint8Array(16);
+  for (let i = 15; i >= 0; i--, n >>= 8n) b[i] = Number(n & 0xffn);
+  return IpAddr.fromBytes(b, 6);
+}
+
+/** True when `s` is an IPv6 address. */
+export function isIpv6(s: unknown): s is string {
+  return typeof s === 'string' && !(parseIp(s, { family: 6 }) instanceof AddrError);
 }
 
 /** True when `s` is an IPv4 dotted quad. */
@@ -86,9 +106,12 @@ export interface BackendConf {
   mtu?: number;
 }
 
-/** A parsed net-conf.json. */
-export interface NetConf {
-  /** The overlay network, network form ("198.19.0.0/16"). */
+/**
+ * One address family's network in net-conf.json: Network, SubnetLen, SubnetMin and SubnetMax
+ * (IPv4), or IPv6Network, IPv6SubnetLen, IPv6SubnetMin and IPv6SubnetMax.
+ */
+export interface SubnetRange {
+  /** The overlay network, network form ("198.19.0.0/16", "2001:2:8000::/48"). */
   network: string;
   /** Parsed `network`. */
   networkCidr: IpPrefix;
@@ -98,6 +121,18 @@ export interface NetConf {
   subnetMin: string;
   /** Last subnet a host may lease (network form; flannel's default: Network's last subnet). */
   subnetMax: string;
+}
+
+/**
+ * A parsed net-conf.json. The {@link SubnetRange} fields are the IPv4 network's; on an IPv6-only
+ * network (EnableIPv4 false) they are the IPv6 network's (the same as `ipv6`): every host's
+ * lease has exactly one subnet of that family, and leases are known by it.
+ */
+export interface NetConf extends SubnetRange {
+  /** EnableIPv4 (flannel's default true); false: IPv6-only. */
+  enableIPv4: boolean;
+  /** EnableIPv6 true: the IPv6 network (IPv6Network, IPv6SubnetLen default 64, IPv6SubnetMin/Max). */
+  ipv6?: SubnetRange;
   /** The backend section. */
   backend: BackendConf;
   /**
@@ -178,9 +213,9 @@ class GoStruct {
 }
 
 /** Top-level net-conf keys overlayd reads. */
-const NETCONF_KEYS = ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6'] as const;
-/** Top-level keys flanneld reads and overlayd does not (IPv4 only, one Network). */
-const NETCONF_FLANNEL_ONLY = ['IPv6Network', 'IPv6SubnetMin', 'IPv6SubnetMax', 'IPv6SubnetLen', 'Networks', 'IPv6Networks', 'EnableNFTables'] as const;
+const NETCONF_KEYS = ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6', 'IPv6Network', 'IPv6SubnetLen', 'IPv6SubnetMin', 'IPv6SubnetMax'] as const;
+/** Top-level keys flanneld reads and overlayd does not (multiple networks, nftables masquerade). */
+const NETCONF_FLANNEL_ONLY = ['Networks', 'IPv6Networks', 'EnableNFTables'] as const;
 /** Backend keys overlayd reads, per backend type. */
 const BACKEND_KEYS: Readonly<Record<BackendType, readonly string[]>> = {
   udp: ['Type', 'Port', 'MTU'],
@@ -234,27 +269,65 @@ function optBool(obj: GoStruct, key: string, where: string): boolean | undefined
   return v;
 }
 
+/** The net-conf keys of one family's network. */
+const FAMILY_KEYS = {
+  4: { net: 'Network', len: 'SubnetLen', min: 'SubnetMin', max: 'SubnetMax' },
+  6: { net: 'IPv6Network', len: 'IPv6SubnetLen', min: 'IPv6SubnetMin', max: 'IPv6SubnetMax' },
+} as const;
+
 /**
- * SubnetMin or SubnetMax of net-conf.json: an IPv4 address inside Network on a SubnetLen
- * boundary; `def` (a u32) when absent. Returns the u32.
+ * SubnetMin or SubnetMax (or their IPv6 keys) of net-conf.json: an address of the network's
+ * family inside it on a subnet-length boundary; `def` when absent. Returns the address's number.
  */
-function subnetBound(root: GoStruct, field: 'SubnetMin' | 'SubnetMax', net: IpPrefix, subnetLen: number, def: number, source: string): number {
+function subnetBound(root: GoStruct, field: string, lenKey: string, net: IpPrefix, subnetLen: number, def: bigint, source: string): bigint {
   const v = root.get(field);
   const key = root.key(field);
   if (v === undefined || v === null || v === '') return def;
-  const a = typeof v === 'string' ? parseIp(v, { family: 4 }) : undefined;
-  if (a === undefined || a instanceof AddrError) throw new ConfigError(`${source}: ${key} ${shown(v)} is not an IPv4 address`);
-  if (!net.contains(a)) throw new ConfigError(`${source}: ${key} ${a.toString()} is not in the range of the Network ${net.toString()}`);
-  if (ipv4Network(a.v4, subnetLen) !== a.v4) throw new ConfigError(`${source}: ${key} ${a.toString()} is not on a SubnetLen (/${subnetLen}) boundary`);
-  return a.v4;
+  const a = typeof v === 'string' ? parseIp(v, { family: net.family }) : undefined;
+  if (a === undefined || a instanceof AddrError) throw new ConfigError(`${source}: ${key} ${shown(v)} is not an IPv${net.family} address`);
+  if (!net.contains(a)) throw new ConfigError(`${source}: ${key} ${a.toString()} is not in the range of the ${FAMILY_KEYS[net.family].net} ${net.toString()}`);
+  const n = addrToBig(a);
+  if ((n & ((1n << BigInt(a.bits - subnetLen)) - 1n)) !== 0n) throw new ConfigError(`${source}: ${key} ${a.toString()} is not on a ${lenKey} (/${subnetLen}) boundary`);
+  return n;
+}
+
+/**
+ * One family's network of net-conf.json, with flannel's defaults: SubnetLen 24 (IPv6: 64), or
+ * the network's length + 2 for networks too small for that; SubnetMin the network's second
+ * subnet and SubnetMax its last (flannel skips the first, whose address is the network's own).
+ */
+function familyRange(root: GoStruct, family: 4 | 6, source: string): SubnetRange {
+  const k = FAMILY_KEYS[family];
+  const bits = family === 4 ? 32 : 128;
+  const netStr = root.get(k.net);
+  if (typeof netStr !== 'string') {
+    throw new ConfigError(`${source}: "${k.net}" (an IPv${family} CIDR) is required${family === 6 ? ' when EnableIPv6 is true' : ' (or EnableIPv4 false for IPv6 only)'}`);
+  }
+  const net = parseNetworkPrefix(netStr, `${source}: ${root.key(k.net)}`, family);
+  const [dflt, smallest] = family === 4 ? [24, 28] : [64, 124];
+  let subnetLen = optInt(root, k.len, `${source}: `, 0, bits);
+  if (subnetLen === undefined || subnetLen === 0) {
+    if (net.len > smallest) throw new ConfigError(`${source}: ${k.net} ${net.toString()} is too small (smaller than a /${smallest})`);
+    subnetLen = net.len <= dflt - 2 ? dflt : net.len + 2;
+  } else {
+    if (subnetLen > bits - 2) throw new ConfigError(`${source}: ${root.key(k.len)} ${subnetLen} is too long (at most ${bits - 2})`);
+    if (subnetLen < net.len + 2) {
+      throw new ConfigError(`${source}: ${root.key(k.len)} ${subnetLen} must be at least ${k.net}'s length + 2 (${net.len + 2}) so ${k.net} holds at least four subnets`);
+    }
+  }
+  const size = 1n << BigInt(bits - subnetLen);
+  const base = addrToBig(net.addr);
+  const min = subnetBound(root, k.min, k.len, net, subnetLen, base + size, source);
+  const max = subnetBound(root, k.max, k.len, net, subnetLen, base + (1n << BigInt(bits - net.len)) - size, source);
+  const show = (n: bigint): string => bigToAddr(n, family).toString();
+  if (min > max) throw new ConfigError(`${source}: ${k.min} ${show(min)} is above ${k.max} ${show(max)}`);
+  return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${show(min)}/${subnetLen}`, subnetMax: `${show(max)}/${subnetLen}` };
 }
 
 /**
  * Parse flannel's net-conf.json. Applies flannel's defaults: Backend.Type "udp" when
- * absent, SubnetLen 24 (or Network's length + 2 for networks smaller than a /22),
- * SubnetMin Network's second subnet and SubnetMax its last (flannel skips the first, whose
- * address is the network's own), udp Port 8285, vxlan VNI 1 and Port 8472. Unknown Backend
- * types are an error.
+ * absent, EnableIPv4 true and EnableIPv6 false, the subnet ranges of {@link familyRange},
+ * udp Port 8285, vxlan VNI 1 and Port 8472. Unknown Backend types are an error.
  */
 export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   const json = parseJson(text, source);
@@ -262,33 +335,18 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   const warnings: string[] = [];
   const root = new GoStruct(json, [...NETCONF_KEYS, ...NETCONF_FLANNEL_ONLY]);
   const top = `${source}: `;
-  const netStr = root.get('Network');
-  if (typeof netStr !== 'string') throw new ConfigError(`${source}: "Network" (an IPv4 CIDR) is required`);
-  const net = parseNetworkPrefix(netStr, `${top}${root.key('Network')}`);
-
-  let subnetLen = optInt(root, 'SubnetLen', top, 0, 32);
-  if (subnetLen === undefined || subnetLen === 0) {
-    if (net.len > 28) throw new ConfigError(`${source}: Network ${netStr} is too small (smaller than a /28)`);
-    subnetLen = net.len <= 22 ? 24 : net.len + 2;
-  } else {
-    if (subnetLen > 30) throw new ConfigError(`${source}: SubnetLen ${subnetLen} is too long (at most 30)`);
-    if (subnetLen < net.len + 2) {
-      throw new ConfigError(`${source}: SubnetLen ${subnetLen} must be at least Network's length + 2 (${net.len + 2}) so Network holds at least four subnets`);
-    }
-  }
-
-  const size = 2 ** (32 - subnetLen);
-  const min = subnetBound(root, 'SubnetMin', net, subnetLen, net.net + size, source);
-  const max = subnetBound(root, 'SubnetMax', net, subnetLen, net.net + 2 ** (32 - net.len) - size, source);
-  if (min > max) throw new ConfigError(`${source}: SubnetMin ${u32ToIpv4(min)} is above SubnetMax ${u32ToIpv4(max)}`);
-
-  // flanneld's switches: IPv4 on (its default) and IPv6 off are what overlayd does
-  const v4 = optBool(root, 'EnableIPv4', top);
-  const v6 = optBool(root, 'EnableIPv6', top);
-  if (v4 === false) warnings.push(`${top}${root.key('EnableIPv4')} is false, but overlayd is IPv4 only: it runs Network ${net.toString()} anyway`);
-  if (v6 === true) warnings.push(`${top}${root.key('EnableIPv6')} is true, but overlayd is IPv4 only; the IPv6 settings are ignored`);
+  const v4 = optBool(root, 'EnableIPv4', top) ?? true;
+  const v6 = optBool(root, 'EnableIPv6', top) ?? false;
+  if (!v4 && !v6) throw new ConfigError(`${source}: ${root.key('EnableIPv4')} and ${root.key('EnableIPv6')} are both false: no network to run`);
+  const ipv6 = v6 ? familyRange(root, 6, source) : undefined;
+  const primary = v4 ? familyRange(root, 4, source) : ipv6!;
+  const unread = (keys: readonly string[], why: string): void => {
+    for (const f of keys) if (root.get(f) !== undefined) warnings.push(`${top}${quoteUntrusted(root.key(f))} is not used (${why}); ignored`);
+  };
+  if (!v4) unread(Object.values(FAMILY_KEYS[4]), `${root.key('EnableIPv4')} is false`);
+  if (!v6) unread(Object.values(FAMILY_KEYS[6]), `${root.key('EnableIPv6')} is not true`);
   for (const f of NETCONF_FLANNEL_ONLY) {
-    if (root.get(f) !== undefined) warnings.push(`${top}${quoteUntrusted(root.key(f))} is read by flanneld but not by overlayd (IPv4 only, one Network); ignored`);
+    if (root.get(f) !== undefined) warnings.push(`${top}${quoteUntrusted(root.key(f))} is read by flanneld but not by overlayd (one Network per family); ignored`);
   }
   keyWarnings(root, source, '', [], [], '', warnings);
 
@@ -320,52 +378,115 @@ export function parseNetConf(text: string, source = 'net-conf.json'): NetConf {
   if ((reads.includes('Learning') ? optBool(b, 'Learning', bw) : undefined) === true) backend.learning = true;
   const otherBackends = Object.entries(BACKEND_KEYS).filter(([t]) => t !== type).flatMap(([t, ks]) => [...ks, ...BACKEND_FLANNEL_ONLY[t as BackendType]]);
   keyWarnings(b, source, 'Backend.', BACKEND_FLANNEL_ONLY[type], otherBackends, `is not used by the ${type} backend`, warnings);
-  return { network: net.toString(), networkCidr: net, subnetLen, subnetMin: `${u32ToIpv4(min)}/${subnetLen}`, subnetMax: `${u32ToIpv4(max)}/${subnetLen}`, backend, warnings };
+  return { ...primary, enableIPv4: v4, ...(ipv6 ? { ipv6 } : {}), backend, warnings };
 }
 
 /**
- * Validate this host's lease (`--subnet`): an IPv4 CIDR in network form, exactly
- * SubnetLen long, inside Network. Returns its network form.
+ * Validate this host's lease (`--subnet`): a CIDR of the network's family in network form,
+ * exactly SubnetLen long, inside Network. Returns its network form. `range` and `flag`: the
+ * IPv6 half (`conf.ipv6`, `--ipv6-subnet`).
  */
-export function validateSubnet(subnet: string, conf: NetConf): IpPrefix {
-  const c = parseNetworkPrefix(subnet, '--subnet');
-  if (!conf.networkCidr.covers(c)) throw new ConfigError(`--subnet ${subnet} is outside Network ${conf.network}`);
-  if (c.len !== conf.subnetLen) throw new ConfigError(`--subnet ${subnet} must be a /${conf.subnetLen} (SubnetLen in net-conf)`);
+export function validateSubnet(subnet: string, conf: SubnetRange, flag = '--subnet'): IpPrefix {
+  const c = parseNetworkPrefix(subnet, flag, conf.networkCidr.family);
+  const lenKey = FAMILY_KEYS[conf.networkCidr.family].len;
+  if (!conf.networkCidr.covers(c)) throw new ConfigError(`${flag} ${subnet} is outside ${FAMILY_KEYS[conf.networkCidr.family].net} ${conf.network}`);
+  if (c.len !== conf.subnetLen) throw new ConfigError(`${flag} ${subnet} must be a /${conf.subnetLen} (${lenKey} in net-conf)`);
   return c;
 }
 
 // ---------------------------------------------------------------------------
-// The etcd lease layout: "198.19.2.0-24" -> {"PublicIP", "BackendType", "BackendData"}
+// The etcd lease layout: a subnet key, "198.19.2.0-24" (dual stack "198.19.2.0-24&2001:2:0:2::-64",
+// IPv6-only "0.0.0.0-0&2001:2:0:2::-64"), to {"PublicIP", "PublicIPv6", "BackendType",
+// "BackendData", "BackendV6Data"}.
 
-/** Convert a CIDR "198.19.2.0/24" to flannel's subnet key "198.19.2.0-24". */
+/** Convert a CIDR "198.19.2.0/24" (or "2001:2:0:2::/64") to flannel's subnet key form "198.19.2.0-24". */
 export function subnetToKey(cidr: string): string {
   return cidr.replace('/', '-');
 }
 
-/**
- * Convert a subnet key ("198.19.2.0-24", or a full etcd key ".../subnets/198.19.2.0-24") to CIDR
- * form. A dual-stack flanneld's key ("198.19.2.0-24&fc00:0:0:2::-64") gives its IPv4 subnet.
- */
-export function keyToSubnet(key: string): string {
-  const last = key.slice(key.lastIndexOf('/') + 1);
-  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&[0-9a-f:]+-\d+)?$/.exec(last);
-  if (!m) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not of the form a.b.c.d-len`);
-  return `${m[1]}/${m[2]}`;
+/** True when a lease is IPv6-only: its subnet (the one it is known by) is IPv6. */
+export function isIpv6OnlyLease(lease: Lease): boolean {
+  return lease.subnet.includes(':');
 }
 
-/** A lease value as flannel stores it in etcd (flanneld writes PublicIPv6 null on IPv4-only hosts). */
+/**
+ * flannel's subnet key of a lease (pkg/subnet MakeSubnetKey): its IPv4 subnet, then "&" and its
+ * IPv6 subnet on a dual-stack lease; an IPv6-only lease has the zero IPv4 subnet "0.0.0.0-0" first.
+ */
+export function leaseKey(lease: Lease): string {
+  if (isIpv6OnlyLease(lease)) return `0.0.0.0-0&${subnetToKey(lease.subnet)}`;
+  return lease.ipv6Subnet !== undefined ? `${subnetToKey(lease.subnet)}&${subnetToKey(lease.ipv6Subnet)}` : subnetToKey(lease.subnet);
+}
+
+/** A parsed subnet key. */
+export interface LeaseKey {
+  /** The subnet the lease is known by: its IPv4 subnet, or its IPv6 subnet on an IPv6-only key. */
+  primary: IpPrefix;
+  /** The IPv4 subnet (absent on an IPv6-only key). */
+  v4?: IpPrefix;
+  /** The IPv6 subnet after '&', when there is one and it parses. */
+  v6?: IpPrefix;
+  /** Why the part after '&' is not used (the key is then an IPv4 one). */
+  v6Problem?: string;
+}
+
+/**
+ * Parse a subnet key ("198.19.2.0-24", "198.19.2.0-24&2001:2:0:2::-64", "0.0.0.0-0&2001:2:0:2::-64",
+ * or a full etcd key ending in one), both parts in network form as flannel writes them (IPv6 in
+ * lower-case hex). A malformed part after '&' is reported in `v6Problem`, not thrown, unless
+ * it is the key's only subnet. Throws a ConfigError naming the key otherwise.
+ */
+export function parseLeaseKey(key: string): LeaseKey {
+  const last = key.slice(key.lastIndexOf('/') + 1);
+  const m = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,3})(?:&([^]*))?$/.exec(last);
+  if (!m) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not of the form a.b.c.d-len (or a.b.c.d-len&ipv6-len)`);
+  const v4 = parsePrefix(`${m[1]}/${m[2]}`, { family: 4 });
+  if (v4 instanceof AddrError) throw new ConfigError(`subnet key ${quoteUntrusted(key)} is not a subnet in network form`);
+  if (m[3] === undefined) return { primary: v4, v4 };
+  const m6 = /^([0-9a-f:]+)-(\d{1,3})$/.exec(m[3]);
+  const v6 = m6 ? parsePrefix(`${m6[1]}/${m6[2]}`, { family: 6 }) : undefined;
+  const zero4 = v4.len === 0 && v4.net === 0;
+  if (v6 instanceof IpPrefix) return zero4 ? { primary: v6, v6 } : { primary: v4, v4, v6 };
+  const v6Problem = `its IPv6 part ${quoteUntrusted(m[3])} is not an IPv6 subnet in network form`;
+  if (zero4) throw new ConfigError(`subnet key ${quoteUntrusted(key)}: ${v6Problem}`);
+  return { primary: v4, v4, v6Problem };
+}
+
+/**
+ * The subnet (CIDR form) a subnet key is known by: its IPv4 subnet, or its IPv6 subnet on an
+ * IPv6-only key (see {@link parseLeaseKey}).
+ */
+export function keyToSubnet(key: string): string {
+  return parseLeaseKey(key).primary.toString();
+}
+
+/** BackendData / BackendV6Data of a VXLAN lease. */
+export interface VxlanLeaseData {
+  VNI: number;
+  VtepMAC: string;
+}
+
+/**
+ * A lease value as flannel stores it in etcd (pkg/lease LeaseAttrs, fields in Go's order):
+ * PublicIPv6 null on IPv4-only hosts, PublicIP "0.0.0.0" and no BackendData on IPv6-only ones.
+ */
 export interface LeaseAttrs {
   PublicIP: string;
   PublicIPv6: string | null;
   BackendType: BackendType;
-  BackendData?: { VNI: number; VtepMAC: string };
+  BackendData?: VxlanLeaseData;
+  BackendV6Data?: VxlanLeaseData;
 }
 
 /** Render a lease as flannel's etcd key and value. */
 export function leaseToEtcd(lease: Lease): { key: string; value: LeaseAttrs } {
-  const value: LeaseAttrs = { PublicIP: lease.publicIp, PublicIPv6: null, BackendType: lease.backendType };
-  if (lease.backendType === 'vxlan') value.BackendData = { VNI: lease.vni ?? DEFAULT_VNI, VtepMAC: lease.vtepMac ?? '' };
-  return { key: subnetToKey(lease.subnet), value };
+  const only6 = isIpv6OnlyLease(lease);
+  const value: LeaseAttrs = { PublicIP: only6 ? '0.0.0.0' : lease.publicIp, PublicIPv6: lease.publicIpv6 ?? null, BackendType: lease.backendType };
+  if (lease.backendType === 'vxlan') {
+    if (!only6) value.BackendData = { VNI: lease.vni ?? DEFAULT_VNI, VtepMAC: lease.vtepMac ?? '' };
+    if (lease.ipv6Subnet !== undefined && lease.v6VtepMac !== undefined) value.BackendV6Data = { VNI: lease.v6Vni ?? lease.vni ?? DEFAULT_VNI, VtepMAC: lease.v6VtepMac };
+  }
+  return { key: leaseKey(lease), value };
 }
 
 /** Render a lease as a one-entry peers-file object: `{"198.19.1.0-24": {...}}` (mergeable into a peers file). */
@@ -374,33 +495,101 @@ export function leaseToJson(lease: Lease): string {
   return JSON.stringify({ [key]: value });
 }
 
-/** Parse one lease value (`source` names it in errors). */
-export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: IpPrefix): Lease {
+/** The networks leases must lie in: the IPv4 Network, and the IPv6Network of a dual-stack or IPv6-only config. */
+export interface LeaseNetworks {
+  v4?: IpPrefix;
+  v6?: IpPrefix;
+}
+
+/** The networks of a net-conf for {@link parseLeaseAttrs}. */
+export function leaseNetworks(conf: NetConf): LeaseNetworks {
+  const n: LeaseNetworks = {};
+  if (conf.enableIPv4) n.v4 = conf.networkCidr;
+  if (conf.ipv6) n.v6 = conf.ipv6.networkCidr;
+  return n;
+}
+
+/** BackendData or BackendV6Data (`field`) of a VXLAN lease value; throws a ConfigError after `where`. */
+function vxlanData(v: { [k: string]: Json }, field: 'BackendData' | 'BackendV6Data', where: string): { vni: number; mac: string } {
+  const bd = v[field];
+  if (!isObject(bd)) throw new ConfigError(`${where}: vxlan lease needs ${field} {"VNI", "VtepMAC"}`);
+  const vni = bd.VNI ?? DEFAULT_VNI;
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new ConfigError(`${where}: ${field}.VNI ${shown(vni)} is not a VNI`);
+  const mac = typeof bd.VtepMAC === 'string' ? normalizeMac(bd.VtepMAC) : undefined;
+  if (!mac) throw new ConfigError(`${where}: ${field}.VtepMAC ${shown(bd.VtepMAC ?? null)} is not a MAC address`);
+  return { vni, mac };
+}
+
+/**
+ * The IPv6 half of a lease value: PublicIPv6 and (vxlan) BackendV6Data, for the key's IPv6
+ * subnet `v6`. Throws a ConfigError (after `where`) when it is unusable.
+ */
+function ipv6Half(v: { [k: string]: Json }, bt: BackendType, v6: IpPrefix, net6: IpPrefix | undefined, where: string): Pick<Lease, 'ipv6Subnet' | 'publicIpv6' | 'v6Vni' | 'v6VtepMac'> {
+  if (net6 && !net6.covers(v6)) throw new ConfigError(`${where}: IPv6 subnet ${v6.toString()} is outside IPv6Network ${net6.toString()}`);
+  const a = typeof v.PublicIPv6 === 'string' ? parseIp(v.PublicIPv6, { family: 6 }) : undefined;
+  if (!(a instanceof IpAddr)) throw new ConfigError(`${where}: PublicIPv6 ${shown(v.PublicIPv6 ?? null)} is not an IPv6 address`);
+  const half: Pick<Lease, 'ipv6Subnet' | 'publicIpv6' | 'v6Vni' | 'v6VtepMac'> = { ipv6Subnet: v6.toString(), publicIpv6: a.toString() };
+  if (bt === 'vxlan') {
+    const d = vxlanData(v, 'BackendV6Data', where);
+    half.v6Vni = d.vni;
+    half.v6VtepMac = d.mac;
+  }
+  return half;
+}
+
+/**
+ * Parse one lease (`source` names it in errors). `network`: the networks its subnets must lie in
+ * (an IpPrefix: the IPv4 Network only). A dual-stack lease whose IPv6 half is unusable (a
+ * malformed IPv6 part of the key, PublicIPv6 or BackendV6Data, or a subnet outside IPv6Network)
+ * is kept as an IPv4 lease, and the reason pushed to `notes` (one line, for the caller to log
+ * once); an IPv6-only lease needs its IPv6 half. On an IPv6-only network (`network` with only v6)
+ * a dual-stack lease is read as its IPv6 half.
+ */
+export function parseLeaseAttrs(key: string, v: unknown, source: string, network?: IpPrefix | LeaseNetworks, notes?: string[]): Lease {
   const where = `${source}: ${quoteUntrusted(key)}`;
-  let subnet: string;
+  let k: LeaseKey;
   try {
-    subnet = keyToSubnet(key);
+    k = parseLeaseKey(key);
   } catch (e) {
     throw new ConfigError(`${source}: ${(e as Error).message}`);
   }
-  const sc = parsePrefix(subnet, { family: 4 });
-  if (sc instanceof AddrError) throw new ConfigError(`${where} is not a subnet in network form`);
-  if (network && !network.covers(sc)) throw new ConfigError(`${where} is outside Network ${network.toString()}`);
+  const nets: LeaseNetworks = network instanceof IpPrefix ? { v4: network } : network ?? {};
+  const only6 = k.v4 === undefined || (nets.v6 !== undefined && nets.v4 === undefined && k.v6 !== undefined);
+  if (only6 && nets.v4 !== undefined) throw new ConfigError(`${where} is an IPv6-only lease (no IPv4 subnet), but Network ${nets.v4.toString()} is IPv4`);
+  if (!only6 && nets.v4 === undefined && nets.v6 !== undefined) throw new ConfigError(`${where} has no IPv6 subnet, but the network is IPv6-only (${k.v6Problem ?? 'an IPv4 key'})`);
+  if (k.v4 !== undefined && !only6 && nets.v4 && !nets.v4.covers(k.v4)) throw new ConfigError(`${where} is outside Network ${nets.v4.toString()}`);
   if (!isObject(v)) throw new ConfigError(`${where}: lease value must be an object`);
-  const pub = v.PublicIP;
-  if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${shown(pub ?? null)} is not an IPv4 address`);
   const bt = typeof v.BackendType === 'string' ? v.BackendType.toLowerCase() : v.BackendType;
   if (bt !== 'udp' && bt !== 'vxlan' && bt !== 'host-gw') throw new ConfigError(`${where}: BackendType ${shown(v.BackendType ?? null)} is not "udp", "vxlan" or "host-gw"`);
-  const lease: Lease = { subnet: sc.toString(), publicIp: pub, backendType: bt };
+  if (only6) {
+    const h = ipv6Half(v, bt, k.v6!, nets.v6, where);
+    const lease: Lease = { subnet: h.ipv6Subnet!, publicIp: h.publicIpv6!, backendType: bt, ...h };
+    if (bt === 'vxlan') {
+      lease.vni = h.v6Vni!;
+      lease.vtepMac = h.v6VtepMac!;
+    }
+    return lease;
+  }
+  const pub = v.PublicIP;
+  if (!isIpv4(pub)) throw new ConfigError(`${where}: PublicIP ${shown(pub ?? null)} is not an IPv4 address`);
+  const lease: Lease = { subnet: k.v4!.toString(), publicIp: pub, backendType: bt };
   if (bt === 'vxlan') {
-    const bd = v.BackendData;
-    if (!isObject(bd)) throw new ConfigError(`${where}: vxlan lease needs BackendData {"VNI", "VtepMAC"}`);
-    const vni = bd.VNI ?? DEFAULT_VNI;
-    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new ConfigError(`${where}: BackendData.VNI ${shown(vni)} is not a VNI`);
-    const mac = typeof bd.VtepMAC === 'string' ? normalizeMac(bd.VtepMAC) : undefined;
-    if (!mac) throw new ConfigError(`${where}: BackendData.VtepMAC ${shown(bd.VtepMAC ?? null)} is not a MAC address`);
-    lease.vni = vni;
-    lease.vtepMac = mac;
+    const d = vxlanData(v, 'BackendData', where);
+    lease.vni = d.vni;
+    lease.vtepMac = d.mac;
+  }
+  if (k.v6Problem !== undefined) {
+    notes?.push(`${where}: ${k.v6Problem}; used as an IPv4 lease`);
+  } else if (k.v6 !== undefined) {
+    try {
+      Object.assign(lease, ipv6Half(v, bt, k.v6, nets.v6, where));
+    } catch (e) {
+      notes?.push(`${(e as Error).message}; its IPv6 half is not used`);
+    }
+  } else if (v.PublicIPv6 !== undefined && v.PublicIPv6 !== null) {
+    // an IPv4 lease with an IPv6 underlay address
+    if (isIpv6(v.PublicIPv6)) lease.publicIpv6 = ipAddr(v.PublicIPv6).toString();
+    else notes?.push(`${where}: PublicIPv6 ${shown(v.PublicIPv6)} is not an IPv6 address; not used`);
   }
   return lease;
 }
@@ -410,7 +599,7 @@ export function parseLeaseAttrs(key: string, v: unknown, source: string, network
  * ("198.19.2.0-24", or full etcd keys ending in one) to lease values. Returns a map
  * from subnet (CIDR) to lease. Overlapping subnets are an error.
  */
-export function parsePeers(text: string, source = 'peers file', network?: IpPrefix): Map<string, Lease> {
+export function parsePeers(text: string, source = 'peers file', network?: IpPrefix | LeaseNetworks): Map<string, Lease> {
   const p = new PeersParse(text, source, network);
   p.step();
   return p.result();
@@ -429,8 +618,10 @@ export class PeersParse {
   private readonly prefixes: IpPrefix[] = [];
   private next = 0;
   private done = false;
+  /** Leases whose IPv6 half is not used, and why (one line each, see {@link parseLeaseAttrs}). */
+  readonly notes: string[] = [];
 
-  constructor(text: string, private readonly source = 'peers file', private readonly network?: IpPrefix) {
+  constructor(text: string, private readonly source = 'peers file', private readonly network?: IpPrefix | LeaseNetworks) {
     if (text.length > MAX_PEERS_FILE_BYTES) throw new ConfigError(`${source}: ${text.length} bytes, over the ${MAX_PEERS_FILE_BYTES >> 20} MiB limit`);
     const root = parseJson(text, source);
     if (!isObject(root)) throw new ConfigError(`${source}: expected a JSON object of subnet keys to leases`);
@@ -446,9 +637,10 @@ export class PeersParse {
     const e = this.entries;
     while (this.next < e.length) {
       const [key, v] = e[this.next++]!;
-      const lease = parseLeaseAttrs(key, v, this.source, this.network);
+      const lease = parseLeaseAttrs(key, v, this.source, this.network, this.notes);
       this.out.set(lease.subnet, lease);
       this.prefixes.push(ipPrefix(lease.subnet));
+      if (lease.ipv6Subnet !== undefined && lease.ipv6Subnet !== lease.subnet) this.prefixes.push(ipPrefix(lease.ipv6Subnet));
       if ((this.next & 63) === 0 && performance.now() > deadline) return false;
     }
     if (this.next === e.length && this.prefixes.length > 0 && deadline !== Infinity && performance.now() > deadline) {
@@ -471,28 +663,34 @@ export class PeersParse {
 }
 
 /**
- * Two IPv4 prefixes of `ps` that overlap (the earlier-starting first), or undefined: sorted by
- * network address, a prefix overlaps an earlier one exactly when it starts before the furthest
+ * Two prefixes of `ps` that overlap (the earlier-starting first), or undefined: per family, sorted
+ * by network address, a prefix overlaps an earlier one exactly when it starts before the furthest
  * end seen so far (aligned prefixes either nest or are disjoint). O(n log n). Duplicates count.
  */
 export function firstOverlap(ps: readonly IpPrefix[]): [IpPrefix, IpPrefix] | undefined {
-  const sorted = [...ps].sort((a, b) => a.net - b.net || a.len - b.len);
+  return overlapIn(ps.filter((p) => p.family === 4), (p) => p.net, (p) => p.net + 2 ** (32 - p.len) - 1)
+    ?? overlapIn(ps.filter((p) => p.family === 6), (p) => addrToBig(p.addr), (p) => addrToBig(p.addr) + (1n << BigInt(128 - p.len)) - 1n);
+}
+
+/** {@link firstOverlap} within one family, the prefixes' first and last addresses given as numbers. */
+function overlapIn<N extends number | bigint>(ps: readonly IpPrefix[], first: (p: IpPrefix) => N, last: (p: IpPrefix) => N): [IpPrefix, IpPrefix] | undefined {
+  const sorted = ps.map((p) => ({ p, a: first(p), z: last(p) })).sort((x, y) => (x.a < y.a ? -1 : x.a > y.a ? 1 : x.p.len - y.p.len));
   let reach: IpPrefix | undefined;
-  let reachEnd = -1;
-  for (const p of sorted) {
-    if (reach !== undefined && p.net <= reachEnd) return [reach, p];
-    const end = p.net + 2 ** (32 - p.len) - 1;
-    if (end > reachEnd) {
-      reachEnd = end;
+  let reachEnd: N | undefined;
+  for (const { p, a, z } of sorted) {
+    if (reach !== undefined && a <= reachEnd!) return [reach, p];
+    if (reachEnd === undefined || z > reachEnd) {
+      reachEnd = z;
       reach = p;
     }
   }
   return undefined;
 }
 
-/** Two leases describe the same peer state. */
+/** Two leases describe the same peer state (both halves). */
 export function leaseEquals(a: Lease, b: Lease): boolean {
-  return a.subnet === b.subnet && a.publicIp === b.publicIp && a.backendType === b.backendType && (a.vni ?? null) === (b.vni ?? null) && (a.vtepMac ?? null) === (b.vtepMac ?? null);
+  return a.subnet === b.subnet && a.publicIp === b.publicIp && a.backendType === b.backendType && (a.vni ?? null) === (b.vni ?? null) && (a.vtepMac ?? null) === (b.vtepMac ?? null)
+    && (a.ipv6Subnet ?? null) === (b.ipv6Subnet ?? null) && (a.publicIpv6 ?? null) === (b.publicIpv6 ?? null) && (a.v6Vni ?? null) === (b.v6Vni ?? null) && (a.v6VtepMac ?? null) === (b.v6VtepMac ?? null);
 }
 
 /** What changed between two peer sets. */
@@ -520,25 +718,38 @@ export function diffPeers(prev: ReadonlyMap<string, Lease>, next: ReadonlyMap<st
 
 /** Values of /run/flannel/subnet.env. */
 export interface SubnetEnv {
-  /** FLANNEL_NETWORK, network form. */
-  network: string;
-  /** This host's lease, network form (written as the gateway form, first host address). */
-  subnet: string;
+  /** FLANNEL_NETWORK, network form (absent on an IPv6-only network). */
+  network?: string;
+  /** This host's IPv4 lease, network form (written as the gateway form, first host address). */
+  subnet?: string;
+  /** FLANNEL_IPV6_NETWORK, network form (EnableIPv6). */
+  ipv6Network?: string;
+  /** This host's IPv6 lease, network form (FLANNEL_IPV6_SUBNET, gateway form). */
+  ipv6Subnet?: string;
   /** FLANNEL_MTU. */
   mtu: number;
   /** FLANNEL_IPMASQ. */
   ipMasq: boolean;
 }
 
-/** The gateway form flannel writes for FLANNEL_SUBNET: first host address with the lease's length ("198.19.1.1/24"). */
+/**
+ * The gateway form flannel writes for FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET: the first host
+ * address with the lease's length ("198.19.1.1/24", "2001:2:0:1::1/64").
+ */
 export function gatewayForm(subnet: string): string {
-  const c = parseNetworkPrefix(subnet, 'subnet');
-  return `${IpAddr.fromV4(c.net + 1).toString()}/${c.len}`;
+  const c = parseNetworkPrefix(subnet, 'subnet', subnet.includes(':') ? 6 : 4);
+  return `${bigToAddr(addrToBig(c.addr) + 1n, c.family).toString()}/${c.len}`;
 }
 
-/** Render subnet.env exactly as flanneld writes it (the flannel CNI plugin reads it). */
+/**
+ * Render subnet.env exactly as flanneld writes it (pkg/subnet WriteSubnetFile; the flannel CNI
+ * plugin reads it): the IPv4 pair, the IPv6 pair (EnableIPv6), then MTU and IPMASQ.
+ */
 export function renderSubnetEnv(e: SubnetEnv): string {
-  return `FLANNEL_NETWORK=${e.network}\nFLANNEL_SUBNET=${gatewayForm(e.subnet)}\nFLANNEL_MTU=${e.mtu}\nFLANNEL_IPMASQ=${e.ipMasq}\n`;
+  let out = '';
+  if (e.network !== undefined && e.subnet !== undefined) out += `FLANNEL_NETWORK=${e.network}\nFLANNEL_SUBNET=${gatewayForm(e.subnet)}\n`;
+  if (e.ipv6Network !== undefined && e.ipv6Subnet !== undefined) out += `FLANNEL_IPV6_NETWORK=${e.ipv6Network}\nFLANNEL_IPV6_SUBNET=${gatewayForm(e.ipv6Subnet)}\n`;
+  return `${out}FLANNEL_MTU=${e.mtu}\nFLANNEL_IPMASQ=${e.ipMasq}\n`;
 }
 
 /** Parse a subnet.env (KEY=VALUE lines) into a plain record. */

@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import { basename, dirname } from 'node:path';
 import type { Backend, DataplaneStats, Lease } from '../vtep/backend.js';
 import type { DataplaneIo } from '../vtep/options.js';
-import { defaultBackendFactory, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
+import { defaultBackendFactory, ipv6Refusal, loadBackendModule, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
 import type { CliOptions } from './cli.js';
 import { nextSlice, SLICE_MS } from './slices.js';
 import {
@@ -21,8 +21,10 @@ import {
   leaseToJson,
   MAX_PEERS_FILE_BYTES,
   isIpv4,
+  isIpv6OnlyLease,
+  leaseKey,
+  leaseNetworks,
   parseNetConf,
-  parsePeers,
   PeersParse,
   renderSubnetEnv,
   subnetToKey,
@@ -32,7 +34,7 @@ import {
 import { ipPrefix, type IpPrefix } from '../codec/addr.js';
 import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
-import { ifaceMtu, pickInterface, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
+import { ifaceIpv6, ifaceMtu, pickInterface, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 import { PcapWriter } from './pcap.js';
 import { DeviceOwnership } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
@@ -54,8 +56,14 @@ export const stderrLogger: Logger = {
 export interface DaemonConfig {
   /** Parsed net-conf.json. */
   netConf: NetConf;
-  /** This host's lease, network form. */
+  /** This host's lease, network form (its IPv6 subnet on an IPv6-only network). */
   subnet: string;
+  /**
+   * net-conf EnableIPv6: our IPv6 subnet (network form), PublicIPv6, the local IPv6 address on
+   * the underlay interface, and (vxlan) the flannel-v6.<VNI> device's VTEP MAC (etcd mode: the
+   * one in our existing lease).
+   */
+  ipv6?: { subnet: string; publicIp: string; localIp: string; vtepMac?: string };
   /** The underlay interface choice. */
   iface: IfacePick;
   /** Tunnel device MTU. */
@@ -66,6 +74,8 @@ export interface DaemonConfig {
   peersPath?: string;
   /** Peers as read at validation time. */
   initialPeers: Map<string, Lease>;
+  /** Leases of the peers file used without their IPv6 half, and why (logged at start). */
+  initialPeerNotes?: string[];
   /** subnet.env path. */
   subnetFile: string;
   /** Lease output file. */
@@ -113,8 +123,8 @@ function readConfigFile(path: string, flag: string, maxBytes = MAX_PEERS_FILE_BY
   }
 }
 
-/** The configuration both modes share: everything but the network config and the subnet. */
-type BaseConfig = Omit<DaemonConfig, 'netConf' | 'subnet' | 'mtu' | 'initialPeers'>;
+/** The configuration both modes share: everything but the network config and the subnets. */
+type BaseConfig = Omit<DaemonConfig, 'netConf' | 'subnet' | 'mtu' | 'initialPeers' | 'ipv6'> & { publicIpv6?: string };
 
 /** Validate the flags both modes share (healthz address, underlay interface). Throws ConfigError. */
 function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): BaseConfig {
@@ -141,39 +151,79 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
   if (o.publicIp !== undefined) cfg.publicIpPinned = true;
+  if (o.publicIpv6 !== undefined) cfg.publicIpv6 = o.publicIpv6;
   if (o.ipMasq) cfg.ipMasq = o.ipMasq;
   return cfg;
 }
 
-/** The base configuration completed with a network config and a subnet (the tunnel MTU follows from them). */
-function withNetwork(base: BaseConfig, netConf: NetConf, subnet: string, initialPeers: Map<string, Lease>): DaemonConfig {
-  return { ...base, netConf, subnet, mtu: netConf.backend.mtu ?? base.underlayMtu - encapOverhead(netConf.backend.type), initialPeers };
+/**
+ * PublicIPv6 and the local IPv6 address: --public-ipv6, else the underlay interface's first
+ * global IPv6 address. `need`: throw a ConfigError when there is none.
+ */
+function ipv6Addresses(base: BaseConfig, need: true): { publicIp: string; localIp: string };
+function ipv6Addresses(base: BaseConfig, need: false): { publicIp: string; localIp: string } | undefined;
+function ipv6Addresses(base: BaseConfig, need: boolean): { publicIp: string; localIp: string } | undefined {
+  const local = ifaceIpv6(base.iface.name);
+  const pub = base.publicIpv6 ?? local;
+  if (pub === undefined) {
+    if (need) throw new ConfigError(`EnableIPv6: interface ${base.iface.name} has no global IPv6 address to advertise as PublicIPv6; give --public-ipv6`);
+    return undefined;
+  }
+  return { publicIp: pub, localIp: local ?? pub };
+}
+
+/**
+ * The base configuration completed with a network config and the subnets (the tunnel MTU
+ * follows from them): `subnet` the one leases are known by, `ipv6` the IPv6 half (EnableIPv6).
+ */
+function withNetwork(base: BaseConfig, netConf: NetConf, subnet: string, initialPeers: Map<string, Lease>, ipv6?: DaemonConfig['ipv6']): DaemonConfig {
+  const { publicIpv6: _, ...rest } = base;
+  const cfg: DaemonConfig = { ...rest, netConf, subnet, mtu: netConf.backend.mtu ?? base.underlayMtu - encapOverhead(netConf.backend.type), initialPeers };
+  if (ipv6) cfg.ipv6 = ipv6;
+  return cfg;
 }
 
 /** Validate a static command line (--net-conf, --subnet) into a DaemonConfig. Reads files; creates nothing. Throws ConfigError. */
 export function resolveConfig(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): DaemonConfig {
-  if (o.netConf === undefined || o.subnet === undefined) throw new ConfigError('--net-conf and --subnet are required without --etcd-endpoints');
+  if (o.netConf === undefined || (o.subnet === undefined && o.ipv6Subnet === undefined)) throw new ConfigError('--net-conf and --subnet are required without --etcd-endpoints');
   const netConf = parseNetConf(readConfigFile(o.netConf, '--net-conf'), o.netConf);
-  const subnet = validateSubnet(o.subnet, netConf).toString();
+  const v6 = netConf.ipv6;
+  if (netConf.enableIPv4 && o.subnet === undefined) throw new ConfigError('--subnet CIDR is required (see --help), or --etcd-endpoints for etcd mode');
+  if (!netConf.enableIPv4 && o.subnet !== undefined) throw new ConfigError(`--subnet is an IPv4 subnet, but ${o.netConf} has EnableIPv4 false (IPv6 only): give --ipv6-subnet alone`);
+  if (v6 !== undefined && o.ipv6Subnet === undefined) throw new ConfigError(`--ipv6-subnet CIDR is required: ${o.netConf} has EnableIPv6 true (IPv6Network ${v6.network})`);
+  if (v6 === undefined && o.ipv6Subnet !== undefined) throw new ConfigError(`--ipv6-subnet needs "EnableIPv6": true (and an IPv6Network) in ${o.netConf}`);
+  const subnet6 = v6 !== undefined ? validateSubnet(o.ipv6Subnet!, v6, '--ipv6-subnet').toString() : undefined;
+  const subnet = netConf.enableIPv4 ? validateSubnet(o.subnet!, netConf).toString() : subnet6!;
   let initialPeers = new Map<string, Lease>();
-  if (o.peers !== undefined) initialPeers = parsePeers(readConfigFile(o.peers, '--peers'), o.peers, netConf.networkCidr);
-  const cfg = withNetwork(resolveBase(o, ifaces, routeTable), netConf, subnet, initialPeers);
+  let notes: string[] = [];
+  if (o.peers !== undefined) {
+    const p = new PeersParse(readConfigFile(o.peers, '--peers'), o.peers, leaseNetworks(netConf));
+    p.step();
+    initialPeers = p.result();
+    notes = p.notes;
+  }
+  const base = resolveBase(o, ifaces, routeTable);
+  const cfg = withNetwork(base, netConf, subnet, initialPeers, subnet6 !== undefined ? { subnet: subnet6, ...ipv6Addresses(base, true) } : undefined);
   if (o.peers !== undefined) cfg.peersPath = o.peers;
+  if (notes.length > 0) cfg.initialPeerNotes = notes;
   return cfg;
 }
 
-/** The subnet in a previous subnet.env (FLANNEL_SUBNET, gateway form), network form; undefined when none. */
-export function previousSubnet(subnetFile: string): string | undefined {
+/**
+ * The subnet in a previous subnet.env (`key`: FLANNEL_SUBNET, or FLANNEL_IPV6_SUBNET; gateway
+ * form), network form; undefined when none or not an address of the key's family.
+ */
+export function previousSubnet(subnetFile: string, key: 'FLANNEL_SUBNET' | 'FLANNEL_IPV6_SUBNET' = 'FLANNEL_SUBNET'): string | undefined {
   let text: string;
   try {
     text = readFileSync(subnetFile, 'utf8');
   } catch {
     return undefined;
   }
-  const s = parseEnvFile(text.slice(0, 4096)).FLANNEL_SUBNET;
+  const s = parseEnvFile(text.slice(0, 4096))[key];
   if (s === undefined) return undefined;
   try {
-    return ipPrefix(s, { hostBits: 'clear' }).toString();
+    return ipPrefix(s, { hostBits: 'clear', family: key === 'FLANNEL_SUBNET' ? 4 : 6 }).toString();
   } catch {
     return undefined;
   }
@@ -186,6 +236,8 @@ export interface EtcdResolveOptions {
   tune?: { ttlSeconds?: number; renewMarginSeconds?: number; renewRetryMs?: number; backoffMs?: { initial: number; max: number } };
   ifaces?: IfaceInfo[];
   routeTable?: string;
+  /** The backend factory the daemon will use: a network it cannot run (IPv6, {@link ipv6Refusal}) is refused before a lease is taken. */
+  factory?: BackendFactory;
 }
 
 /**
@@ -206,21 +258,37 @@ export async function resolveEtcdConfig(o: CliOptions, opts: EtcdResolveOptions 
     throw new ConfigError((err as Error).message);
   }
   const prev = previousSubnet(o.subnetFile);
+  const prev6 = previousSubnet(o.subnetFile, 'FLANNEL_IPV6_SUBNET');
+  const v6addr = ipv6Addresses(base, false);
   const manager = new EtcdSubnetManager({
-    client, prefix: e.prefix, publicIp: base.iface.publicIp, log, renewMarginSeconds: e.renewMarginMinutes * 60, ...opts.tune, ...(prev !== undefined ? { previousSubnet: prev } : {}),
+    client, prefix: e.prefix, publicIp: base.iface.publicIp, log, renewMarginSeconds: e.renewMarginMinutes * 60, ...opts.tune,
+    ...(prev !== undefined ? { previousSubnet: prev } : {}), ...(prev6 !== undefined ? { previousIpv6Subnet: prev6 } : {}), ...(v6addr ? { publicIpv6: v6addr.publicIp } : {}),
   });
   try {
     const netConf = await untilReachable(() => manager.networkConfig(), log, opts.tune?.backoffMs);
-    const held = await untilReachable(() => manager.acquire((subnet, existing) => {
-      const l: Lease = { subnet, publicIp: base.iface.publicIp, backendType: netConf.backend.type };
+    const refused = ipv6Refusal(netConf, opts.factory ?? defaultBackendFactory, `etcd ${e.prefix}/config`);
+    if (refused !== undefined) throw new ConfigError(refused);
+    if (netConf.ipv6) ipv6Addresses(base, true); // no IPv6 address: a ConfigError before a lease is taken
+    const held = await untilReachable(() => manager.acquire((subnet, existing, subnet6) => {
+      const l: Lease = { subnet, publicIp: netConf.enableIPv4 ? base.iface.publicIp : v6addr!.publicIp, backendType: netConf.backend.type };
+      if (subnet6 !== undefined) {
+        l.ipv6Subnet = subnet6;
+        l.publicIpv6 = v6addr!.publicIp;
+      }
       if (l.backendType === 'vxlan') {
         l.vni = netConf.backend.vni;
         l.vtepMac = existing?.backendType === 'vxlan' && existing.vtepMac ? existing.vtepMac : stableVtepMac(subnet);
+        if (subnet6 !== undefined) {
+          l.v6Vni = netConf.backend.vni;
+          l.v6VtepMac = existing?.backendType === 'vxlan' && existing.v6VtepMac ? existing.v6VtepMac : stableVtepMac(subnet6);
+        }
       }
       return l;
     }), log, opts.tune?.backoffMs);
-    log.info(`etcd: lease ${held.subnet} (${held.how === 'new' ? 'new' : held.how === 'previous' ? 'the previous subnet in subnet.env' : held.how === 'reservation' ? 'a reservation for our public IP' : 'our existing lease'}) at ${client.endpoint}${e.prefix}`);
-    const cfg = withNetwork(base, netConf, held.subnet, new Map());
+    const h6 = held.lease.ipv6Subnet !== undefined && held.lease.ipv6Subnet !== held.subnet ? ` and ${held.lease.ipv6Subnet}` : '';
+    log.info(`etcd: lease ${held.subnet}${h6} (${held.how === 'new' ? 'new' : held.how === 'previous' ? 'the previous subnet in subnet.env' : held.how === 'reservation' ? 'a reservation for our public IP' : 'our existing lease'}) at ${client.endpoint}${e.prefix}`);
+    const ipv6 = held.lease.ipv6Subnet !== undefined ? { subnet: held.lease.ipv6Subnet, ...v6addr!, ...(held.lease.v6VtepMac !== undefined ? { vtepMac: held.lease.v6VtepMac } : {}) } : undefined;
+    const cfg = withNetwork(base, netConf, held.subnet, new Map(), ipv6);
     if (held.lease.vtepMac !== undefined) cfg.vtepMac = held.lease.vtepMac;
     cfg.etcd = { endpoints: e.endpoints, prefix: e.prefix, releaseOnExit: e.releaseOnExit };
     return { cfg, manager };
@@ -370,6 +438,8 @@ export class Overlayd {
   private statsTimer: NodeJS.Timeout | undefined;
   private masq: IpMasq | undefined;
   private peers = new Map<string, Lease>();
+  /** The peers file's notes logged (see notePeers). */
+  private peerNotes = new Set<string>();
   /** Our own subnet's entry as last seen among the peers (logged once per value). */
   private ownSeen: string | undefined;
   private stopping = false;
@@ -405,6 +475,8 @@ export class Overlayd {
    */
   async start(): Promise<void> {
     const c = this.cfg;
+    const refused = ipv6Refusal(c.netConf, this.factory, 'net-conf');
+    if (refused !== undefined) throw new ConfigError(refused);
     if (!this.opts.skipPreflight) this.owner = await preflight(c);
     else this.owner = this.opts.owner;
     let wroteSubnetFile = false;
@@ -451,6 +523,11 @@ export class Overlayd {
       params.onLog = (m) => this.log.info(m);
       params.onError = (e) => this.log.error(`dataplane: ${e.message}${e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : ''}`);
       if (params.type === 'vxlan') params.vtepMac = c.vtepMac ?? stableVtepMac(c.subnet);
+      if (c.ipv6) {
+        params.ipv6 = { network: c.netConf.ipv6!.network, subnet: c.ipv6.subnet, publicIp: c.ipv6.publicIp, localIp: c.ipv6.localIp };
+        if (params.type === 'vxlan') params.ipv6.vtepMac = c.ipv6.vtepMac ?? stableVtepMac(c.ipv6.subnet);
+        say(`IPv6: IPv6Network ${c.netConf.ipv6!.network}, subnet ${c.ipv6.subnet}, PublicIPv6 ${c.ipv6.publicIp}${c.netConf.enableIPv4 ? '' : ' (IPv6 only)'}`);
+      }
       if (this.owner) this.owner.prepare(params, say);
       if (c.netConf.backend.learning) params.learning = true;
       const be = await this.factory(params);
@@ -463,7 +540,7 @@ export class Overlayd {
         if (err.code === 'EPERM' || err.code === 'EACCES') throw new ConfigError(`backend start failed: ${err.message} (CAP_NET_ADMIN required)`);
         throw new ConfigError(`backend ${c.netConf.backend.type} failed to start: ${err.message}`);
       }
-      const lease = be.localLease();
+      const lease = this.localLease(be);
       if (c.ipMasq) {
         const m = new IpMasq({ network: c.netConf.network, subnet: c.subnet, ...c.ipMasq, log: this.log });
         try {
@@ -474,7 +551,11 @@ export class Overlayd {
         this.masq = m;
         say(`ip-masq: nftables table ip ${IPMASQ_TABLE} applied (${c.ipMasq.fullyRandom ? 'masquerade fully-random' : 'masquerade'}; checked every ${c.ipMasq.resyncSeconds} s)`);
       }
-      const env = renderSubnetEnv({ network: c.netConf.network, subnet: c.subnet, mtu: c.mtu, ipMasq: c.ipMasq !== undefined });
+      const env = renderSubnetEnv({
+        ...(c.netConf.enableIPv4 ? { network: c.netConf.network, subnet: c.subnet } : {}),
+        ...(c.ipv6 ? { ipv6Network: c.netConf.ipv6!.network, ipv6Subnet: c.ipv6.subnet } : {}),
+        mtu: c.mtu, ipMasq: c.ipMasq !== undefined,
+      });
       try {
         writeAtomic(c.subnetFile, env);
         wroteSubnetFile = true;
@@ -493,6 +574,7 @@ export class Overlayd {
       (this.opts.printLease ?? ((l: string) => process.stdout.write(l + '\n')))(leaseLine);
       this.log.info(`lease ${subnetToKey(c.subnet)} ${leaseLine}; wrote ${c.subnetFile}${c.leaseOut ? ` and ${c.leaseOut}` : ''}`);
       this.upAndWritten = true;
+      this.notePeers(c.initialPeerNotes ?? []);
       this.applyPeers(c.initialPeers, 'start');
       await this.peersApplied();
       if (this.opts.subnets) {
@@ -543,7 +625,7 @@ export class Overlayd {
       iface: c.iface.name, localIp: c.iface.localIp, publicIp: c.iface.publicIp, pinned: c.publicIpPinned === true, log: this.log,
       rebind: (local, pub) => be.rebind!(local, pub),
       publicIpChanged: async (pub) => {
-        const line = leaseToJson(be.localLease());
+        const line = leaseToJson(this.localLease(be));
         if (c.leaseOut) { try { writeAtomic(c.leaseOut, line + '\n'); } catch (e) { this.log.error(`--lease-out ${c.leaseOut}: ${(e as Error).message}`); } }
         if (this.opts.subnets) await this.opts.subnets.updatePublicIp(pub);
         else this.log.info(`our lease is now ${line}${c.leaseOut ? ` (rewrote ${c.leaseOut})` : ''}: the other hosts' peers files must list it`);
@@ -556,6 +638,22 @@ export class Overlayd {
       w.close();
       this.log.error(`cannot watch the underlay interface ${c.iface.name}: ${(e as Error).message} (address changes will not be followed)`);
     }
+  }
+
+  /**
+   * Our lease as peers see it: the backend's, with the IPv6 half of the config (EnableIPv6) when
+   * the backend's lease lacks it (PublicIPv6, the IPv6 subnet, the flannel-v6 VTEP MAC).
+   */
+  private localLease(be: Backend): Lease {
+    const l = be.localLease();
+    const v6 = this.cfg.ipv6;
+    if (v6 === undefined || l.ipv6Subnet !== undefined || isIpv6OnlyLease(l)) return l;
+    const out: Lease = { ...l, ipv6Subnet: v6.subnet, publicIpv6: v6.publicIp };
+    if (l.backendType === 'vxlan') {
+      out.v6Vni = this.cfg.netConf.backend.vni;
+      out.v6VtepMac = v6.vtepMac ?? stableVtepMac(v6.subnet);
+    }
+    return out;
   }
 
   /** Backend counters (zeros before start). */
@@ -574,6 +672,11 @@ export class Overlayd {
     }
     if (own.overlaps(ipPrefix(subnet))) {
       this.log.error(`peer ${subnetToKey(subnet)} overlaps our subnet ${this.cfg.subnet}; ignored`);
+      return false;
+    }
+    const own6 = this.cfg.ipv6?.subnet;
+    if (own6 !== undefined && lease.ipv6Subnet !== undefined && lease.ipv6Subnet !== subnet && ipPrefix(own6).overlaps(ipPrefix(lease.ipv6Subnet))) {
+      this.log.error(`peer ${leaseKey(lease)} overlaps our IPv6 subnet ${own6}; ignored`);
       return false;
     }
     const type = this.cfg.netConf.backend.type;
@@ -697,6 +800,12 @@ export class Overlayd {
     }
   }
 
+  /** Log why leases of the peers file are used without their IPv6 half: each line once, while it holds. */
+  private notePeers(notes: readonly string[]): void {
+    for (const n of notes) if (!this.peerNotes.has(n)) this.log.error(`${n}`);
+    this.peerNotes = new Set(notes);
+  }
+
   /** Resolves once no peers file is being parsed and no peer set applied (at once when none is). */
   peersApplied(): Promise<void> {
     if (this.applyJob === undefined && this.parseJob === undefined) return Promise.resolve();
@@ -725,7 +834,7 @@ export class Overlayd {
     }
     let p: PeersParse;
     try {
-      p = new PeersParse(text, path, this.cfg.netConf.networkCidr);
+      p = new PeersParse(text, path, leaseNetworks(this.cfg.netConf));
     } catch (e) {
       this.log.error(`${(e as Error).message}; keeping the ${this.peers.size} current peers`);
       return false;
@@ -766,6 +875,7 @@ export class Overlayd {
       return false;
     }
     this.parseJob = undefined;
+    this.notePeers(j.p.notes);
     this.applyPeers(j.p.result(), j.why);
     if (this.applyJob === undefined) this.wakeApplied();
     return true;

@@ -62,6 +62,23 @@ export function listInterfaces(): IfaceInfo[] {
   }
 }
 
+/**
+ * The first global IPv6 address on interface `name` (not link-local, not deprecated by scope),
+ * for PublicIPv6 when --public-ipv6 is not given; undefined when it has none.
+ */
+export function ifaceIpv6(name: string): string | undefined {
+  const global = (a: string): boolean => !/^fe[89ab]/i.test(a) && a !== '::1';
+  let nl: Rtnl | undefined;
+  try {
+    nl = Rtnl.open();
+    return nl.listAddressesSync(name, 6).find((a) => a.scope === 0 && global(a.address))?.address;
+  } catch {
+    return (networkInterfaces()[name] ?? []).find((i) => i.family === 'IPv6' && global(i.address))?.address;
+  } finally {
+    nl?.close();
+  }
+}
+
 /** Build the candidate list from os.networkInterfaces()-shaped data (IPv4 only). */
 export function listInterfacesFrom(src: NodeJS.Dict<NetworkInterfaceInfo[]>): IfaceInfo[] {
   const out: IfaceInfo[] = [];

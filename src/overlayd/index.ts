@@ -19,6 +19,13 @@ export {
   leaseToJson,
   keyToSubnet,
   subnetToKey,
+  parseLeaseKey,
+  leaseKey,
+  leaseNetworks,
+  isIpv6OnlyLease,
+  addrToBig,
+  bigToAddr,
+  isIpv6,
   renderSubnetEnv,
   parseEnvFile,
   gatewayForm,
@@ -26,14 +33,18 @@ export {
   type BackendConf,
   type NetConf,
   type LeaseAttrs,
+  type LeaseKey,
+  type LeaseNetworks,
+  type SubnetRange,
+  type VxlanLeaseData,
   type PeerDiff,
   type SubnetEnv,
 } from './config.js';
-export { compileIfaceRegex, pickInterface, kernelRouteGet, type RouteGet, listInterfaces, listInterfacesFrom, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
+export { compileIfaceRegex, pickInterface, ifaceIpv6, kernelRouteGet, type RouteGet, listInterfaces, listInterfacesFrom, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 export { tapIo } from './tap-io.js';
 export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions } from './pcap.js';
 export { createMetrics, startHttp, formatStatsLine, UNDERLAY_EVENTS, type InfoLabels } from './metrics.js';
-export { defaultBackendFactory, toBackendOptions, stableVtepMac, type BackendFactory, type BackendParams } from './backend-factory.js';
+export { defaultBackendFactory, toBackendOptions, stableVtepMac, ipv6Refusal, type BackendFactory, type BackendParams } from './backend-factory.js';
 export { HELP, parseCli, envName, ENV_FLAGS, type CliOptions, type CliCommand, type EtcdCliOptions } from './cli.js';
 export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin, type DaemonConfig, type EtcdResolveOptions, type Logger, type OverlaydOptions } from './daemon.js';
 export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled } from './ownership.js';

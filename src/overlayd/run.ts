@@ -51,7 +51,7 @@ export async function runCli(argv: string[]): Promise<number | undefined> {
     const factory = await factoryFor(cmd.options);
     let cfg: DaemonConfig;
     let subnets: EtcdSubnetManager | undefined;
-    if (cmd.options.etcd) ({ cfg, manager: subnets } = await resolveEtcdConfig(cmd.options));
+    if (cmd.options.etcd) ({ cfg, manager: subnets } = await resolveEtcdConfig(cmd.options, { factory }));
     else cfg = resolveConfig(cmd.options);
     daemon = new Overlayd(cfg, { factory, ...(subnets ? { subnets } : {}), ...(pp ? await pp.daemonOptions(cfg) : {}) });
     await daemon.start();

@@ -47,6 +47,7 @@ import { DEFAULT_OFFLOAD } from '../vtep/options.js';
 import type { PacketDevice, UdpTransport } from '../tun/types.js';
 import { version, type CliOptions } from './cli.js';
 import { ConfigError } from './config.js';
+import { defaultBackendFactory, ipv6Refusal } from './backend-factory.js';
 import { preflight, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
 import { DeviceOwnership, deviceNameFor } from './ownership.js';
 import { sdNotify } from './sdnotify.js';
@@ -846,6 +847,9 @@ export async function runSupervisor(o: CliOptions, argv: string[], log: Logger =
       cfg = r.cfg;
     } else {
       cfg = resolveConfig(o);
+      // the packet process would refuse it only after the device is opened here
+      const refused = ipv6Refusal(cfg.netConf, defaultBackendFactory, o.netConf ?? 'net-conf');
+      if (refused !== undefined) throw new ConfigError(refused);
     }
     // host-gw has no device and no socket to hold: one process
     if (cfg.netConf.backend.type === 'host-gw') {

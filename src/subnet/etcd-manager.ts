@@ -1,18 +1,18 @@
 /**
  * flanneld's etcd subnet manager: the network config from `<prefix>/config`, this host's lease
- * under `<prefix>/subnets/<ip>-<len>` (acquired in flannel's order, created by a transaction
+ * under `<prefix>/subnets/<ip>-<len>` (dual stack: `<ip>-<len>&<ipv6>-<len>`; acquired in flannel's order, created by a transaction
  * that succeeds only if the key does not exist, bound to an etcd lease of 24 h and renewed
  * ahead of expiry by re-writing the key under a new lease), and a watch of `<prefix>/subnets/`
  * that keeps a peer map (subnet -> lease) current: adds, changes, removals and expiries, a fresh
  * listing after a compaction, reconnection with exponential backoff. Data in etcd is untrusted:
  * a key that does not parse is skipped and logged once.
  */
-import { AddrError, IpPrefix, ipPrefix, parsePrefix, u32ToIpv4 } from '../codec/addr.js';
+import { AddrError, IpPrefix, ipPrefix, parsePrefix } from '../codec/addr.js';
 import type { Lease } from '../vtep/backend.js';
 import type { Logger } from '../overlayd/daemon.js';
 import { SLICE_MS, slicePause } from '../overlayd/slices.js';
-import { ConfigError, keyToSubnet, leaseToEtcd, parseLeaseAttrs, parseNetConf, quoteUntrusted, type NetConf } from '../overlayd/config.js';
-import { EtcdError, parseWatchEvent, type EtcdClient, type EtcdKv, type Parsed, type WatchHandle, type WatchMessage } from './etcd-client.js';
+import { addrToBig, bigToAddr, ConfigError, leaseKey, leaseNetworks, leaseToEtcd, parseLeaseAttrs, parseLeaseKey, parseNetConf, quoteUntrusted, type LeaseKey, type NetConf, type SubnetRange } from '../overlayd/config.js';
+import { EtcdError, parseWatchEvent, type EtcdClient, type EtcdKv, type Parsed, type WatchEvent, type WatchHandle, type WatchMessage } from './etcd-client.js';
 
 /** flanneld's default key prefix. */
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
@@ -52,8 +52,12 @@ export interface EtcdManagerOptions {
   prefix?: string;
   /** This host's public IP (PublicIP of its lease). */
   publicIp: string;
-  /** The subnet of the previous run (from subnet.env), network form. */
+  /** This host's public IPv6 address (PublicIPv6): on an IPv6-only network our leases are known by it. */
+  publicIpv6?: string;
+  /** The subnet of the previous run (FLANNEL_SUBNET of subnet.env), network form. */
   previousSubnet?: string;
+  /** The IPv6 subnet of the previous run (FLANNEL_IPV6_SUBNET), network form. */
+  previousIpv6Subnet?: string;
   /** Lease TTL, seconds (default 24 h). */
   ttlSeconds?: number;
   /** Renew this long before the lease expires, seconds (default 3600: flanneld's 60 minutes). */
@@ -113,54 +117,61 @@ function leaseValue(l: Lease): string {
   return JSON.stringify(leaseToEtcd(l).value);
 }
 
-/** A lease key's subnet (network form, and parsed), or why it is not one (IPv6 dual-stack keys too: not supported). */
-function subnetOfKey(key: string): Parsed<{ subnet: string; prefix: IpPrefix }> {
+/** A lease key's subnets (parsed; `subnet` the one it is known by, network form), or why it is not a lease key. */
+function subnetOfKey(key: string): Parsed<{ subnet: string; prefix: IpPrefix; k: LeaseKey }> {
   try {
-    const s = keyToSubnet(key);
-    const p = parsePrefix(s, { family: 4 });
-    if (p instanceof AddrError || p.toString() !== s) return { ok: false, reason: 'not a subnet in network form' };
-    return { ok: true, value: { subnet: s, prefix: p } };
+    const k = parseLeaseKey(key);
+    return { ok: true, value: { subnet: k.primary.toString(), prefix: k.primary, k } };
   } catch (e) {
     return { ok: false, reason: (e as Error).message };
   }
 }
 
+/** First and last address of a prefix, as numbers. */
+function span(p: IpPrefix): [bigint, bigint] {
+  const a = addrToBig(p.addr);
+  return [a, a + (1n << BigInt(p.addr.bits - p.len)) - 1n];
+}
+
 /**
- * Free subnets of `conf` (SubnetLen long, between SubnetMin and SubnetMax) not overlapping any
- * of `taken`, in address order, at most `limit`. Linear in the candidates plus n log n in `taken`.
+ * Free subnets of `range` (SubnetLen long, between SubnetMin and SubnetMax; IPv4 or IPv6) not
+ * overlapping any of `taken` (prefixes of the other family are ignored), in address order, at
+ * most `limit`. Linear in the candidates plus n log n in `taken`.
  */
-export function freeSubnets(conf: NetConf, taken: readonly IpPrefix[], limit = FREE_CANDIDATES): string[] {
+export function freeSubnets(range: SubnetRange, taken: readonly IpPrefix[], limit = FREE_CANDIDATES): string[] {
+  const family = range.networkCidr.family;
   // disjoint, sorted [start, end] intervals of what is taken
-  const iv = taken.map((p) => [p.net, p.net + 2 ** (32 - p.len) - 1] as [number, number]).sort((a, b) => a[0] - b[0]);
-  const merged: [number, number][] = [];
+  const iv = taken.filter((p) => p.family === family).map(span).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const merged: [bigint, bigint][] = [];
   for (const [s, e] of iv) {
     const last = merged[merged.length - 1];
-    if (last && s <= last[1] + 1) last[1] = Math.max(last[1], e);
+    if (last && s <= last[1] + 1n) last[1] = last[1] > e ? last[1] : e;
     else merged.push([s, e]);
   }
-  const step = 2 ** (32 - conf.subnetLen);
-  const min = ipPrefix(conf.subnetMin).net;
-  const max = ipPrefix(conf.subnetMax).net;
+  const step = 1n << BigInt(range.networkCidr.addr.bits - range.subnetLen);
+  const min = addrToBig(ipPrefix(range.subnetMin).addr);
+  const max = addrToBig(ipPrefix(range.subnetMax).addr);
   const out: string[] = [];
   let j = 0;
   for (let n = min; n <= max && out.length < limit; n += step) {
     while (j < merged.length && merged[j]![1] < n) j++;
     const m = merged[j];
-    if (m !== undefined && m[0] <= n + step - 1) {
+    if (m !== undefined && m[0] <= n + step - 1n) {
       // jump past the taken interval (to the first aligned candidate after it)
-      n = Math.ceil((m[1] + 1 - min) / step) * step + min - step;
+      n = ((m[1] + 1n - min + step - 1n) / step) * step + min - step;
       continue;
     }
-    out.push(`${u32ToIpv4(n)}/${conf.subnetLen}`);
+    out.push(`${bigToAddr(n, family).toString()}/${range.subnetLen}`);
   }
   return out;
 }
 
-/** True when `subnet` may be leased under `conf`: SubnetLen long, between SubnetMin and SubnetMax (flannel's isSubnetConfigCompat). */
-export function subnetFits(conf: NetConf, subnet: string): boolean {
-  const p = parsePrefix(subnet, { family: 4 });
-  if (p instanceof AddrError || p.len !== conf.subnetLen) return false;
-  return p.net >= ipPrefix(conf.subnetMin).net && p.net <= ipPrefix(conf.subnetMax).net;
+/** True when `subnet` may be leased under `range`: its family, SubnetLen long, between SubnetMin and SubnetMax (flannel's isSubnetConfigCompat). */
+export function subnetFits(range: SubnetRange, subnet: string | undefined): boolean {
+  const p = subnet === undefined ? undefined : parsePrefix(subnet, { family: range.networkCidr.family });
+  if (p === undefined || p instanceof AddrError || p.len !== range.subnetLen) return false;
+  const n = addrToBig(p.addr);
+  return n >= addrToBig(ipPrefix(range.subnetMin).addr) && n <= addrToBig(ipPrefix(range.subnetMax).addr);
 }
 
 /**
@@ -186,6 +197,8 @@ export class EtcdSubnetManager {
   private peers = new Map<string, Lease>();
   /** Keys skipped, with the reason logged (a key is logged again only when its reason changes). */
   private readonly bad = new Map<string, string>();
+  /** Keys used without their IPv6 half, with the reason logged (likewise). */
+  private readonly partial = new Map<string, string>();
   private onPeers: PeersHandler | undefined;
   /** Subnets changed since the last report; undefined: report everything (after a listing). */
   private changed: Set<string> | undefined;
@@ -224,9 +237,9 @@ export class EtcdSubnetManager {
     return `${this.prefix}/subnets/`;
   }
 
-  /** The etcd key of a subnet. */
-  keyOf(subnet: string): string {
-    return `${this.subnetsPrefix}${subnet.replace('/', '-')}`;
+  /** The etcd key of a lease (flannel's: `<prefix>/subnets/<ip>-<len>`, dual stack `...&<ipv6>-<len>`). */
+  keyOf(lease: Lease): string {
+    return `${this.subnetsPrefix}${leaseKey(lease)}`;
   }
 
   /**
@@ -243,8 +256,8 @@ export class EtcdSubnetManager {
     return this.conf;
   }
 
-  /** A lease value read from etcd, or why it is unusable. */
-  parseKv(kv: EtcdKv, conf: NetConf): Parsed<Lease> {
+  /** A lease value read from etcd, or why it is unusable; why its IPv6 half is not used goes to `notes`. */
+  parseKv(kv: EtcdKv, conf: NetConf, notes?: string[]): Parsed<Lease> {
     if (kv.value.length > this.maxValue) return { ok: false, reason: `value of ${kv.value.length} bytes, over the ${this.maxValue} byte limit` };
     let v: unknown;
     try {
@@ -253,7 +266,7 @@ export class EtcdSubnetManager {
       return { ok: false, reason: `value is not JSON: ${quoteUntrusted(kv.value.toString('utf8'))}` };
     }
     try {
-      return { ok: true, value: parseLeaseAttrs(kv.key, v, 'etcd', conf.networkCidr) };
+      return { ok: true, value: parseLeaseAttrs(kv.key, v, 'etcd', leaseNetworks(conf), notes) };
     } catch (e) {
       return { ok: false, reason: (e as Error).message.replace(/^etcd: "[^"]*"(?:\.\.\.")?:? ?/, '') };
     }
@@ -262,14 +275,21 @@ export class EtcdSubnetManager {
   /**
    * Acquire our lease in flannel's order: the lease with our public IP if it still fits the
    * config (a reservation stays a reservation; otherwise it is re-written under a new etcd
-   * lease, its VTEP MAC kept by `make`); else the previous subnet if free and fitting; else a
-   * random free subnet between SubnetMin and SubnetMax, created only if the key does not exist
-   * (another host racing for it makes us list again and pick anew). `make` builds our lease for
-   * a subnet (given the lease found there, if ours).
+   * lease, its VTEP MACs kept by `make`); else the previous subnet (and, dual stack, the previous
+   * IPv6 subnet) if free and fitting; else a random free subnet between SubnetMin and SubnetMax
+   * (dual stack: and a random free one between IPv6SubnetMin and IPv6SubnetMax), created only if
+   * the key does not exist (another host racing for it makes us list again and pick anew).
+   * `make` builds our lease for a subnet and, dual stack or IPv6-only, an IPv6 subnet (given the
+   * lease found there, if ours); its key is {@link leaseKey} of that lease.
    */
-  async acquire(make: (subnet: string, existing?: Lease) => Lease): Promise<HeldLease> {
+  async acquire(make: (subnet: string, existing?: Lease, ipv6Subnet?: string) => Lease): Promise<HeldLease> {
     const conf = this.conf ?? (await this.networkConfig());
-    const pub = this.opts.publicIp;
+    const pub = this.ourPublicIp();
+    // the second family: the IPv6 range of a dual-stack network (an IPv6-only one has it as its primary)
+    const dual = conf.enableIPv4 ? conf.ipv6 : undefined;
+    const fits = (l: Lease): boolean => subnetFits(conf, l.subnet) && (dual ? subnetFits(dual, l.ipv6Subnet) : conf.enableIPv4 ? l.ipv6Subnet === undefined : true);
+    const build = (sn: string, sn6: string | undefined, existing?: Lease): Lease => make(sn, existing, conf.enableIPv4 ? sn6 : sn);
+    const ranges = conf.enableIPv4 ? 'Network' : 'IPv6Network';
     for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
       const r = await this.client.range(this.subnetsPrefix, { prefix: true });
       const taken: IpPrefix[] = [];
@@ -277,14 +297,16 @@ export class EtcdSubnetManager {
       for (const kv of r.kvs) {
         const s = subnetOfKey(kv.key);
         if (!s.ok) continue;
-        taken.push(s.value.prefix); // a key with a bad value still holds its subnet
+        // a key with a bad value still holds its subnets
+        if (s.value.k.v4) taken.push(s.value.k.v4);
+        if (s.value.k.v6) taken.push(s.value.k.v6);
         const l = this.parseKv(kv, conf);
         if (l.ok && l.value.publicIp === pub && mine === undefined) mine = { kv, lease: l.value };
       }
       if (mine !== undefined) {
         const sn = mine.lease.subnet;
-        if (subnetFits(conf, sn) && mine.kv.key === this.keyOf(sn)) {
-          const lease = make(sn, mine.lease);
+        if (fits(mine.lease) && mine.kv.key === this.keyOf(mine.lease)) {
+          const lease = build(sn, mine.lease.ipv6Subnet, mine.lease);
           const value = leaseValue(lease);
           if (mine.kv.lease === '0') {
             await this.client.put(mine.kv.key, value);
@@ -295,34 +317,69 @@ export class EtcdSubnetManager {
           void this.client.revoke(mine.kv.lease).catch(() => undefined); // the previous run's lease now holds nothing
           return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how: 'existing' });
         }
-        this.log.info(`etcd: lease ${quoteUntrusted(mine.kv.key.slice(this.subnetsPrefix.length))} of our public IP ${pub} does not fit the network config (Network ${conf.network}, SubnetLen ${conf.subnetLen}, ${conf.subnetMin}..${conf.subnetMax}; IPv4 only); deleting it`);
+        const cfg = [conf, ...(dual ? [dual] : [])].map((c) => `${c.network}, /${c.subnetLen} ${c.subnetMin}..${c.subnetMax}`).join('; ');
+        this.log.info(`etcd: lease ${quoteUntrusted(mine.kv.key.slice(this.subnetsPrefix.length))} of our public IP ${pub} does not fit the network config (${cfg}${conf.enableIPv4 && !dual ? '; IPv4 only' : ''}); deleting it`);
         await this.client.delete(mine.kv.key);
         continue;
       }
       let sn: string | undefined;
+      let sn6: string | undefined;
       let how: HeldLease['how'] = 'new';
-      const prev = this.opts.previousSubnet;
+      const prev = conf.enableIPv4 ? this.opts.previousSubnet : this.opts.previousIpv6Subnet;
+      const prev6 = dual ? this.opts.previousIpv6Subnet : undefined;
       if (prev !== undefined && attempt === 0) {
-        const p = ipPrefix(prev);
-        if (!subnetFits(conf, prev)) this.log.error(`etcd: previous subnet ${prev} (subnet.env) does not fit the network config; ignored`);
-        else if (!taken.some((t) => t.overlaps(p))) {
+        const free = (x: string): boolean => !taken.some((t) => t.overlaps(ipPrefix(x)));
+        if (!subnetFits(conf, prev) || (dual !== undefined && !subnetFits(dual, prev6))) {
+          this.log.error(`etcd: previous subnet ${prev}${dual ? ` and IPv6 subnet ${prev6 ?? '(none)'}` : ''} (subnet.env) do not fit the network config; ignored`);
+        } else if (free(prev) && (prev6 === undefined || free(prev6))) {
           sn = prev;
+          sn6 = prev6;
           how = 'previous';
         }
       }
       if (sn === undefined) {
-        const free = freeSubnets(conf, taken);
-        if (free.length === 0) throw new ConfigError(`etcd: out of subnets: every /${conf.subnetLen} in ${conf.subnetMin}..${conf.subnetMax} is leased`);
-        sn = free[Math.floor(this.random() * free.length)]!;
+        const pick = (range: SubnetRange, what: string): string => {
+          const free = freeSubnets(range, taken);
+          if (free.length === 0) throw new ConfigError(`etcd: out of subnets: every /${range.subnetLen} in ${what} ${range.subnetMin}..${range.subnetMax} is leased`);
+          return free[Math.floor(this.random() * free.length)]!;
+        };
+        sn = pick(conf, ranges);
+        if (dual) sn6 = pick(dual, 'IPv6Network');
       }
-      const lease = make(sn);
+      const lease = build(sn, sn6);
       const g = await this.client.grant(this.ttl);
-      if (await this.client.create(this.keyOf(sn), leaseValue(lease), g.id)) {
-        return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how });
+      if (await this.client.create(this.keyOf(lease), leaseValue(lease), g.id)) {
+        // a dual-stack key names two subnets: another host may have created a key with one of them at once
+        if (dual === undefined || !(await this.lostRace(lease))) return this.hold({ subnet: sn, lease, etcdLease: g.id, expiresAt: Date.now() + g.ttl * 1000, how });
+        await this.client.delete(this.keyOf(lease));
       }
       void this.client.revoke(g.id).catch(() => undefined);
     }
     throw new EtcdError('server', `etcd: no subnet acquired after ${RACE_RETRIES} attempts (other hosts took each one first)`);
+  }
+
+  /**
+   * After creating our dual-stack key: true when another key holding one of its subnets was
+   * created before it (create-if-absent guards one key, and two hosts racing can pick the same
+   * IPv4 subnet with different IPv6 ones, or the reverse; flanneld lets both stand). The first
+   * created wins; the loser deletes its key and picks again.
+   */
+  private async lostRace(lease: Lease): Promise<boolean> {
+    const r = await this.client.range(this.subnetsPrefix, { prefix: true });
+    const key = this.keyOf(lease);
+    const ours = r.kvs.find((kv) => kv.key === key);
+    if (ours === undefined) return true;
+    const mine = [ipPrefix(lease.subnet), ...(lease.ipv6Subnet !== undefined ? [ipPrefix(lease.ipv6Subnet)] : [])];
+    return r.kvs.some((kv) => {
+      if (kv.key === key || kv.createRevision > ours.createRevision) return false;
+      const s = subnetOfKey(kv.key);
+      return s.ok && [s.value.k.v4, s.value.k.v6].some((p) => p !== undefined && mine.some((m) => m.overlaps(p)));
+    });
+  }
+
+  /** The public IP our leases are known by: PublicIP, or PublicIPv6 on an IPv6-only network. */
+  private ourPublicIp(): string {
+    return this.conf?.enableIPv4 === false ? this.opts.publicIpv6 ?? this.opts.publicIp : this.opts.publicIp;
   }
 
   private hold(h: HeldLease): HeldLease {
@@ -380,8 +437,8 @@ export class EtcdSubnetManager {
       if (stop()) return;
     }
     this.peers = peers;
-    for (const k of this.bad.keys()) if (!seen.has(k)) this.bad.delete(k);
-    if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.subnet))) this.ownLost();
+    for (const m of [this.bad, this.partial]) for (const k of m.keys()) if (!seen.has(k)) m.delete(k);
+    if (this.held !== undefined && this.held.etcdLease !== '0' && !seen.has(this.keyOf(this.held.lease))) this.ownLost();
     this.revision = revision;
     if (now) {
       this.changed = new Set();
@@ -399,24 +456,45 @@ export class EtcdSubnetManager {
     const sn = s.value.subnet;
     if (sn === own) {
       const l = this.parseKv(kv, conf);
-      if (l.ok && l.value.publicIp !== this.opts.publicIp) this.skip(kv.key, `claims our subnet ${own} for PublicIP ${l.value.publicIp}`);
+      if (l.ok && l.value.publicIp !== this.ourPublicIp()) this.skip(kv.key, `claims our subnet ${own} for PublicIP ${l.value.publicIp}`);
       else this.bad.delete(kv.key);
       return;
     }
     peers.delete(sn);
-    const l = this.parseKv(kv, conf);
+    const notes: string[] = [];
+    const l = this.parseKv(kv, conf, notes);
     if (!l.ok) return this.skip(kv.key, l.reason);
     if (l.value.backendType !== conf.backend.type) return this.skip(kv.key, `runs backend ${l.value.backendType}, we run ${conf.backend.type}`);
-    if (l.value.publicIp === this.opts.publicIp) return this.skip(kv.key, `has our public IP ${l.value.publicIp} (a stale lease of ours?)`);
+    if (l.value.publicIp === this.ourPublicIp()) return this.skip(kv.key, `has our public IP ${l.value.publicIp} (a stale lease of ours?)`);
     if (this.heldPrefix?.overlaps(s.value.prefix)) return this.skip(kv.key, `overlaps our subnet ${own}`);
+    const lease = l.value;
+    const own6 = this.held?.lease.ipv6Subnet;
+    if (lease.ipv6Subnet !== undefined && own6 !== undefined && lease.subnet !== lease.ipv6Subnet && ipPrefix(own6).overlaps(ipPrefix(lease.ipv6Subnet))) {
+      notes.push(`its IPv6 subnet ${lease.ipv6Subnet} overlaps ours, ${own6}; its IPv6 half is not used`);
+      for (const f of ['ipv6Subnet', 'publicIpv6', 'v6Vni', 'v6VtepMac'] as const) delete lease[f];
+    }
     this.bad.delete(kv.key);
-    peers.set(sn, l.value);
+    this.note(kv.key, notes);
+    peers.set(sn, lease);
   }
 
   private skip(key: string, reason: string): void {
+    this.partial.delete(key);
     if (this.bad.get(key) === reason) return;
     this.bad.set(key, reason);
     this.log.error(`etcd: skipped ${quoteUntrusted(key, 128)}: ${reason}`);
+  }
+
+  /** A key used without its IPv6 half: why, logged once (again only when the reason changes). */
+  private note(key: string, notes: readonly string[]): void {
+    if (notes.length === 0) {
+      this.partial.delete(key);
+      return;
+    }
+    const why = notes.join('; ').replace(/^etcd: "[^"]*"(?:\.\.\.")?:? ?/, '');
+    if (this.partial.get(key) === why) return;
+    this.partial.set(key, why);
+    this.log.error(`etcd: ${quoteUntrusted(key, 128)}: ${why}`);
   }
 
   private emit(why: string): void {
@@ -505,8 +583,10 @@ export class EtcdSubnetManager {
     if (s.ok) this.changed?.add(s.value.subnet);
     if (ev.type === 'put') return this.upsertKv(ev.kv, this.conf!, this.peers, s);
     this.bad.delete(ev.kv.key);
+    this.partial.delete(ev.kv.key);
     if (!s.ok) return;
-    if (s.value.subnet === this.held?.subnet) this.ownLost();
+    if (this.held !== undefined && ev.kv.key === this.keyOf(this.held.lease)) this.ownLost();
+    else if (s.value.subnet === this.held?.subnet) return; // another key of our subnet (a stale one) went
     else this.peers.delete(s.value.subnet);
   }
 
@@ -582,12 +662,12 @@ export class EtcdSubnetManager {
       const g = await this.client.grant(this.ttl);
       const value = leaseValue(h.lease);
       if (recreate) {
-        if (!(await this.client.create(this.keyOf(h.subnet), value, g.id))) {
+        if (!(await this.client.create(this.keyOf(h.lease), value, g.id))) {
           void this.client.revoke(g.id).catch(() => undefined);
           throw new EtcdError('server', `subnet ${h.subnet} was taken by another host`);
         }
       } else {
-        await this.client.put(this.keyOf(h.subnet), value, g.id);
+        await this.client.put(this.keyOf(h.lease), value, g.id);
       }
       const old = h.etcdLease;
       h.etcdLease = g.id;
@@ -615,7 +695,7 @@ export class EtcdSubnetManager {
     if (h === undefined || this.closed) return;
     h.lease = { ...h.lease, publicIp };
     try {
-      await this.client.put(this.keyOf(h.subnet), leaseValue(h.lease), h.etcdLease);
+      await this.client.put(this.keyOf(h.lease), leaseValue(h.lease), h.etcdLease);
       this.log.info(`etcd: lease ${h.subnet} now has PublicIP ${publicIp}`);
     } catch (e) {
       this.log.error(`etcd: writing PublicIP ${publicIp} into our lease failed (${(e as Error).message}); the next renewal writes it`);
@@ -655,7 +735,7 @@ export class EtcdSubnetManager {
     const h = this.held;
     try {
       if (h !== undefined && h.etcdLease !== '0') {
-        await this.client.delete(this.keyOf(h.subnet));
+        await this.client.delete(this.keyOf(h.lease));
         await this.client.revoke(h.etcdLease);
         this.log.info(`etcd: released lease ${h.subnet}`);
       }

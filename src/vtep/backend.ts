@@ -25,6 +25,16 @@ export interface Lease {
   vni?: number;
   /** VXLAN only: the host's VTEP MAC, "aa:bb:cc:dd:ee:ff". */
   vtepMac?: string;
+  /**
+   * The IPv6 half (flannel's dual stack, src/overlayd/config.ts): the host's IPv6 subnet (the
+   * lease key's part after '&'), PublicIPv6, and for VXLAN BackendV6Data (VNI and VTEP MAC of its
+   * flannel-v6.<VNI> device). On an IPv6-only lease `subnet`, `publicIp`, `vni` and `vtepMac`
+   * are these same IPv6 values.
+   */
+  ipv6Subnet?: string;
+  publicIpv6?: string;
+  v6Vni?: number;
+  v6VtepMac?: string;
 }
 
 /** Counters, readable as a plain object. */

@@ -1,23 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError, diffPeers, firstOverlap, PeersParse, gatewayForm, keyToSubnet, leaseToJson, MAX_PEERS_FILE_BYTES, parseEnvFile, parseNetConf, parsePeers, quoteUntrusted,
+  diffPeers, firstOverlap, PeersParse, gatewayForm, keyToSubnet, leaseToJson, MAX_PEERS_FILE_BYTES, parseEnvFile, parseNetConf, parsePeers, quoteUntrusted,
   renderSubnetEnv, subnetToKey, validateSubnet,
 } from '../../src/overlayd/index.js';
 import fc from 'fast-check';
 import { ipPrefix } from '../../src/codec/addr.js';
 import type { Lease } from '../../src/vtep/backend.js';
+import { configErrorOf } from './helpers.js';
 
-const err = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    const m = (e as Error).message;
-    expect(m).not.toContain('\n');
-    return m;
-  }
-  throw new Error('expected a ConfigError');
-};
+const err = configErrorOf;
 
 describe('net-conf.json', () => {
   it('applies flannel defaults: udp, SubnetLen 24, port 8285', () => {
@@ -110,10 +101,12 @@ describe('peers file (flannel etcd layout)', () => {
   ])('rejects %s', (t, re) => {
     expect(err(() => parsePeers(t, 'peers.json', net))).toMatch(re);
   });
-  it('overlap check: the same verdict as comparing every pair (property)', () => {
+  it('overlap check: the same verdict as comparing every pair, IPv4 and IPv6 mixed (property)', () => {
     const pfx = fc.record({ a: fc.integer({ min: 0, max: 0xffffffff }), len: fc.integer({ min: 0, max: 32 }) }).map(({ a, len }) => ipPrefix(`${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${len}`, { family: 4, hostBits: 'clear' }));
     const near = fc.record({ b: fc.integer({ min: 0, max: 255 }), len: fc.integer({ min: 20, max: 32 }) }).map(({ b, len }) => ipPrefix(`198.19.${b}.${(b * 37) & 255}/${len}`, { family: 4, hostBits: 'clear' }));
-    fc.assert(fc.property(fc.array(fc.oneof(pfx, near), { maxLength: 40 }), (ps) => {
+    const near6 = fc.record({ w: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 4, maxLength: 4 }), len: fc.integer({ min: 56, max: 66 }) })
+      .map(({ w, len }) => ipPrefix(`2001:2:8000:${w[0]}${w[1]}:${w[2]}${w[3]}::/${len}`, { hostBits: 'clear' }));
+    fc.assert(fc.property(fc.array(fc.oneof(pfx, near, near6), { maxLength: 40 }), (ps) => {
       let naive = false;
       for (let i = 0; i < ps.length && !naive; i++) for (let j = 0; j < i; j++) if (ps[i]!.overlaps(ps[j]!)) { naive = true; break; }
       const got = firstOverlap(ps);
@@ -226,12 +219,12 @@ describe('net-conf.json keys as flanneld (Go encoding/json) matches them', () =>
       Backend: { Type: 'udp', Port: 8285, VNI: 4, Vni2: 1 },
     }));
     expect(c.warnings).toEqual([
-      'net-conf.json: "IPv6Network" is read by flanneld but not by overlayd (IPv4 only, one Network); ignored',
+      'net-conf.json: "IPv6Network" is not used (EnableIPv6 is not true); ignored',
       'net-conf.json: "Netwrok" is not a key flanneld or overlayd reads (a typo?); ignored',
       'net-conf.json: Backend."VNI" is not used by the udp backend; ignored',
       'net-conf.json: Backend."Vni2" is not a key flanneld or overlayd reads (a typo?); ignored',
     ]);
-    expect(parseNetConf('{"Network": "198.19.0.0/16", "EnableIPv6": true}').warnings).toEqual(['net-conf.json: EnableIPv6 is true, but overlayd is IPv4 only; the IPv6 settings are ignored']);
+    expect(parseNetConf('{"Network": "198.19.0.0/16", "Networks": ["198.20.0.0/16"]}').warnings).toEqual(['net-conf.json: "Networks" is read by flanneld but not by overlayd (one Network per family); ignored']);
     // the udp backend does not read VNI: a bad one is no error there (flanneld ignores it too)
     expect(parseNetConf('{"Network": "198.19.0.0/16", "Backend": {"Type": "udp", "VNI": "x"}}').backend.vni).toBe(1);
     // junk keys reach the warning escaped and cut

@@ -8,7 +8,7 @@ import { ENV_FLAGS, HELP, envName, masqRuleset, parseCli, pickInterface } from '
 
 /** A valid, non-default value for every flag, and the flags it needs alongside. */
 const SAMPLE: Record<string, { v: string; with?: string[] }> = {
-  'net-conf': { v: 'n.json' }, subnet: { v: '198.19.1.0/24' }, 'public-ip': { v: '198.18.0.7' }, iface: { v: 'eth1' },
+  'net-conf': { v: 'n.json' }, subnet: { v: '198.19.1.0/24' }, 'public-ip': { v: '198.18.0.7' }, 'public-ipv6': { v: '2001:2::7' }, 'ipv6-subnet': { v: '2001:2:0:1::/64' }, iface: { v: 'eth1' },
   'iface-regex': { v: 'eth[0-9]' }, 'iface-can-reach': { v: '198.18.0.254' }, peers: { v: 'p.json' }, 'subnet-file': { v: '/tmp/s.env' },
   'lease-out': { v: '/tmp/l.json' }, transport: { v: 'dgram' }, offload: { v: 'off' }, timing: { v: 'true' }, 'busy-poll-us': { v: '50' }, 'source-ports': { v: '4' },
   'stats-interval': { v: '3' }, 'healthz-port': { v: '9999' }, 'healthz-ip': { v: '127.0.0.2' }, pcap: { v: '/tmp/x.pcap' },
@@ -25,7 +25,7 @@ const ETCD = ['--etcd-endpoints', 'http://e:2379'];
 
 describe('FLANNELD_* environment variables', () => {
   it('cover every flag --help lists (but --help and --version)', () => {
-    const inHelp = new Set([...HELP.matchAll(/(?<![\w-])--([a-z][a-z-]+)/g)].map((m) => m[1]!));
+    const inHelp = new Set([...HELP.matchAll(/(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])/g)].map((m) => m[1]!));
     inHelp.delete('help');
     inHelp.delete('version');
     expect([...ENV_FLAGS].sort()).toEqual([...inHelp].sort());

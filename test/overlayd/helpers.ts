@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import type { NsHost, Testbed } from '../helpers/netns.js';
-import { stableVtepMac } from '../../src/overlayd/index.js';
+import { expect } from 'vitest';
+import { ConfigError, stableVtepMac } from '../../src/overlayd/index.js';
 
 /** Repository root. */
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -16,6 +17,19 @@ export const FAKE = resolve(ROOT, 'test/overlayd/fixtures/fake-backend.ts');
 
 /** Command prefix running overlayd from source with node + tsx. */
 export const NODE_ARGS = ['--import', 'tsx', MAIN];
+
+/** The one-line ConfigError message `f` throws (a test failure when it throws nothing or anything else). */
+export function configErrorOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    const m = (e as Error).message;
+    expect(m).not.toContain('\n');
+    return m;
+  }
+  throw new Error('expected a ConfigError');
+}
 
 /** Result of a finished overlayd run. */
 export interface RunResult {

@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, EtcdClient, Overlayd, parseCli, parseEnvFile, resolveEtcdConfig, type BackendParams } from '../../src/index.js';
+import { ConfigError, EtcdClient, Overlayd, parseCli, parseEnvFile, resolveEtcdConfig, stableVtepMac, type BackendParams } from '../../src/index.js';
 import { FakeBackend } from '../overlayd/fixtures/fake-backend.js';
 import { NODE_ARGS, ROOT } from '../overlayd/helpers.js';
 import { etcdAvailable, etcdctl, flannelValue, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -67,20 +67,22 @@ describe.runIf(etcdAvailable())('overlayd in etcd mode (fake backend, real etcd)
   beforeAll(async () => { etcd = await startEtcd(); });
   afterAll(async () => { await etcd?.stop(); rmSync(dir, { recursive: true, force: true }); });
 
-  async function daemon(prefix: string, extra: string[] = [], port = 0) {
+  async function daemon(prefix: string, extra: string[] = [], port = 0, ipv6 = false) {
     const d = join(dir, `d${n++}`);
     mkdirSync(d, { recursive: true });
-    return daemonIn(d, prefix, extra, port);
+    return daemonIn(d, prefix, extra, port, ipv6);
   }
-  async function daemonIn(d: string, prefix: string, extra: string[], port: number) {
+  /** `ipv6`: the fake backend's factory says it runs the IPv6 half (BackendFactory.ipv6), as a dual-stack dataplane's will. */
+  async function daemonIn(d: string, prefix: string, extra: string[], port: number, ipv6 = false) {
     const cmd = parseCli(['--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--iface', 'u0', '--subnet-file', join(d, 'subnet.env'),
       ...(port ? ['--healthz-port', String(port)] : []), ...extra]);
     if (cmd.kind !== 'run') throw new Error('not run');
     const logs: string[] = [];
     const log = { info: (m: string) => logs.push(m), error: (m: string) => logs.push(`ERROR ${m}`) };
-    const { cfg, manager } = await resolveEtcdConfig(cmd.options, { log, ifaces, routeTable: noRoute, tune: { backoffMs: { initial: 50, max: 300 } } });
     let be: FakeBackend | undefined;
-    const o = new Overlayd(cfg, { factory: (p: BackendParams) => (be = new FakeBackend(p)), log, printLease: () => undefined, skipPreflight: true, subnets: manager });
+    const factory = Object.assign((p: BackendParams) => (be = new FakeBackend(p)), ipv6 ? { ipv6: true } : {});
+    const { cfg, manager } = await resolveEtcdConfig(cmd.options, { log, ifaces, routeTable: noRoute, tune: { backoffMs: { initial: 50, max: 300 } }, factory });
+    const o = new Overlayd(cfg, { factory, log, printLease: () => undefined, skipPreflight: true, subnets: manager });
     await o.start();
     return { o, cfg, d, logs, be: () => be! };
   }
@@ -150,5 +152,45 @@ describe.runIf(etcdAvailable())('overlayd in etcd mode (fake backend, real etcd)
     }
     expect(existsSync(join(d, 'subnet.env'))).toBe(false);
     expect(etcdctl(etcd.url, 'get', '/bad/network/subnets/', '--prefix', '--keys-only').trim()).toBe('');
+  });
+
+  it('dual stack: a dataplane that runs IPv6 gets the IPv6 half; subnet.env has the IPv6 pair; our lease has PublicIPv6 and BackendV6Data; peers keep theirs', async () => {
+    const prefix = '/v6/network';
+    etcdctl(etcd.url, 'put', `${prefix}/config`, '{"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2:8000::/48","Backend":{"Type":"vxlan"}}');
+    etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.9.0-24&2001:2:8000:9::-64`,
+      '{"PublicIP":"198.18.0.9","PublicIPv6":"2001:2::9","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:09"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:09"}}');
+    const t = await daemon(prefix, ['--public-ipv6', '2001:2::1'], 0, true);
+    const sub6 = t.cfg.ipv6!.subnet;
+    expect(sub6).toMatch(/^2001:2:8000:[0-9a-f]+::\/64$/);
+    expect(readFileSync(join(t.d, 'subnet.env'), 'utf8')).toBe(
+      `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=${t.cfg.subnet.replace('.0/24', '.1/24')}\nFLANNEL_IPV6_NETWORK=2001:2:8000::/48\nFLANNEL_IPV6_SUBNET=${sub6.replace('::/64', '::1/64')}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
+    expect(t.be().params.ipv6).toEqual({ network: '2001:2:8000::/48', subnet: sub6, publicIp: '2001:2::1', localIp: '2001:2::1', vtepMac: stableVtepMac(sub6) });
+    const key = `${prefix}/subnets/${t.cfg.subnet.replace('/', '-')}&${sub6.replace('/', '-')}`;
+    expect(JSON.parse(etcdctl(etcd.url, 'get', key, '--print-value-only'))).toEqual({
+      PublicIP: '198.18.0.1', PublicIPv6: '2001:2::1', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: stableVtepMac(t.cfg.subnet) }, BackendV6Data: { VNI: 1, VtepMAC: stableVtepMac(sub6) },
+    });
+    const added = t.be().calls.flatMap((c) => (c.op === 'addPeer' ? [c.lease] : []));
+    expect(added).toEqual([expect.objectContaining({ subnet: '198.19.9.0/24', ipv6Subnet: '2001:2:8000:9::/64', publicIpv6: '2001:2::9', v6VtepMac: '5e:00:00:00:60:09' })]);
+    await t.o.stop();
+    // a restart reads both subnets back (our lease, found by PublicIP, keeps them)
+    const again = await daemonIn(t.d, prefix, ['--public-ipv6', '2001:2::1'], 0, true);
+    expect([again.cfg.subnet, again.cfg.ipv6?.subnet]).toEqual([t.cfg.subnet, sub6]);
+    await again.o.stop();
+  });
+
+  it('EnableIPv6 with the built-in (IPv4-only) dataplane: refused in one line before any lease is taken; overlayd exits 2 and creates nothing', async () => {
+    const prefix = '/v6no/network';
+    etcdctl(etcd.url, 'put', `${prefix}/config`, '{"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2:8000::/48","Backend":{"Type":"vxlan"}}');
+    const d = join(dir, 'v6no');
+    mkdirSync(d);
+    const cmd = parseCli(['--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--iface', 'u0', '--public-ipv6', '2001:2::1', '--subnet-file', join(d, 'subnet.env')]);
+    if (cmd.kind !== 'run') throw new Error('not run');
+    await expect(resolveEtcdConfig(cmd.options, { ifaces, routeTable: noRoute })).rejects.toThrow(/EnableIPv6 is true .*forwards IPv4 only: the flannel-v6\.1 device, IPv6 routes and the IPv6 underlay are not supported yet/);
+    const r = spawnSync(process.execPath, [...NODE_ARGS, '--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--public-ipv6', '2001:2::1', '--subnet-file', join(d, 'subnet.env')], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^overlayd: error: etcd \/v6no\/network\/config: EnableIPv6 is true/);
+    expect(existsSync(join(d, 'subnet.env'))).toBe(false);
+    expect(etcdctl(etcd.url, 'get', `${prefix}/subnets/`, '--prefix', '--keys-only').trim()).toBe('');
   });
 });

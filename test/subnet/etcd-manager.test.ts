@@ -322,4 +322,137 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     await other.release();
     expect((await read(prefix)).has(o.subnet.replace('/', '-'))).toBe(false);
   });
+
+  describe('dual stack (EnableIPv6) and IPv6 only, as flanneld stores them', () => {
+    const DUAL = { Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: '2001:2:8000::/48', Backend: { Type: 'vxlan' } };
+    /** Our lease builder for a dual-stack or IPv6-only host (as overlayd's resolveEtcdConfig builds it). */
+    const vx6 = (pub: string, pub6: string, only6 = false) => (s: string, e?: Lease, s6?: string): Lease => {
+      const l: Lease = { subnet: s, publicIp: only6 ? pub6 : pub, backendType: 'vxlan', vni: 1, vtepMac: e?.vtepMac ?? stableVtepMac(s) };
+      if (s6 !== undefined) Object.assign(l, { ipv6Subnet: s6, publicIpv6: pub6, v6Vni: 1, v6VtepMac: e?.v6VtepMac ?? stableVtepMac(s6) });
+      return l;
+    };
+
+    it('two hosts acquire dual-stack leases: keys <v4>-<len>&<v6>-<len>, values with PublicIPv6 and BackendV6Data as flanneld writes them; each sees the other with both halves', async () => {
+      const prefix = await network({ ...DUAL, IPv6SubnetMin: '2001:2:8000:10::', IPv6SubnetMax: '2001:2:8000:11::' });
+      const a = manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' }).m;
+      const b = manager(prefix, '198.18.0.2', { publicIpv6: '2001:2::2' }).m;
+      const ha = await a.acquire(vx6('198.18.0.1', '2001:2::1'));
+      const hb = await b.acquire(vx6('198.18.0.2', '2001:2::2'));
+      expect(new Set([ha.lease.ipv6Subnet, hb.lease.ipv6Subnet])).toEqual(new Set(['2001:2:8000:10::/64', '2001:2:8000:11::/64']));
+      const kv = await read(prefix);
+      const ka = `${ha.subnet.replace('/', '-')}&${ha.lease.ipv6Subnet!.replace('/', '-')}`;
+      expect([...kv.keys()].sort()).toEqual([ka, `${hb.subnet.replace('/', '-')}&${hb.lease.ipv6Subnet!.replace('/', '-')}`].sort());
+      // pkg/lease LeaseAttrs: these fields, in this order, with these types
+      const raw = etcdctl(etcd.url, 'get', `${prefix}/subnets/${ka}`, '--print-value-only').trim();
+      expect(raw).toBe(`{"PublicIP":"198.18.0.1","PublicIPv6":"2001:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${stableVtepMac(ha.subnet)}"},"BackendV6Data":{"VNI":1,"VtepMAC":"${stableVtepMac(ha.lease.ipv6Subnet!)}"}}`);
+      // the IPv6 range is full now: a third host is out of (IPv6) subnets, in one line
+      await expect(manager(prefix, '198.18.0.3', { publicIpv6: '2001:2::3' }).m.acquire(vx6('198.18.0.3', '2001:2::3'))).rejects.toThrow(/^etcd: out of subnets: every \/64 in IPv6Network 2001:2:8000:10::\/64\.\.2001:2:8000:11::\/64 is leased$/);
+      let peers: ReadonlyMap<string, Lease> = new Map();
+      await a.watchPeers((all) => { peers = new Map(all); });
+      await until('b seen by a', () => peers.has(hb.subnet));
+      expect(peers.get(hb.subnet)).toEqual(hb.lease);
+    });
+
+    it('a flanneld-written dual-stack value is a peer with both halves; a malformed IPv6 part (key or value) leaves an IPv4 peer, logged once; an IPv6-only lease in a dual-stack network is skipped', async () => {
+      const prefix = await network(DUAL);
+      const { m, logs } = manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' });
+      await m.acquire(vx6('198.18.0.1', '2001:2::1'));
+      const flannel = (n: number, v6: string): string => `{"PublicIP":"198.18.0.${n}","PublicIPv6":"${v6}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:${n}"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:${n}"}}`;
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.40.0-24&2001:2:8000:40::-64`, flannel(40, '2001:2::40'));
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.41.0-24&2001:2:8000:41::-64`, flannel(41, 'not-an-address'));
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.42.0-24&2001:2:8000:42::7-64`, flannel(42, '2001:2::42'));
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/0.0.0.0-0&2001:2:8000:43::-64`, '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::43","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:43"}}');
+      let peers: ReadonlyMap<string, Lease> = new Map();
+      await m.watchPeers((all) => { peers = new Map(all); });
+      await until('listing', () => peers.size === 3);
+      expect(peers.get('198.19.40.0/24')).toEqual({
+        subnet: '198.19.40.0/24', publicIp: '198.18.0.40', backendType: 'vxlan', vni: 1, vtepMac: '5e:00:00:00:00:40',
+        ipv6Subnet: '2001:2:8000:40::/64', publicIpv6: '2001:2::40', v6Vni: 1, v6VtepMac: '5e:00:00:00:60:40',
+      });
+      expect(peers.get('198.19.41.0/24')).toEqual({ subnet: '198.19.41.0/24', publicIp: '198.18.0.41', backendType: 'vxlan', vni: 1, vtepMac: '5e:00:00:00:00:41' });
+      expect(peers.get('198.19.42.0/24')?.ipv6Subnet).toBeUndefined();
+      // the same bad value written again: not logged again
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.41.0-24&2001:2:8000:41::-64`, flannel(41, 'not-an-address'));
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.44.0-24`, flannelValue('198.18.0.44', '5e:00:00:00:00:44'));
+      await until('a later change', () => peers.has('198.19.44.0/24'));
+      const said = (re: RegExp): number => logs.filter((l) => re.test(l)).length;
+      expect(said(/198\.19\.41\.0-24.*PublicIPv6 "not-an-address" is not an IPv6 address; its IPv6 half is not used/)).toBe(1);
+      expect(said(/198\.19\.42\.0-24.*its IPv6 part "2001:2:8000:42::7-64" is not an IPv6 subnet in network form; used as an IPv4 lease/)).toBe(1);
+      expect(said(/skipped "[^"]*0\.0\.0\.0-0&2001:2:8000:43::-64": is an IPv6-only lease/)).toBe(1);
+      // its IPv6 half mended: the peer gets it
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.41.0-24&2001:2:8000:41::-64`, flannel(41, '2001:2::41'));
+      await until('IPv6 half mended', () => peers.get('198.19.41.0/24')?.publicIpv6 === '2001:2::41');
+    });
+
+    it('acquisition order with both families: our lease by PublicIP (both VTEP MACs kept), else the previous subnets of subnet.env, else new; an IPv4-only lease of ours no longer fits and is replaced', async () => {
+      const prefix = await network(DUAL);
+      const id = /lease ([0-9a-f]+) granted/.exec(etcdctl(etcd.url, 'lease', 'grant', '600'))![1]!;
+      etcdctl(etcd.url, 'put', '--lease', id, `${prefix}/subnets/198.19.7.0-24&2001:2:8000:7::-64`,
+        '{"PublicIP":"198.18.0.1","PublicIPv6":"2001:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:11:22:33:44:55"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:11:22:33:44:66"}}');
+      const a = await manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' }).m.acquire(vx6('198.18.0.1', '2001:2::1'));
+      expect(a).toMatchObject({ subnet: '198.19.7.0/24', how: 'existing', lease: { ipv6Subnet: '2001:2:8000:7::/64', vtepMac: '5e:11:22:33:44:55', v6VtepMac: '5e:11:22:33:44:66' } });
+      const b = await manager(prefix, '198.18.0.2', { publicIpv6: '2001:2::2', previousSubnet: '198.19.9.0/24', previousIpv6Subnet: '2001:2:8000:9::/64' }).m.acquire(vx6('198.18.0.2', '2001:2::2'));
+      expect(b).toMatchObject({ subnet: '198.19.9.0/24', how: 'previous', lease: { ipv6Subnet: '2001:2:8000:9::/64' } });
+      // the previous IPv6 subnet is taken: both picked anew
+      const c = await manager(prefix, '198.18.0.3', { publicIpv6: '2001:2::3', previousSubnet: '198.19.10.0/24', previousIpv6Subnet: '2001:2:8000:9::/64' }).m.acquire(vx6('198.18.0.3', '2001:2::3'));
+      expect(c.how).toBe('new');
+      expect(c.lease.ipv6Subnet).not.toBe('2001:2:8000:9::/64');
+      // no previous IPv6 subnet (subnet.env of an IPv4-only run): flannel takes neither
+      const d = await manager(prefix, '198.18.0.4', { publicIpv6: '2001:2::4', previousSubnet: '198.19.11.0/24' }).m.acquire(vx6('198.18.0.4', '2001:2::4'));
+      expect(d.how).toBe('new');
+      etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.200.0-24`, flannelValue('198.18.0.5', '5e:00:00:00:00:05'));
+      const { m: e, logs } = manager(prefix, '198.18.0.5', { publicIpv6: '2001:2::5' });
+      const he = await e.acquire(vx6('198.18.0.5', '2001:2::5'));
+      expect(he.how).toBe('new');
+      expect(he.lease.ipv6Subnet).toMatch(/^2001:2:8000:[0-9a-f]+::\/64$/);
+      expect((await read(prefix)).has('198.19.200.0-24')).toBe(false);
+      expect(logs.join('\n')).toMatch(/lease "198\.19\.200\.0-24" of our public IP 198\.18\.0\.5 does not fit the network config \(198\.19\.0\.0\/16, \/24 .*; 2001:2:8000::\/48, \/64 /);
+    });
+
+    it('race on half a key: another host creates a key with our IPv4 subnet (other IPv6 one) just before we create ours: the first created wins, we delete ours and pick again', async () => {
+      const prefix = await network(DUAL);
+      const rival = `{"PublicIP":"198.18.0.8","PublicIPv6":"2001:2::8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:08"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:08"}}`;
+      let rivalKey = '';
+      let ourFirst = '';
+      /** The real etcd, with the other host's create landing between our listing and our create. */
+      class Racing extends EtcdClient {
+        override async create(key: string, value: string | Buffer, lease = '0'): Promise<boolean> {
+          if (rivalKey === '') {
+            ourFirst = key;
+            rivalKey = key.replace(/&.*$/, '&2001:2:8000:ffff::-64');
+            expect(await super.create(rivalKey, rival)).toBe(true);
+          }
+          return super.create(key, value, lease);
+        }
+      }
+      const logs: string[] = [];
+      const m = new EtcdSubnetManager({ client: new Racing({ endpoints: [etcd.url] }), prefix, publicIp: '198.18.0.1', publicIpv6: '2001:2::1', log: { info: (x) => logs.push(x), error: (x) => logs.push(x) } });
+      open.push(m);
+      const h = await m.acquire(vx6('198.18.0.1', '2001:2::1'));
+      const kv = await read(prefix);
+      expect(kv.has(ourFirst.slice(`${prefix}/subnets/`.length))).toBe(false);
+      expect(kv.has(rivalKey.slice(`${prefix}/subnets/`.length))).toBe(true);
+      expect(ourFirst.slice(`${prefix}/subnets/`.length).startsWith(h.subnet.replace('/', '-'))).toBe(false);
+      expect(kv.size).toBe(2);
+    });
+
+    it('IPv6 only: keys 0.0.0.0-0&<v6>-<len>, PublicIP 0.0.0.0, no BackendData; hosts known by PublicIPv6 (two hosts, and one restarting)', async () => {
+      const prefix = await network({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:2:8000::/48', Backend: { Type: 'vxlan' } });
+      const a = manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' }).m;
+      const ha = await a.acquire(vx6('198.18.0.1', '2001:2::1', true));
+      const hb = await manager(prefix, '198.18.0.2', { publicIpv6: '2001:2::2' }).m.acquire(vx6('198.18.0.2', '2001:2::2', true));
+      expect(ha.subnet).toMatch(/^2001:2:8000:[0-9a-f]+::\/64$/);
+      expect(hb.subnet).not.toBe(ha.subnet);
+      const key = `0.0.0.0-0&${ha.subnet.replace('/', '-')}`;
+      expect(etcdctl(etcd.url, 'get', `${prefix}/subnets/${key}`, '--print-value-only').trim())
+        .toBe(`{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::1","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"${stableVtepMac(ha.subnet)}"}}`);
+      let peers: ReadonlyMap<string, Lease> = new Map();
+      await a.watchPeers((all) => { peers = new Map(all); });
+      await until('b seen', () => peers.has(hb.subnet));
+      expect(peers.get(hb.subnet)).toMatchObject({ subnet: hb.subnet, publicIp: '2001:2::2', ipv6Subnet: hb.subnet, publicIpv6: '2001:2::2' });
+      a.close();
+      const again = await manager(prefix, '198.18.0.9', { publicIpv6: '2001:2::1' }).m.acquire(vx6('198.18.0.9', '2001:2::1', true));
+      expect(again).toMatchObject({ subnet: ha.subnet, how: 'existing' });
+    });
+  });
 });
