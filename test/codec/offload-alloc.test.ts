@@ -21,7 +21,7 @@ async function expectNoAllocation(name: string, n: number, body: (n: number) => 
   }, () => { r = body(n >> 2); });
   expect(r).not.toBe(0.5);
   console.log(`${name}: ${ns.toFixed(0)} ns/op`);
-  expect(a.scavenges).toBe(0);
+  expect(a.scavenges, `scavenges in the warm-up rounds: ${a.warmUp.join(' ')}`).toBe(0);
   if (a.growth !== undefined) expect(a.growth).toBeLessThan(64 * 1024);
 }
 

@@ -55,9 +55,14 @@ export async function scavengesDuring(fn: () => void): Promise<number> {
  * runs repeat, 50 ms apart, until one allocates nothing, for up to 20 s; a real per-iteration
  * allocation never gets there, and the measured run after it still fails.
  */
-export async function warmUp(run: () => void, budgetMs = 20_000): Promise<void> {
+export async function warmUp(run: () => void, budgetMs = 20_000): Promise<number[]> {
   const end = performance.now() + budgetMs;
-  for (let i = 0; i < 8 || performance.now() < end; i++) if ((await scavengesDuring(run)) === 0) return;
+  const rounds: number[] = [];
+  for (let i = 0; i < 8 || performance.now() < end; i++) {
+    rounds.push(await scavengesDuring(run));
+    if (rounds[rounds.length - 1] === 0) break;
+  }
+  return rounds;
 }
 
 /**
@@ -65,8 +70,8 @@ export async function warmUp(run: () => void, budgetMs = 20_000): Promise<void> 
  * scavenges (must be 0) and new-space growth in bytes, or undefined when a major GC emptied the
  * young generation in the middle (then the scavenge count alone decides).
  */
-export async function youngAllocation(run: () => void, warm: () => void = run): Promise<{ scavenges: number; growth: number | undefined }> {
-  await warmUp(warm);
+export async function youngAllocation(run: () => void, warm: () => void = run, budgetMs?: number): Promise<{ scavenges: number; growth: number | undefined; warmUp: number[] }> {
+  const rounds = await warmUp(warm, budgetMs);
   const g = await gcDuring(run);
-  return { scavenges: g.scavenges, growth: g.majors > 0 ? undefined : g.growth };
+  return { scavenges: g.scavenges, growth: g.majors > 0 ? undefined : g.growth, warmUp: rounds };
 }
