@@ -193,4 +193,75 @@ describe('no allocation per packet', () => {
     expect(after.offload.coalescedWrites - before.offload.coalescedWrites).toBe(rounds * SP);
     expect(n).toBeLessThanOrEqual(2);
   });
+  it('inner IPv6, UDP backend: TUN -> socket (hop limit) and socket -> TUN, and ICMPv6 errors', async () => {
+    const io = nullIo();
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', ipv6Subnet: '2001:2:0:101::/64', ipv6Network: '2001:2:0:100::/56', publicIp: '2001:2:0:1::1', io, kernel: nullKernel });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', ipv6Subnet: '2001:2:0:102::/64', publicIp: '2001:2:0:1::2', backendType: 'udp' });
+    const v6 = (src: string, dst: string): Buffer => {
+      const p = Buffer.alloc(40 + 60);
+      buildPacket(p, 0, { v: 6, src6: parseIpv6(src), dst6: parseIpv6(dst), payload: new Uint8Array(40) });
+      return p;
+    };
+    const tx = allocSlots(BATCH, 2048);
+    fill(tx, v6('2001:2:0:101::5', '2001:2:0:102::7'));
+    fill(tx.slice(BATCH - 4), v6('2001:2:0:101::5', '2001:2:0:177::7')); // no route: ICMPv6 errors
+    for (const s of tx) s.buf[HEADROOM + 7] = 255;
+    const rx = allocDatagramSlots(BATCH, 2048);
+    fill(rx, v6('2001:2:0:102::7', '2001:2:0:101::5'));
+    underlay(true).from(rx);
+    const run = (): void => {
+      for (let r = 0; r < ROUNDS; r++) {
+        if ((r & 127) === 0) for (let i = 0; i < BATCH; i++) tx[i]!.buf[HEADROOM + 7] = 255; // the hop limit, decremented in place
+        io.dev!.handler(tx, BATCH);
+        io.tr!.handler(rx, BATCH);
+      }
+    };
+    await warmUp(run);
+    const sent0 = io.tr!.sent, written0 = io.dev!.written;
+    const n = await scavengesDuring(run);
+    expect(io.tr!.sent - sent0).toBe(ROUNDS * (BATCH - 4));
+    expect(io.dev!.written - written0).toBe(ROUNDS * (BATCH + 4));
+    expect(n).toBeLessThanOrEqual(2);
+  });
+
+  it('inner IPv6, VXLAN L3 with offloads: GSO_TCPV6 segment + GSO merge, GRO split + TCP/IPv6 coalesce', async () => {
+    const io = nullIo(true);
+    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', ipv6Subnet: '2001:2:0:101::/64', ipv6Network: '2001:2:0:100::/56', publicIp: '2001:2:0:1::1', vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', ipv6Subnet: '2001:2:0:102::/64', publicIp: '2001:2:0:1::2', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:02' });
+    const SP = 8, SEGS = 20, MSS = 1360;
+    const tx = allocSlots(SP, 65_792);
+    const sp = Buffer.alloc(60 + SEGS * MSS);
+    buildPacket(sp, 0, { v: 6, src6: parseIpv6('2001:2:0:101::5'), dst6: parseIpv6('2001:2:0:102::7'), payload: new Uint8Array(SEGS * MSS), csum: 'partial' });
+    fill(tx, sp);
+    for (const s of tx) emitVirtioTcpGso(s.buf, HEADROOM - 10, 6, 40, 60, MSS);
+    const GRO = 16;
+    const rx = allocDatagramSlots(SP, 65_792);
+    const frames: Buffer[] = [];
+    for (let k = 0; k < GRO; k++) {
+      const inner = Buffer.alloc(60 + MSS);
+      buildPacket(inner, 0, { v: 6, src6: parseIpv6('2001:2:0:102::7'), dst6: parseIpv6('2001:2:0:101::5'), seq: 1 + k * MSS, payload: new Uint8Array(MSS) });
+      frames.push(Buffer.concat([Buffer.from('0800000000000100' + '020000000001' + '020000000002' + '86dd', 'hex'), inner]));
+    }
+    fill(rx, Buffer.concat(frames));
+    underlay(true).from(rx);
+    for (const s of rx) s.segSize = frames[0]!.length;
+    const rounds = Math.ceil(ROUNDS / 4);
+    const run = (): void => {
+      for (let r = 0; r < rounds; r++) {
+        io.dev!.handler(tx, SP);
+        io.tr!.handler(rx, SP);
+      }
+    };
+    await warmUp(run);
+    const before = b.stats();
+    const n = await scavengesDuring(run);
+    const after = b.stats();
+    expect(after.drops).toEqual({});
+    expect(after.txPackets - before.txPackets).toBe(rounds * SP * SEGS);
+    expect(after.rxPackets - before.rxPackets).toBe(rounds * SP * GRO);
+    expect(after.offload.coalescedWrites - before.offload.coalescedWrites).toBe(rounds * SP);
+    expect(n).toBeLessThanOrEqual(2);
+  });
 });
