@@ -10,6 +10,7 @@
 import { onesSum, pseudoSum6 } from './checksum.js';
 import { ICMP_HLEN, IPV6_HLEN, IpProto } from './constants.js';
 import { emitIpv6, ipv6Check } from './ip.js';
+import { emitIcmpErrorBody } from './icmp.js';
 import { inBounds } from './util.js';
 
 /** ICMPv6 message types used by the dataplane (RFC 4443, RFC 4861). */
@@ -122,15 +123,7 @@ export function buildIcmp6Error(
   if (!inBounds(out, outOff, total)) throw new RangeError(`ICMPv6 error needs ${total} bytes at offset ${outOff}`);
   emitIpv6(out, outOff, 0, 0, icmpLen, IpProto.ICMPV6, hopLimit, src, srcOff, pkt, pktOff + 8);
   const m = outOff + IPV6_HLEN;
-  out[m] = type & 255;
-  out[m + 1] = code & 255;
-  out[m + 2] = 0;
-  out[m + 3] = 0;
-  out[m + 4] = rest >>> 24;
-  out[m + 5] = (rest >>> 16) & 255;
-  out[m + 6] = (rest >>> 8) & 255;
-  out[m + 7] = rest & 255;
-  for (let i = 0; i < quote; i++) out[m + ICMP_HLEN + i] = pkt[pktOff + i]!;
+  emitIcmpErrorBody(out, m, type, code, rest, pkt, pktOff, quote);
   const c = ~onesSum(out, m, icmpLen, pseudoSum6(out, outOff + 8, outOff + 24, IpProto.ICMPV6, icmpLen)) & 0xffff;
   out[m + 2] = c >>> 8;
   out[m + 3] = c & 255;

@@ -83,6 +83,13 @@ export const SUBNET6: ParsePrefixOptions = { family: 6, hostBits: 'clear' };
 /** Counters of no peer (generated traffic, unknown senders): written to, never read; never a destination. */
 export const NO_COUNTERS: PeerCounters = newPeerCounters();
 
+/** The drop code for a received inner packet whose header check said `r` ('ok': none): cut or short ones, else `bad`. */
+function rxReason(r: string, buf: Buffer, off: number, len: number, bad: number): number {
+  if (r === 'ok') return 0;
+  if (r === 'too-short' || r === 'truncated' || r === 'bad-total-length') return off + len >= buf.length ? D.rx_oversized : D.rx_truncated;
+  return bad;
+}
+
 /**
  * The drop code for a received inner IPv4 packet `buf[off, off+len)` that fails
  * validation, or 0 when it is valid: a datagram that filled its receive slot was cut by
@@ -90,36 +97,17 @@ export const NO_COUNTERS: PeerCounters = newPeerCounters();
  * length or header checksum is rx_bad_ipv4.
  */
 export function rxIpv4Reason(buf: Buffer, off: number, len: number): number {
-  switch (ipv4Check(buf, off, len)) {
-    case 'ok':
-      return ipv4VerifyChecksum(buf, off) ? 0 : D.rx_bad_ipv4;
-    case 'too-short':
-    case 'truncated':
-    case 'bad-total-length':
-      return off + len >= buf.length ? D.rx_oversized : D.rx_truncated;
-    default:
-      return D.rx_bad_ipv4;
-  }
+  const why = rxReason(ipv4Check(buf, off, len), buf, off, len, D.rx_bad_ipv4);
+  return why !== 0 || ipv4VerifyChecksum(buf, off) ? why : D.rx_bad_ipv4;
 }
 
 /**
  * The drop code for a received inner IPv6 packet `buf[off, off+len)` that fails validation, or
- * 0 when it is valid (the counterpart of {@link rxIpv4Reason}): a datagram that filled its
- * receive slot was cut by the buffer (rx_oversized); short or cut packets are rx_truncated; a
- * bad version is rx_bad_ipv6. Extension headers are not walked: the packet is forwarded by its
- * fixed header, as a router does.
+ * 0 when it is valid (as {@link rxIpv4Reason}; a bad version is rx_bad_ipv6). Extension headers
+ * are not walked: the packet is forwarded by its fixed header, as a router does.
  */
 export function rxIpv6Reason(buf: Buffer, off: number, len: number): number {
-  switch (ipv6Check(buf, off, len)) {
-    case 'ok':
-      return 0;
-    case 'too-short':
-    case 'truncated':
-    case 'bad-total-length':
-      return off + len >= buf.length ? D.rx_oversized : D.rx_truncated;
-    default:
-      return D.rx_bad_ipv6;
-  }
+  return rxReason(ipv6Check(buf, off, len), buf, off, len, D.rx_bad_ipv6);
 }
 
 /**

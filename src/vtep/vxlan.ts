@@ -475,11 +475,21 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const e = off - ETH_HLEN;
     // neighbour: the peer VTEP MAC goes straight into the inner Ethernet destination
     if (!this.neigh.lookupMacInto(r.gateway | 0, b, e)) { c.drop(D.tx_no_neighbour); return; }
+    this.encapL3(b, off, len, EtherType.IPv4);
+  }
+
+  /**
+   * L3, either inner family, once the neighbour's MAC is in the inner Ethernet destination (the
+   * 14 bytes before `off`): FDB by that MAC, our MAC, ethertype `et`, the VXLAN header; send.
+   */
+  private encapL3(b: Buffer, off: number, len: number, et: number): void {
+    const hdr = VXLAN_HLEN + ETH_HLEN;
+    const e = off - ETH_HLEN;
     const ent = this.fdb.lookupBytes(this.vni, b, e);
-    if (ent === undefined || ent.dests.length === 0) { c.drop(D.tx_no_fdb); return; }
+    if (ent === undefined || ent.dests.length === 0) { this.counters.drop(D.tx_no_fdb); return; }
     writeMacHL(b, e + 6, this.macHi, this.macLo);
-    b[e + 12] = EtherType.IPv4 >>> 8;
-    b[e + 13] = EtherType.IPv4 & 0xff;
+    b[e + 12] = et >>> 8;
+    b[e + 13] = et & 0xff;
     emitVxlanPolicy(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
     this.sendToAll(b, off - hdr, len + hdr, ent.dests);
   }
@@ -487,22 +497,14 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** L3, inner IPv6: IPv6 route -> NDP entry -> FDB, then inner Ethernet (0x86DD) + VXLAN headers in the headroom. */
   private fromTun6(b: Buffer, off: number, len: number): void {
     const c = this.counters;
-    const hdr = VXLAN_HLEN + ETH_HLEN;
     if (len < IPV6_HLEN) { c.drop(D.tx_runt); return; }
     if (ipv6LinkScope(b, off + 24)) { c.drop(D.tx_ipv6_link_scope); return; }
     const r = this.routes6.lookup(b, off + 24);
     if (r === undefined || r.gateway === null) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
     if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
-    if (off < hdr) { c.drop(D.tx_runt); return; }
-    const e = off - ETH_HLEN;
-    if (!this.neigh6.lookupMacInto(r.gateway, b, e)) { c.drop(D.tx_no_neighbour); return; }
-    const ent = this.fdb.lookupBytes(this.vni, b, e);
-    if (ent === undefined || ent.dests.length === 0) { c.drop(D.tx_no_fdb); return; }
-    writeMacHL(b, e + 6, this.macHi, this.macLo);
-    b[e + 12] = EtherType.IPv6 >>> 8;
-    b[e + 13] = EtherType.IPv6 & 0xff;
-    emitVxlanPolicy(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
-    this.sendToAll(b, off - hdr, len + hdr, ent.dests);
+    if (off < VXLAN_HLEN + ETH_HLEN) { c.drop(D.tx_runt); return; }
+    if (!this.neigh6.lookupMacInto(r.gateway, b, off - ETH_HLEN)) { c.drop(D.tx_no_neighbour); return; }
+    this.encapL3(b, off, len, EtherType.IPv6);
   }
 
   /** L2: bridge-port semantics (FDB, flooding, proxy ARP). */

@@ -10,24 +10,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
+import { A6, B6, HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer, v6Pair } from './harness.js';
 
 const MB = 1024 * 1024;
-const A6 = '2001:2:0:1::1';
-const B6 = '2001:2:0:1::2';
 const NET6 = '2001:2:0:100::/56';
 const OURS6 = '2001:2:0:101::';
 const KERN6 = '2001:2:0:102::';
-
-/** Hosts a and b on one veth `u0`, with IPv6 underlay addresses (no DAD: usable at once). */
-function v6Pair(tb: Testbed): [NsHost, NsHost] {
-  const a = tb.host('a');
-  const b = tb.host('b');
-  tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-  a.ip('addr', 'add', `${A6}/64`, 'dev', 'u0', 'nodad');
-  b.ip('addr', 'add', `${B6}/64`, 'dev', 'u0', 'nodad');
-  return [a, b];
-}
 
 describe.runIf(requireNetns())('L3 VTEP <-> kernel flannel-v6.1, inner IPv6 over an IPv6 underlay (mmsg)', () => {
   const tb = new Testbed('vx6o');
