@@ -214,6 +214,15 @@ function sameDest(q: MutDatagramSlot, a: MutDatagramSlot): boolean {
 }
 
 /**
+ * ICMP errors (ICMPv4 and ICMPv6 together) are generated at most at this rate per second on
+ * average, in bursts of up to ICMP_BURST: RFC 4443 2.4 (f) for ICMPv6, RFC 1812 4.3.2.8 for
+ * ICMPv4 (the kernel's net.ipv4.icmp_msgs_per_sec and icmp_msgs_burst defaults).
+ */
+export const ICMP_RATE = 1000;
+/** See {@link ICMP_RATE}. */
+export const ICMP_BURST = 50;
+
+/**
  * The ICMP errors the core can generate back into the device, for either inner family:
  * ICMPv4 network unreachable / time exceeded / fragmentation needed, or for an IPv6 packet
  * ICMPv6 destination unreachable (no route) / time exceeded (hop limit) / packet too big.
@@ -239,6 +248,8 @@ export interface ErrorStats {
 export interface CoreStats extends DataplaneStats {
   /** ICMP errors written back into the device. */
   icmpSent: number;
+  /** ICMP errors not sent because they were over the rate limit (ICMP_RATE, ICMP_BURST). */
+  icmpRateLimited: number;
   /** Failures outside the packet path (kernel setup). */
   errors: ErrorStats;
   /** Offload activity (see {@link OffloadStats}). */
@@ -738,7 +749,7 @@ export abstract class TunnelCore {
   /** Counters as a plain object (not for the hot path). */
   stats(): CoreStats {
     const s: CoreStats = {
-      ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, errors: { kernel: this.kernelErrors },
+      ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, icmpRateLimited: this.counters.icmpRateLimited, errors: { kernel: this.kernelErrors },
       offload: this.counters.offload.snapshot(),
     };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
@@ -1316,7 +1327,8 @@ export abstract class TunnelCore {
   /**
    * Answer the IP packet `buf[off, off+len)` read from the device with an ICMP error, ICMPv4 or
    * ICMPv6 by its version (never about an ICMP error, a non-first IPv4 fragment, a multicast
-   * destination: the codec's builders refuse those). No more than one per offending packet.
+   * destination: the codec's builders refuse those). At most one per offending packet, and
+   * no more than ICMP_RATE per second in bursts of ICMP_BURST (both families together).
    */
   protected icmpError(kind: IcmpKind, buf: Buffer, off: number, len: number): void {
     if (this.nIcmp === this.icmpSlots.length) this.flushDeviceReplies();
@@ -1327,13 +1339,30 @@ export abstract class TunnelCore {
         kind === IcmpKind.NetUnreachable ? Icmp6Type.DEST_UNREACH : kind === IcmpKind.TimeExceeded ? Icmp6Type.TIME_EXCEEDED : Icmp6Type.PACKET_TOO_BIG,
         kind === IcmpKind.NetUnreachable ? Icmp6Code.NO_ROUTE : 0, kind === IcmpKind.FragNeeded ? this.deviceMtu : 0, this.icmpSrc6, 0, 64,
         o.buf.length - o.off);
-      if (o.len > 0) this.nIcmp++;
+      if (o.len > 0 && this.icmpAllowed()) this.nIcmp++;
       return;
     }
     o.len = kind === IcmpKind.NetUnreachable ? buildIcmpNetUnreachable(o.buf, o.off, buf, off, len, this.icmpSrc)
       : kind === IcmpKind.TimeExceeded ? buildIcmpTimeExceeded(o.buf, o.off, buf, off, len, this.icmpSrc)
       : buildIcmpFragNeeded(o.buf, o.off, buf, off, len, this.icmpSrc, this.deviceMtu);
-    if (o.len > 0) this.nIcmp++;
+    if (o.len > 0 && this.icmpAllowed()) this.nIcmp++;
+  }
+
+  // the ICMP rate limit's token bucket
+  private icmpTokens = ICMP_BURST;
+  private icmpRefilled = 0;
+
+  /** Take a token for one ICMP error; false (counted) when the rate limit says no. */
+  private icmpAllowed(): boolean {
+    const now = performance.now();
+    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + ((now - this.icmpRefilled) * ICMP_RATE) / 1000);
+    this.icmpRefilled = now;
+    if (this.icmpTokens < 1) {
+      this.counters.icmpRateLimited++;
+      return false;
+    }
+    this.icmpTokens--;
+    return true;
   }
 
   /** Count drop `code` for the IPv4 packet `buf[off, off+len)` read from the device and answer it with ICMP `kind`. */

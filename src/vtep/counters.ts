@@ -203,6 +203,8 @@ export class Counters {
   readonly totals: PeerCounters = newPeerCounters();
   /** ICMP errors generated back into the device. */
   icmpSent = 0;
+  /** ICMP errors (either family) not sent: over the rate limit (see ICMP_RATE in src/vtep/core.ts). */
+  icmpRateLimited = 0;
   /** ARP replies generated (L3 VTEP answers, L2 proxy). */
   arpReplies = 0;
   /** Neighbour advertisements sent (inner IPv6: solicitations for our VTEP address). */

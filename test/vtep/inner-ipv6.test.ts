@@ -146,6 +146,23 @@ for (const under of [{ name: 'IPv4 underlay', me: '198.18.0.1', peer: '198.18.0.
       expect(b.stats().drops).toEqual({ tx_no_route: 4, tx_ttl_exceeded: 1, tx_too_big: 1, tx_ipv6_link_scope: 2 });
     });
 
+    it('rate-limits ICMP errors of both families together: a burst of 50, then about 1000 per second', async () => {
+      const { b, dev } = await udp();
+      const v6 = Array.from({ length: 40 }, () => ipv6Packet('2001:2:0:101::5', '2001:2:0:177::7'));
+      const v4 = Array.from({ length: 24 }, () => ipv4Packet('198.19.1.5', '198.19.77.7'));
+      dev.inject([...v6, ...v4]);
+      const s0 = b.stats();
+      expect(s0.icmpSent).toBeGreaterThanOrEqual(50);
+      expect(s0.icmpSent).toBeLessThan(60); // one more token a millisecond while the batch runs
+      expect(s0.icmpSent + s0.icmpRateLimited).toBe(64);
+      expect(s0.drops.tx_no_route).toBe(64);
+      await new Promise((r) => setTimeout(r, 30)); // ~30 tokens back
+      dev.inject(v6);
+      const s = b.stats();
+      expect(s.icmpSent - s0.icmpSent).toBeGreaterThanOrEqual(20);
+      expect(s.icmpSent + s.icmpRateLimited).toBe(104);
+    });
+
     it('quotes an oversized packet only up to 1280 bytes in all', async () => {
       const { dev } = await udp({ deviceMtu: 1400 });
       const big = ipv6Packet('2001:2:0:101::5', '2001:2:0:102::7', { payload: 1400 });
