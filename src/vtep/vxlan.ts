@@ -562,7 +562,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const dh = rd16(b, e);
     const dl = rd32(b, e + 2);
     // ours, broadcast (ARP), or IPv6 multicast 33:33:... (a neighbour solicitation to a solicited-node address)
-    const multicast = dh === 0x3333 && rd16(b, e + 12) === EtherType.IPv6;
+    const multicast = dh === 0x3333 && this.subnet6 !== undefined && rd16(b, e + 12) === EtherType.IPv6;
     if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1) && !multicast) { c.drop(D.rx_not_our_mac); return; }
     if (this.learnL3 && s.family === 4) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
