@@ -208,12 +208,17 @@ export class IpPrefix {
   contains(a: IpAddr): boolean {
     if (a.family !== this.family) return false;
     if (a.family === 4) return (a.v4 & this.maski) === this.neti;
-    return prefixMatch6(this.addr.bytes, a.bytes, this.len);
+    return prefixMatch6(this.addr.bytes, a.bytes, 0, this.len);
   }
 
   /** Hot path: true when the IPv4 number `ip` (int32 or uint32 form) lies inside this IPv4 prefix. */
   containsV4(ip: number): boolean {
     return (ip & this.maski) === this.neti;
+  }
+
+  /** Hot path: true when the 16 bytes at `buf[off..)` (an IPv6 address in a packet) lie inside this IPv6 prefix. Allocation-free. */
+  containsV6At(buf: Uint8Array, off: number): boolean {
+    return this.addr.family === 6 && prefixMatch6(this.addr.bytes, buf, off, this.len);
   }
 
   /** True when prefix `p` lies entirely inside this one. */
@@ -239,12 +244,12 @@ function clearHostBits6(b: Uint8Array, len: number): void {
   }
 }
 
-function prefixMatch6(net: Uint8Array, a: Uint8Array, len: number): boolean {
+function prefixMatch6(net: Uint8Array, a: Uint8Array, ao: number, len: number): boolean {
   for (let i = 0; i < 16; i++) {
     const keep = len >= (i + 1) * 8 ? 8 : len <= i * 8 ? 0 : len - i * 8;
     if (keep === 0) return true;
     const m = (0xff << (8 - keep)) & 0xff;
-    if ((a[i]! & m) !== net[i]) return false;
+    if ((a[ao + i]! & m) !== net[i]) return false;
   }
   return true;
 }

@@ -6,7 +6,7 @@
  * or a packet whose source is not a single host (RFC 1812 4.3.2.7).
  */
 import { readIpv4 } from './addr.js';
-import { onesSumSimple, onesSum } from './checksum.js';
+import { copyBytes, onesSumSimple, onesSum } from './checksum.js';
 import { ICMP_HLEN, IcmpCode, IcmpType, IPV4_HLEN, IpProto } from './constants.js';
 import { emitIpv4, ipv4Check, type Ipv4Reason } from './ip.js';
 import { EMPTY, inBounds } from './util.js';
@@ -123,6 +123,19 @@ export function buildIcmpError(
   if (!inBounds(out, outOff, total)) throw new RangeError(`ICMP error needs ${total} bytes at offset ${outOff}`);
   emitIpv4(out, outOff, 0xc0, total, id, 0, ttl, IpProto.ICMP, srcIp, readIpv4(pkt, pktOff + 12));
   const m = outOff + IPV4_HLEN;
+  emitIcmpErrorBody(out, m, type, code, rest, pkt, pktOff, quote);
+  const c = ~onesSumSimple(out, m, icmpLen) & 0xffff;
+  out[m + 2] = c >>> 8;
+  out[m + 3] = c & 255;
+  return total;
+}
+
+/**
+ * The body of an ICMP (v4 or v6) error at `out[m..)`: type, code, a zero checksum, the 4-byte
+ * `rest` (uint32), then the first `quote` bytes of the offending packet at `pkt[pktOff..)`.
+ * The caller fills the checksum (ICMPv6's covers a pseudo-header).
+ */
+export function emitIcmpErrorBody(out: Uint8Array, m: number, type: number, code: number, rest: number, pkt: Uint8Array, pktOff: number, quote: number): void {
   out[m] = type & 255;
   out[m + 1] = code & 255;
   out[m + 2] = 0;
@@ -131,11 +144,7 @@ export function buildIcmpError(
   out[m + 5] = (rest >>> 16) & 255;
   out[m + 6] = (rest >>> 8) & 255;
   out[m + 7] = rest & 255;
-  for (let i = 0; i < quote; i++) out[m + ICMP_HLEN + i] = pkt[pktOff + i]!;
-  const c = ~onesSumSimple(out, m, icmpLen) & 0xffff;
-  out[m + 2] = c >>> 8;
-  out[m + 3] = c & 255;
-  return total;
+  copyBytes(pkt, pktOff, out, m + ICMP_HLEN, quote);
 }
 
 /** ICMP destination unreachable / network unreachable about `pkt`; see {@link buildIcmpError}. */

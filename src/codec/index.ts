@@ -16,6 +16,7 @@ export * from './checksum.js';
 export * from './ethernet.js';
 export * from './ip.js';
 export * from './icmp.js';
+export * from './icmp6.js';
 export * from './vxlan.js';
 export { flannelUdpValidate, flannelDecrementTtl, type FlannelUdpReason } from './flannel.js';
 export * from './virtio.js';

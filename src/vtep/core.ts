@@ -58,10 +58,11 @@ import { AddrError, ipPrefix, ipv6Equal, parseIp, type IpAddr, type IpPrefix, ty
 import { IPV4_HLEN, IPV6_HLEN } from '../codec/constants.js';
 import {
   buildIcmpFragNeeded, buildIcmpNetUnreachable, buildIcmpTimeExceeded, ipv4DontFragment, ipv4Check, ipv4VerifyChecksum,
+  buildIcmp6Error, ipv6Check, Icmp6Code, Icmp6Type, ICMP6_ERROR_MAX,
   csumFold, emitVirtioNone, emitVirtioTcpGso, finishChecksum, storePartialChecksum, gsoSegmentStrided, onesSum, parseL4, partialKind,
   SEGMENT_MAX_SEGMENTS, IpProto, L4Layout, SegmentInfo, TcpCoalescer, VirtioGso, VirtioNetHdr, VIRTIO_NET_HDR_LEN, WRITE_BAD_CHECKSUM, copyBytes,
 } from '../codec/index.js';
-import { OFFLOAD_SLOT_SIZE } from '../tun/types.js';
+import { HEADROOM, OFFLOAD_SLOT_SIZE } from '../tun/types.js';
 import { Counters, D, newPeerCounters, PEER_ADDR, PEER_FAMILY, peerAddr6Into, RX_PKTS, sendErrorReason, TX_PKTS, type OffloadStats, type PeerCounters } from './counters.js';
 import { isIpv4Mapped } from './peer-addr.js';
 import { RtnlNet, type KernelNet } from './kernel.js';
@@ -76,9 +77,18 @@ const EMPTY_BUF = Buffer.alloc(0);
 
 /** Subnets in leases and options: IPv4, host bits cleared. */
 export const SUBNET: ParsePrefixOptions = { family: 4, hostBits: 'clear' };
+/** IPv6 subnets (inner IPv6) in leases and options: host bits cleared. */
+export const SUBNET6: ParsePrefixOptions = { family: 6, hostBits: 'clear' };
 
 /** Counters of no peer (generated traffic, unknown senders): written to, never read; never a destination. */
 export const NO_COUNTERS: PeerCounters = newPeerCounters();
+
+/** The drop code for a received inner packet whose header check said `r` ('ok': none): cut or short ones, else `bad`. */
+function rxReason(r: string, buf: Buffer, off: number, len: number, bad: number): number {
+  if (r === 'ok') return 0;
+  if (r === 'too-short' || r === 'truncated' || r === 'bad-total-length') return off + len >= buf.length ? D.rx_oversized : D.rx_truncated;
+  return bad;
+}
 
 /**
  * The drop code for a received inner IPv4 packet `buf[off, off+len)` that fails
@@ -87,16 +97,26 @@ export const NO_COUNTERS: PeerCounters = newPeerCounters();
  * length or header checksum is rx_bad_ipv4.
  */
 export function rxIpv4Reason(buf: Buffer, off: number, len: number): number {
-  switch (ipv4Check(buf, off, len)) {
-    case 'ok':
-      return ipv4VerifyChecksum(buf, off) ? 0 : D.rx_bad_ipv4;
-    case 'too-short':
-    case 'truncated':
-    case 'bad-total-length':
-      return off + len >= buf.length ? D.rx_oversized : D.rx_truncated;
-    default:
-      return D.rx_bad_ipv4;
-  }
+  const why = rxReason(ipv4Check(buf, off, len), buf, off, len, D.rx_bad_ipv4);
+  return why !== 0 || ipv4VerifyChecksum(buf, off) ? why : D.rx_bad_ipv4;
+}
+
+/**
+ * The drop code for a received inner IPv6 packet `buf[off, off+len)` that fails validation, or
+ * 0 when it is valid (as {@link rxIpv4Reason}; a bad version is rx_bad_ipv6). Extension headers
+ * are not walked: the packet is forwarded by its fixed header, as a router does.
+ */
+export function rxIpv6Reason(buf: Buffer, off: number, len: number): number {
+  return rxReason(ipv6Check(buf, off, len), buf, off, len, D.rx_bad_ipv6);
+}
+
+/**
+ * True when the IPv6 destination at `buf[off..)` is multicast (ff00::/8) or link-local
+ * (fe80::/10): link-scope traffic of the device itself, never tunnelled.
+ */
+export function ipv6LinkScope(buf: Buffer, off: number): boolean {
+  const a = buf[off]!;
+  return a === 0xff || (a === 0xfe && (buf[off + 1]! & 0xc0) === 0x80);
 }
 
 /**
@@ -193,7 +213,20 @@ function sameDest(q: MutDatagramSlot, a: MutDatagramSlot): boolean {
   return q.family === 4 ? q.addr === a.addr : ipv6Equal(q.addr6, 0, a.addr6, 0);
 }
 
-/** The ICMP errors the core can generate back into the device. */
+/**
+ * ICMP errors (ICMPv4 and ICMPv6 together) are generated at most at this rate per second on
+ * average, in bursts of up to ICMP_BURST: RFC 4443 2.4 (f) for ICMPv6, RFC 1812 4.3.2.8 for
+ * ICMPv4 (the kernel's net.ipv4.icmp_msgs_per_sec and icmp_msgs_burst defaults).
+ */
+export const ICMP_RATE = 1000;
+/** See {@link ICMP_RATE}. */
+export const ICMP_BURST = 50;
+
+/**
+ * The ICMP errors the core can generate back into the device, for either inner family:
+ * ICMPv4 network unreachable / time exceeded / fragmentation needed, or for an IPv6 packet
+ * ICMPv6 destination unreachable (no route) / time exceeded (hop limit) / packet too big.
+ */
 export const enum IcmpKind { NetUnreachable, TimeExceeded, FragNeeded }
 
 /** Kernel-setup and device failures, as counted in {@link CoreStats.errors}. */
@@ -215,6 +248,8 @@ export interface ErrorStats {
 export interface CoreStats extends DataplaneStats {
   /** ICMP errors written back into the device. */
   icmpSent: number;
+  /** ICMP errors not sent because they were over the rate limit (ICMP_RATE, ICMP_BURST). */
+  icmpRateLimited: number;
   /** Failures outside the packet path (kernel setup). */
   errors: ErrorStats;
   /** Offload activity (see {@link OffloadStats}). */
@@ -233,6 +268,10 @@ export abstract class TunnelCore {
   readonly subnet: IpPrefix;
   /** The overlay network. */
   readonly network: IpPrefix;
+  /** Inner IPv6: this host's IPv6 subnet (options.ipv6Subnet), or undefined (no IPv6 overlay). */
+  readonly subnet6: IpPrefix | undefined;
+  /** Inner IPv6: the IPv6 overlay network (options.ipv6Network). */
+  readonly network6: IpPrefix | undefined;
   /** Our public (underlay) IPv4 as uint32, 0 with an IPv6 underlay ({@link rebind} changes it; see {@link publicAddr}). */
   get publicIp(): number {
     return this.pub.v4;
@@ -263,6 +302,8 @@ export abstract class TunnelCore {
   protected readonly strictSource: boolean;
   /** Source address of the ICMP errors we generate: our device address. */
   protected icmpSrc: number;
+  /** Source address of the ICMPv6 errors we generate: our device's IPv6 address (the IPv6 subnet's network address; empty without one). */
+  protected readonly icmpSrc6: Uint8Array;
   protected device: PacketDevice | undefined;
   protected transport: UdpTransport | undefined;
   protected running = false;
@@ -360,6 +401,11 @@ export abstract class TunnelCore {
     this.deviceKind = deviceKind;
     this.subnet = ipPrefix(opts.subnet, SUBNET);
     this.network = ipPrefix(opts.network, SUBNET);
+    if ((opts.ipv6Subnet === undefined) !== (opts.ipv6Network === undefined)) throw new Error('ipv6Subnet and ipv6Network go together (inner IPv6)');
+    this.subnet6 = opts.ipv6Subnet === undefined ? undefined : ipPrefix(opts.ipv6Subnet, SUBNET6);
+    this.network6 = opts.ipv6Network === undefined ? undefined : ipPrefix(opts.ipv6Network, SUBNET6);
+    if (this.subnet6 !== undefined && !this.network6!.covers(this.subnet6)) throw new Error(`ipv6Subnet ${this.subnet6.toString()} is not inside ipv6Network ${this.network6!.toString()}`);
+    this.icmpSrc6 = this.subnet6 === undefined ? new Uint8Array(16) : this.subnet6.addr.bytes;
     this.pub = publicAddress(opts.publicIp, 'publicIp');
     this.family = this.pub.family;
     if (opts.bindAddress !== undefined) publicAddress(opts.bindAddress, 'bindAddress', this.family);
@@ -396,7 +442,8 @@ export abstract class TunnelCore {
     this.devOutMerged = new Uint8Array(rxCap);
     this.devReplies = newPacketViews(n);
     this.netReplies = newDatagramViews(8);
-    this.icmpSlots = allocReplySlots(n);
+    // an ICMPv6 error quotes up to the IPv6 minimum MTU; an ICMPv4 one 96 bytes
+    this.icmpSlots = allocReplySlots(n, this.subnet6 === undefined ? undefined : HEADROOM + ICMP6_ERROR_MAX);
   }
 
   // ---- what a backend supplies -------------------------------------------------
@@ -702,7 +749,7 @@ export abstract class TunnelCore {
   /** Counters as a plain object (not for the hot path). */
   stats(): CoreStats {
     const s: CoreStats = {
-      ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, errors: { kernel: this.kernelErrors },
+      ...this.counters.snapshot(), icmpSent: this.counters.icmpSent, icmpRateLimited: this.counters.icmpRateLimited, errors: { kernel: this.kernelErrors },
       offload: this.counters.offload.snapshot(),
     };
     if (this.lastKernelError !== undefined) s.errors.lastKernel = this.lastKernelError;
@@ -736,6 +783,18 @@ export abstract class TunnelCore {
   protected peerSubnet(lease: Lease): IpPrefix | undefined {
     const subnet = ipPrefix(lease.subnet, SUBNET);
     return subnet.equals(this.subnet) ? undefined : subnet;
+  }
+
+  /**
+   * A lease's IPv6 subnet (inner IPv6), parsed: undefined when the lease has none, when we run no
+   * IPv6 overlay, or for our own. Throws one clear line when it is malformed or outside our IPv6 network.
+   */
+  protected peerSubnet6(lease: Lease): IpPrefix | undefined {
+    if (lease.ipv6Subnet === undefined || this.subnet6 === undefined) return undefined;
+    const p = ipPrefix(lease.ipv6Subnet, SUBNET6);
+    if (p.equals(this.subnet6)) return undefined;
+    if (!this.network6!.covers(p)) throw new Error(`lease ${lease.subnet}: ipv6Subnet ${lease.ipv6Subnet} is not inside the IPv6 network ${this.network6!.toString()}`);
+    return p;
   }
 
   // ---- the stages ----------------------------------------------------------------
@@ -1079,7 +1138,8 @@ export abstract class TunnelCore {
 
   /**
    * Queue the inner packet `buf[off, off+len)` for the device. An L3 backend delivers only
-   * IPv4 packets whose header it verified, checksum included (the coalesce stage relies on it).
+   * IPv4 packets whose header it verified, checksum included (the coalesce stage relies on it),
+   * and IPv6 packets whose fixed header it checked.
    */
   protected deliver(buf: Buffer, off: number, len: number, pc: PeerCounters): void {
     if (this.nRx === this.rxViews.length) this.flushRx();
@@ -1265,16 +1325,44 @@ export abstract class TunnelCore {
   }
 
   /**
-   * Answer the IPv4 packet `buf[off, off+len)` read from the device with an ICMP error
-   * (never about an ICMP error or a non-first fragment: the codec's builders refuse those).
+   * Answer the IP packet `buf[off, off+len)` read from the device with an ICMP error, ICMPv4 or
+   * ICMPv6 by its version (never about an ICMP error, a non-first IPv4 fragment, a multicast
+   * destination: the codec's builders refuse those). At most one per offending packet, and
+   * no more than ICMP_RATE per second in bursts of ICMP_BURST (both families together).
    */
   protected icmpError(kind: IcmpKind, buf: Buffer, off: number, len: number): void {
     if (this.nIcmp === this.icmpSlots.length) this.flushDeviceReplies();
     const o = this.icmpSlots[this.nIcmp]!;
+    if (buf[off]! >>> 4 === 6) {
+      // RFC 4443: the same three, never about an ICMPv6 error (buildIcmp6Error refuses those)
+      o.len = this.subnet6 === undefined ? 0 : buildIcmp6Error(o.buf, o.off, buf, off, len,
+        kind === IcmpKind.NetUnreachable ? Icmp6Type.DEST_UNREACH : kind === IcmpKind.TimeExceeded ? Icmp6Type.TIME_EXCEEDED : Icmp6Type.PACKET_TOO_BIG,
+        kind === IcmpKind.NetUnreachable ? Icmp6Code.NO_ROUTE : 0, kind === IcmpKind.FragNeeded ? this.deviceMtu : 0, this.icmpSrc6, 0, 64,
+        o.buf.length - o.off);
+      if (o.len > 0 && this.icmpAllowed()) this.nIcmp++;
+      return;
+    }
     o.len = kind === IcmpKind.NetUnreachable ? buildIcmpNetUnreachable(o.buf, o.off, buf, off, len, this.icmpSrc)
       : kind === IcmpKind.TimeExceeded ? buildIcmpTimeExceeded(o.buf, o.off, buf, off, len, this.icmpSrc)
       : buildIcmpFragNeeded(o.buf, o.off, buf, off, len, this.icmpSrc, this.deviceMtu);
-    if (o.len > 0) this.nIcmp++;
+    if (o.len > 0 && this.icmpAllowed()) this.nIcmp++;
+  }
+
+  // the ICMP rate limit's token bucket
+  private icmpTokens = ICMP_BURST;
+  private icmpRefilled = 0;
+
+  /** Take a token for one ICMP error; false (counted) when the rate limit says no. */
+  private icmpAllowed(): boolean {
+    const now = performance.now();
+    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + ((now - this.icmpRefilled) * ICMP_RATE) / 1000);
+    this.icmpRefilled = now;
+    if (this.icmpTokens < 1) {
+      this.counters.icmpRateLimited++;
+      return false;
+    }
+    this.icmpTokens--;
+    return true;
   }
 
   /** Count drop `code` for the IPv4 packet `buf[off, off+len)` read from the device and answer it with ICMP `kind`. */
@@ -1283,9 +1371,9 @@ export abstract class TunnelCore {
     this.icmpError(kind, buf, off, len);
   }
 
-  /** True when the IPv4 packet at `off` (length `len`) exceeds the device MTU and may not be fragmented. */
+  /** True when the IP packet at `off` (length `len`) exceeds the device MTU and may not be fragmented (IPv4 with DF; IPv6 always: routers never fragment it). */
   protected tooBig(buf: Buffer, off: number, len: number): boolean {
-    return len > this.deviceMtu && ipv4DontFragment(buf, off);
+    return len > this.deviceMtu && (buf[off]! >>> 4 === 6 || ipv4DontFragment(buf, off));
   }
 
   /** Write `buf[off, off+len)` (a reply built in place, e.g. a proxied ARP answer) back into the device. */

@@ -21,6 +21,8 @@ export const DROP_REASONS = [
   'tx_l2miss',
   'tx_l3miss',
   'tx_unsupported_ethertype',
+  // inner IPv6 to a multicast or link-local destination (the kernel's MLD reports, router solicitations): never tunnelled
+  'tx_ipv6_link_scope',
   // offload device (TUN with virtio_net_hdr): a header that fails its check, a super-packet that cannot be segmented
   'tx_bad_virtio',
   'tx_bad_gso',
@@ -45,6 +47,7 @@ export const DROP_REASONS = [
   'rx_truncated',
   'rx_oversized',
   'rx_bad_ipv4',
+  'rx_bad_ipv6',
   'rx_not_our_subnet',
   'rx_spoofed_inner_source',
   'rx_bad_vxlan_flags',
@@ -52,6 +55,7 @@ export const DROP_REASONS = [
   'rx_not_our_mac',
   'rx_unsupported_ethertype',
   'rx_arp_not_for_us',
+  'rx_ndp_not_for_us',
   'rx_device_full',
 ] as const;
 
@@ -199,8 +203,12 @@ export class Counters {
   readonly totals: PeerCounters = newPeerCounters();
   /** ICMP errors generated back into the device. */
   icmpSent = 0;
+  /** ICMP errors (either family) not sent: over the rate limit (see ICMP_RATE in src/vtep/core.ts). */
+  icmpRateLimited = 0;
   /** ARP replies generated (L3 VTEP answers, L2 proxy). */
   arpReplies = 0;
+  /** Neighbour advertisements sent (inner IPv6: solicitations for our VTEP address). */
+  ndpReplies = 0;
   /** Frames flooded (head-end replicated) and the copies sent. */
   floods = 0;
   floodCopies = 0;

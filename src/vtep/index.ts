@@ -1,6 +1,6 @@
 /** Public exports of src/vtep (re-exported by src/index.ts). */
 export * from './backend.js';
-export { TunnelCore, IcmpKind, finishPartialChecksum, publicAddress, underlayOverhead, GSO_SEND_MAX_SEGMENTS, GSO_SEND_MAX_BYTES, type CoreStats, type ErrorStats } from './core.js';
+export { TunnelCore, IcmpKind, ICMP_RATE, ICMP_BURST, finishPartialChecksum, publicAddress, underlayOverhead, GSO_SEND_MAX_SEGMENTS, GSO_SEND_MAX_BYTES, type CoreStats, type ErrorStats } from './core.js';
 export { PeerAddrMap, isIpv4Mapped } from './peer-addr.js';
 export { registerBackend, lookupBackend, backendTypes, type BackendConfig, type BackendRegistration } from './registry.js';
 export { UdpBackend, UDP_OVERHEAD, UDP_IPV6_OVERHEAD } from './udp.js';

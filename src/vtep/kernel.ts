@@ -19,6 +19,8 @@ export interface DeviceConfig {
   cidr: string;
   mac?: string;
   gsoMaxSegs?: number;
+  /** An IPv6 address (inner IPv6) added beside `cidr` (without DAD); IPv6 then stays on. */
+  cidr6?: string;
 }
 
 /** What a dataplane needs from the kernel. */
@@ -118,8 +120,11 @@ export class RtnlNet implements KernelNet {
       if (opts.gsoMaxSegs !== undefined) await this.rt.setLink(dev, { gsoMaxSegs: opts.gsoMaxSegs }).catch(() => undefined);
       // an IPv4-only device: IPv6 off before it goes up, or the kernel's own router
       // solicitations and MLD reports come back out of it as packets to drop (tx_not_ipv4)
-      if (!opts.cidr.includes(':')) await this.rt.setIpv6(dev, false);
+      if (!opts.cidr.includes(':') && opts.cidr6 === undefined) await this.rt.setIpv6(dev, false);
+      // inner IPv6: no link-local address (fewer router solicitations and MLD reports to drop as tx_ipv6_link_scope)
+      else if (opts.cidr6 !== undefined) await this.rt.setLink(dev, { ipv6AddrGenMode: 'none' }).catch(() => undefined);
       await this.rt.addAddress(dev, opts.cidr, { replace: true });
+      if (opts.cidr6 !== undefined) await this.rt.addAddress(dev, opts.cidr6, { replace: true, nodad: true });
       await this.rt.linkUp(dev);
       this.ifindex.set(dev, await this.rt.linkIndex(dev));
     });

@@ -42,6 +42,14 @@ export interface CommonBackendOptions {
   subnet: string;
   /** The whole overlay network, CIDR, e.g. "198.19.0.0/16". */
   network: string;
+  /**
+   * Inner IPv6 (the IPv6 overlay): this host's IPv6 subnet, CIDR (e.g. "2001:2:0:101::/64"), and
+   * the whole IPv6 overlay network (e.g. "2001:2:0:100::/56"). With both, inner IPv6 packets are
+   * routed to the peer whose lease's `ipv6Subnet` holds the destination and received ones are
+   * validated as IPv4 is; without them inner IPv6 is dropped (tx_not_ipv4, rx_not_our_subnet).
+   */
+  ipv6Subnet?: string;
+  ipv6Network?: string;
   /** This host's underlay (public) IPv4 address. */
   publicIp: string;
   /** UDP port to bind and to send to (UDP backend default 8285, VXLAN default 8472). */

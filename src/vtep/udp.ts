@@ -12,10 +12,10 @@
 import type { Backend, Lease } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { u32ToIpv4, type IpAddr, type IpPrefix } from '../codec/addr.js';
-import { FLANNEL_UDP_PORT, ipFlowHash, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, IPV4_HLEN, UDP_HLEN } from '../codec/index.js';
+import { FLANNEL_UDP_PORT, ipFlowHash, ipv4DecrementTtl, ipv4TotalLength, ipv4Valid, ipv6Check, ipv6DecrementHopLimit, IPV4_HLEN, IPV6_HLEN, UDP_HLEN } from '../codec/index.js';
 import { D, type PeerCounters } from './counters.js';
-import { RouteTable4 } from '../fdb/index.js';
-import { IcmpKind, rxIpv4Reason, TunnelCore, underlayOverhead, type CoreStats } from './core.js';
+import { RouteTable4, RouteTable6 } from '../fdb/index.js';
+import { IcmpKind, ipv6LinkScope, rxIpv4Reason, rxIpv6Reason, TunnelCore, underlayOverhead, type CoreStats } from './core.js';
 import { isIpv4Mapped, PeerAddrMap } from './peer-addr.js';
 import type { UdpBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
@@ -29,6 +29,8 @@ export const UDP_IPV6_OVERHEAD = underlayOverhead(UDP_OVERHEAD, 6);
 interface UdpPeer {
   readonly lease: Lease;
   readonly subnet: IpPrefix;
+  /** Inner IPv6: the lease's IPv6 subnet, when it has one and we run an IPv6 overlay. */
+  readonly subnet6: IpPrefix | undefined;
   /** Public IP (our underlay's family). */
   readonly addr: IpAddr;
   readonly counters: PeerCounters;
@@ -40,6 +42,8 @@ export class UdpBackend extends TunnelCore implements Backend {
 
   /** Routes to peer subnets (src/fdb's LPM table); each route's `peer` slot holds the peer. */
   private readonly routes = new RouteTable4<UdpPeer>();
+  /** Inner IPv6: routes to peers' IPv6 subnets (src/fdb's IPv6 LPM table), the peer in each route's slot. */
+  private readonly routes6 = new RouteTable6<UdpPeer>();
   private readonly bySubnet = new Map<string, UdpPeer>();
   /** Peers by public IP (allocation-free lookups by a datagram's sender). */
   private readonly byAddr = new PeerAddrMap<UdpPeer>();
@@ -54,13 +58,17 @@ export class UdpBackend extends TunnelCore implements Backend {
 
   protected async configureKernel(dev: string): Promise<void> {
     // flannel: <subnet address>/<network prefix> on flannel0; the connected route sends the whole network here.
-    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}`, gsoMaxSegs: this.deviceGsoMaxSegs });
+    // inner IPv6 likewise: <IPv6 subnet address>/<IPv6 network prefix>
+    const cidr6 = this.subnet6 === undefined ? undefined : `${this.subnet6.addr.toString()}/${this.network6!.len}`;
+    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}`, gsoMaxSegs: this.deviceGsoMaxSegs, cidr6 });
     await this.kernel.deviceSysctl(dev, 'accept_local', '1'); // our ICMP errors carry our own TUN address as source
   }
 
   /** This host's lease. */
   localLease(): Lease {
-    return { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'udp' };
+    const l: Lease = { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'udp' };
+    if (this.subnet6 !== undefined) l.ipv6Subnet = this.subnet6.toString();
+    return l;
   }
 
   /** Add or replace a peer (keyed by its subnet). */
@@ -71,9 +79,11 @@ export class UdpBackend extends TunnelCore implements Backend {
     const addr = this.leaseAddress(lease);
     const old = this.bySubnet.get(key);
     if (old) this.unlink(old, key);
-    const peer: UdpPeer = { lease: { ...lease }, subnet, addr, counters: this.counters.peerAt(addr) };
+    const subnet6 = this.peerSubnet6(lease);
+    const peer: UdpPeer = { lease: { ...lease }, subnet, subnet6, addr, counters: this.counters.peerAt(addr) };
     this.bySubnet.set(key, peer);
     this.routes.replace({ dst: { prefix: subnet.net, prefixLen: subnet.len }, dev: this.deviceName, peer });
+    if (subnet6 !== undefined) this.routes6.replace({ dst: { prefix: subnet6.addr.bytes, prefixLen: subnet6.len }, dev: this.deviceName, peer });
     this.byAddr.set(addr, peer);
   }
 
@@ -89,6 +99,8 @@ export class UdpBackend extends TunnelCore implements Backend {
   private unlink(peer: UdpPeer, key: string): void {
     this.bySubnet.delete(key);
     if (this.routes.getExact(peer.subnet.net, peer.subnet.len)?.peer === peer) this.routes.deleteExact(peer.subnet.net, peer.subnet.len);
+    const s6 = peer.subnet6 === undefined ? undefined : { prefix: peer.subnet6.addr.bytes, prefixLen: peer.subnet6.len };
+    if (s6 !== undefined && this.routes6.get(s6)?.peer === peer) this.routes6.delete(s6);
     if (this.byAddr.get(peer.addr) === peer) {
       this.byAddr.delete(peer.addr);
       // another lease on the same public IP keeps it a known source
@@ -106,10 +118,11 @@ export class UdpBackend extends TunnelCore implements Backend {
     return super.stats();
   }
 
-  /** TUN -> network: route, TTL, MTU; the payload is the IPv4 packet itself. */
+  /** TUN -> network: route, TTL, MTU; the payload is the IPv4 (or inner IPv6) packet itself. */
   protected fromDevice(b: Buffer, off: number, len: number): void {
     const c = this.counters;
     if (len < 20) { c.drop(D.tx_runt); return; }
+    if (b[off]! >>> 4 === 6 && this.subnet6 !== undefined) { this.fromDevice6(b, off, len); return; }
     if (!ipv4Valid(b, off, len)) { c.drop(D.tx_not_ipv4); return; }
     len = ipv4TotalLength(b, off);
     const route = this.routes.lookup(rd32(b, off + 16));
@@ -122,9 +135,25 @@ export class UdpBackend extends TunnelCore implements Backend {
     this.sendTo(b, off, len, peer.counters, this.hasSourcePorts ? this.viaFor(ipFlowHash(b, off, len)) : 0); // the counters carry the peer's address
   }
 
-  /** Another segment of the super-packet whose first segment fromDevice sent: its TTL too. */
+  /** Inner IPv6: route by the destination, hop limit, MTU (packet too big); the bare IPv6 packet is the payload. */
+  private fromDevice6(b: Buffer, off: number, len: number): void {
+    const c = this.counters;
+    if (ipv6Check(b, off, len) !== 'ok') { c.drop(D.tx_runt); return; }
+    len = IPV6_HLEN + rd16(b, off + 4);
+    if (ipv6LinkScope(b, off + 24)) { c.drop(D.tx_ipv6_link_scope); return; }
+    const route = this.routes6.lookup(b, off + 24);
+    const peer = route === undefined ? undefined : route.peer;
+    if (peer === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (b[off + 7]! <= 1) { this.refuse(D.tx_ttl_exceeded, IcmpKind.TimeExceeded, b, off, len); return; }
+    if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
+    ipv6DecrementHopLimit(b, off);
+    this.sendTo(b, off, len, peer.counters, this.hasSourcePorts ? this.viaFor(ipFlowHash(b, off, len)) : 0);
+  }
+
+  /** Another segment of the super-packet whose first segment fromDevice sent: its TTL (hop limit) too. */
   protected override repeatEncap(b: Buffer, off: number): void {
-    ipv4DecrementTtl(b, off);
+    if (b[off]! >>> 4 === 6) ipv6DecrementHopLimit(b, off);
+    else ipv4DecrementTtl(b, off);
   }
 
   /** Network -> TUN: known peer, valid IPv4 for our subnet from the peer's. */
@@ -135,11 +164,29 @@ export class UdpBackend extends TunnelCore implements Backend {
     if (peer === undefined) { c.drop(s.family === 6 && isIpv4Mapped(s.addr6) ? D.rx_ipv4_mapped_source : D.rx_unknown_peer); return; }
     const b = s.buf;
     const off = s.off;
+    if (s.len > 0 && b[off]! >>> 4 === 6) { this.fromNetwork6(b, off, s.len, peer); return; }
     const why = rxIpv4Reason(b, off, s.len);
     if (why !== 0) { c.drop(why); return; }
     if (!this.subnet.containsV4(rd32(b, off + 16))) { c.drop(D.rx_not_our_subnet); return; }
     if (this.strictSource && !this.sourceOk(rd32(b, off + 12), peer)) { c.drop(D.rx_spoofed_inner_source); return; }
     this.deliver(b, off, ipv4TotalLength(b, off), peer.counters);
+  }
+
+  /** Inner IPv6 from `peer`: valid header, destination in our IPv6 subnet, source in one of the peer's. */
+  private fromNetwork6(b: Buffer, off: number, len: number, peer: UdpPeer): void {
+    const c = this.counters;
+    const why = rxIpv6Reason(b, off, len);
+    if (why !== 0) { c.drop(why); return; }
+    if (this.subnet6 === undefined || !this.subnet6.containsV6At(b, off + 24)) { c.drop(D.rx_not_our_subnet); return; }
+    if (this.strictSource && !this.sourceOk6(b, off + 8, peer)) { c.drop(D.rx_spoofed_inner_source); return; }
+    this.deliver(b, off, IPV6_HLEN + rd16(b, off + 4), peer.counters);
+  }
+
+  /** Inner IPv6 source at `b[o..)` must belong to the sending peer (any of its leases). */
+  private sourceOk6(b: Buffer, o: number, peer: UdpPeer): boolean {
+    if (peer.subnet6 !== undefined && peer.subnet6.containsV6At(b, o)) return true;
+    const owner = this.routes6.lookup(b, o);
+    return owner !== undefined && owner.peer !== undefined && owner.peer.addr.equals(peer.addr);
   }
 
   /** Inner source must belong to the sending peer (any of its leases). */

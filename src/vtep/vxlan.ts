@@ -22,15 +22,15 @@ import type { Backend, Lease, StopOptions } from './backend.js';
 import type { DatagramSlot } from '../tun/types.js';
 import { IpAddr, u32ToIpv4, type IpPrefix } from '../codec/addr.js';
 import { D, type PeerCounters } from './counters.js';
-import { Fdb, HostModel, NeighbourTable, RouteTable4, type FdbDest } from '../fdb/index.js';
+import { Fdb, HostModel, NeighbourTable, NeighbourTable6, RouteTable4, RouteTable6, type FdbDest } from '../fdb/index.js';
 import type { MissEvent, VxlanBackendOptions } from './options.js';
 import { registerBackend } from './registry.js';
 import { rd16, rd32 } from '../codec/util.js';
 import {
-  buildArpReply, formatMac, innerFlowHash, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
-  ArpOp, ArpPacket, EtherType, ETH_HLEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX,
+  buildArpReply, buildNeighborAdvert, formatMac, innerFlowHash, isNeighborSolicitFor, macHi, macLo, parseMac, emitVxlanPolicy, vxlanFlagsValid, vxlanVni, writeMacHL,
+  ArpOp, ArpPacket, EtherType, ETH_HLEN, IPV6_HLEN, NEIGHBOR_ADVERT_FRAME_LEN, VXLAN_HLEN, VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD, VXLAN_PORT_LINUX,
 } from '../codec/index.js';
-import { IcmpKind, NO_COUNTERS, publicAddress, rxIpv4Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
+import { IcmpKind, ipv6LinkScope, NO_COUNTERS, publicAddress, rxIpv4Reason, rxIpv6Reason, SOURCE_PORTS_MAX, TunnelCore, type CoreStats } from './core.js';
 import { isIpv4Mapped, PeerAddrMap } from './peer-addr.js';
 import { UnderlayView } from './underlay.js';
 
@@ -50,6 +50,10 @@ interface VxPeer {
   readonly mac: number | undefined;
   /** Public IP (our underlay's family). */
   readonly ip: IpAddr;
+  /** Inner IPv6: the lease's IPv6 subnet (when it has one and we run an IPv6 overlay). */
+  readonly subnet6: IpPrefix | undefined;
+  /** Inner IPv6: the VTEP MAC IPv6 packets go to (the lease's v6VtepMac, else its vtepMac). */
+  readonly mac6: number | undefined;
 }
 
 /** An FDB destination form of a public IP (a uint32 for IPv4, the 16 bytes for IPv6). */
@@ -67,6 +71,8 @@ export interface VxlanStats extends CoreStats {
   /** DirectRouting: peers routed directly on the underlay (not encapsulated). */
   directPeers: number;
   arpReplies: number;
+  /** Neighbour advertisements answering solicitations for our VTEP IPv6 address (inner IPv6, L3). */
+  ndpReplies: number;
   floods: number;
   floodCopies: number;
 }
@@ -96,6 +102,15 @@ export class VxlanBackend extends TunnelCore implements Backend {
   // the three tables, all src/fdb's (hot-path lookups allocation-free), kept by flannel's host model:
   /** Route table (LPM): subnet via the peer's VTEP address, onlink. */
   private readonly routes = new RouteTable4<VxPeer>();
+  /**
+   * Inner IPv6, the same three tables as flannel's flannel-v6.<VNI> keeps them: route
+   * `<IPv6 subnet> via <its network address> onlink`, a permanent NDP entry for that address ->
+   * VTEP MAC, and the FDB entry of that MAC (shared with the IPv4 side when the MAC is the same).
+   */
+  private readonly routes6 = new RouteTable6<VxPeer>();
+  private readonly neigh6 = new NeighbourTable6();
+  /** The kernel IPv6 route asked for each peer (by its IPv4 subnet key): its IPv6 subnet. */
+  private readonly route6Of = new Map<string, string>();
   /** Neighbours: peer VTEP address -> VTEP MAC (permanent entries). */
   private readonly neigh: NeighbourTable;
   /**
@@ -170,6 +185,8 @@ export class VxlanBackend extends TunnelCore implements Backend {
     await this.kernel.configureDevice(dev, {
       mtu: this.deviceMtu,
       cidr: `${u32ToIpv4(this.vtepIp)}/32`,
+      // inner IPv6: the IPv6 subnet's network address /128, as flannel-v6.<VNI> has it (in L2 the kernel then answers NDP for it, as it does ARP)
+      cidr6: this.subnet6 === undefined ? undefined : `${this.subnet6.addr.toString()}/128`,
       mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
       gsoMaxSegs: this.deviceGsoMaxSegs,
     });
@@ -180,11 +197,15 @@ export class VxlanBackend extends TunnelCore implements Backend {
       for (const p of [...this.bySubnet.values()]) if (this.isDirect(p.lease) !== p.direct) this.upsert(p.lease, true);
     }
     // all at once: the kernel queue pipelines them (src/vtep/kernel.ts)
-    await Promise.all([...this.bySubnet.values()].map((p) => {
+    const v6 = [...this.bySubnet.values()].filter((p) => p.subnet6 !== undefined && this.mode === 'l3').map((p) => {
+      this.route6Of.set(p.lease.subnet, p.subnet6!.toString());
+      return this.kernel.replaceRoute(p.subnet6!.toString(), p.subnet6!.addr.toString(), dev, { onlink: true });
+    });
+    await Promise.all([...v6, ...[...this.bySubnet.values()].map((p) => {
       const r = this.wantedRoute(p, dev);
       this.routeOf.set(p.lease.subnet, r);
       return this.kernel.replaceRoute(p.lease.subnet, r.via, r.dev, { onlink: r.onlink });
-    }));
+    })]);
   }
 
   /** DirectRouting's decision, as flannel makes it: the route to the peer's public IP has no gateway. */
@@ -209,12 +230,15 @@ export class VxlanBackend extends TunnelCore implements Backend {
       for (const [key, r] of this.routeOf) if (r.dev !== this.deviceName) void this.kernel.deleteRoute(key, r.dev);
     }
     this.routeOf.clear();
+    this.route6Of.clear();
     return super.stop(opts);
   }
 
   /** This host's lease (with our VNI and VTEP MAC). */
   localLease(): Lease {
-    return { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'vxlan', vni: this.vni, vtepMac: formatMac(this.vtepMac) };
+    const l: Lease = { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'vxlan', vni: this.vni, vtepMac: formatMac(this.vtepMac) };
+    if (this.subnet6 !== undefined) l.ipv6Subnet = this.subnet6.toString(); // one device: IPv6 goes to the same VTEP MAC
+    return l;
   }
 
   /**
@@ -236,8 +260,13 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const mac = lease.vtepMac ? parseMac(lease.vtepMac) : undefined;
     if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
     const ip = this.leaseAddress(lease);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, ip };
+    const subnet6 = this.peerSubnet6(lease);
+    const mac6 = subnet6 === undefined ? undefined : lease.v6VtepMac ? parseMac(lease.v6VtepMac) : mac;
+    if (subnet6 !== undefined && this.mode === 'l3' && mac6 === undefined) throw new Error(`lease ${key} has an ipv6Subnet but no VTEP MAC`);
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, ip, subnet6, mac6 };
     const old = this.bySubnet.get(key);
+    if (old !== undefined) this.unlink6(old);
+    this.link6(peer);
     // a direct peer has no route, neighbour or FDB entry here: the kernel routes it past the VTEP
     if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: fdbDst(ip), vtepMac: mac, peer });
     else if (old?.mac !== undefined && !old.direct) this.hosts.removeHost(key);
@@ -253,6 +282,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (this.kernelLive && !tablesOnly) {
       const r = this.wantedRoute(peer, this.device!.name);
       const was = this.routeOf.get(key);
+      this.kernelRoute6(key, old, peer);
       if (was === undefined || was.via !== r.via || was.dev !== r.dev || this.routeFailed.has(key)) {
         this.routeFailed.delete(key);
         this.routeOf.set(key, r);
@@ -273,11 +303,56 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.bySubnet.delete(key);
     this.routeFailed.delete(key);
     if (old.mac !== undefined && !old.direct) this.hosts.removeHost(key);
+    this.unlink6(old);
+    if (this.kernelLive) this.kernelRoute6(key, old, undefined);
     if (this.mode === 'l2') this.unflood(old);
     this.removeSender(old);
     const dev = this.routeOf.get(key)?.dev ?? this.deviceName;
     this.routeOf.delete(key);
     if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${dev}`, this.kernel.deleteRoute(key, dev));
+  }
+
+  /**
+   * Inner IPv6 tables for peer `p` (L3): route, permanent NDP entry, and the FDB entry of its IPv6
+   * VTEP MAC when that is not its IPv4 one (which the host model keeps).
+   */
+  private link6(p: VxPeer): void {
+    if (p.subnet6 === undefined || p.mac6 === undefined || this.mode !== 'l3') return;
+    const gw = p.subnet6.addr.bytes;
+    this.routes6.replace({ dst: { prefix: gw, prefixLen: p.subnet6.len }, via: gw, onlink: true, dev: this.deviceName, peer: p });
+    this.neigh6.replace({ ip: gw, lladdr: formatMac(p.mac6), dev: this.deviceName, state: 'permanent' });
+    if (p.mac6 !== p.mac) this.fdb.replace({ mac: p.mac6, vni: this.vni, dev: this.deviceName, dst: fdbDst(p.ip), state: 'permanent' });
+  }
+
+  /** Undo {@link link6} for peer `p` (an FDB entry stays while another peer's MAC is the same). */
+  private unlink6(p: VxPeer): void {
+    if (p.subnet6 === undefined || p.mac6 === undefined || this.mode !== 'l3') return;
+    const dst = { prefix: p.subnet6.addr.bytes, prefixLen: p.subnet6.len };
+    if (this.routes6.get(dst)?.peer === p) {
+      this.routes6.delete(dst);
+      this.neigh6.delete(p.subnet6.addr.bytes);
+    }
+    if (p.mac6 === p.mac) return;
+    for (const o of this.bySubnet.values()) if (o !== p && (o.mac === p.mac6 || o.mac6 === p.mac6)) return;
+    this.fdb.delete(this.vni, p.mac6);
+  }
+
+  /** The kernel's IPv6 route for the peer with IPv4 subnet `key` (L3): from `old`'s IPv6 subnet to `now`'s. */
+  private kernelRoute6(key: string, old: VxPeer | undefined, now: VxPeer | undefined): void {
+    if (this.mode !== 'l3') return;
+    const was = this.route6Of.get(key);
+    const want = now?.subnet6?.toString();
+    if (was === want && old !== undefined) return;
+    const dev = this.device?.name ?? this.deviceName;
+    if (was !== undefined && was !== want) {
+      this.route6Of.delete(key);
+      this.kernelUpdate(`delete route ${was} dev ${dev}`, this.kernel.deleteRoute(was, dev));
+    }
+    if (want !== undefined && now!.subnet6 !== undefined) {
+      this.route6Of.set(key, want);
+      const via = now!.subnet6.addr.toString();
+      this.kernelUpdate(`route ${want} via ${via} dev ${dev} onlink`, this.kernel.replaceRoute(want, via, dev, { onlink: true }));
+    }
   }
 
   /** Take `p`'s public IP off the flood list unless another lease still uses it. */
@@ -364,7 +439,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const c = this.counters;
     let direct = 0;
     for (const p of this.bySubnet.values()) if (p.direct) direct++;
-    return { ...super.stats(), directPeers: direct, arpReplies: c.arpReplies, floods: c.floods, floodCopies: c.floodCopies };
+    return { ...super.stats(), directPeers: direct, arpReplies: c.arpReplies, ndpReplies: c.ndpReplies, floods: c.floods, floodCopies: c.floodCopies };
   }
 
   /** Device -> network: L3 (TUN) or L2 (TAP). */
@@ -391,6 +466,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const c = this.counters;
     const hdr = VXLAN_HLEN + ETH_HLEN;
     if (len < 20) { c.drop(D.tx_runt); return; }
+    if (b[off]! >> 4 === 6 && this.subnet6 !== undefined) { this.fromTun6(b, off, len); return; }
     if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); return; }
     const r = this.routes.lookup(rd32(b, off + 16));
     if (r === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
@@ -399,13 +475,36 @@ export class VxlanBackend extends TunnelCore implements Backend {
     const e = off - ETH_HLEN;
     // neighbour: the peer VTEP MAC goes straight into the inner Ethernet destination
     if (!this.neigh.lookupMacInto(r.gateway | 0, b, e)) { c.drop(D.tx_no_neighbour); return; }
+    this.encapL3(b, off, len, EtherType.IPv4);
+  }
+
+  /**
+   * L3, either inner family, once the neighbour's MAC is in the inner Ethernet destination (the
+   * 14 bytes before `off`): FDB by that MAC, our MAC, ethertype `et`, the VXLAN header; send.
+   */
+  private encapL3(b: Buffer, off: number, len: number, et: number): void {
+    const hdr = VXLAN_HLEN + ETH_HLEN;
+    const e = off - ETH_HLEN;
     const ent = this.fdb.lookupBytes(this.vni, b, e);
-    if (ent === undefined || ent.dests.length === 0) { c.drop(D.tx_no_fdb); return; }
+    if (ent === undefined || ent.dests.length === 0) { this.counters.drop(D.tx_no_fdb); return; }
     writeMacHL(b, e + 6, this.macHi, this.macLo);
-    b[e + 12] = EtherType.IPv4 >>> 8;
-    b[e + 13] = EtherType.IPv4 & 0xff;
+    b[e + 12] = et >>> 8;
+    b[e + 13] = et & 0xff;
     emitVxlanPolicy(b, off - hdr, this.vni, this.gbp, this.gbpPolicy);
     this.sendToAll(b, off - hdr, len + hdr, ent.dests);
+  }
+
+  /** L3, inner IPv6: IPv6 route -> NDP entry -> FDB, then inner Ethernet (0x86DD) + VXLAN headers in the headroom. */
+  private fromTun6(b: Buffer, off: number, len: number): void {
+    const c = this.counters;
+    if (len < IPV6_HLEN) { c.drop(D.tx_runt); return; }
+    if (ipv6LinkScope(b, off + 24)) { c.drop(D.tx_ipv6_link_scope); return; }
+    const r = this.routes6.lookup(b, off + 24);
+    if (r === undefined || r.gateway === null) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
+    if (off < VXLAN_HLEN + ETH_HLEN) { c.drop(D.tx_runt); return; }
+    if (!this.neigh6.lookupMacInto(r.gateway, b, off - ETH_HLEN)) { c.drop(D.tx_no_neighbour); return; }
+    this.encapL3(b, off, len, EtherType.IPv6);
   }
 
   /** L2: bridge-port semantics (FDB, flooding, proxy ARP). */
@@ -462,7 +561,9 @@ export class VxlanBackend extends TunnelCore implements Backend {
     }
     const dh = rd16(b, e);
     const dl = rd32(b, e + 2);
-    if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1)) { c.drop(D.rx_not_our_mac); return; }
+    // ours, broadcast (ARP), or IPv6 multicast 33:33:... (a neighbour solicitation to a solicited-node address)
+    const multicast = dh === 0x3333 && this.subnet6 !== undefined && rd16(b, e + 12) === EtherType.IPv6;
+    if (!(dh === this.macHi && dl === this.macLo) && !(dh === 0xffff && dl === -1) && !multicast) { c.drop(D.rx_not_our_mac); return; }
     if (this.learnL3 && s.family === 4) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
@@ -472,6 +573,22 @@ export class VxlanBackend extends TunnelCore implements Backend {
       if (!this.subnet.containsV4(rd32(b, ip + 16))) { c.drop(D.rx_not_our_subnet); return; }
       if (this.strictSource && !this.sourceOk(rd32(b, ip + 12), s) && !(pc === NO_COUNTERS && this.unleasedSourceOk(rd32(b, ip + 12)))) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, (b[ip + 2]! << 8) | b[ip + 3]!, pc);
+    } else if (et === EtherType.IPv6 && this.subnet6 !== undefined) {
+      const ip = e + ETH_HLEN;
+      const why = rxIpv6Reason(b, ip, elen - ETH_HLEN);
+      if (why !== 0) { c.drop(why); return; }
+      if (b[ip + 6] === 58 && elen - ETH_HLEN > IPV6_HLEN && b[ip + IPV6_HLEN] === 135) {
+        // a neighbour solicitation for our VTEP address: answered through the tunnel (the counterpart of ARP below)
+        if (!isNeighborSolicitFor(b, ip, elen - ETH_HLEN, this.icmpSrc6, 0) || e + NEIGHBOR_ADVERT_FRAME_LEN > b.length) { c.drop(D.rx_ndp_not_for_us); return; }
+        const rl = buildNeighborAdvert(b, e, this.vtepMac);
+        emitVxlanPolicy(b, off, this.vni, this.gbp, this.gbpPolicy);
+        this.replyToNetwork(b, off, VXLAN_HLEN + rl, s);
+        c.ndpReplies++;
+        return;
+      }
+      if (multicast || !this.subnet6.containsV6At(b, ip + 24)) { c.drop(D.rx_not_our_subnet); return; }
+      if (this.strictSource && !this.sourceOk6(b, ip + 8, pc)) { c.drop(D.rx_spoofed_inner_source); return; }
+      this.deliver(b, ip, IPV6_HLEN + rd16(b, ip + 4), pc);
     } else if (et === EtherType.ARP) {
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
       const rl = buildArpReply(b, e, this.arp, this.vtepMac);
@@ -492,6 +609,15 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** A sender without a lease (learning) may send from the overlay network, not from our own subnet. */
   private unleasedSourceOk(src: number): boolean {
     return this.network.containsV4(src) && !this.subnet.containsV4(src);
+  }
+
+  /**
+   * Inner IPv6 source at `b[o..)` must be inside an IPv6 subnet owned by the sender whose
+   * counters are `pc` (the most specific IPv6 route to it is one of that sender's leases).
+   */
+  private sourceOk6(b: Buffer, o: number, pc: PeerCounters): boolean {
+    const r = this.routes6.lookup(b, o);
+    return r !== undefined && r.peer !== undefined && this.known.get(r.peer.ip) === pc;
   }
 
   /** Inner source (int32) must be inside a subnet owned by the sender of `s`. */

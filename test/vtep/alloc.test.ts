@@ -151,25 +151,28 @@ describe('no allocation per packet', () => {
     expect(n).toBeLessThanOrEqual(2);
   });
 
-  for (const u of [underlay(false), underlay(true)]) it(`VXLAN L3 with offloads: segment + GSO merge, GRO split + coalesce (${u.name})`, async () => {
+  // inner IPv4 over both underlays, and inner IPv6 (GSO_TCPV6, TCP/IPv6 coalescing) over IPv6
+  for (const [u, v] of [[underlay(false), 4], [underlay(true), 4], [underlay(true), 6]] as const) it(`VXLAN L3 with offloads: segment + GSO merge, GRO split + coalesce (${u.name}, inner IPv${v})`, async () => {
     const io = nullIo(true);
-    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: u.me, vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
+    const b = new VxlanBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', ipv6Subnet: '2001:2:0:101::/64', ipv6Network: '2001:2:0:100::/56', publicIp: u.me, vtepMac: '02:00:00:00:00:01', io, kernel: nullKernel, offload: 'auto' });
     await b.start();
     expect(b.deviceOffload).toBe(true);
-    b.addPeer({ subnet: '198.19.2.0/24', publicIp: u.peer, backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:02' });
-    const SP = 8, SEGS = 20, MSS = u.peer.includes(':') ? 1380 : 1400; // segments fit the device MTU (1430 over IPv6)
+    b.addPeer({ subnet: '198.19.2.0/24', ipv6Subnet: '2001:2:0:102::/64', publicIp: u.peer, backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:00:02' });
+    const H = v === 4 ? 40 : 60; // IP + TCP headers
+    const SP = 8, SEGS = 20, MSS = (u.peer.includes(':') ? 1420 : 1440) - H; // segments fit the device MTU (1430 over IPv6)
+    const addrs = (src: string, dst: string) => (v === 4 ? { v, src4: ipv4ToU32(`198.19.${src}`), dst4: ipv4ToU32(`198.19.${dst}`) } : { v, src6: parseIpv6(`2001:2:0:10${src.split('.')[0]}::${src.split('.')[1]}`), dst6: parseIpv6(`2001:2:0:10${dst.split('.')[0]}::${dst.split('.')[1]}`) });
     const tx = allocSlots(SP, 65_792);
-    const sp = Buffer.alloc(40 + SEGS * MSS);
-    buildPacket(sp, 0, { v: 4, src4: ipv4ToU32('198.19.1.5'), dst4: ipv4ToU32('198.19.2.7'), payload: new Uint8Array(SEGS * MSS), csum: 'partial' });
+    const sp = Buffer.alloc(H + SEGS * MSS);
+    buildPacket(sp, 0, { ...addrs('1.5', '2.7'), payload: new Uint8Array(SEGS * MSS), csum: 'partial' });
     fill(tx, sp);
-    for (const s of tx) emitVirtioTcpGso(s.buf, HEADROOM - 10, 4, 20, 40, MSS);
+    for (const s of tx) emitVirtioTcpGso(s.buf, HEADROOM - 10, v, H - 20, H, MSS);
     const GRO = 16;
     const rx = allocDatagramSlots(SP, 65_792);
     const frames: Buffer[] = [];
     for (let k = 0; k < GRO; k++) {
-      const inner = Buffer.alloc(40 + MSS);
-      buildPacket(inner, 0, { v: 4, src4: ipv4ToU32('198.19.2.7'), dst4: ipv4ToU32('198.19.1.5'), seq: 1 + k * MSS, payload: new Uint8Array(MSS) });
-      frames.push(Buffer.concat([Buffer.from('0800000000000100' + '020000000001' + '020000000002' + '0800', 'hex'), inner]));
+      const inner = Buffer.alloc(H + MSS);
+      buildPacket(inner, 0, { ...addrs('2.7', '1.5'), seq: 1 + k * MSS, payload: new Uint8Array(MSS) });
+      frames.push(Buffer.concat([Buffer.from('0800000000000100' + '020000000001' + '020000000002' + (v === 4 ? '0800' : '86dd'), 'hex'), inner]));
     }
     fill(rx, Buffer.concat(frames));
     u.from(rx);
@@ -185,12 +188,48 @@ describe('no allocation per packet', () => {
     const before = b.stats();
     const n = await scavengesDuring(run);
     const after = b.stats();
+    expect(after.drops).toEqual({});
     expect(after.txPackets - before.txPackets).toBe(rounds * SP * SEGS);
     expect(after.rxPackets - before.rxPackets).toBe(rounds * SP * GRO);
     // the batch's 160 equal datagrams to one peer go out as gathered runs of at most 65507 bytes
-    const perRun = Math.floor(65_507 / (22 + 40 + MSS));
+    const perRun = Math.floor(65_507 / (22 + H + MSS));
     expect(after.offload.gsoSends - before.offload.gsoSends).toBe(rounds * Math.ceil((SP * SEGS) / perRun));
     expect(after.offload.coalescedWrites - before.offload.coalescedWrites).toBe(rounds * SP);
+    expect(n).toBeLessThanOrEqual(2);
+  });
+  it('inner IPv6, UDP backend: TUN -> socket (hop limit) and socket -> TUN, and ICMPv6 errors', async () => {
+    const io = nullIo();
+    const b = new UdpBackend({ subnet: '198.19.1.0/24', network: '198.19.0.0/16', ipv6Subnet: '2001:2:0:101::/64', ipv6Network: '2001:2:0:100::/56', publicIp: '2001:2:0:1::1', io, kernel: nullKernel });
+    await b.start();
+    b.addPeer({ subnet: '198.19.2.0/24', ipv6Subnet: '2001:2:0:102::/64', publicIp: '2001:2:0:1::2', backendType: 'udp' });
+    const v6 = (src: string, dst: string): Buffer => {
+      const p = Buffer.alloc(40 + 60);
+      buildPacket(p, 0, { v: 6, src6: parseIpv6(src), dst6: parseIpv6(dst), payload: new Uint8Array(40) });
+      return p;
+    };
+    const tx = allocSlots(BATCH, 2048);
+    fill(tx, v6('2001:2:0:101::5', '2001:2:0:102::7'));
+    fill(tx.slice(BATCH - 4), v6('2001:2:0:101::5', '2001:2:0:177::7')); // no route: ICMPv6 errors
+    for (const s of tx) s.buf[HEADROOM + 7] = 255;
+    const rx = allocDatagramSlots(BATCH, 2048);
+    fill(rx, v6('2001:2:0:102::7', '2001:2:0:101::5'));
+    underlay(true).from(rx);
+    const run = (): void => {
+      for (let r = 0; r < ROUNDS; r++) {
+        if ((r & 127) === 0) for (let i = 0; i < BATCH; i++) tx[i]!.buf[HEADROOM + 7] = 255; // the hop limit, decremented in place
+        io.dev!.handler(tx, BATCH);
+        io.tr!.handler(rx, BATCH);
+      }
+    };
+    await warmUp(run);
+    const sent0 = io.tr!.sent, written0 = io.dev!.written, icmp0 = b.stats();
+    const n = await scavengesDuring(run);
+    const icmp = b.stats();
+    expect(io.tr!.sent - sent0).toBe(ROUNDS * (BATCH - 4));
+    // the ICMPv6 errors over the rate limit are counted, not written
+    expect(icmp.icmpSent - icmp0.icmpSent + icmp.icmpRateLimited - icmp0.icmpRateLimited).toBe(ROUNDS * 4);
+    expect(icmp.icmpSent - icmp0.icmpSent).toBeGreaterThan(0);
+    expect(io.dev!.written - written0).toBe(ROUNDS * BATCH + icmp.icmpSent - icmp0.icmpSent);
     expect(n).toBeLessThanOrEqual(2);
   });
 });

@@ -224,3 +224,17 @@ export async function oursAndKernel(tb: Testbed, opts: Record<string, unknown> =
   kernelAddPeer(b, kernel.dev, ours.lease);
   return { a, b, ours, kernel };
 }
+
+/** Underlay IPv6 addresses of hosts a and b in the IPv6-underlay tests. */
+export const A6 = '2001:2:0:1::1';
+export const B6 = '2001:2:0:1::2';
+
+/** Hosts a and b on one veth `u0`, with IPv4 and IPv6 (A6, B6; no DAD: usable at once) underlay addresses. */
+export function v6Pair(tb: Testbed): [NsHost, NsHost] {
+  const a = tb.host('a');
+  const b = tb.host('b');
+  tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
+  a.ip('addr', 'add', `${A6}/64`, 'dev', 'u0', 'nodad');
+  b.ip('addr', 'add', `${B6}/64`, 'dev', 'u0', 'nodad');
+  return [a, b];
+}

@@ -13,24 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { startCapture } from '../helpers/capture.js';
-import { floodVtep, HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer } from './harness.js';
+import { A6, B6, floodVtep, HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer, v6Pair } from './harness.js';
 import { expectArpAndPings } from './l2-checks.js';
 import { readPcap } from '../codec/pcap-read.js';
 import { ETH_HLEN, udpVerify6 } from '../../src/codec/index.js';
 
 const MB = 1024 * 1024;
-const A6 = '2001:2:0:1::1';
-const B6 = '2001:2:0:1::2';
-
-/** Hosts a and b on one veth `u0`, with IPv6 underlay addresses (no DAD: usable at once). */
-function v6Pair(tb: Testbed): [NsHost, NsHost] {
-  const a = tb.host('a');
-  const b = tb.host('b');
-  tb.link(a, 'u0', '198.18.0.1/24', b, 'u0', '198.18.0.2/24');
-  a.ip('addr', 'add', `${A6}/64`, 'dev', 'u0', 'nodad');
-  b.ip('addr', 'add', `${B6}/64`, 'dev', 'u0', 'nodad');
-  return [a, b];
-}
 
 /** Run `python3 -c code` in host `h` (raw IPv6 sockets for the checksum test). */
 function py(h: NsHost, code: string, ...args: string[]): string {
