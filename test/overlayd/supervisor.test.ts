@@ -210,6 +210,9 @@ describe.runIf(requireNetns()).each(['vxlan', 'udp'] as const)('overlayd supervi
   it.runIf(type === 'udp')('five deaths in a row: the supervisor gives up loudly, exit 1, the marked device stays for the next start', async () => {
     d = start();
     await d.waitFor(/running \(supervisor/);
+    // the packet process's own "running" line: it tells the supervisor (IPC) before it logs, so the
+    // supervisor's line may come first
+    await d.waitFor(/overlayd\[\d+\]: running$/m);
     for (let i = 0; i < 5; i++) {
       const n = [...d!.err().matchAll(/overlayd\[(\d+)\]: running$/gm)].length;
       process.kill(packetPid(d!), 'SIGKILL');
