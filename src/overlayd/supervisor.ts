@@ -602,7 +602,7 @@ class Supervisor {
     }
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.dropStandby();
+    const standbyGone = this.dropStandby();
     try { sdNotify('STOPPING=1'); } catch { /* logged at start */ }
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) {
@@ -617,26 +617,37 @@ class Supervisor {
     }, STOP_TIMEOUT_MS);
     child.once('exit', (code) => {
       clearTimeout(t);
-      closeHeld(this.held);
-      this.held = undefined;
-      // the packet process removed what it created but the device, which goes with our descriptor
-      if (this.cfg.keepDeviceOnExit !== true) {
-        let gone = false;
-        try { Rtnl.shared().getLinkSync(this.dev); } catch { gone = true; }
-        if (gone) this.log.info(`closed ${this.dev}: the device is gone`);
-        else this.log.error(`closed ${this.dev}, but the device is still there after stop`);
-      }
-      this.exit(code ?? 1);
+      // the standby holds the device's queue too until it has exited
+      void standbyGone.then(() => {
+        closeHeld(this.held);
+        this.held = undefined;
+        // the packet process removed what it created but the device, which goes with our descriptor
+        if (this.cfg.keepDeviceOnExit !== true) {
+          let gone = false;
+          try { Rtnl.shared().getLinkSync(this.dev); } catch { gone = true; }
+          if (gone) this.log.info(`closed ${this.dev}: the device is gone`);
+          else this.log.error(`closed ${this.dev}, but the device is still there after stop`);
+        }
+        this.exit(code ?? 1);
+      });
     });
     child.kill('SIGTERM');
   }
 
-  /** Stop the standby (it has started nothing). */
-  private dropStandby(): void {
+  /**
+   * Stop the standby (it has started nothing). Resolves once it has exited: until then it still
+   * holds the device's queue (a SIGKILLed process closes its descriptors only when it gets a CPU to
+   * exit on, which on a loaded machine can be after the packet process has stopped).
+   */
+  private dropStandby(): Promise<void> {
     if (this.standbyTimer) clearTimeout(this.standbyTimer);
     this.standbyTimer = undefined;
-    this.standby?.kill('SIGKILL');
+    const sb = this.standby;
     this.standby = undefined;
+    if (!sb || sb.exitCode !== null || sb.signalCode !== null) return Promise.resolve();
+    const gone = new Promise<void>((r) => sb.once('exit', () => r()));
+    sb.kill('SIGKILL');
+    return gone;
   }
 
   /** SIGHUP: reload the peers (in the packet process). */
@@ -646,7 +657,7 @@ class Supervisor {
 
   /** Close everything and exit with `code`. */
   exit(code: number, unlinkCtrl = true): void {
-    this.dropStandby();
+    void this.dropStandby();
     this.closeControl(unlinkCtrl);
     closeHeld(this.held);
     this.held = undefined;
@@ -749,7 +760,7 @@ class Supervisor {
   private async handOver(conn: CtrlConn): Promise<void> {
     this.handingOver = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.dropStandby();
+    void this.dropStandby();
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
