@@ -354,7 +354,8 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
     });
 
     it('a flanneld-written dual-stack value is a peer with both halves; a malformed IPv6 part (key or value) leaves an IPv4 peer, logged once; an IPv6-only lease in a dual-stack network is skipped', async () => {
-      const prefix = await network(DUAL);
+      // our own (random) subnet from a range apart from the keys written below (one run in 80 drew one of them)
+      const prefix = await network({ ...DUAL, SubnetMin: '198.19.1.0', SubnetMax: '198.19.9.0', IPv6SubnetMin: '2001:2:8000:1::', IPv6SubnetMax: '2001:2:8000:9::' });
       const { m, logs } = manager(prefix, '198.18.0.1', { publicIpv6: '2001:2::1' });
       await m.acquire(vx6('198.18.0.1', '2001:2::1'));
       const flannel = (n: number, v6: string): string => `{"PublicIP":"198.18.0.${n}","PublicIPv6":"${v6}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5e:00:00:00:00:${n}"},"BackendV6Data":{"VNI":1,"VtepMAC":"5e:00:00:00:60:${n}"}}`;
