@@ -89,7 +89,7 @@ describe.runIf(etcdAvailable())('overlayd in etcd mode (fake backend, real etcd)
 
   it('leases a subnet, writes subnet.env, applies the leases in etcd as peers (live), serves /readyz and etcd metrics; SIGTERM-style stop keeps the lease and a restart gets the same one', async () => {
     const prefix = '/a/network';
-    etcdctl(etcd.url, 'put', `${prefix}/config`, '{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}');
+    etcdctl(etcd.url, 'put', `${prefix}/config`, '{"Network":"198.19.0.0/16","SubnetMin":"198.19.100.0","SubnetMax":"198.19.199.0","Backend":{"Type":"vxlan"}}');
     etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.9.0-24`, flannelValue('198.18.0.9', '5e:00:00:00:00:09'));
     const port = await freePort();
     const t = await daemon(prefix, [], port);

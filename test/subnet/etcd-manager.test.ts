@@ -21,6 +21,14 @@ async function network(conf: object = { Network: '198.19.0.0/16', Backend: { Typ
   return prefix;
 }
 
+/**
+ * A network whose new leases come from 198.19.100-199 only: for tests that write fixed keys (all
+ * outside that range) after our manager took a random subnet. With flannel's default range
+ * (198.19.1-255) ours was one of them about once in 255 runs per key, and the written key then
+ * "claimed our subnet" instead of being a peer.
+ */
+const APART = { Network: '198.19.0.0/16', SubnetMin: '198.19.100.0', SubnetMax: '198.19.199.0', Backend: { Type: 'vxlan' } };
+
 interface Made { m: EtcdSubnetManager; logs: string[] }
 
 function manager(prefix: string, publicIp: string, o: Partial<EtcdManagerOptions> = {}): Made {
@@ -139,7 +147,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
   });
 
   it('watch: flanneld-written leases are read (a dual-stack one too); adds, changes and removals arrive; a short-TTL lease disappears on expiry', async () => {
-    const prefix = await network();
+    const prefix = await network(APART);
     etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.20.0-24`, flannelValue('198.18.0.20', '5e:00:00:00:00:20'));
     const { m } = manager(prefix, '198.18.0.1');
     await m.acquire((s, e) => vx(s, '198.18.0.1', e));
@@ -227,7 +235,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
   });
 
   it('compaction past the watch revision while a host joins (the watcher cut off from etcd meanwhile): the watcher lists again and converges', async () => {
-    const prefix = await network();
+    const prefix = await network(APART);
     const relay = await TcpRelay.start(etcd.url.replace('http://', ''));
     try {
       const logs: string[] = [];
@@ -260,7 +268,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
   });
 
   it('etcd down then up: peers kept while down, not connected reported, reconnects with backoff, changes made meanwhile arrive', async () => {
-    const prefix = await network();
+    const prefix = await network(APART);
     etcdctl(etcd.url, 'put', `${prefix}/subnets/198.19.50.0-24`, flannelValue('198.18.0.50', '5e:00:00:00:00:50'));
     const { m, logs } = manager(prefix, '198.18.0.1');
     await m.acquire((s, e) => vx(s, '198.18.0.1', e));
@@ -282,7 +290,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
   });
 
   it('updatePublicIp (the underlay address moved): our lease is written again with the new PublicIP under its etcd lease; the watch neither skips it nor sees it as a peer', async () => {
-    const prefix = await network();
+    const prefix = await network(APART);
     const { m, logs } = manager(prefix, '198.18.0.1');
     const h = await m.acquire((s, e) => vx(s, '198.18.0.1', e));
     const key = h.subnet.replace('/', '-');
@@ -301,7 +309,7 @@ describe.runIf(etcdAvailable())('etcd subnet manager (real etcd)', () => {
   });
 
   it('renewal re-writes our key under a new etcd lease ahead of expiry; a key removed by someone is created again; close keeps it, release deletes it', async () => {
-    const prefix = await network();
+    const prefix = await network(APART);
     const { m } = manager(prefix, '198.18.0.1', { ttlSeconds: 3, renewMarginSeconds: 2, renewRetryMs: 200 });
     const h = await m.acquire((s, e) => vx(s, '198.18.0.1', e));
     const key = h.subnet.replace('/', '-');
