@@ -391,7 +391,10 @@ export function vxlanEncapFull(buf: Uint8Array, off: number, len: number, t: Vxl
     buf[ip + 10] = c >>> 8;
     buf[ip + 11] = c & 255;
     if (t.udpChecksum) {
-      let uc = ~onesSum(buf, u, udpLen, pseudoSum4(src, dst, IpProto.UDP, udpLen)) & 0xffff;
+      // the pseudo-header sum inline, from 16-bit halves: src/dst are uint32 (198.18.x.x is over
+      // 2^31), and passed to a call the optimiser does not inline each becomes a boxed number
+      const ps = (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + IpProto.UDP + udpLen;
+      let uc = ~onesSum(buf, u, udpLen, ps) & 0xffff;
       if (uc === 0) uc = 0xffff;
       buf[u + 6] = uc >>> 8;
       buf[u + 7] = uc & 255;
