@@ -134,6 +134,11 @@ export function publicAddress(s: string, what: string, family?: 4 | 6): IpAddr {
   return a;
 }
 
+/** True when the CIDR (or address) text `s` is IPv6 (an IPv6-only backend's subnet, a lease's IPv6 half). */
+export function isIpv6Cidr(s: unknown): boolean {
+  return typeof s === 'string' && s.includes(':');
+}
+
 /** Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS). */
 export const GSO_SEND_MAX_SEGMENTS = 64;
 /** Most bytes in one UDP GSO send (65535 - IPv4 header - UDP header). */
@@ -264,13 +269,19 @@ export interface CoreStats extends DataplaneStats {
 
 /** The shared core of the tunnel backends. See the module comment. */
 export abstract class TunnelCore {
-  /** This host's subnet (lease). */
+  /** This host's subnet (lease): IPv4, or IPv6 on an IPv6-only backend (then the same as {@link subnet6}). */
   readonly subnet: IpPrefix;
-  /** The overlay network. */
+  /** The overlay network (IPv6 on an IPv6-only backend, the same as {@link network6}). */
   readonly network: IpPrefix;
-  /** Inner IPv6: this host's IPv6 subnet (options.ipv6Subnet), or undefined (no IPv6 overlay). */
+  /**
+   * Inner IPv4 is carried: false on an IPv6-only backend (options `subnet`/`network` IPv6, as
+   * flannel's flannel-v6.<VNI>): it carries inner IPv6 only and drops inner IPv4 both ways
+   * (tx_no_ipv4_overlay, rx_no_ipv4_overlay); its peers are leases whose subnet is IPv6.
+   */
+  readonly ipv4: boolean;
+  /** Inner IPv6: this host's IPv6 subnet (options.ipv6Subnet, or an IPv6 `subnet`), or undefined (no IPv6 overlay). */
   readonly subnet6: IpPrefix | undefined;
-  /** Inner IPv6: the IPv6 overlay network (options.ipv6Network). */
+  /** Inner IPv6: the IPv6 overlay network (options.ipv6Network, or an IPv6 `network`). */
   readonly network6: IpPrefix | undefined;
   /** Our public (underlay) IPv4 as uint32, 0 with an IPv6 underlay ({@link rebind} changes it; see {@link publicAddr}). */
   get publicIp(): number {
@@ -399,11 +410,22 @@ export abstract class TunnelCore {
   protected constructor(opts: CommonBackendOptions, deviceKind: 'tun' | 'tap', defaultDevice: string, defaultPort: number, overhead: number) {
     this.opts = opts;
     this.deviceKind = deviceKind;
-    this.subnet = ipPrefix(opts.subnet, SUBNET);
-    this.network = ipPrefix(opts.network, SUBNET);
-    if ((opts.ipv6Subnet === undefined) !== (opts.ipv6Network === undefined)) throw new Error('ipv6Subnet and ipv6Network go together (inner IPv6)');
-    this.subnet6 = opts.ipv6Subnet === undefined ? undefined : ipPrefix(opts.ipv6Subnet, SUBNET6);
-    this.network6 = opts.ipv6Network === undefined ? undefined : ipPrefix(opts.ipv6Network, SUBNET6);
+    this.ipv4 = !isIpv6Cidr(opts.subnet);
+    if (!this.ipv4) {
+      // IPv6-only: the IPv6 subnet and network are the lease's own
+      if (!isIpv6Cidr(opts.network)) throw new Error(`subnet ${opts.subnet} is IPv6 but network ${String(opts.network)} is not (an IPv6-only backend takes both IPv6)`);
+      if (opts.ipv6Subnet !== undefined || opts.ipv6Network !== undefined) throw new Error('an IPv6-only backend (IPv6 subnet) takes no ipv6Subnet/ipv6Network: its subnet and network are the IPv6 ones');
+      this.subnet = ipPrefix(opts.subnet, SUBNET6);
+      this.network = ipPrefix(opts.network, SUBNET6);
+      this.subnet6 = this.subnet;
+      this.network6 = this.network;
+    } else {
+      this.subnet = ipPrefix(opts.subnet, SUBNET);
+      this.network = ipPrefix(opts.network, SUBNET);
+      if ((opts.ipv6Subnet === undefined) !== (opts.ipv6Network === undefined)) throw new Error('ipv6Subnet and ipv6Network go together (inner IPv6)');
+      this.subnet6 = opts.ipv6Subnet === undefined ? undefined : ipPrefix(opts.ipv6Subnet, SUBNET6);
+      this.network6 = opts.ipv6Network === undefined ? undefined : ipPrefix(opts.ipv6Network, SUBNET6);
+    }
     if (this.subnet6 !== undefined && !this.network6!.covers(this.subnet6)) throw new Error(`ipv6Subnet ${this.subnet6.toString()} is not inside ipv6Network ${this.network6!.toString()}`);
     this.icmpSrc6 = this.subnet6 === undefined ? new Uint8Array(16) : this.subnet6.addr.bytes;
     this.pub = publicAddress(opts.publicIp, 'publicIp');
@@ -779,21 +801,34 @@ export abstract class TunnelCore {
     return publicAddress(lease.publicIp, `lease ${lease.subnet}`, this.family);
   }
 
-  /** A lease's subnet, parsed; our own subnet gives undefined (a shared peers file lists it). */
+  /**
+   * A lease's subnet, parsed; our own subnet gives undefined (a shared peers file lists it). Its
+   * family must be ours: an IPv6-only backend takes leases whose subnet is IPv6 (throws one clear line otherwise).
+   */
   protected peerSubnet(lease: Lease): IpPrefix | undefined {
-    const subnet = ipPrefix(lease.subnet, SUBNET);
+    if (isIpv6Cidr(lease.subnet) === this.ipv4) {
+      throw new Error(`lease ${String(lease.subnet)}: ${this.ipv4 ? 'an IPv6 subnet, but this backend carries IPv4 (its inner IPv6 comes from ipv6Subnet)' : 'an IPv4 subnet, but this backend carries IPv6 only (give it the lease\'s IPv6 half)'}`);
+    }
+    const subnet = ipPrefix(lease.subnet, this.ipv4 ? SUBNET : SUBNET6);
     return subnet.equals(this.subnet) ? undefined : subnet;
+  }
+
+  /** True when `subnet` (a removePeer argument) is of our lease family; removing one of the other family is a no-op. */
+  protected ownFamily(subnet: string): boolean {
+    return isIpv6Cidr(subnet) !== this.ipv4;
   }
 
   /**
    * A lease's IPv6 subnet (inner IPv6), parsed: undefined when the lease has none, when we run no
-   * IPv6 overlay, or for our own. Throws one clear line when it is malformed or outside our IPv6 network.
+   * IPv6 overlay, or for our own. On an IPv6-only backend it is the lease's subnet itself.
+   * Throws one clear line when it is malformed or outside our IPv6 network.
    */
   protected peerSubnet6(lease: Lease): IpPrefix | undefined {
-    if (lease.ipv6Subnet === undefined || this.subnet6 === undefined) return undefined;
-    const p = ipPrefix(lease.ipv6Subnet, SUBNET6);
+    const s = this.ipv4 ? lease.ipv6Subnet : lease.subnet;
+    if (s === undefined || this.subnet6 === undefined) return undefined;
+    const p = ipPrefix(s, SUBNET6);
     if (p.equals(this.subnet6)) return undefined;
-    if (!this.network6!.covers(p)) throw new Error(`lease ${lease.subnet}: ipv6Subnet ${lease.ipv6Subnet} is not inside the IPv6 network ${this.network6!.toString()}`);
+    if (!this.network6!.covers(p)) throw new Error(`lease ${lease.subnet}: ${this.ipv4 ? 'ipv6Subnet' : 'subnet'} ${s} is not inside the IPv6 network ${this.network6!.toString()}`);
     return p;
   }
 
@@ -1369,6 +1404,15 @@ export abstract class TunnelCore {
   protected refuse(code: number, kind: IcmpKind, buf: Buffer, off: number, len: number): void {
     this.counters.drop(code);
     this.icmpError(kind, buf, off, len);
+  }
+
+  /**
+   * No IPv4 route for the packet read from the device: ICMP net unreachable, or on an IPv6-only
+   * backend (which has no IPv4 routes) a plain tx_no_ipv4_overlay drop. Off the IPv4 fast path.
+   */
+  protected noRoute4(buf: Buffer, off: number, len: number): void {
+    if (this.ipv4) this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, buf, off, len);
+    else this.counters.drop(D.tx_no_ipv4_overlay);
   }
 
   /** True when the IP packet at `off` (length `len`) exceeds the device MTU and may not be fragmented (IPv4 with DF; IPv6 always: routers never fragment it). */

@@ -23,6 +23,8 @@ export const DROP_REASONS = [
   'tx_unsupported_ethertype',
   // inner IPv6 to a multicast or link-local destination (the kernel's MLD reports, router solicitations): never tunnelled
   'tx_ipv6_link_scope',
+  // an IPv6-only backend (IPv6 subnet, flannel-v6.<VNI>) read an IPv4 packet: it carries no IPv4 overlay
+  'tx_no_ipv4_overlay',
   // offload device (TUN with virtio_net_hdr): a header that fails its check, a super-packet that cannot be segmented
   'tx_bad_virtio',
   'tx_bad_gso',
@@ -49,6 +51,8 @@ export const DROP_REASONS = [
   'rx_bad_ipv4',
   'rx_bad_ipv6',
   'rx_not_our_subnet',
+  // an IPv6-only backend received an inner IPv4 packet (or an ARP request): it carries no IPv4 overlay
+  'rx_no_ipv4_overlay',
   'rx_spoofed_inner_source',
   'rx_bad_vxlan_flags',
   'rx_wrong_vni',

@@ -16,6 +16,7 @@ import { Rtnl, type RouteInfo } from '../tun/index.js';
 /** What {@link KernelNet.configureDevice} sets on a dataplane's device. */
 export interface DeviceConfig {
   mtu: number;
+  /** The device's address: IPv4, or IPv6 on an IPv6-only device (flannel-v6.<VNI>: `<subnet address>/128`). */
   cidr: string;
   mac?: string;
   gsoMaxSegs?: number;
@@ -46,7 +47,7 @@ export interface KernelNet {
   /** Wait for every queued operation. */
   flush(): Promise<void>;
   /**
-   * The IPv4 routes of the main table and the ifindex of every link by name (to decide which
+   * The IPv4 and IPv6 routes of the main table and the ifindex of every link by name (to decide which
    * peers are on-link: src/vtep/underlay.ts). Optional: without it no peer counts as on-link.
    */
   readRoutes?(): Promise<{ routes: RouteInfo[]; links: Map<string, number> }>;
@@ -120,10 +121,12 @@ export class RtnlNet implements KernelNet {
       if (opts.gsoMaxSegs !== undefined) await this.rt.setLink(dev, { gsoMaxSegs: opts.gsoMaxSegs }).catch(() => undefined);
       // an IPv4-only device: IPv6 off before it goes up, or the kernel's own router
       // solicitations and MLD reports come back out of it as packets to drop (tx_not_ipv4)
-      if (!opts.cidr.includes(':') && opts.cidr6 === undefined) await this.rt.setIpv6(dev, false);
+      const v6only = opts.cidr.includes(':');
+      if (!v6only && opts.cidr6 === undefined) await this.rt.setIpv6(dev, false);
       // inner IPv6: no link-local address (fewer router solicitations and MLD reports to drop as tx_ipv6_link_scope)
-      else if (opts.cidr6 !== undefined) await this.rt.setLink(dev, { ipv6AddrGenMode: 'none' }).catch(() => undefined);
-      await this.rt.addAddress(dev, opts.cidr, { replace: true });
+      else await this.rt.setLink(dev, { ipv6AddrGenMode: 'none' }).catch(() => undefined);
+      // an IPv6 address without DAD: usable at once (the device is a point-to-point tunnel end)
+      await this.rt.addAddress(dev, opts.cidr, v6only ? { replace: true, nodad: true } : { replace: true });
       if (opts.cidr6 !== undefined) await this.rt.addAddress(dev, opts.cidr6, { replace: true, nodad: true });
       await this.rt.linkUp(dev);
       this.ifindex.set(dev, await this.rt.linkIndex(dev));
@@ -148,7 +151,7 @@ export class RtnlNet implements KernelNet {
   }
 
   async readRoutes(): Promise<{ routes: RouteInfo[]; links: Map<string, number> }> {
-    const [routes, links] = await Promise.all([this.rt.listRoutes({ family: 4 }), this.rt.listLinks()]);
+    const [routes, links] = await Promise.all([this.rt.listRoutes(), this.rt.listLinks()]);
     return { routes, links: new Map(links.map((l) => [l.name, l.index])) };
   }
 

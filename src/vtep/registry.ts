@@ -16,6 +16,8 @@ export interface BackendConfig extends CommonBackendOptions {
   gbp?: boolean;
   /** Our VTEP MAC, stable across restarts (VXLAN). */
   vtepMac?: string;
+  /** host-gw dual stack: this host's IPv6 public address on the underlay interface (with ipv6Subnet/ipv6Network). */
+  publicIpv6?: string;
   /** The underlay interface (host-gw's routes; VXLAN DirectRouting's direct routes). */
   underlayIface?: string;
   /** VXLAN: route peers on the underlay's segment directly, without encapsulation (flannel's DirectRouting). */

@@ -59,15 +59,17 @@ export class UdpBackend extends TunnelCore implements Backend {
   protected async configureKernel(dev: string): Promise<void> {
     // flannel: <subnet address>/<network prefix> on flannel0; the connected route sends the whole network here.
     // inner IPv6 likewise: <IPv6 subnet address>/<IPv6 network prefix>
+    // (IPv6-only: the IPv6 one alone)
     const cidr6 = this.subnet6 === undefined ? undefined : `${this.subnet6.addr.toString()}/${this.network6!.len}`;
-    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr: `${u32ToIpv4(this.subnet.net)}/${this.network.len}`, gsoMaxSegs: this.deviceGsoMaxSegs, cidr6 });
+    const cidr = this.ipv4 ? `${u32ToIpv4(this.subnet.net)}/${this.network.len}` : cidr6!;
+    await this.kernel.configureDevice(dev, { mtu: this.deviceMtu, cidr, gsoMaxSegs: this.deviceGsoMaxSegs, cidr6: this.ipv4 ? cidr6 : undefined });
     await this.kernel.deviceSysctl(dev, 'accept_local', '1'); // our ICMP errors carry our own TUN address as source
   }
 
   /** This host's lease. */
   localLease(): Lease {
     const l: Lease = { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'udp' };
-    if (this.subnet6 !== undefined) l.ipv6Subnet = this.subnet6.toString();
+    if (this.subnet6 !== undefined && this.ipv4) l.ipv6Subnet = this.subnet6.toString();
     return l;
   }
 
@@ -82,13 +84,14 @@ export class UdpBackend extends TunnelCore implements Backend {
     const subnet6 = this.peerSubnet6(lease);
     const peer: UdpPeer = { lease: { ...lease }, subnet, subnet6, addr, counters: this.counters.peerAt(addr) };
     this.bySubnet.set(key, peer);
-    this.routes.replace({ dst: { prefix: subnet.net, prefixLen: subnet.len }, dev: this.deviceName, peer });
+    if (this.ipv4) this.routes.replace({ dst: { prefix: subnet.net, prefixLen: subnet.len }, dev: this.deviceName, peer });
     if (subnet6 !== undefined) this.routes6.replace({ dst: { prefix: subnet6.addr.bytes, prefixLen: subnet6.len }, dev: this.deviceName, peer });
     this.byAddr.set(addr, peer);
   }
 
   /** Remove the peer owning `subnet`. */
   removePeer(subnet: string): void {
+    if (!this.ownFamily(subnet)) return;
     const p = this.peerSubnet({ subnet, publicIp: '0.0.0.0', backendType: 'udp' });
     if (p === undefined) return;
     const key = p.toString();
@@ -98,7 +101,7 @@ export class UdpBackend extends TunnelCore implements Backend {
 
   private unlink(peer: UdpPeer, key: string): void {
     this.bySubnet.delete(key);
-    if (this.routes.getExact(peer.subnet.net, peer.subnet.len)?.peer === peer) this.routes.deleteExact(peer.subnet.net, peer.subnet.len);
+    if (this.ipv4 && this.routes.getExact(peer.subnet.net, peer.subnet.len)?.peer === peer) this.routes.deleteExact(peer.subnet.net, peer.subnet.len);
     const s6 = peer.subnet6 === undefined ? undefined : { prefix: peer.subnet6.addr.bytes, prefixLen: peer.subnet6.len };
     if (s6 !== undefined && this.routes6.get(s6)?.peer === peer) this.routes6.delete(s6);
     if (this.byAddr.get(peer.addr) === peer) {
@@ -127,7 +130,7 @@ export class UdpBackend extends TunnelCore implements Backend {
     len = ipv4TotalLength(b, off);
     const route = this.routes.lookup(rd32(b, off + 16));
     const peer = route === undefined ? undefined : route.peer;
-    if (peer === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (peer === undefined) { this.noRoute4(b, off, len); return; }
     if (b[off + 8]! <= 1) { this.refuse(D.tx_ttl_exceeded, IcmpKind.TimeExceeded, b, off, len); return; }
     if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     ipv4DecrementTtl(b, off);
@@ -165,6 +168,7 @@ export class UdpBackend extends TunnelCore implements Backend {
     const b = s.buf;
     const off = s.off;
     if (s.len > 0 && b[off]! >>> 4 === 6) { this.fromNetwork6(b, off, s.len, peer); return; }
+    if (!this.ipv4) { c.drop(D.rx_no_ipv4_overlay); return; }
     const why = rxIpv4Reason(b, off, s.len);
     if (why !== 0) { c.drop(why); return; }
     if (!this.subnet.containsV4(rd32(b, off + 16))) { c.drop(D.rx_not_our_subnet); return; }

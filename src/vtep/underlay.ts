@@ -27,7 +27,7 @@ export interface UnderlayPath {
 
 interface Row { dst: IpPrefix; gateway?: string; oif: number; metric: number; unicast: boolean }
 
-/** A snapshot of the main IPv4 routing table, for on-link decisions. */
+/** A snapshot of the main routing table (IPv4 and IPv6), for on-link decisions. */
 export class UnderlayView {
   private rows: Row[] = [];
   private links = new Map<string, number>();
@@ -43,8 +43,8 @@ export class UnderlayView {
   load(routes: readonly RouteInfo[], links: ReadonlyMap<string, number>): void {
     const rows: Row[] = [];
     for (const r of routes) {
-      if (r.family !== 4) continue;
-      const dst = parsePrefix(r.dst, { family: 4 });
+      if (r.family !== 4 && r.family !== 6) continue;
+      const dst = parsePrefix(r.dst, { family: r.family });
       if (dst instanceof AddrError) continue;
       const row: Row = { dst, oif: r.oif ?? 0, metric: r.metric ?? 0, unicast: r.type === UNICAST };
       if (r.gateway !== undefined) row.gateway = r.gateway;
@@ -67,9 +67,9 @@ export class UnderlayView {
     return String(ix);
   }
 
-  /** How `ip` (dotted quad) is reached: the best matching route of the snapshot. */
+  /** How `ip` (IPv4 or IPv6) is reached: the best matching route of its family in the snapshot. */
   pathTo(ip: string): UnderlayPath {
-    const a = parseIp(ip, { family: 4 });
+    const a = parseIp(ip);
     if (a instanceof AddrError) return { direct: false, oif: 0, via: 'no route' };
     for (const r of this.rows) {
       if (!r.dst.contains(a)) continue;
@@ -79,7 +79,7 @@ export class UnderlayView {
     return { direct: false, oif: 0, via: 'no route' };
   }
 
-  /** The directly connected prefixes on link `ix` ("198.18.0.0/24"), for error messages. */
+  /** The directly connected prefixes on link `ix` ("198.18.0.0/24", "2001:2:0:1::/64"), for error messages. */
   onLink(ix: number): string[] {
     return this.rows.filter((r) => r.oif === ix && r.unicast && r.gateway === undefined).map((r) => r.dst.toString());
   }

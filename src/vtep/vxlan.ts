@@ -147,6 +147,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (!Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new Error(`invalid VNI ${opts.vni}`);
     const mode = opts.mode ?? 'l3';
     super(opts, mode === 'l2' ? 'tap' : 'tun', opts.deviceName ?? `flannel${vxlanFamily(opts.publicIp) === 6 ? '-v6' : ''}.${vni}`, VXLAN_PORT_LINUX, VXLAN_OVERHEAD);
+    if (mode === 'l2' && !this.ipv4) throw new Error('VXLAN L2 mode has no IPv6-only overlay (an IPv6 subnet): use L3, or an IPv4 subnet with ipv6Subnet');
     this.mode = mode;
     this.encapPrefix = mode === 'l3' ? VXLAN_HLEN + ETH_HLEN : VXLAN_HLEN;
     this.vni = vni;
@@ -184,9 +185,10 @@ export class VxlanBackend extends TunnelCore implements Backend {
   protected async configureKernel(dev: string): Promise<void> {
     await this.kernel.configureDevice(dev, {
       mtu: this.deviceMtu,
-      cidr: `${u32ToIpv4(this.vtepIp)}/32`,
+      // IPv6-only (flannel-v6.<VNI>): only the IPv6 subnet's network address /128, as flanneld configures it
+      cidr: this.ipv4 ? `${u32ToIpv4(this.vtepIp)}/32` : `${this.subnet.addr.toString()}/128`,
       // inner IPv6: the IPv6 subnet's network address /128, as flannel-v6.<VNI> has it (in L2 the kernel then answers NDP for it, as it does ARP)
-      cidr6: this.subnet6 === undefined ? undefined : `${this.subnet6.addr.toString()}/128`,
+      cidr6: this.subnet6 === undefined || !this.ipv4 ? undefined : `${this.subnet6.addr.toString()}/128`,
       mac: this.mode === 'l2' ? formatMac(this.vtepMac) : undefined,
       gsoMaxSegs: this.deviceGsoMaxSegs,
     });
@@ -201,7 +203,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
       this.route6Of.set(p.lease.subnet, p.subnet6!.toString());
       return this.kernel.replaceRoute(p.subnet6!.toString(), p.subnet6!.addr.toString(), dev, { onlink: true });
     });
-    await Promise.all([...v6, ...[...this.bySubnet.values()].map((p) => {
+    await Promise.all([...v6, ...[...this.bySubnet.values()].filter(() => this.ipv4).map((p) => {
       const r = this.wantedRoute(p, dev);
       this.routeOf.set(p.lease.subnet, r);
       return this.kernel.replaceRoute(p.lease.subnet, r.via, r.dev, { onlink: r.onlink });
@@ -211,7 +213,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** DirectRouting's decision, as flannel makes it: the route to the peer's public IP has no gateway. */
   private isDirect(lease: Lease): boolean {
     // (over an IPv6 underlay every peer goes through the VTEP: the underlay view reads IPv4 routes)
-    return this.directRouting && this.family === 4 && this.underlay.pathTo(lease.publicIp).direct;
+    return this.directRouting && this.family === 4 && this.ipv4 && this.underlay.pathTo(lease.publicIp).direct;
   }
 
   /** The kernel route of a peer: through the VTEP (`via <subnet address> dev flannel.N onlink`) or, direct, `via <public IP> dev <underlay>`. */
@@ -237,7 +239,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
   /** This host's lease (with our VNI and VTEP MAC). */
   localLease(): Lease {
     const l: Lease = { subnet: this.subnetString(), publicIp: this.publicIpString(), backendType: 'vxlan', vni: this.vni, vtepMac: formatMac(this.vtepMac) };
-    if (this.subnet6 !== undefined) l.ipv6Subnet = this.subnet6.toString(); // one device: IPv6 goes to the same VTEP MAC
+    if (this.subnet6 !== undefined && this.ipv4) l.ipv6Subnet = this.subnet6.toString(); // one device: IPv6 goes to the same VTEP MAC
     return l;
   }
 
@@ -261,9 +263,10 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (this.mode === 'l3' && mac === undefined) throw new Error(`lease ${key} has no vtepMac (required in L3 mode)`);
     const ip = this.leaseAddress(lease);
     const subnet6 = this.peerSubnet6(lease);
-    const mac6 = subnet6 === undefined ? undefined : lease.v6VtepMac ? parseMac(lease.v6VtepMac) : mac;
+    // IPv6-only: the lease's vtepMac is its flannel-v6 device's; it goes into the IPv6 tables alone (no IPv4 host entry)
+    const mac6 = subnet6 === undefined ? undefined : lease.v6VtepMac && this.ipv4 ? parseMac(lease.v6VtepMac) : mac;
     if (subnet6 !== undefined && this.mode === 'l3' && mac6 === undefined) throw new Error(`lease ${key} has an ipv6Subnet but no VTEP MAC`);
-    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac, ip, subnet6, mac6 };
+    const peer: VxPeer = { lease: { ...lease, subnet: key }, direct: this.isDirect(lease), subnet, mac: this.ipv4 ? mac : undefined, ip, subnet6, mac6 };
     const old = this.bySubnet.get(key);
     if (old !== undefined) this.unlink6(old);
     this.link6(peer);
@@ -283,7 +286,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
       const r = this.wantedRoute(peer, this.device!.name);
       const was = this.routeOf.get(key);
       this.kernelRoute6(key, old, peer);
-      if (was === undefined || was.via !== r.via || was.dev !== r.dev || this.routeFailed.has(key)) {
+      if (this.ipv4 && (was === undefined || was.via !== r.via || was.dev !== r.dev || this.routeFailed.has(key))) {
         this.routeFailed.delete(key);
         this.routeOf.set(key, r);
         const op = this.kernel.replaceRoute(key, r.via, r.dev, { onlink: r.onlink });
@@ -295,6 +298,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
 
   /** Remove the peer owning `subnet` (tables and kernel route). */
   removePeer(subnet: string): void {
+    if (!this.ownFamily(subnet)) return;
     const p = this.peerSubnet({ subnet, publicIp: '', backendType: 'vxlan' });
     if (p === undefined) return;
     const key = p.toString();
@@ -309,7 +313,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     this.removeSender(old);
     const dev = this.routeOf.get(key)?.dev ?? this.deviceName;
     this.routeOf.delete(key);
-    if (this.kernelLive) this.kernelUpdate(`delete route ${key} dev ${dev}`, this.kernel.deleteRoute(key, dev));
+    if (this.kernelLive && this.ipv4) this.kernelUpdate(`delete route ${key} dev ${dev}`, this.kernel.deleteRoute(key, dev));
   }
 
   /**
@@ -469,7 +473,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (b[off]! >> 4 === 6 && this.subnet6 !== undefined) { this.fromTun6(b, off, len); return; }
     if (b[off]! >> 4 !== 4) { c.drop(D.tx_not_ipv4); return; }
     const r = this.routes.lookup(rd32(b, off + 16));
-    if (r === undefined) { this.refuse(D.tx_no_route, IcmpKind.NetUnreachable, b, off, len); return; }
+    if (r === undefined) { this.noRoute4(b, off, len); return; }
     if (this.tooBig(b, off, len)) { this.refuse(D.tx_too_big, IcmpKind.FragNeeded, b, off, len); return; }
     if (off < hdr) { c.drop(D.tx_runt); return; }
     const e = off - ETH_HLEN;
@@ -567,6 +571,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (this.learnL3 && s.family === 4) this.fdb.learnBytes(this.vni, b, e + 6, from, this.port); // kernel vxlan_snoop: leases' entries are permanent, never moved
     const et = rd16(b, e + 12);
     if (et === EtherType.IPv4) {
+      if (!this.ipv4) { c.drop(D.rx_no_ipv4_overlay); return; }
       const ip = e + ETH_HLEN;
       const why = rxIpv4Reason(b, ip, elen - ETH_HLEN);
       if (why !== 0) { c.drop(why); return; }
@@ -590,6 +595,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
       if (this.strictSource && !this.sourceOk6(b, ip + 8, pc)) { c.drop(D.rx_spoofed_inner_source); return; }
       this.deliver(b, ip, IPV6_HLEN + rd16(b, ip + 4), pc);
     } else if (et === EtherType.ARP) {
+      if (!this.ipv4) { c.drop(D.rx_no_ipv4_overlay); return; }
       if (!this.arpRequest(b, e, elen) || (this.arp.tpa | 0) !== this.vtepIpi) { c.drop(D.rx_arp_not_for_us); return; }
       const rl = buildArpReply(b, e, this.arp, this.vtepMac);
       emitVxlanPolicy(b, off, this.vni, this.gbp, this.gbpPolicy);
