@@ -271,7 +271,7 @@ export class VxlanBackend extends TunnelCore implements Backend {
     if (old !== undefined) this.unlink6(old);
     this.link6(peer);
     // a direct peer has no route, neighbour or FDB entry here: the kernel routes it past the VTEP
-    if (mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: fdbDst(ip), vtepMac: mac, peer });
+    if (peer.mac !== undefined && !peer.direct) this.hosts.addHost({ subnet: key, publicIp: fdbDst(ip), vtepMac: peer.mac, peer });
     else if (old?.mac !== undefined && !old.direct) this.hosts.removeHost(key);
     this.bySubnet.set(key, peer);
     if (old) this.removeSender(old);

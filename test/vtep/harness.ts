@@ -75,7 +75,7 @@ export interface KernelVtep {
  * Create a kernel vxlan device the way flannel does: `ip link add flannel.N type vxlan id N
  * local <publicIp> dev <underlay> dstport <port> nolearning`, MTU underlay-50, our MAC,
  * (an IPv6 publicIp: flannel-v6.N, MTU underlay-70, as flannel's IPv6 device),
- * <subnet addr>/32, up, at the kernel's default offload settings (partial checksums, 64 KB
+ * <subnet addr>/32 (an IPv6 subnet: /128), up, at the kernel's default offload settings (partial checksums, 64 KB
  * super-packets over veth); `txOff: true` turns TX checksum offload off (see txChecksumOff).
  */
 export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; underlay: string; vni?: number; port?: number; mtu?: number; mac: string; gbp?: boolean; dev?: string; learning?: boolean; txOff?: boolean }): KernelVtep {
@@ -86,7 +86,10 @@ export function kernelVxlan(h: NsHost, o: { subnet: string; publicIp: string; un
   if (o.gbp) args.push('gbp');
   h.ip(...args);
   h.ip('link', 'set', dev, 'mtu', String((o.mtu ?? 1500) - (v6 ? 70 : 50)), 'address', o.mac);
-  h.ip('addr', 'add', `${o.subnet.split('/')[0]}/32`, 'dev', dev);
+  // an IPv6 subnet (flannel-v6.<VNI> of an IPv6 network): its address /128, as flanneld puts it there
+  const gw = o.subnet.split('/')[0]!;
+  if (gw.includes(':')) h.ip('-6', 'addr', 'add', `${gw}/128`, 'dev', dev, 'nodad');
+  else h.ip('addr', 'add', `${gw}/32`, 'dev', dev);
   h.ip('link', 'set', dev, 'up');
   if (o.txOff === true) txChecksumOff(h, dev); // default: the kernel's own offloads (partial checksums, GSO), as flannel leaves them
   return { dev, mac: o.mac, lease: { subnet: o.subnet, publicIp: o.publicIp, backendType: 'vxlan', vni, vtepMac: o.mac } };

@@ -3,7 +3,8 @@
  *
  *   ip netns exec NS node --import tsx test/vtep/host.ts '<json>'
  *
- * The JSON is {kind: 'udp' | 'vxlan', ...constructor options}. Prints one JSON line
+ * The JSON is {kind: 'udp' | 'vxlan' | 'host-gw', ...constructor options}, or {kind: 'dual', v4: {...}, v6: {...}}
+ * (a DualStackBackend of the two). Prints one JSON line
  * per event on stdout: {"event":"ready","lease":...} after start(), then answers
  * commands read as JSON lines on stdin, each echoed with its `id`:
  *   {"id":1,"cmd":"addPeer","lease":{...}}   {"id":2,"cmd":"removePeer","subnet":"..."}
@@ -12,9 +13,19 @@
  * Miss events are printed as {"event":"miss",...}, onLog messages as {"event":"log","message":...}.
  */
 import { createInterface } from 'node:readline';
-import { UdpBackend, VxlanBackend, type Backend, type Lease, type MissEvent } from '../../src/vtep/index.js';
+import { DualStackBackend, HostGwBackend, UdpBackend, VxlanBackend, type Backend, type Lease, type MissEvent } from '../../src/vtep/index.js';
 
-type Opts = { kind: 'udp' | 'vxlan' } & Record<string, unknown>;
+type Opts = { kind: 'udp' | 'vxlan' | 'host-gw' | 'dual' } & Record<string, unknown>;
+
+/** The backend `opts` describe; 'dual': a DualStackBackend of `opts.v4` and `opts.v6` (each such options). */
+function make(opts: Opts, onLog: (message: string) => void): Backend {
+  const { kind, ...rest } = opts;
+  if (kind === 'dual') return new DualStackBackend(make(rest.v4 as Opts, onLog), make(rest.v6 as Opts, onLog));
+  if (kind === 'host-gw') return new HostGwBackend({ ...(rest as unknown as ConstructorParameters<typeof HostGwBackend>[0]), onLog });
+  return kind === 'udp'
+    ? new UdpBackend({ ...(rest as unknown as ConstructorParameters<typeof UdpBackend>[0]), onLog })
+    : new VxlanBackend({ ...(rest as unknown as ConstructorParameters<typeof VxlanBackend>[0]), onLog, onMiss: (ev: MissEvent) => out({ event: 'miss', ...ev }) });
+}
 
 function out(o: unknown): void {
   process.stdout.write(JSON.stringify(o) + '\n');
@@ -22,11 +33,8 @@ function out(o: unknown): void {
 
 async function main(): Promise<void> {
   const opts = JSON.parse(process.argv[2] ?? '{}') as Opts;
-  const { kind, ...rest } = opts;
   const onLog = (message: string): void => out({ event: 'log', message });
-  const backend: Backend = kind === 'udp'
-    ? new UdpBackend({ ...(rest as unknown as ConstructorParameters<typeof UdpBackend>[0]), onLog })
-    : new VxlanBackend({ ...(rest as unknown as ConstructorParameters<typeof VxlanBackend>[0]), onLog, onMiss: (ev: MissEvent) => out({ event: 'miss', ...ev }) });
+  const backend = make(opts, onLog);
   await backend.start();
   out({ event: 'ready', lease: backend.localLease() });
   const rl = createInterface({ input: process.stdin });
