@@ -216,7 +216,8 @@ export class HostGwBackend implements Backend {
     for (const r of p.routes) {
       const path = this.view.pathTo(r.via);
       if (path.direct && path.oif === ix) continue;
-      const onLink = ix === undefined ? [] : this.view.onLink(ix);
+      // the on-link prefixes of the next hop's family
+      const onLink = ix === undefined ? [] : this.view.onLink(ix).filter((x) => isIpv6Cidr(x) === isIpv6Cidr(r.via));
       return `host-gw: peer ${r.dst} (public IP ${r.via}) is not on the L2 segment of ${dev}` +
         ` (on-link there: ${onLink.length ? onLink.join(', ') : 'nothing'}; the kernel reaches ${r.via} by ${path.via});` +
         ' host-gw needs every host on one segment (use vxlan with DirectRouting for mixed networks); peer skipped';
