@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { leaseHalves, type Lease } from '../../src/vtep/index.js';
-import { A6, B6, HostProc, kernelAddPeer, kernelVxlan, ping, tcpTransfer, v6Pair } from './harness.js';
+import { A6, B6, HostProc, kernelAddPeer, kernelVxlan, ourPair, ping, tcpBothWays, v6Pair } from './harness.js';
 
 const MB = 1024 * 1024;
 const NET6 = '2001:2:0:100::/56';
@@ -89,15 +89,10 @@ describe.runIf(requireNetns())('DualStackBackend (VXLAN flannel.1 + IPv6-only fl
 
   for (const [fam, kernIp, oursIp, port] of [['IPv4', '198.19.2.0', '198.19.1.0', 5401], ['IPv6', KERN6, OURS6, 5411]] as const) {
     it(`moves 50 MB over TCP/${fam} both ways with matching SHA-256`, async () => {
-      const out = await tcpTransfer(tb, b, kernIp, a, 50 * MB, port);
-      expect(out.server.bytes).toBe(50 * MB);
-      expect(out.server.sha256).toBe(out.client.sha256);
-      const back = await tcpTransfer(tb, a, oursIp, b, 50 * MB, port + 1);
-      expect(back.server.bytes).toBe(50 * MB);
-      expect(back.server.sha256).toBe(back.client.sha256);
+      const { ab, ba } = await tcpBothWays(tb, a, oursIp, b, kernIp, 50 * MB, port);
       const s = (await ours.stats()).stats;
       const peer = s.peers[fam === 'IPv4' ? '198.18.0.2' : B6]!;
-      console.log(`dual stack ${fam}: 50 MB ours->kernel ${out.ms} ms, kernel->ours ${back.ms} ms; drops ${JSON.stringify(s.drops)}`);
+      console.log(`dual stack ${fam}: 50 MB ours->kernel ${ab.ms} ms, kernel->ours ${ba.ms} ms; drops ${JSON.stringify(s.drops)}`);
       expect(peer.txPackets).toBeGreaterThan(10_000);
       expect(peer.rxPackets).toBeGreaterThan(1000);
     });
@@ -131,22 +126,8 @@ describe.runIf(requireNetns())('DualStackBackend (VXLAN flannel.1 + IPv6-only fl
 
 describe.runIf(requireNetns())('UDP backend, IPv6 only (IPv6 subnet and underlay), two hosts (mmsg)', () => {
   const tb = new Testbed('udv6');
-  let h: NsHost[] = [];
-  let procs: HostProc[] = [];
   const sub6 = [OURS6, KERN6];
-  beforeAll(async () => {
-    h = [...v6Pair(tb)];
-    for (let i = 0; i < 2; i++) {
-      procs.push(await HostProc.start(tb, h[i]!, { kind: 'udp', subnet: `${sub6[i]}/64`, network: NET6, publicIp: i === 0 ? A6 : B6, transport: 'mmsg' }));
-    }
-    await procs[0]!.addPeer(procs[1]!.lease);
-    await procs[1]!.addPeer(procs[0]!.lease);
-  });
-  afterAll(async () => {
-    for (const p of procs) await p.stop().catch(() => undefined);
-    procs = [];
-    tb.destroy();
-  });
+  const { h, procs } = ourPair(tb, (i) => ({ kind: 'udp', subnet: `${sub6[i]}/64`, network: NET6, publicIp: i === 0 ? A6 : B6, transport: 'mmsg' }));
 
   it('has an IPv6-only lease and flannel0 with only <IPv6 subnet address>/56', () => {
     expect(procs[0]!.lease).toEqual({ subnet: `${OURS6}/64`, publicIp: A6, backendType: 'udp' });
@@ -160,12 +141,7 @@ describe.runIf(requireNetns())('UDP backend, IPv6 only (IPv6 subnet and underlay
       expect(ping(h[1]!, OURS6, size), `b -> a ${size}`).toBe(true);
     }
     expect(ping(h[0]!, KERN6, 1405)).toBe(false);
-    const r1 = await tcpTransfer(tb, h[1]!, KERN6, h[0]!, 20 * MB, 5421);
-    expect(r1.server.bytes).toBe(20 * MB);
-    expect(r1.server.sha256).toBe(r1.client.sha256);
-    const r2 = await tcpTransfer(tb, h[0]!, OURS6, h[1]!, 20 * MB, 5422);
-    expect(r2.server.bytes).toBe(20 * MB);
-    expect(r2.server.sha256).toBe(r2.client.sha256);
+    await tcpBothWays(tb, h[0]!, OURS6, h[1]!, KERN6, 20 * MB, 5421);
     const s = (await procs[0]!.stats()).stats;
     expect(s.peers[B6]!.txPackets).toBeGreaterThan(5_000);
     expect(s.peers[B6]!.rxPackets).toBeGreaterThan(5_000);
@@ -180,30 +156,17 @@ describe.runIf(requireNetns())('UDP backend, IPv6 only (IPv6 subnet and underlay
 
 describe.runIf(requireNetns())('host-gw dual stack: IPv6 routes via PublicIPv6 beside the IPv4 ones', () => {
   const tb = new Testbed('tbds');
-  let h: NsHost[] = [];
-  let procs: HostProc[] = [];
-  const pub6 = [A6, B6];
-  beforeAll(async () => {
-    h = [...v6Pair(tb)];
-    for (let i = 0; i < 2; i++) {
-      const n = i + 1;
-      // the hosts' pods: a bridge with the gateway addresses of each family
-      h[i]!.ip('link', 'add', 'cni0', 'type', 'bridge');
-      h[i]!.ip('addr', 'add', `198.19.${n}.1/24`, 'dev', 'cni0');
-      h[i]!.ip('addr', 'add', `2001:2:0:10${n}::1/64`, 'dev', 'cni0', 'nodad');
-      h[i]!.ip('link', 'set', 'cni0', 'up');
-      procs.push(await HostProc.start(tb, h[i]!, {
-        kind: 'host-gw', subnet: `198.19.${n}.0/24`, network: '198.19.0.0/16', publicIp: `198.18.0.${n}`,
-        ipv6Subnet: `2001:2:0:10${n}::/64`, ipv6Network: NET6, publicIpv6: pub6[i], underlayIface: 'u0',
-      }));
-    }
-    await procs[0]!.addPeer(procs[1]!.lease);
-    await procs[1]!.addPeer(procs[0]!.lease);
-  });
-  afterAll(async () => {
-    for (const p of procs) await p.stop().catch(() => undefined);
-    procs = [];
-    tb.destroy();
+  const { h, procs } = ourPair(tb, (i, host) => {
+    const n = i + 1;
+    // the host's pods: a bridge with the gateway addresses of each family
+    host.ip('link', 'add', 'cni0', 'type', 'bridge');
+    host.ip('addr', 'add', `198.19.${n}.1/24`, 'dev', 'cni0');
+    host.ip('addr', 'add', `2001:2:0:10${n}::1/64`, 'dev', 'cni0', 'nodad');
+    host.ip('link', 'set', 'cni0', 'up');
+    return {
+      kind: 'host-gw', subnet: `198.19.${n}.0/24`, network: '198.19.0.0/16', publicIp: `198.18.0.${n}`,
+      ipv6Subnet: `2001:2:0:10${n}::/64`, ipv6Network: NET6, publicIpv6: i === 0 ? A6 : B6, underlayIface: 'u0',
+    };
   });
 
   it('installs <subnet> via <public IP> and <IPv6 subnet> via <PublicIPv6> on u0; pings of both families cross them', () => {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { NsHost, Testbed } from '../helpers/netns.js';
 import type { DataplaneStats, Lease } from '../../src/vtep/index.js';
 
@@ -157,6 +158,20 @@ export async function tcpTransfer(tb: Testbed, server: NsHost, serverIp: string,
 }
 
 /**
+ * `bytes` over TCP from `a` to `b` (listening on `bIp`, port `port`) and back from `b` to `a`
+ * (`aIp`, port `port + 1`), each checked intact (size and SHA-256); both results.
+ */
+export async function tcpBothWays(tb: Testbed, a: NsHost, aIp: string, b: NsHost, bIp: string, bytes: number, port: number): Promise<{ ab: { ms: number }; ba: { ms: number } }> {
+  const ab = await tcpTransfer(tb, b, bIp, a, bytes, port);
+  const ba = await tcpTransfer(tb, a, aIp, b, bytes, port + 1);
+  for (const r of [ab, ba]) {
+    expect(r.server.bytes).toBe(bytes);
+    expect(r.server.sha256).toBe(r.client.sha256);
+  }
+  return { ab, ba };
+}
+
+/**
  * Send `count` datagrams of `size` bytes in bursts of `burst` from `client` to `serverIp`:`port`
  * (test/vtep/udp-burst.ts); returns what the server received: total, content-valid, duplicates, sizes.
  */
@@ -240,4 +255,24 @@ export function v6Pair(tb: Testbed): [NsHost, NsHost] {
   a.ip('addr', 'add', `${A6}/64`, 'dev', 'u0', 'nodad');
   b.ip('addr', 'add', `${B6}/64`, 'dev', 'u0', 'nodad');
   return [a, b];
+}
+
+/**
+ * For the calling describe block: hosts a and b of {@link v6Pair}, each running one of ours with
+ * `opts(i, host)` (i 0: a, 1: b; called once the host exists), each the other's peer; everything
+ * stopped and the namespaces deleted after it. The arrays fill in its beforeAll.
+ */
+export function ourPair(tb: Testbed, opts: (i: 0 | 1, h: NsHost) => Record<string, unknown>): { h: NsHost[]; procs: HostProc[] } {
+  const bed = { h: [] as NsHost[], procs: [] as HostProc[] };
+  beforeAll(async () => {
+    bed.h.push(...v6Pair(tb));
+    for (const i of [0, 1] as const) bed.procs.push(await HostProc.start(tb, bed.h[i]!, opts(i, bed.h[i]!)));
+    await bed.procs[0]!.addPeer(bed.procs[1]!.lease);
+    await bed.procs[1]!.addPeer(bed.procs[0]!.lease);
+  });
+  afterAll(async () => {
+    for (const p of bed.procs) await p.stop().catch(() => undefined);
+    tb.destroy();
+  });
+  return bed;
 }
