@@ -966,7 +966,8 @@ static Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// udpOpen(family 4|6, address, port, reusePort) -> fd (non-blocking, bound)
+// udpOpen(family 4|6, address, port, reusePort, v6only) -> fd (non-blocking, bound); an IPv6
+// socket takes IPv4 too (IPV6_V6ONLY 0) unless v6only
 static Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[1].IsString()) return ThrowType(env, "udpOpen(family, address, port, reusePort)");
@@ -974,6 +975,7 @@ static Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   std::string addr = info[1].As<Napi::String>().Utf8Value();
   int port = info[2].As<Napi::Number>().Int32Value();
   bool reuse = info.Length() > 3 && info[3].ToBoolean();
+  bool only6 = info.Length() > 4 && info[4].ToBoolean();
   sockaddr_storage ss;
   socklen_t sl;
   if (!ParseAddr(addr, port, fam, &ss, &sl)) {
@@ -985,7 +987,7 @@ static Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ThrowErrno(env, errno, "socket");
   if (fam == AF_INET6) {
-    int v6only = 0;
+    int v6only = only6 ? 1 : 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
   }
   if (reuse) {

@@ -93,7 +93,7 @@ export interface NativeBinding {
   CSUM_RANGE_STRIDE: number;
   /** Descriptor stride the addon was built with (must equal DESC_STRIDE). */
   DESC_STRIDE: number;
-  udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean): number;
+  udpOpen(family: 4 | 6, address: string, port: number, reusePort: boolean, v6only?: boolean): number;
   udpConnect(fd: number, family: 4 | 6, address: string, port: number): void;
   sockPort(fd: number): number;
   setSockBuf(fd: number, rcvbuf: number, sndbuf: number): [number, number];

@@ -55,6 +55,11 @@ export interface TransportOptions {
   /** SO_REUSEPORT (mmsg only). */
   reusePort?: boolean;
   /**
+   * An IPv6 socket for IPv6 only (IPV6_V6ONLY): one on `::` then leaves IPv4 to an IPv4 socket on
+   * the same port (a dual-stack host's two VTEPs). Default false: an IPv6 socket takes IPv4 too.
+   */
+  ipv6Only?: boolean;
+  /**
    * mmsg only: use UDP GSO (UDP_SEGMENT) for slots with `segSize` > 0 (default true, when the kernel
    * knows it). false: such slots are always split into plain datagrams by the transport.
    */
@@ -152,7 +157,7 @@ export class MmsgUdpTransport implements UdpTransport {
     this.txSpan = new Uint32Array(n);
   }
 
-  /** Bind to `address` (default 0.0.0.0; an IPv6 address makes a dual-stack IPv6 socket) and `port`. */
+  /** Bind to `address` (default 0.0.0.0; an IPv6 address makes a dual-stack IPv6 socket unless `ipv6Only`) and `port`. */
   async bind(port: number, address = '0.0.0.0'): Promise<void> {
     this.bindSync(port, address);
   }
@@ -173,7 +178,7 @@ export class MmsgUdpTransport implements UdpTransport {
       this.fd = adopt;
     } else {
       this.family = familyOf(address);
-      this.fd = n.udpOpen(this.family, address, port, !!this.opts.reusePort);
+      this.fd = n.udpOpen(this.family, address, port, !!this.opts.reusePort, this.opts.ipv6Only === true);
     }
     try {
       if (this.opts.rcvbuf || this.opts.sndbuf) this.bufferSizes = n.setSockBuf(this.fd, this.opts.rcvbuf ?? 0, this.opts.sndbuf ?? 0);
@@ -476,6 +481,7 @@ export class DgramUdpTransport implements UdpTransport {
     if (this.sock) return Promise.reject(Object.assign(new Error('already bound'), { code: 'EINVAL' }));
     const sock = dgram.createSocket({
       type: familyOf(address) === 6 ? 'udp6' : 'udp4',
+      ipv6Only: this.opts.ipv6Only === true,
       // Synchronous lookup for IP literals: the send happens inside socket.send().
       lookup: (host: string, _o: unknown, cb: (err: Error | null, address: string, family: number) => void) => cb(null, host, familyOf(host)),
     } as dgram.SocketOptions);

@@ -558,12 +558,17 @@ export abstract class TunnelCore {
     return addr ?? (this.family === 6 ? '::' : undefined);
   }
 
-  /** A new, unbound UDP transport of the configured kind. */
+  /**
+   * A new, unbound UDP transport of the configured kind. An IPv6-only backend over an IPv6
+   * underlay (flannel-v6.<VNI>) gets an IPv6-only socket: on `::` it leaves IPv4 to the IPv4
+   * backend of a dual-stack host, bound to the same port.
+   */
   private newTransport(): UdpTransport {
     const kind = this.opts.transport ?? 'dgram';
+    const only6 = !this.ipv4 && this.family === 6;
     return this.udpOffload
-      ? this.io.createTransport(kind, { gro: true, onGsoFallback: this.onGsoFallback })
-      : this.io.createTransport(kind);
+      ? this.io.createTransport(kind, only6 ? { gro: true, onGsoFallback: this.onGsoFallback, ipv6Only: true } : { gro: true, onGsoFallback: this.onGsoFallback })
+      : this.io.createTransport(kind, only6 ? { ipv6Only: true } : undefined);
   }
 
   /**

@@ -38,5 +38,6 @@ export function defaultTransportOptions(kind: 'dgram' | 'mmsg', opts?: CreateTra
     gro: kind === 'mmsg' && opts?.gro === true,
     slotSize: opts?.gro === true ? OFFLOAD_SLOT_SIZE : undefined,
     onGsoFallback: opts?.onGsoFallback,
+    ipv6Only: opts?.ipv6Only === true,
   };
 }

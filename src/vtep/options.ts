@@ -21,6 +21,8 @@ export interface CreateTransportOptions {
   gro?: boolean;
   /** Called once if the kernel refuses UDP GSO sends (the transport then splits runs itself). */
   onGsoFallback?: (code: string) => void;
+  /** An IPv6 socket for IPv6 only (IPV6_V6ONLY; an IPv6-only backend's, see TunnelCore.ipv4). */
+  ipv6Only?: boolean;
 }
 
 /** Opens devices and sockets for a dataplane. */

@@ -40,8 +40,8 @@ describe.runIf(requireNetns())('DualStackBackend (VXLAN flannel.1 + IPv6-only fl
     ours = await HostProc.start(tb, a, {
       kind: 'dual',
       v4: { kind: 'vxlan', subnet: '198.19.1.0/24', network: '198.19.0.0/16', publicIp: '198.18.0.1', vtepMac: '02:00:00:00:01:01', transport: 'mmsg' },
-      // its own IPv6 address: an IPv6 socket on :: would also take IPv4 and collide with the IPv4 VTEP's 0.0.0.0:8472
-      v6: { kind: 'vxlan', subnet: `${OURS6}/64`, network: NET6, publicIp: A6, bindAddress: A6, vtepMac: '02:00:00:00:01:06', transport: 'mmsg' },
+      // on [::]:8472 beside the IPv4 VTEP's 0.0.0.0:8472: an IPv6-only backend's socket takes no IPv4
+      v6: { kind: 'vxlan', subnet: `${OURS6}/64`, network: NET6, publicIp: A6, vtepMac: '02:00:00:00:01:06', transport: 'mmsg' },
     });
     const k4 = kernelVxlan(b, { subnet: '198.19.2.0/24', publicIp: '198.18.0.2', underlay: 'u0', mac: '02:00:00:00:02:02' });
     const k6 = kernelVxlan(b, { subnet: `${KERN6}/64`, publicIp: B6, underlay: 'u0', mac: '02:00:00:00:02:06' });
@@ -57,7 +57,10 @@ describe.runIf(requireNetns())('DualStackBackend (VXLAN flannel.1 + IPv6-only fl
     tb.destroy();
   });
 
-  it('advertises a dual-stack lease and configures both devices as flanneld does', () => {
+  it('advertises a dual-stack lease and configures both devices as flanneld does; both VTEPs on port 8472', () => {
+    const udp = a.exec('ss', ['-uanH', 'sport', '=', ':8472']);
+    expect(udp).toMatch(/0\.0\.0\.0:8472/);
+    expect(udp).toMatch(/\[::\]:8472/);
     expect(ours.lease).toEqual({
       subnet: '198.19.1.0/24', publicIp: '198.18.0.1', backendType: 'vxlan', vni: 1, vtepMac: '02:00:00:00:01:01',
       ipv6Subnet: `${OURS6}/64`, publicIpv6: A6, v6Vni: 1, v6VtepMac: '02:00:00:00:01:06',

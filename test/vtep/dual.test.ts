@@ -96,8 +96,9 @@ describe('IPv6-only VXLAN backend (flannel-v6.<VNI>)', () => {
     return { b, io, dev: io.dev!, tr: io.tr!, configured, routes };
   }
 
-  it('is flannel-v6.1 with only <subnet address>/128, IPv6 routes only, and an IPv6-only lease', async () => {
-    const { b, configured, routes } = await v6only();
+  it('is flannel-v6.1 with only <subnet address>/128, IPv6 routes only, an IPv6-only socket and an IPv6-only lease', async () => {
+    const { b, io, configured, routes } = await v6only();
+    expect(io.asked.transport).toEqual({ ipv6Only: true }); // on [::] beside an IPv4 VTEP's 0.0.0.0 on the same port
     expect(b.deviceName).toBe('flannel-v6.1');
     expect(b.ipv4).toBe(false);
     expect(configured).toEqual([expect.objectContaining({ cidr: `${MY6}/128`, cidr6: undefined, mtu: 1430 })]);
