@@ -65,6 +65,22 @@ describe('UdpBackend pipeline', () => {
     expect(b.stats().drops).toEqual({ rx_unknown_peer: 1, rx_bad_ipv4: 1, rx_truncated: 1, rx_not_our_subnet: 1, rx_spoofed_inner_source: 1 });
     expect(b.stats().rxPackets).toBe(1);
   });
+
+  it('checks every datagram of a GRO message: later ones that differ from the first are still dropped by reason', async () => {
+    const { b, dev, tr } = await udp();
+    const ok = (i: number) => { const p = ipv4Packet('198.19.2.7', '198.19.1.5'); p[24] = i; return p; };
+    const bad = ok(2); bad[10]! ^= 1;
+    const cut = ok(3); cut.writeUInt16BE(60, 2); cut.writeUInt16BE(0, 10); cut.writeUInt16BE(csum(cut.subarray(0, 20)), 10);
+    const msg = [ok(0), ok(1), bad, cut, ipv4Packet('198.19.2.7', '198.19.3.5'), ipv4Packet('198.19.3.7', '198.19.1.5'), ok(6)];
+    tr.inject([{ addr: PEER, data: Buffer.concat(msg), segSize: msg[0]!.length }]);
+    expect(dev.written.map((w) => w[24])).toEqual([0, 1, 6]);
+    expect(b.stats().drops).toEqual({ rx_bad_ipv4: 1, rx_truncated: 1, rx_not_our_subnet: 1, rx_spoofed_inner_source: 1 });
+    // a message whose first datagram is dropped: the next ones are checked in full
+    tr.inject([{ addr: PEER, data: Buffer.concat([ipv4Packet('198.19.3.7', '198.19.1.5'), ipv4Packet('198.19.3.7', '198.19.1.5'), ok(9)]), segSize: 52 }]);
+    expect(dev.written.map((w) => w[24])).toEqual([0, 1, 6, 9]);
+    expect(b.stats().drops.rx_spoofed_inner_source).toBe(3);
+    expect(b.stats().rxPackets).toBe(4);
+  });
 });
 
 async function vx(mode: 'l3' | 'l2', extra: Record<string, unknown> = {}) {
@@ -127,6 +143,26 @@ describe('VxlanBackend L3 pipeline', () => {
     f.writeUInt16BE(0x0042, 2);
     tr.inject([{ addr: PEER, data: f }]);
     expect(dev.written).toHaveLength(1);
+  });
+
+  it('checks every datagram of a GRO message: later ones that differ from the first are still dropped by reason', async () => {
+    const { b, dev, tr } = await vx('l3');
+    const MAC = '02:00:00:00:00:01';
+    const inner = (i: number, src = '198.19.2.7', dst = '198.19.1.5') => { const p = ipv4Packet(src, dst); p[24] = i; return p; };
+    const frame = (p: Buffer, vni = 1, dmac = MAC, flags = 0x08) => vxlanFrame(vni, dmac, PEER_MAC, 0x0800, p, flags);
+    const badSum = inner(2); badSum[10]! ^= 1;
+    const msg = [
+      frame(inner(0)), frame(inner(1)), frame(badSum), frame(inner(3), 2), frame(inner(4), 1, '02:00:00:00:00:07'),
+      frame(inner(5), 1, MAC, 0x0c), frame(inner(6, '198.19.3.7')), frame(inner(7, '198.19.2.7', '198.19.3.5')),
+      vxlanFrame(1, MAC, PEER_MAC, 0x86dd, inner(8)), frame(inner(9)),
+    ];
+    tr.inject([{ addr: PEER, data: Buffer.concat(msg), segSize: msg[0]!.length }]);
+    expect(dev.written.map((w) => w[24])).toEqual([0, 1, 9]);
+    expect(b.stats().drops).toEqual({
+      rx_bad_ipv4: 1, rx_wrong_vni: 1, rx_not_our_mac: 1, rx_bad_vxlan_flags: 1, rx_spoofed_inner_source: 1, rx_not_our_subnet: 1,
+      rx_unsupported_ethertype: 1,
+    });
+    expect(b.stats().rxPackets).toBe(3);
   });
 
   it('decapsulates, validates, and answers ARP for our VTEP address', async () => {
