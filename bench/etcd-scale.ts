@@ -23,12 +23,14 @@
  * every overlayd and keeps their stdout (the temporary directory is printed and left; with
  * '--import ./bench/lib/loop-gaps.mjs --cpu-prof --cpu-prof-dir=DIR' each process's event-loop
  * gaps over 3 ms go there, and bench/lib/gap-profile.mjs shows what the profile sampled in each);
- * ETCD_SCALE_PERF=file records `perf record -a` over the 1,000-lease change, ETCD_SCALE_PERF_START=file
- * `perf record -a -g` over the first 3 s of the N-lease start.
+ * ETCD_SCALE_PERF=file records `perf record -a` over the 1,000-lease change (ETCD_SCALE_SCHED=file: file.<N>,
+ * `perf sched record`, for `perf sched timehist`; the daemons' pids go to stderr), ETCD_SCALE_PERF_START=file
+ * `perf record -a -g` over the first 3 s of the N-lease start. ETCD_SCALE_SCHED_EXP sets the
+ * scheduling of the daemons' threads before the measurements (see schedExperiment).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Testbed, type NsHost } from '../test/helpers/netns.js';
@@ -36,7 +38,7 @@ import { parseEnvFile } from '../src/overlayd/config.js';
 import { flannelValue, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { findOverlayd, REPO_ROOT } from './paths/overlayd.js';
 import { percentile } from './lib/stats.js';
-import { onlinkRoutes, pidsOf, pingDuring, rssMiB, schedMs, synthLease, until } from './lib/scale.js';
+import { onlinkRoutes, pidsOf, pingDuring, rssMiB, schedMs, synthLease, treeOf, until } from './lib/scale.js';
 
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -165,6 +167,27 @@ async function propagation(): Promise<void> {
   }
 }
 
+/**
+ * ETCD_SCALE_SCHED_EXP=<helpers>,<main>: set the scheduling of every thread of `pids`, main
+ * threads (tid = pid) and the others (V8's compiler and GC helpers, libuv's pool) apart. Each
+ * part: a nice value (-20..19), 'rr' (SCHED_RR 1, chrt), 'slice' (SCHED_OTHER with a 0.1 ms
+ * EEVDF slice, sched_setattr; Linux 6.12 on), or empty (left alone). E.g. '19,' or '19,rr'.
+ */
+function schedExperiment(pids: Iterable<number>, exp: string): void {
+  const [helpers = '', main = ''] = exp.split(',');
+  const SLICE = 'import ctypes,struct,sys; a=struct.pack("IIQiIQQQ",48,0,0,0,0,100000,0,0); sys.exit(ctypes.CDLL(None).syscall(314,int(sys.argv[1]),ctypes.create_string_buffer(a),0))';
+  const apply = (tid: number, how: string): void => {
+    if (how === 'rr') spawnSync('chrt', ['-r', '-p', '1', String(tid)]);
+    else if (how === 'slice') spawnSync('python3', ['-c', SLICE, String(tid)]);
+    else if (how !== '') try { setPriority(tid, Number(how)); } catch { /* gone */ }
+  };
+  for (const pid of pids) {
+    try {
+      for (const t of readdirSync(`/proc/${pid}/task`)) apply(Number(t), Number(t) === pid ? main : helpers);
+    } catch { /* gone */ }
+  }
+}
+
 async function manyLeases(n: number): Promise<void> {
   const tb = new Testbed('edb');
   let etcd: TestEtcd | undefined;
@@ -204,6 +227,9 @@ async function manyLeases(n: number): Promise<void> {
     const bAddr = parseEnvFile(readFileSync(join(dir, 'b', 'subnet.env'), 'utf8')).FLANNEL_SUBNET!.replace(/\.\d+\/\d+$/, (m) => `.${Number(m.slice(1).split('/')[0]) - 1}`);
     const pingB = (): boolean => { try { a.exec('ping', ['-c', '1', '-W', '1', bAddr]); return true; } catch { return false; } };
     await until(pingB, 30_000, 'a -> b');
+    // ETCD_SCALE_SCHED_EXP (diagnosis): scheduling of every thread of a's and b's overlayd
+    const exp = process.env.ETCD_SCALE_SCHED_EXP;
+    if (exp) schedExperiment(treeOf([oa.child.pid!, ob.child.pid!]), exp);
     // one new lease: written until a's route for it is in
     const one = kv(n + 1);
     const subnet = one[0].slice(PREFIX.length + 9).replace('-', '/');
@@ -217,27 +243,31 @@ async function manyLeases(n: number): Promise<void> {
     });
     // 1,000 leases change at once (one transaction) while a pings b every 10 ms
     const perfOut = process.env.ETCD_SCALE_PERF;
-    const perf = perfOut ? spawn('perf', ['record', '-a', '-F', '999', '-o', perfOut, '--', 'sleep', '2.5'], { stdio: 'ignore' }) : undefined;
+    const schedOut = process.env.ETCD_SCALE_SCHED;
+    const perf = perfOut ? spawn('perf', ['record', '-a', '-F', '999', '-o', perfOut, '--', 'sleep', '2.5'], { stdio: 'ignore' })
+      : schedOut ? spawn('perf', ['sched', 'record', '-o', `${schedOut}.${n}`, '--', 'sleep', '2.5'], { stdio: 'ignore' }) : undefined;
+    if (schedOut) console.error(`${n} leases: pids a ${[...treeOf([oa.child.pid!])].join(',')} b ${[...treeOf([ob.child.pid!])].join(',')} etcd ${pidsOf('etcd', etcd.dir).join(',')}`);
     const perfDone = perf ? new Promise((r) => perf.on('exit', r)) : undefined;
     // CPU and run-queue wait of a's and b's overlayd (all their processes) and of etcd over the change
     const trees = [[oa.child.pid!], [ob.child.pid!], pidsOf('etcd', etcd.dir)];
-    let s0: { cpu: number; wait: number }[] = [];
-    let s1: { cpu: number; wait: number }[] = [];
+    let s0: ReturnType<typeof schedMs>[] = [];
+    let s1: ReturnType<typeof schedMs>[] = [];
     const p = await pingDuring(a, bAddr, 400, 1000, async () => {
       s0 = trees.map(schedMs);
       await c.writer.write(Array.from({ length: Math.min(1000, n) }, (_, i) => kv(i, 1)));
       await sleep(500);
       s1 = trees.map(schedMs);
     });
-    const d = s1.map((x, i) => ({ cpu: x.cpu - s0[i]!.cpu, wait: x.wait - s0[i]!.wait }));
+    const d = s1.map((x, i) => ({ cpu: x.cpu - s0[i]!.cpu, wait: x.wait - s0[i]!.wait, mainCpu: x.mainCpu - s0[i]!.mainCpu, mainWait: x.mainWait - s0[i]!.mainWait }));
     await perfDone;
     rows.push(`| ${n} leases: start until running (lease acquired, all ${n} applied) | ${fmt(upMs)} |`);
     rows.push(`| ${n} leases: start until the kernel has all ${n} routes | ${fmt(routesMs)} |`);
     rows.push(`| ${n} leases: RSS | ${rss.toFixed(0)} MiB |`);
     rows.push(`| ${n} leases: one new lease written until a's route for it is in | ${fmt(oneMs)} |`);
-    rows.push(`| ${n} leases: control, 1,000 keys outside the prefix written in one transaction, pings every 10 ms: loss / avg / max RTT | ${ctl.lossPct}% / ${ctl.avgMs} / ${ctl.maxMs} ms |`);
-    rows.push(`| ${n} leases: 1,000 changed in one transaction, pings every 10 ms: loss / avg / max RTT | ${p.lossPct}% / ${p.avgMs} / ${p.maxMs} ms |`);
+    rows.push(`| ${n} leases: control, 1,000 keys outside the prefix written in one transaction, pings every 10 ms: loss / avg / max RTT (2nd longest; replies over 10 ms) | ${ctl.lossPct}% / ${ctl.avgMs} / ${ctl.maxMs} ms (${ctl.secondMs}; ${ctl.over10}) |`);
+    rows.push(`| ${n} leases: 1,000 changed in one transaction, pings every 10 ms: loss / avg / max RTT (2nd longest; replies over 10 ms) | ${p.lossPct}% / ${p.avgMs} / ${p.maxMs} ms (${p.secondMs}; ${p.over10}) |`);
     rows.push(`| ${n} leases: the same 0.5 s from the write: CPU of overlayd a / b / etcd (run-queue wait a / b / etcd) | ${d.map((x) => x.cpu.toFixed(0)).join(' / ')} ms (${d.map((x) => x.wait.toFixed(0)).join(' / ')} ms) |`);
+    rows.push(`| ${n} leases: the same, main threads only (a: supervisor, packet process (forwards), standby; b: the same; etcd: its first thread) | ${d.map((x) => x.mainCpu.toFixed(0)).join(' / ')} ms (${d.map((x) => x.mainWait.toFixed(0)).join(' / ')} ms) |`);
   } finally {
     // SIGTERM first (a --cpu-prof in ETCD_SCALE_NODE_ARGS is written at exit), then the testbed's SIGKILL
     await Promise.all(started.map((ch) => new Promise<void>((r) => {

@@ -52,7 +52,29 @@ export function pidsOf(...parts: string[]): number[] {
  * Time on a CPU and time waiting for one (runnable, not running), ms, summed over every thread
  * of `pids` and of their descendants (/proc/<pid>/task/<tid>/schedstat).
  */
-export function schedMs(pids: number[]): { cpu: number; wait: number } {
+export function schedMs(pids: number[]): { cpu: number; wait: number; mainCpu: number; mainWait: number } {
+  let cpu = 0;
+  let wait = 0;
+  let mainCpu = 0;
+  let mainWait = 0;
+  for (const pid of treeOf(pids)) {
+    try {
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        const [run, rq] = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ').map(Number);
+        cpu += run! / 1e6;
+        wait += rq! / 1e6;
+        if (Number(t) === pid) {
+          mainCpu += run! / 1e6;
+          mainWait += rq! / 1e6;
+        }
+      }
+    } catch { /* gone */ }
+  }
+  return { cpu, wait, mainCpu, mainWait };
+}
+
+/** Every process of the trees of `pids` (pids and their descendants). */
+export function treeOf(pids: number[]): Set<number> {
   const parent = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -66,18 +88,7 @@ export function schedMs(pids: number[]): { cpu: number; wait: number } {
     grew = false;
     for (const [pid, pp] of parent) if (tree.has(pp) && !tree.has(pid)) { tree.add(pid); grew = true; }
   }
-  let cpu = 0;
-  let wait = 0;
-  for (const pid of tree) {
-    try {
-      for (const t of readdirSync(`/proc/${pid}/task`)) {
-        const [run, rq] = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ').map(Number);
-        cpu += run! / 1e6;
-        wait += rq! / 1e6;
-      }
-    } catch { /* gone */ }
-  }
-  return { cpu, wait };
+  return tree;
 }
 
 /** Kernel routes through `dev` in `host` (onlink routes: one per VXLAN peer). */
@@ -90,6 +101,9 @@ export interface PingUnderLoad {
   lossPct: number;
   avgMs: number;
   maxMs: number;
+  /** Replies with an RTT over 10 ms, and the second longest RTT (is the longest alone?). */
+  over10: number;
+  secondMs: number;
 }
 
 /**
@@ -97,12 +111,16 @@ export interface PingUnderLoad {
  * `leadMs`); resolves with the run's loss, average and longest RTT.
  */
 export async function pingDuring(host: NsHost, dst: string, count: number, leadMs: number, during: () => void | Promise<void>): Promise<PingUnderLoad> {
-  const pinger = host.spawn('ping', ['-n', '-i', '0.01', '-c', String(count), '-q', dst], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pinger = host.spawn('ping', ['-n', '-i', '0.01', '-c', String(count), dst], { stdio: ['ignore', 'pipe', 'pipe'] });
   const done = waitChild(pinger, count * 10 + 30_000);
   await sleep(leadMs);
   await during();
   const out = (await done).stdout;
   const loss = /(\d+(?:\.\d+)?)% packet loss/.exec(out)?.[1];
   const rtt = /= [\d.]+\/([\d.]+)\/([\d.]+)\//.exec(out);
-  return { lossPct: Number(loss ?? NaN), avgMs: Number(rtt?.[1] ?? NaN), maxMs: Number(rtt?.[2] ?? NaN) };
+  const each = [...out.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((x, y) => y - x);
+  return {
+    lossPct: Number(loss ?? NaN), avgMs: Number(rtt?.[1] ?? NaN), maxMs: Number(rtt?.[2] ?? NaN),
+    over10: each.filter((x) => x > 10).length, secondMs: each[1] ?? NaN,
+  };
 }
