@@ -9,6 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
+import { DualStackBackend } from '../vtep/dual.js';
 import { defaultIo, lookupBackend, type BackendConfig, type DataplaneIo } from '../vtep/index.js';
 import { addrToBig, ConfigError, parseNetworkPrefix, type BackendType, type NetConf } from './config.js';
 import { tapIo } from './tap-io.js';
@@ -72,25 +73,29 @@ export interface BackendParams {
    * VTEP MAC of the second device, flannel-v6.<VNI>. The peers' IPv6 halves come in their
    * leases (Lease.ipv6Subnet, publicIpv6, v6Vni, v6VtepMac).
    */
-  ipv6?: { network: string; subnet: string; publicIp: string; localIp: string; vtepMac?: string };
+  ipv6?: {
+    network: string; subnet: string; publicIp: string; localIp: string; vtepMac?: string;
+    /** VXLAN: the IPv6 device's name (default flannel-v6.<VNI>) and mark (src/overlayd/ownership.ts). */
+    deviceName?: string; deviceAlias?: string;
+  };
 }
 
 /**
  * Creates (but does not start) a backend. `ipv6: true` on the function: its backends run the
- * IPv6 half of a dual-stack or IPv6-only network (BackendParams.ipv6); overlayd refuses
- * EnableIPv6 with a factory without it (see {@link ipv6Refusal}).
+ * IPv6 half of a dual-stack or IPv6-only network (BackendParams.ipv6), as the default factory
+ * does; overlayd refuses EnableIPv6 with a factory without it (see {@link ipv6Refusal}).
  */
 export type BackendFactory = ((p: BackendParams) => Backend | Promise<Backend>) & { ipv6?: boolean };
 
 /**
  * Why `factory` cannot run `conf` (one line, for a ConfigError), or undefined when it can: an
- * IPv6 network with a factory whose backends forward IPv4 only (today: every built-in one).
+ * IPv6 network with a factory that does not declare `ipv6` (a --backend-module's).
  */
 export function ipv6Refusal(conf: NetConf, factory: BackendFactory, source: string): string | undefined {
   if (conf.ipv6 === undefined || factory.ipv6 === true) return undefined;
   const what = conf.enableIPv4 ? `EnableIPv6 is true (dual stack, IPv6Network ${conf.ipv6.network})` : `EnableIPv4 is false (IPv6 only, IPv6Network ${conf.ipv6.network})`;
   const dev = conf.backend.type === 'vxlan' ? `the flannel-v6.${conf.backend.vni} device, ` : '';
-  return `${source}: ${what}, but overlayd's ${conf.backend.type} dataplane forwards IPv4 only: ${dev}IPv6 routes and the IPv6 underlay are not supported yet; set EnableIPv6 false (and EnableIPv4 true), or run flanneld on this host`;
+  return `${source}: ${what}, but the --backend-module's ${conf.backend.type} factory does not run IPv6 (it has no \`ipv6: true\`): ${dev}IPv6 routes and the IPv6 underlay need it; set EnableIPv6 false (and EnableIPv4 true), or use the built-in dataplane`;
 }
 
 /** The registry's backend configuration (src/vtep/registry.ts) for overlayd's parameters. */
@@ -146,12 +151,34 @@ export function stableVtepMac(subnet: string): string {
   return ['0a', '58', ...b].join(':');
 }
 
+/** The IPv6 VXLAN device's name, flannel-v6.<VNI>, as flanneld names it. */
+function v6DeviceName(vni: number): string {
+  return `flannel-v6.${vni}`;
+}
+
 /**
- * The default factory: the backend registered for the type (src/vtep/registry.ts).
- * With a capture tap, the backend's device/socket I/O is wrapped by {@link tapIo}.
+ * The parameters of the IPv6 half (BackendParams.ipv6) as a backend of their own: the IPv6
+ * subnet and network, over the IPv6 underlay (public and bind address), its device (VXLAN:
+ * flannel-v6.<VNI>, MTU underlay - 70, its own VTEP MAC), no direct routing.
  */
-export const defaultBackendFactory: BackendFactory = async (p) => {
-  const opts = toBackendOptions(p);
+function v6Half(p: BackendParams, v6: NonNullable<BackendParams['ipv6']>): BackendParams {
+  const q: BackendParams = {
+    ...p, subnet: v6.subnet, network: v6.network, publicIp: v6.publicIp, localIp: v6.localIp, directRouting: false,
+    mtu: Math.min(p.mtu, p.underlayMtu - (lookupBackend(p.type)?.mtuOverheadV6 ?? 0)),
+  };
+  delete q.ipv6;
+  if (p.type === 'vxlan') {
+    q.vtepMac = v6.vtepMac ?? stableVtepMac(v6.subnet);
+    q.deviceName = v6.deviceName ?? v6DeviceName(p.vni);
+    if (v6.deviceAlias !== undefined) q.deviceAlias = v6.deviceAlias;
+    else delete q.deviceAlias;
+  }
+  return q;
+}
+
+/** One backend of the registry for `p` (its IPv4 or IPv6 half, or the UDP backend with both). */
+function createOne(p: BackendParams, extra: Partial<BackendConfig> = {}): Backend {
+  const opts: BackendConfig = { ...toBackendOptions(p), ...extra };
   if (p.tap) {
     // Wrap the device/socket I/O so both sides of the tunnel are captured.
     opts.io = tapIo(p.io ?? defaultIo, p.tap, p.localIp);
@@ -161,7 +188,30 @@ export const defaultBackendFactory: BackendFactory = async (p) => {
   const reg = lookupBackend(p.type);
   if (reg === undefined) throw new ConfigError(`backend type "${p.type}" is not registered`);
   return reg.create(opts);
-};
+}
+
+/**
+ * The default factory: the backend registered for the type (src/vtep/registry.ts). With a
+ * capture tap, the backend's device/socket I/O is wrapped by {@link tapIo}. It runs IPv6
+ * (`ipv6: true`), as flanneld does:
+ *  - vxlan: dual stack = flannel.<VNI> over the IPv4 underlay for IPv4 and flannel-v6.<VNI> over
+ *    the IPv6 underlay for IPv6, one {@link DualStackBackend}; IPv6 only = flannel-v6.<VNI> alone;
+ *  - udp: one flannel0 device; dual stack carries inner IPv6 over the IPv4 underlay (flanneld's
+ *    UDP backend has no IPv6), IPv6 only the IPv6 subnet over the IPv6 underlay;
+ *  - host-gw: IPv6 routes via the peers' PublicIPv6 beside the IPv4 ones.
+ */
+export const defaultBackendFactory: BackendFactory = Object.assign(async (p: BackendParams): Promise<Backend> => {
+  const v6 = p.ipv6;
+  if (v6 === undefined) return createOne(p);
+  const only6 = p.subnet.includes(':');
+  if (p.type === 'vxlan') {
+    const b6 = createOne(v6Half(p, v6));
+    return only6 ? b6 : new DualStackBackend(createOne(p), b6);
+  }
+  if (only6) return createOne(v6Half(p, v6));
+  if (p.type === 'udp') return createOne(p, { ipv6Subnet: v6.subnet, ipv6Network: v6.network });
+  return createOne(p, { ipv6Subnet: v6.subnet, ipv6Network: v6.network, publicIpv6: v6.publicIp } as Partial<BackendConfig>); // XXX dslib
+}, { ipv6: true });
 
 /** Load a factory from an ES module whose default export (or `createBackend` export) is a BackendFactory. */
 export async function loadBackendModule(path: string): Promise<BackendFactory> {

@@ -762,7 +762,11 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-/** Encapsulation overhead in bytes the tunnel device's MTU must leave, from the backend registry (udp 28, vxlan 50). */
-export function encapOverhead(type: BackendType): number {
-  return lookupBackend(type)?.mtuOverhead ?? 0;
+/**
+ * Encapsulation overhead in bytes the tunnel device's MTU must leave, from the backend registry
+ * (udp 28, vxlan 50; over an IPv6 underlay, `v6`: udp 48, vxlan 70).
+ */
+export function encapOverhead(type: BackendType, v6 = false): number {
+  const r = lookupBackend(type);
+  return (v6 ? r?.mtuOverheadV6 : undefined) ?? r?.mtuOverhead ?? 0;
 }

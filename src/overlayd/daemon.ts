@@ -36,9 +36,9 @@ import { EtcdClient, EtcdError } from '../subnet/etcd-client.js';
 import { EtcdSubnetManager } from '../subnet/etcd-manager.js';
 import { ifaceIpv6, ifaceMtu, pickInterface, type IfaceInfo, type IfacePick, type IfaceRequest } from './iface.js';
 import { PcapWriter } from './pcap.js';
-import { DeviceOwnership } from './ownership.js';
+import { DeviceOwnership, deviceNameFor, devicesFor, type OwnedDevice } from './ownership.js';
 import { UnderlayWatch } from './underlay.js';
-import { IpMasq, IPMASQ_TABLE } from './ipmasq.js';
+import { IpMasq, IPMASQ_TABLE, masqTables } from './ipmasq.js';
 
 /** Where log lines go. */
 export interface Logger {
@@ -104,6 +104,8 @@ export interface DaemonConfig {
   vtepMac?: string;
   /** --public-ip was given: the advertised address is never changed by an underlay event. */
   publicIpPinned?: boolean;
+  /** --public-ipv6 was given: the same for PublicIPv6. */
+  publicIpv6Pinned?: boolean;
   /** --keep-device-on-exit: stop() leaves the device, its address and routes for the next start. */
   keepDeviceOnExit?: boolean;
   /** --ip-masq: our nftables masquerade table (src/overlayd/ipmasq.ts). */
@@ -151,7 +153,10 @@ function resolveBase(o: CliOptions, ifaces?: IfaceInfo[], routeTable?: string): 
   if (o.sourcePorts !== undefined) cfg.sourcePorts = o.sourcePorts;
   if (o.keepDeviceOnExit === true) cfg.keepDeviceOnExit = true;
   if (o.publicIp !== undefined) cfg.publicIpPinned = true;
-  if (o.publicIpv6 !== undefined) cfg.publicIpv6 = o.publicIpv6;
+  if (o.publicIpv6 !== undefined) {
+    cfg.publicIpv6 = o.publicIpv6;
+    cfg.publicIpv6Pinned = true;
+  }
   if (o.ipMasq) cfg.ipMasq = o.ipMasq;
   return cfg;
 }
@@ -178,7 +183,8 @@ function ipv6Addresses(base: BaseConfig, need: boolean): { publicIp: string; loc
  */
 function withNetwork(base: BaseConfig, netConf: NetConf, subnet: string, initialPeers: Map<string, Lease>, ipv6?: DaemonConfig['ipv6']): DaemonConfig {
   const { publicIpv6: _, ...rest } = base;
-  const cfg: DaemonConfig = { ...rest, netConf, subnet, mtu: netConf.backend.mtu ?? base.underlayMtu - encapOverhead(netConf.backend.type), initialPeers };
+  // an IPv6-only network tunnels over the IPv6 underlay (its larger headers); dual stack: the IPv4 device's MTU, as flanneld writes it
+  const cfg: DaemonConfig = { ...rest, netConf, subnet, mtu: netConf.backend.mtu ?? base.underlayMtu - encapOverhead(netConf.backend.type, !netConf.enableIPv4), initialPeers };
   if (ipv6) cfg.ipv6 = ipv6;
   return cfg;
 }
@@ -336,16 +342,39 @@ export function hasNetAdmin(status?: string): boolean {
   return (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n;
 }
 
-/** Check that `port` can be bound for UDP on all addresses (nothing else, e.g. a kernel VXLAN device, holds it). */
-export function checkUdpPortFree(port: number, flagDesc: string): Promise<void> {
+/**
+ * Check that `port` can be bound for UDP on all addresses of `family` (nothing else, e.g. a
+ * kernel VXLAN device, holds it).
+ */
+export function checkUdpPortFree(port: number, flagDesc: string, family: 4 | 6 = 4): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = createSocket({ type: 'udp4', reuseAddr: false });
+    const s = family === 4 ? createSocket({ type: 'udp4', reuseAddr: false }) : createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
+    const what = `UDP port ${port}${family === 6 ? ' (IPv6)' : ''} (${flagDesc})`;
     s.once('error', (e: NodeJS.ErrnoException) => {
       s.close();
-      reject(new ConfigError(e.code === 'EADDRINUSE' ? `UDP port ${port} (${flagDesc}) is already in use` : `UDP port ${port} (${flagDesc}): ${e.message}`));
+      reject(new ConfigError(e.code === 'EADDRINUSE' ? `${what} is already in use` : `${what}: ${e.message}`));
     });
-    s.bind(port, '0.0.0.0', () => s.close(() => resolve()));
+    s.bind(port, family === 4 ? '0.0.0.0' : '::', () => s.close(() => resolve()));
   });
+}
+
+/** The devices `c` runs (src/overlayd/ownership.ts devicesFor): one, or flannel.<VNI> and flannel-v6.<VNI>. */
+export function devicesOf(c: DaemonConfig): OwnedDevice[] {
+  return devicesFor(c.netConf.backend.type, c.netConf.backend.vni, c.netConf.enableIPv4, c.ipv6 !== undefined);
+}
+
+/**
+ * The underlay UDP sockets `c` runs (none for host-gw): the IPv4 one on the local address, and
+ * the IPv6 one on the local IPv6 address for VXLAN's flannel-v6.<VNI> (dual stack, IPv6 only)
+ * or the UDP backend on an IPv6-only network (dual-stack UDP carries IPv6 over its IPv4 socket).
+ */
+export function underlaySockets(c: DaemonConfig): { family: 4 | 6; address: string; port: number }[] {
+  const b = c.netConf.backend;
+  if (b.type === 'host-gw' || b.port <= 0) return [];
+  const out: { family: 4 | 6; address: string; port: number }[] = [];
+  if (c.netConf.enableIPv4) out.push({ family: 4, address: c.iface.localIp, port: b.port });
+  if (c.ipv6 && (b.type === 'vxlan' || !c.netConf.enableIPv4)) out.push({ family: 6, address: c.ipv6.localIp, port: b.port });
+  return out;
 }
 
 /**
@@ -357,8 +386,8 @@ export async function preflight(c: DaemonConfig, takeover = false): Promise<Devi
   if (!hasNetAdmin()) throw new ConfigError('CAP_NET_ADMIN is required to create the tunnel device (run as root or grant cap_net_admin)');
   if (takeover) return undefined;
   // a device in the way: ConfigError, nothing touched (host-gw has no device)
-  const owner = c.netConf.backend.type !== 'host-gw' ? await DeviceOwnership.check(c.netConf.backend.type, c.netConf.backend.vni) : undefined;
-  if (c.netConf.backend.port > 0) await checkUdpPortFree(c.netConf.backend.port, `Backend.Port of ${c.netConf.backend.type}`);
+  const owner = c.netConf.backend.type !== 'host-gw' ? await DeviceOwnership.check(c.netConf.backend.type, devicesOf(c)) : undefined;
+  for (const s of underlaySockets(c)) await checkUdpPortFree(s.port, `Backend.Port of ${c.netConf.backend.type}`, s.family);
   return owner;
 }
 
@@ -449,6 +478,8 @@ export class Overlayd {
   private readonly factory: BackendFactory;
   /** The underlay interface's watch (absent with skipPreflight: a test backend). */
   private underlay: UnderlayWatch | undefined;
+  /** Dual-stack VXLAN: the watch of the IPv6 underlay (flannel-v6.<VNI>'s socket). */
+  private underlay6: UnderlayWatch | undefined;
   /** Our device's mark and what it carried at adoption (absent with skipPreflight: a test backend). */
   private owner: DeviceOwnership | undefined;
   /** Number of completed peer reloads (tests wait on it). */
@@ -526,7 +557,11 @@ export class Overlayd {
       if (c.ipv6) {
         params.ipv6 = { network: c.netConf.ipv6!.network, subnet: c.ipv6.subnet, publicIp: c.ipv6.publicIp, localIp: c.ipv6.localIp };
         if (params.type === 'vxlan') params.ipv6.vtepMac = c.ipv6.vtepMac ?? stableVtepMac(c.ipv6.subnet);
-        say(`IPv6: IPv6Network ${c.netConf.ipv6!.network}, subnet ${c.ipv6.subnet}, PublicIPv6 ${c.ipv6.publicIp}${c.netConf.enableIPv4 ? '' : ' (IPv6 only)'}`);
+        const type = params.type;
+        const how = type === 'vxlan' ? `device ${deviceNameFor(type, params.vni, true)} over ${c.ipv6.localIp}`
+          : type === 'udp' ? (c.netConf.enableIPv4 ? `inner IPv6 on ${deviceNameFor(type, params.vni)} over the IPv4 underlay` : `over ${c.ipv6.localIp}`)
+          : `routes via the peers' PublicIPv6 on ${c.iface.name}`;
+        say(`IPv6: IPv6Network ${c.netConf.ipv6!.network}, subnet ${c.ipv6.subnet}, PublicIPv6 ${c.ipv6.publicIp}, ${how}${c.netConf.enableIPv4 ? '' : ' (IPv6 only)'}`);
       }
       if (this.owner) this.owner.prepare(params, say);
       if (c.netConf.backend.learning) params.learning = true;
@@ -542,14 +577,15 @@ export class Overlayd {
       }
       const lease = this.localLease(be);
       if (c.ipMasq) {
-        const m = new IpMasq({ network: c.netConf.network, subnet: c.subnet, ...c.ipMasq, log: this.log });
+        const m = new IpMasq({ network: c.netConf.network, subnet: c.subnet, ...c.ipMasq, log: this.log, ...(c.ipv6 ? { ipv6: { network: c.netConf.ipv6!.network, subnet: c.ipv6.subnet } } : {}) });
         try {
           await m.start();
         } catch (e) {
           throw new ConfigError(`--ip-masq: ${(e as Error).message}`);
         }
         this.masq = m;
-        say(`ip-masq: nftables table ip ${IPMASQ_TABLE} applied (${c.ipMasq.fullyRandom ? 'masquerade fully-random' : 'masquerade'}; checked every ${c.ipMasq.resyncSeconds} s)`);
+        const tables = masqTables({ network: c.netConf.network, subnet: c.subnet, fullyRandom: true, ...(c.ipv6 ? { ipv6: { network: c.netConf.ipv6!.network, subnet: c.ipv6.subnet } } : {}) });
+        say(`ip-masq: nftables table${tables.length > 1 ? 's' : ''} ${tables.map((t) => `${t.family} ${IPMASQ_TABLE}`).join(' and ')} applied (${c.ipMasq.fullyRandom ? 'masquerade fully-random' : 'masquerade'}; checked every ${c.ipMasq.resyncSeconds} s)`);
       }
       const env = renderSubnetEnv({
         ...(c.netConf.enableIPv4 ? { network: c.netConf.network, subnet: c.subnet } : {}),
@@ -606,37 +642,60 @@ export class Overlayd {
 
   /** Ready: running, subnet.env written, the underlay address there, and (etcd mode) our lease held in etcd. */
   ready(): boolean {
-    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.underlay?.ready() ?? true) && (this.opts.subnets?.status().leaseHeld ?? true);
+    return !this.stopping && this.backend !== undefined && this.upAndWritten && (this.underlay?.ready() ?? true) && (this.underlay6?.ready() ?? true) && (this.opts.subnets?.status().leaseHeld ?? true);
   }
 
   /** /healthz: true, or why not ("stopping", "underlay address missing"). */
   private health(): true | string {
     if (this.stopping) return 'stopping';
     if (this.backend === undefined) return 'not running';
-    if (this.underlay?.ready() === false) return 'underlay address missing';
+    if (this.underlay?.ready() === false || this.underlay6?.ready() === false) return 'underlay address missing';
     return true;
   }
 
-  /** Watch the underlay interface (src/overlayd/underlay.ts); a failure to watch is logged, not fatal. */
+  /**
+   * Watch the underlay interface (src/overlayd/underlay.ts): its IPv4 addresses (the backend's
+   * `rebind`) and, when an IPv6 underlay socket runs, its IPv6 ones (IPv6 only: `rebind`; dual-stack
+   * VXLAN: the composite's `rebind6`, flannel-v6.<VNI>'s socket). A failure to watch is logged, not fatal.
+   */
   private async watchUnderlay(be: Backend): Promise<void> {
     const c = this.cfg;
-    if (be.rebind === undefined) return;
+    const only6 = !c.netConf.enableIPv4;
+    if (!only6 && be.rebind !== undefined) {
+      const rebind = be.rebind.bind(be);
+      this.underlay = await this.watchOne(be, 4, c.iface.localIp, c.iface.publicIp, c.publicIpPinned === true, rebind);
+    }
+    const v6 = c.ipv6;
+    if (v6 === undefined || !underlaySockets(c).some((s) => s.family === 6)) return;
+    const rebind6 = only6 ? be.rebind?.bind(be) : (be as Backend & { rebind6?: Backend['rebind'] }).rebind6?.bind(be);
+    if (rebind6 === undefined) return;
+    const w = await this.watchOne(be, 6, v6.localIp, v6.publicIp, c.publicIpv6Pinned === true, rebind6);
+    if (only6) this.underlay = w;
+    else this.underlay6 = w;
+  }
+
+  /** One underlay watch (family 4 or 6); undefined when it cannot watch (logged). */
+  private async watchOne(be: Backend, family: 4 | 6, localIp: string, publicIp: string, pinned: boolean,
+    rebind: NonNullable<Backend['rebind']>): Promise<UnderlayWatch | undefined> {
+    const c = this.cfg;
     const w = new UnderlayWatch({
-      iface: c.iface.name, localIp: c.iface.localIp, publicIp: c.iface.publicIp, pinned: c.publicIpPinned === true, log: this.log,
-      rebind: (local, pub) => be.rebind!(local, pub),
+      iface: c.iface.name, localIp, publicIp, pinned, log: this.log, family,
+      rebind: (local, pub) => rebind(local, pub),
       publicIpChanged: async (pub) => {
+        if (family === 6 && c.ipv6) c.ipv6 = { ...c.ipv6, publicIp: pub, localIp: w.status().localIp };
         const line = leaseToJson(this.localLease(be));
         if (c.leaseOut) { try { writeAtomic(c.leaseOut, line + '\n'); } catch (e) { this.log.error(`--lease-out ${c.leaseOut}: ${(e as Error).message}`); } }
-        if (this.opts.subnets) await this.opts.subnets.updatePublicIp(pub);
+        if (this.opts.subnets) await this.opts.subnets.updatePublicIp(pub, family === 6);
         else this.log.info(`our lease is now ${line}${c.leaseOut ? ` (rewrote ${c.leaseOut})` : ''}: the other hosts' peers files must list it`);
       },
     });
     try {
       await w.start();
-      this.underlay = w;
+      return w;
     } catch (e) {
       w.close();
-      this.log.error(`cannot watch the underlay interface ${c.iface.name}: ${(e as Error).message} (address changes will not be followed)`);
+      this.log.error(`cannot watch the underlay interface ${c.iface.name}${family === 6 ? ' (IPv6)' : ''}: ${(e as Error).message} (address changes will not be followed)`);
+      return undefined;
     }
   }
 
@@ -919,6 +978,8 @@ export class Overlayd {
     if (this.debounce) clearTimeout(this.debounce);
     this.underlay?.close();
     this.underlay = undefined;
+    this.underlay6?.close();
+    this.underlay6 = undefined;
     this.watcher?.close();
     this.watcher = undefined;
     const sub = this.opts.subnets;

@@ -20,8 +20,12 @@ import { native } from '../tun/native.js';
 /** Environment variable that makes an overlayd process a packet process (JSON: supervisor.ts's PacketEnv). */
 export const PACKET_ENV = 'OVERLAYD_PACKET_PROCESS';
 
-/** Descriptor numbers in a packet process (spawn stdio: 0-2 stdio, 3 the IPC channel). */
-export const CHILD_FD = { tun: 4, udp: 5, http: 6, ctrl: 7 } as const;
+/**
+ * Descriptor numbers in a packet process (spawn stdio: 0-2 stdio, 3 the IPC channel): the held
+ * descriptors from `first` on (devices, sockets, healthz: supervisor.ts), or an early one's
+ * control socket at `ctrl`.
+ */
+export const CHILD_FD = { first: 4, ctrl: 7 } as const;
 
 /** A packet process started early, and the supervisor's end of its control socket. */
 export interface EarlyChild {

@@ -25,14 +25,37 @@ import { ConfigError, type BackendType } from './config.js';
 /** Every mark starts with this. */
 export const OWNER_PREFIX = 'overlayd:';
 
-/** The alias overlayd puts on its device: "overlayd:vxlan:<VNI>" or "overlayd:udp". */
-export function ownerMark(type: BackendType, vni: number): string {
-  return type === 'vxlan' ? `${OWNER_PREFIX}vxlan:${vni}` : `${OWNER_PREFIX}udp`;
+/**
+ * The alias overlayd puts on its device: "overlayd:vxlan:<VNI>", "overlayd:vxlan-v6:<VNI>" (the
+ * IPv6 device of dual stack, `v6`) or "overlayd:udp".
+ */
+export function ownerMark(type: BackendType, vni: number, v6 = false): string {
+  return type === 'vxlan' ? `${OWNER_PREFIX}vxlan${v6 ? '-v6' : ''}:${vni}` : `${OWNER_PREFIX}udp`;
 }
 
-/** The device name of a backend as flannel names it: flannel0 (udp), flannel.<VNI> (vxlan). */
-export function deviceNameFor(type: BackendType, vni: number): string {
-  return type === 'vxlan' ? `flannel.${vni}` : 'flannel0';
+/** The device name of a backend as flannel names it: flannel0 (udp), flannel.<VNI> (vxlan), flannel-v6.<VNI> (vxlan, `v6`). */
+export function deviceNameFor(type: BackendType, vni: number, v6 = false): string {
+  return type === 'vxlan' ? `flannel${v6 ? '-v6' : ''}.${vni}` : 'flannel0';
+}
+
+/**
+ * One device overlayd runs: its name, mark, the address families it carries, and `v6`: it is
+ * the IPv6 device of a dual-stack or IPv6-only VXLAN network (flannel-v6.<VNI>, BackendParams.ipv6).
+ */
+export interface OwnedDevice { name: string; mark: string; families: (4 | 6)[]; v6: boolean }
+
+/**
+ * The devices of a network (as flanneld makes them): vxlan flannel.<VNI> for IPv4 and
+ * flannel-v6.<VNI> for IPv6 (either or both); udp one flannel0 carrying every enabled family;
+ * host-gw none.
+ */
+export function devicesFor(type: BackendType, vni: number, ipv4: boolean, ipv6: boolean): OwnedDevice[] {
+  if (type === 'host-gw') return [];
+  if (type === 'udp') return [{ name: deviceNameFor(type, vni), mark: ownerMark(type, vni), families: [...(ipv4 ? [4 as const] : []), ...(ipv6 ? [6 as const] : [])], v6: false }];
+  const out: OwnedDevice[] = [];
+  if (ipv4) out.push({ name: deviceNameFor(type, vni), mark: ownerMark(type, vni), families: [4], v6: false });
+  if (ipv6) out.push({ name: deviceNameFor(type, vni, true), mark: ownerMark(type, vni, true), families: [6], v6: true });
+  return out;
 }
 
 /** What a device of our name is. */
@@ -81,15 +104,18 @@ export function inspectDevice(name: string, mark: string, tap: boolean, rt: Rtnl
   return { state: 'ours', link };
 }
 
-/** What a device carries: its IPv4 addresses and the IPv4 routes through it (main table). */
+/** What a device carries: its addresses and the routes through it (main table), of the families asked for. */
 export interface DeviceState {
   link: LinkInfo;
   addresses: AddressInfo[];
   routes: RouteInfo[];
 }
 
-/** The device `name` with its IPv4 addresses and main-table routes; undefined when it does not exist. */
-export async function describeDevice(name: string, rt: Rtnl = Rtnl.shared()): Promise<DeviceState | undefined> {
+/**
+ * The device `name` with its addresses and main-table routes of `families` (default IPv4;
+ * IPv6 link-local addresses and routes left out); undefined when it does not exist.
+ */
+export async function describeDevice(name: string, rt: Rtnl = Rtnl.shared(), families: readonly (4 | 6)[] = [4]): Promise<DeviceState | undefined> {
   let link: LinkInfo;
   try {
     link = await rt.getLink(name);
@@ -97,8 +123,18 @@ export async function describeDevice(name: string, rt: Rtnl = Rtnl.shared()): Pr
     if (e instanceof OsError && e.code === 'ENODEV') return undefined;
     throw e;
   }
-  const [addresses, routes] = await Promise.all([rt.listAddresses(link.index, 4), rt.listRoutes({ family: 4 })]);
-  return { link, addresses, routes: routes.filter((r) => r.oif === link.index) };
+  const out: DeviceState = { link, addresses: [], routes: [] };
+  for (const f of families) {
+    const [addresses, routes] = await Promise.all([rt.listAddresses(link.index, f), rt.listRoutes({ family: f })]);
+    out.addresses.push(...addresses.filter((a) => !isLinkLocal(a.address)));
+    out.routes.push(...routes.filter((r) => r.oif === link.index && !isLinkLocal(r.dst)));
+  }
+  return out;
+}
+
+/** fe80::/10 (an address or a prefix): the kernel's own on every IPv6 device. */
+function isLinkLocal(a: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(a);
 }
 
 /** "198.19.2.0/24 via 198.19.2.0 onlink" */
@@ -149,7 +185,7 @@ export async function reconcileAdopted(before: DeviceState, peerSubnets: Readonl
     }
   }
   for (const s of peerSubnets) if (!had.has(s)) out.added.push(s);
-  const now = await rt.listAddresses(before.link.index, 4);
+  const now = await rt.listAddresses(before.link.index, net.addr.family);
   for (const a of now) {
     let p;
     try { p = ipAddr(a.address); } catch { continue; }
@@ -177,91 +213,130 @@ export function stateText(s: DeviceState): string {
   return `${addr} and ${r.length} route${r.length === 1 ? '' : 's'}${r.length ? ` (${listText(r)})` : ''}`;
 }
 
+/** One device of a {@link DeviceOwnership}, and what it carried at adoption. */
+interface Owned extends OwnedDevice { adopted: DeviceState | undefined }
+
+/** Our subnet and network for the device of `d` ({@link DeviceOwnership.reconcile}). */
+export interface OwnNetworks { subnet: string; netConf: { network: string; ipv6?: { network: string } }; ipv6?: { subnet: string } }
+
 /**
- * overlayd's side of device ownership for one run: the name and mark of our device, the check
- * at start ({@link DeviceOwnership.check}), what to tell the backend, the reconciliation of an
- * adopted device, and the stop report.
+ * overlayd's side of device ownership for one run: the names and marks of our devices (one, or
+ * two for dual-stack VXLAN: flannel.<VNI> and flannel-v6.<VNI>), the check at start
+ * ({@link DeviceOwnership.check}), what to tell the backend, the reconciliation of an adopted
+ * device, and the stop report.
  */
 export class DeviceOwnership {
   private constructor(
-    /** The device name (flannel0, flannel.<VNI>). */
-    readonly name: string,
-    /** Our alias on it. */
-    readonly mark: string,
+    /** Our devices, with what each carried when adopted. */
+    private readonly devs: Owned[],
     private readonly type: BackendType,
-    /** The device as found at start, when adopted. */
-    readonly adopted: DeviceState | undefined,
     private readonly rt: Rtnl,
   ) {}
 
-  /**
-   * Look at the device the backend will use. Absent: ours to create. Ours (mark, kind, nobody
-   * attached): adopted. Anything else: a ConfigError naming what is in the way (exit 2).
-   */
-  static async check(type: BackendType, vni: number, rt: Rtnl = Rtnl.shared()): Promise<DeviceOwnership> {
-    const name = deviceNameFor(type, vni);
-    const mark = ownerMark(type, vni);
-    const v = inspectDevice(name, mark, false, rt);
-    if (v.state === 'refused') throw new ConfigError(v.message);
-    const adopted = v.state === 'ours' ? await describeDevice(name, rt) : undefined;
-    return new DeviceOwnership(name, mark, type, adopted, rt);
+  /** The device names (flannel0; flannel.<VNI>, flannel-v6.<VNI>). */
+  get names(): string[] {
+    return this.devs.map((d) => d.name);
+  }
+
+  /** The first device (flannel0, flannel.<VNI>; flannel-v6.<VNI> on an IPv6-only VXLAN network). */
+  get name(): string {
+    return this.devs[0]!.name;
+  }
+
+  /** Whether any device was there at start and is adopted. */
+  get adopted(): boolean {
+    return this.devs.some((d) => d.adopted !== undefined);
   }
 
   /**
-   * The supervisor's packet process (src/overlayd/supervisor.ts): the supervisor checked the device
-   * and holds it open. `adopt`: it existed before this process (left by an earlier overlayd, or by
-   * the packet process before this one): reconcile it with the peers.
+   * Look at the devices the backend will use (`devices`: {@link devicesFor}). Absent: ours to
+   * create. Ours (mark, kind, nobody attached): adopted. Anything else: a ConfigError naming what
+   * is in the way (exit 2), for the first device in the way.
    */
-  static async inherited(type: BackendType, vni: number, adopt: boolean, rt: Rtnl = Rtnl.shared()): Promise<DeviceOwnership> {
-    const name = deviceNameFor(type, vni);
-    const o = new DeviceOwnership(name, ownerMark(type, vni), type, adopt ? await describeDevice(name, rt) : undefined, rt);
+  static async check(type: BackendType, devices: OwnedDevice[], rt: Rtnl = Rtnl.shared()): Promise<DeviceOwnership> {
+    const out: Owned[] = [];
+    for (const d of devices) {
+      const v = inspectDevice(d.name, d.mark, false, rt);
+      if (v.state === 'refused') throw new ConfigError(v.message);
+      out.push({ ...d, adopted: v.state === 'ours' ? await describeDevice(d.name, rt, d.families) : undefined });
+    }
+    return new DeviceOwnership(out, type, rt);
+  }
+
+  /**
+   * The supervisor's packet process (src/overlayd/supervisor.ts): the supervisor checked the devices
+   * and holds them open. `adopt`: they existed before this process (left by an earlier overlayd, or by
+   * the packet process before this one): reconcile them with the peers.
+   */
+  static async inherited(type: BackendType, devices: OwnedDevice[], adopt: boolean, rt: Rtnl = Rtnl.shared()): Promise<DeviceOwnership> {
+    const out: Owned[] = [];
+    for (const d of devices) out.push({ ...d, adopted: adopt ? await describeDevice(d.name, rt, d.families) : undefined });
+    const o = new DeviceOwnership(out, type, rt);
     o.held = true;
     return o;
   }
 
-  /** A supervisor holds the device open (see {@link inherited}): it goes when the supervisor closes it. */
+  /** A supervisor holds the devices open (see {@link inherited}): they go when the supervisor closes them. */
   private held = false;
 
-  /** Backend parameters: our device name and mark (the backend marks it and makes it persistent). */
-  prepare(p: { deviceName?: string; deviceAlias?: string }, say: (m: string) => void): void {
-    p.deviceName = this.name;
-    p.deviceAlias = this.mark;
-    if (this.adopted) say(`adopting ${this.name} (ifindex ${this.adopted.link.index}, alias "${this.mark}", left by an earlier overlayd): ${stateText(this.adopted)}`);
+  /**
+   * Backend parameters: our device names and marks (the backend marks each and makes it
+   * persistent); the IPv6 VXLAN device's in `p.ipv6`.
+   */
+  prepare(p: { deviceName?: string; deviceAlias?: string; ipv6?: { deviceName?: string; deviceAlias?: string } }, say: (m: string) => void): void {
+    for (const d of this.devs) {
+      const to = d.v6 ? p.ipv6 : p;
+      if (to === undefined) continue;
+      to.deviceName = d.name;
+      to.deviceAlias = d.mark;
+      if (d.adopted) say(`adopting ${d.name} (ifindex ${d.adopted.link.index}, alias "${d.mark}", left by an earlier overlayd): ${stateText(d.adopted)}`);
+    }
   }
 
   /**
    * After the first peer set is applied: an adopted device's routes and addresses brought in line
-   * with it (stale removed, missing added by the backend), in one log line. No-op when created.
+   * with it (stale removed, missing added by the backend), in one log line each. No-op when created.
    */
-  async reconcile(peers: ReadonlyMap<string, unknown>, own: { subnet: string; netConf: { network: string } }, log: (m: string) => void): Promise<void> {
-    if (!this.adopted) return;
-    const subnets = new Set<string>(this.type === 'vxlan' ? peers.keys() : []);
-    const r = await reconcileAdopted(this.adopted, subnets, { subnet: own.subnet, network: own.netConf.network }, this.rt);
-    log(`adopted ${this.name}: ${r.kept.length} route${r.kept.length === 1 ? '' : 's'} kept, ${r.removed.length} stale removed${r.removed.length ? ` (${listText(r.removed)})` : ''}, ${r.added.length} missing added${r.added.length ? ` (${listText(r.added)})` : ''}${r.removedAddresses.length ? `, stale address${r.removedAddresses.length > 1 ? 'es' : ''} removed (${r.removedAddresses.join(', ')})` : ''}`);
-  }
-
-  /** The device now (for the stop report); undefined when absent or unreadable. */
-  async snapshot(): Promise<DeviceState | undefined> {
-    try {
-      return await describeDevice(this.name, this.rt);
-    } catch {
-      return undefined;
+  async reconcile(peers: ReadonlyMap<string, { ipv6Subnet?: string }>, own: OwnNetworks, log: (m: string) => void): Promise<void> {
+    for (const d of this.devs) {
+      if (!d.adopted) continue;
+      // the IPv6 device routes the peers' IPv6 halves inside IPv6Network (an IPv6-only network's leases are IPv6 already)
+      const half = d.v6 && own.netConf.ipv6 !== undefined && own.ipv6 !== undefined && own.ipv6.subnet !== own.subnet;
+      const subnets = new Set<string>();
+      if (this.type === 'vxlan') for (const [s, l] of peers) { const x = half ? l.ipv6Subnet : s; if (x !== undefined) subnets.add(x); }
+      const nets = half ? { subnet: own.ipv6!.subnet, network: own.netConf.ipv6!.network } : { subnet: own.subnet, network: own.netConf.network };
+      const r = await reconcileAdopted(d.adopted, subnets, nets, this.rt);
+      log(`adopted ${d.name}: ${r.kept.length} route${r.kept.length === 1 ? '' : 's'} kept, ${r.removed.length} stale removed${r.removed.length ? ` (${listText(r.removed)})` : ''}, ${r.added.length} missing added${r.added.length ? ` (${listText(r.added)})` : ''}${r.removedAddresses.length ? `, stale address${r.removedAddresses.length > 1 ? 'es' : ''} removed (${r.removedAddresses.join(', ')})` : ''}`);
     }
   }
 
-  /** Log what stop removed (the device is checked gone) or kept. */
-  async reportStop(before: DeviceState, kept: boolean, log: (m: string) => void): Promise<void> {
-    if (kept) {
-      log(`kept device ${this.name} (persistent, alias "${this.mark}") with its ${stateText(before)} for the next start (--keep-device-on-exit)`);
-      return;
+  /** The devices now (for the stop report); an entry undefined when absent or unreadable. */
+  async snapshot(): Promise<(DeviceState | undefined)[]> {
+    const out: (DeviceState | undefined)[] = [];
+    for (const d of this.devs) {
+      try {
+        out.push(await describeDevice(d.name, this.rt, d.families));
+      } catch {
+        out.push(undefined);
+      }
     }
-    if (this.held) {
-      // its last descriptor is the supervisor's, which closes it right after this process exits and checks it went
-      log(`removed device ${this.name} with its ${stateText(before)}`);
-      return;
-    }
-    const after = await this.snapshot();
-    if (after === undefined) log(`removed device ${this.name} with its ${stateText(before)}`);
-    else log(`device ${this.name} is still there after stop (ifindex ${after.link.index}): ${stateText(after)}`);
+    return out;
+  }
+
+  /** Log what stop removed (each device is checked gone) or kept; `before`: {@link snapshot} before the stop. */
+  async reportStop(before: (DeviceState | undefined)[], kept: boolean, log: (m: string) => void): Promise<void> {
+    const after = kept || this.held ? [] : await this.snapshot();
+    this.devs.forEach((d, i) => {
+      const b = before[i];
+      if (b === undefined) return;
+      if (kept) {
+        log(`kept device ${d.name} (persistent, alias "${d.mark}") with its ${stateText(b)} for the next start (--keep-device-on-exit)`);
+      } else if (this.held || after[i] === undefined) {
+        // held: its last descriptor is the supervisor's, which closes it right after this process exits and checks it went
+        log(`removed device ${d.name} with its ${stateText(b)}`);
+      } else {
+        log(`device ${d.name} is still there after stop (ifindex ${after[i]!.link.index}): ${stateText(after[i]!)}`);
+      }
+    });
   }
 }

@@ -3,9 +3,11 @@
  * packet path, and is upgraded without losing a packet.
  *
  * The supervisor (the process started as `overlayd`) validates the configuration, opens the
- * tunnel device's queue, the backend's UDP socket and the healthz/metrics listening socket, and
- * holds them for its whole life. It forwards nothing: the packet process, a child started with
- * the same command line, inherits the three descriptors (spawn's stdio array, fds 4, 5 and 6) and
+ * tunnel devices' queues (one; two for dual-stack VXLAN: flannel.<VNI> and flannel-v6.<VNI>),
+ * the backend's UDP sockets (one per underlay family) and the healthz/metrics listening socket,
+ * and holds them for its whole life. It forwards nothing: the packet process, a child started with
+ * the same command line, inherits the descriptors (spawn's stdio array, from fd 4 on: devices,
+ * sockets, healthz) and
  * runs the whole daemon on them (src/overlayd/daemon.ts's Overlayd: backend, peers file or etcd,
  * healthz/metrics, subnet.env). Its device and socket start *paused*: nothing is read until its
  * peers are applied, so no packet is taken before it can be forwarded.
@@ -25,8 +27,8 @@
  * passed on.
  *
  * Upgrade (`overlayd --takeover`): the new overlayd connects to the old supervisor's control socket
- * (a SOCK_SEQPACKET Unix socket, default /run/overlayd/<device>.sock), receives the three
- * descriptors (SCM_RIGHTS), starts its own packet process on them and, once that one forwards,
+ * (a SOCK_SEQPACKET Unix socket, default /run/overlayd/<device>.sock, the first device's name), receives
+ * the descriptors (SCM_RIGHTS), starts its own packet process on them and, once that one forwards,
  * tells the old supervisor, which stops its packet process (without removing anything) and exits.
  * For a moment both packet processes read the same queue and socket: every packet is taken by one
  * of them, and both know every peer.
@@ -47,9 +49,10 @@ import { DEFAULT_OFFLOAD } from '../vtep/options.js';
 import type { PacketDevice, UdpTransport } from '../tun/types.js';
 import { version, type CliOptions } from './cli.js';
 import { ConfigError } from './config.js';
+import { ipAddr } from '../codec/addr.js';
 import { defaultBackendFactory, ipv6Refusal } from './backend-factory.js';
-import { preflight, resolveConfig, resolveEtcdConfig, stderrLogger, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
-import { DeviceOwnership, deviceNameFor } from './ownership.js';
+import { devicesOf, preflight, resolveConfig, resolveEtcdConfig, stderrLogger, underlaySockets, type DaemonConfig, type Logger, type OverlaydOptions } from './daemon.js';
+import { DeviceOwnership } from './ownership.js';
 import { sdNotify } from './sdnotify.js';
 import { CHILD_FD, PACKET_ENV, packetSpawnArgs, takeEarly, type EarlyChild } from './early.js';
 
@@ -77,8 +80,10 @@ const CTRL_MAX = 4096;
 
 /** What the supervisor tells its packet process (environment {@link PACKET_ENV}). */
 interface PacketEnv {
-  tun: number;
-  udp: number;
+  /** The inherited devices: name and descriptor number. */
+  devs: { name: string; fd: number }[];
+  /** The inherited UDP sockets' descriptor numbers. */
+  socks: number[];
   http?: number;
   /** Packet processes started before this one by this supervisor (a standby learns it when activated). */
   restarts: number;
@@ -99,14 +104,16 @@ type ParentMsg = { t: 'handover' } | { t: 'activate'; restarts: number };
 
 /** Control socket messages (JSON, one per SOCK_SEQPACKET message). */
 type CtrlMsg =
-  | { op: 'takeover'; pid: number; version: string; dev: string; port: number }
-  | { op: 'fds'; ok: true; pid: number; version: string; dev: string; port: number; http?: string; offload: boolean }
+  /** `devs`: every device asked for (`dev` the first; an overlayd before dual stack sends `dev` only). */
+  | { op: 'takeover'; pid: number; version: string; dev: string; port: number; devs?: string[] }
+  /** The descriptors: the devices of `devs` (absent: `dev` alone), `socks` UDP sockets (absent: 1), the healthz one. */
+  | { op: 'fds'; ok: true; pid: number; version: string; dev: string; port: number; http?: string; offload: boolean; devs?: string[]; socks?: number }
   | { op: 'fds'; ok: false; error: string }
   | { op: 'forwarding' }
   | { op: 'abort'; error: string }
   | { op: 'done' }
-  /** Supervisor to an early packet process, with its descriptors: tun, udp (and http). */
-  | { op: 'activate'; adopt: boolean; http: boolean };
+  /** Supervisor to an early packet process, with its descriptors: the devices named in `devs`, `socks` sockets (and http). */
+  | { op: 'activate'; adopt: boolean; http: boolean; devs: string[]; socks: number };
 
 /** Whether a command line runs under the supervisor (else: one process). */
 export function supervised(o: CliOptions): boolean {
@@ -131,21 +138,29 @@ export function defaultControlSocket(dev: string): string {
 // ---------------------------------------------------------------------------------------------
 // The packet process side
 
+/** An address in one spelling (for comparing IPv6 addresses); unchanged when it is none. */
+function canonical(a: string): string {
+  try { return ipAddr(a).toString(); } catch { return a; }
+}
+
 /**
- * The device/socket I/O of a packet process: the inherited TUN queue and UDP socket instead of
- * new ones, paused until {@link release} (the daemon has applied its peers by then).
+ * The device/socket I/O of a packet process: the inherited TUN queues and UDP sockets instead of
+ * new ones (each backend gets its device by name and its socket by bound address), paused until
+ * {@link release} (the daemon has applied its peers by then).
  */
 export class InheritedIo implements DataplaneIo {
   private readonly devices: TunDevice[] = [];
   private readonly transports: MmsgUdpTransport[] = [];
   private released = false;
-  /** The inherited socket's bound address and port (kept open for the packet process's life). */
-  private udpInfo: { port: number; address: string } | undefined;
+  /** The inherited sockets' bound addresses and ports (kept open for the packet process's life). */
+  private udpInfo: { fd: number; port: number; address: string }[] | undefined;
 
-  constructor(private readonly tunFd: number, private readonly udpFd: number) {}
+  constructor(private readonly devs: readonly { name: string; fd: number }[], private readonly socks: readonly number[]) {}
 
   openTun(name: string, opts?: OpenDeviceOptions): PacketDevice {
-    const d = TunDevice.open({ fd: this.tunFd, batch: DEFAULT_BATCH, offload: opts?.offload === true });
+    const h = this.devs.find((x) => x.name === name);
+    if (h === undefined) throw new Error(`the supervisor holds no device ${name} (it holds ${this.devs.map((x) => x.name).join(', ') || 'none'})`);
+    const d = TunDevice.open({ fd: h.fd, batch: DEFAULT_BATCH, offload: opts?.offload === true });
     if (d.name !== name) throw new Error(`the inherited device is ${d.name}, the configuration wants ${name}`);
     if (!this.released) d.pause();
     this.devices.push(d);
@@ -157,16 +172,20 @@ export class InheritedIo implements DataplaneIo {
   }
 
   /**
-   * A transport bound to the inherited socket's address and port gets a duplicate of it (closing
+   * A transport bound to an inherited socket's address and port gets a duplicate of it (closing
    * it leaves the inherited one open, for a rebind back to that address); any other (VXLAN's
    * source-port pool on ephemeral ports, a rebind to a new underlay address) a new socket.
    */
   createTransport(kind: 'dgram' | 'mmsg', opts?: CreateTransportOptions): UdpTransport {
     if (kind !== 'mmsg') throw new Error('the supervisor hands over a recvmmsg/sendmmsg socket only (--transport mmsg)');
     const n = native();
-    this.udpInfo ??= n.adoptFd(this.udpFd, 'udp');
+    this.udpInfo ??= this.socks.map((fd) => { const a = n.adoptFd(fd, 'udp'); return { fd, port: a.port, address: canonical(a.address) }; });
     const info = this.udpInfo;
-    const fdFor = (port: number, address: string): number | undefined => (port === info.port && address === info.address ? n.dupFd(this.udpFd) : undefined);
+    const fdFor = (port: number, address: string): number | undefined => {
+      const a = canonical(address);
+      const s = info.find((x) => x.port === port && x.address === a);
+      return s === undefined ? undefined : n.dupFd(s.fd);
+    };
     const t = createTransport('mmsg', { ...defaultTransportOptions('mmsg', opts), fdFor });
     if (!this.released) t.pause();
     this.transports.push(t);
@@ -209,7 +228,7 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
   delete process.env[PACKET_ENV]; // not inherited by anything this process starts
   // a terminal's ^C reaches the whole process group: the supervisor answers it (SIGTERM to us, in order)
   process.on('SIGINT', () => undefined);
-  let io: InheritedIo | undefined = pe.ctrl === undefined ? new InheritedIo(pe.tun, pe.udp) : undefined;
+  let io: InheritedIo | undefined = pe.ctrl === undefined ? new InheritedIo(pe.devs, pe.socks) : undefined;
   // the supervisor is gone (killed): go with it, leaving everything as a crash does (an early
   // packet process not yet activated has nothing and says nothing: no supervisor ran after all)
   process.on('disconnect', () => {
@@ -222,13 +241,16 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
     const conn = new CtrlConn(pe.ctrl);
     activation = conn.next(2 ** 31 - 1).then((m) => {
       conn.close();
-      if (m === undefined || m.msg.op !== 'activate' || m.fds.length !== (m.msg.http ? 3 : 2)) {
+      if (m === undefined || m.msg.op !== 'activate' || m.fds.length !== m.msg.devs.length + m.msg.socks + (m.msg.http ? 1 : 0)) {
         for (const f of m?.fds ?? []) native().closeFd(f);
         process.exit(0); // not needed after all (see early.ts)
       }
-      const [tun, udp, http] = m.fds;
-      Object.assign(pe, { tun, udp, adopt: m.msg.adopt, restarts: 0, standby: false }, http !== undefined ? { http } : {});
-      io = new InheritedIo(tun!, udp!);
+      const a = m.msg;
+      const devs = a.devs.map((name, i) => ({ name, fd: m.fds[i]! }));
+      const socks = m.fds.slice(devs.length, devs.length + a.socks);
+      const http = a.http ? m.fds[devs.length + a.socks] : undefined;
+      Object.assign(pe, { devs, socks, adopt: a.adopt, restarts: 0, standby: false }, http !== undefined ? { http } : {});
+      io = new InheritedIo(devs, socks);
     });
   } else if (pe.standby) {
     activation = new Promise((resolve) => {
@@ -256,7 +278,7 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
         io: active(),
         skipPreflight: true,
         // the device is marked and made persistent by this process's backend, reconciled when it was there before
-        owner: await DeviceOwnership.inherited(cfg.netConf.backend.type, cfg.netConf.backend.vni, pe.adopt || pe.restarts > 0),
+        owner: await DeviceOwnership.inherited(cfg.netConf.backend.type, devicesOf(cfg), pe.adopt || pe.restarts > 0),
         metrics: async (reg) => {
           const { Gauge } = await import('prom-client'); // loaded only with healthz/metrics (as metrics.ts is)
           new Gauge({
@@ -289,48 +311,57 @@ export function packetProcess(env: NodeJS.ProcessEnv = process.env): PacketProce
 
 /** The descriptors the supervisor holds. */
 interface Held {
-  tun: number;
-  udp: number;
+  /** The devices' queues (flannel0; flannel.<VNI>, flannel-v6.<VNI>). */
+  devs: { name: string; fd: number }[];
+  /** The UDP sockets (one per underlay family). */
+  socks: number[];
   http?: number;
   /** The healthz address of `http`, "ip:port". */
   httpAddr?: string;
 }
 
+/** All descriptors of `h` in the order they are handed on: devices, sockets, healthz. */
+function heldFds(h: Held): number[] {
+  return [...h.devs.map((d) => d.fd), ...h.socks, ...(h.http !== undefined ? [h.http] : [])];
+}
+
 function closeHeld(h: Held | undefined): void {
   if (!h) return;
-  const n = native();
-  n.closeFd(h.tun);
-  n.closeFd(h.udp);
-  if (h.http !== undefined) n.closeFd(h.http);
+  for (const f of heldFds(h)) native().closeFd(f);
 }
 
 function osMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Open the device queue, the UDP socket and the healthz socket for `cfg`. Throws ConfigError (nothing left open). */
-async function openHeld(cfg: DaemonConfig, dev: string): Promise<Held> {
+/** Open the device queues, the UDP sockets and the healthz socket for `cfg`. Throws ConfigError (nothing left open). */
+async function openHeld(cfg: DaemonConfig): Promise<Held> {
   const n = native();
   const type = cfg.netConf.backend.type;
-  const port = cfg.netConf.backend.port;
   const vnetHdr = (cfg.offload ?? DEFAULT_OFFLOAD) === 'auto';
-  let tun: number;
-  try {
-    tun = n.tunOpen(dev, false, false, vnetHdr, false).fd;
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    throw new ConfigError(`backend ${type} failed to start: ${osMessage(e)}${code === 'EPERM' || code === 'EACCES' ? ' (CAP_NET_ADMIN required)' : ''}`);
+  const held: Held = { devs: [], socks: [] };
+  for (const d of devicesOf(cfg)) {
+    try {
+      held.devs.push({ name: d.name, fd: n.tunOpen(d.name, false, false, vnetHdr, false).fd });
+    } catch (e) {
+      closeHeld(held);
+      const code = (e as { code?: string }).code;
+      throw new ConfigError(`backend ${type} failed to start: ${d.name}: ${osMessage(e)}${code === 'EPERM' || code === 'EACCES' ? ' (CAP_NET_ADMIN required)' : ''}`);
+    }
   }
-  let udp: number;
-  try {
-    udp = n.udpOpen(4, cfg.iface.localIp, port, false);
-    n.setSockBuf(udp, DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_BUFFER);
-  } catch (e) {
-    n.closeFd(tun);
-    if ((e as { code?: string }).code === 'EADDRINUSE') throw new ConfigError(`UDP port ${port} is already in use`);
-    throw new ConfigError(`backend ${type} failed to start: ${osMessage(e)}`);
+  for (const s of underlaySockets(cfg)) {
+    let fd = -1;
+    try {
+      fd = n.udpOpen(s.family, s.address, s.port, false);
+      n.setSockBuf(fd, DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_BUFFER);
+      held.socks.push(fd);
+    } catch (e) {
+      if (fd >= 0) n.closeFd(fd);
+      closeHeld(held);
+      if ((e as { code?: string }).code === 'EADDRINUSE') throw new ConfigError(`UDP port ${s.port}${s.family === 6 ? ' (IPv6)' : ''} is already in use`);
+      throw new ConfigError(`backend ${type} failed to start: UDP ${s.address} port ${s.port}: ${osMessage(e)}`);
+    }
   }
-  const held: Held = { tun, udp };
   if (cfg.healthz) {
     try {
       held.http = n.tcpListen(cfg.healthz.ip, cfg.healthz.port);
@@ -453,6 +484,7 @@ class Supervisor {
 
   constructor(
     private readonly cfg: DaemonConfig,
+    /** The devices' names joined by '+' (for log lines: flannel.1, flannel.1+flannel-v6.1). */
     private readonly dev: string,
     private held: Held | undefined,
     private readonly argv: string[],
@@ -461,6 +493,11 @@ class Supervisor {
     /** The device was there before us (the packet processes reconcile it). */
     private readonly adopt: boolean,
   ) {}
+
+  /** The devices' names. */
+  private get devNames(): string[] {
+    return this.dev.split('+');
+  }
 
   /** Start the first packet process; resolves once it forwards, rejects with its exit status. */
   startFirst(early?: EarlyChild): Promise<void> {
@@ -477,7 +514,8 @@ class Supervisor {
     let sent = false;
     if (e.child.exitCode === null && e.child.signalCode === null) {
       try {
-        n.unixSend(e.ctrl, Buffer.from(JSON.stringify({ op: 'activate', adopt: this.adopt, http: h.http !== undefined } satisfies CtrlMsg)), h.http !== undefined ? [h.tun, h.udp, h.http] : [h.tun, h.udp]);
+        const msg: CtrlMsg = { op: 'activate', adopt: this.adopt, http: h.http !== undefined, devs: h.devs.map((d) => d.name), socks: h.socks.length };
+        n.unixSend(e.ctrl, Buffer.from(JSON.stringify(msg)), heldFds(h));
         sent = true;
       } catch { /* it died: start one the usual way */ }
     }
@@ -491,12 +529,13 @@ class Supervisor {
 
   private spawnChild(standby: boolean): ChildProcess {
     const h = this.held!;
-    const env: PacketEnv = { tun: CHILD_FD.tun, udp: CHILD_FD.udp, restarts: this.restarts, standby, adopt: this.adopt };
-    const stdio: (number | 'ignore' | 'inherit' | 'ipc')[] = ['ignore', 'inherit', 'inherit', 'ipc', h.tun, h.udp];
-    if (h.http !== undefined) {
-      stdio.push(h.http);
-      env.http = CHILD_FD.http;
-    }
+    // the held descriptors from CHILD_FD.first on, in heldFds' order
+    let next = CHILD_FD.first;
+    const env: PacketEnv = {
+      devs: h.devs.map((d) => ({ name: d.name, fd: next++ })), socks: h.socks.map(() => next++), restarts: this.restarts, standby, adopt: this.adopt,
+    };
+    if (h.http !== undefined) env.http = next;
+    const stdio: (number | 'ignore' | 'inherit' | 'ipc')[] = ['ignore', 'inherit', 'inherit', 'ipc', ...heldFds(h)];
     const childEnv: NodeJS.ProcessEnv = { ...process.env, [PACKET_ENV]: JSON.stringify(env) };
     delete childEnv.NOTIFY_SOCKET; // systemd hears from the supervisor, its main process
     const child = spawn(process.execPath, packetSpawnArgs(this.argv), {
@@ -623,10 +662,12 @@ class Supervisor {
         this.held = undefined;
         // the packet process removed what it created but the device, which goes with our descriptor
         if (this.cfg.keepDeviceOnExit !== true) {
-          let gone = false;
-          try { Rtnl.shared().getLinkSync(this.dev); } catch { gone = true; }
-          if (gone) this.log.info(`closed ${this.dev}: the device is gone`);
-          else this.log.error(`closed ${this.dev}, but the device is still there after stop`);
+          for (const dev of this.devNames) {
+            let gone = false;
+            try { Rtnl.shared().getLinkSync(dev); } catch { gone = true; }
+            if (gone) this.log.info(`closed ${dev}: the device is gone`);
+            else this.log.error(`closed ${dev}, but the device is still there after stop`);
+          }
         }
         this.exit(code ?? 1);
       });
@@ -733,11 +774,15 @@ class Supervisor {
       };
       if (this.stopping || this.handingOver || !this.held) return refuse('this overlayd is stopping');
       if (this.takeoverConn !== undefined) return refuse('another takeover is under way');
-      if (m.dev !== this.dev || m.port !== this.cfg.netConf.backend.port) return refuse(`this overlayd runs ${this.dev} on UDP port ${this.cfg.netConf.backend.port}, not ${m.dev} on ${m.port}`);
+      const asked = (m.devs ?? [m.dev]).join('+');
+      if (asked !== this.dev || m.port !== this.cfg.netConf.backend.port) return refuse(`this overlayd runs ${this.dev} on UDP port ${this.cfg.netConf.backend.port}, not ${asked} on ${m.port}`);
       const h = this.held;
-      const reply: CtrlMsg = { op: 'fds', ok: true, pid: process.pid, version: version(), dev: this.dev, port: this.cfg.netConf.backend.port, offload: (this.cfg.offload ?? DEFAULT_OFFLOAD) === 'auto' };
+      const reply: CtrlMsg = {
+        op: 'fds', ok: true, pid: process.pid, version: version(), dev: h.devs[0]!.name, port: this.cfg.netConf.backend.port,
+        offload: (this.cfg.offload ?? DEFAULT_OFFLOAD) === 'auto', devs: h.devs.map((d) => d.name), socks: h.socks.length,
+      };
       if (h.httpAddr !== undefined) reply.http = h.httpAddr;
-      if (!conn.send(reply, h.http !== undefined ? [h.tun, h.udp, h.http] : [h.tun, h.udp])) return;
+      if (!conn.send(reply, heldFds(h))) return;
       this.takeoverConn = conn;
       this.log.info(`takeover: overlayd ${m.version} (pid ${m.pid}) has our descriptors; forwarding until it forwards`);
     } else if (m.op === 'forwarding' && conn === this.takeoverConn) {
@@ -777,8 +822,8 @@ class Supervisor {
   }
 }
 
-/** The new side of a takeover: connect, ask for the descriptors, check them. Throws ConfigError. */
-async function requestTakeover(path: string, cfg: DaemonConfig, dev: string): Promise<{ conn: CtrlConn; held: Held; oldPid: number; oldVersion: string }> {
+/** The new side of a takeover: connect, ask for the descriptors of `devs`, check them. Throws ConfigError. */
+async function requestTakeover(path: string, cfg: DaemonConfig, devs: string[]): Promise<{ conn: CtrlConn; held: Held; oldPid: number; oldVersion: string }> {
   const n = native();
   let fd: number;
   try {
@@ -788,7 +833,7 @@ async function requestTakeover(path: string, cfg: DaemonConfig, dev: string): Pr
     throw new ConfigError(`--takeover: no overlayd listens on ${path} (${code === 'ENOENT' || code === 'ECONNREFUSED' ? `${code}: is one running, under the supervisor?` : osMessage(e)})`);
   }
   const conn = new CtrlConn(fd);
-  conn.send({ op: 'takeover', pid: process.pid, version: version(), dev, port: cfg.netConf.backend.port });
+  conn.send({ op: 'takeover', pid: process.pid, version: version(), dev: devs[0]!, port: cfg.netConf.backend.port, devs });
   let r: { msg: CtrlMsg; fds: number[] } | undefined;
   try {
     r = await conn.next(TAKEOVER_TIMEOUT_MS);
@@ -805,27 +850,31 @@ async function requestTakeover(path: string, cfg: DaemonConfig, dev: string): Pr
     conn.close();
     throw new ConfigError(`--takeover: refused: ${m.error}`);
   }
-  const [tun, udp, http] = r.fds;
-  if (tun === undefined || udp === undefined) {
+  const names = m.devs ?? [m.dev];
+  const nSocks = m.socks ?? 1;
+  const want = names.length + nSocks + (m.http !== undefined ? 1 : 0);
+  if (r.fds.length !== want || names.join('+') !== devs.join('+')) {
     for (const f of r.fds) n.closeFd(f);
+    conn.send({ op: 'abort', error: 'not the descriptors asked for' });
     conn.close();
-    throw new ConfigError('--takeover: the running overlayd sent no descriptors');
+    throw new ConfigError(r.fds.length === 0 ? '--takeover: the running overlayd sent no descriptors' : `--takeover: the running overlayd sent ${r.fds.length} descriptors for ${names.join(', ')}; we run ${devs.join(', ')}`);
   }
-  const held: Held = { tun, udp };
+  const held: Held = { devs: names.map((name, i) => ({ name, fd: r!.fds[i]! })), socks: r.fds.slice(names.length, names.length + nSocks) };
+  const http = m.http !== undefined ? r.fds[names.length + nSocks] : undefined;
   if (http !== undefined) {
     held.http = http;
     held.httpAddr = m.http;
   }
   // the healthz socket: the old one's when it is ours too, else our own
-  const want = cfg.healthz ? `${cfg.healthz.ip}:${cfg.healthz.port}` : undefined;
-  if (held.httpAddr !== want) {
+  const wantHttp = cfg.healthz ? `${cfg.healthz.ip}:${cfg.healthz.port}` : undefined;
+  if (held.httpAddr !== wantHttp) {
     if (held.http !== undefined) n.closeFd(held.http);
     delete held.http;
     delete held.httpAddr;
     if (cfg.healthz) {
       try {
         held.http = n.tcpListen(cfg.healthz.ip, cfg.healthz.port);
-        held.httpAddr = want;
+        held.httpAddr = wantHttp;
       } catch (e) {
         closeHeld(held);
         conn.send({ op: 'abort', error: 'healthz address in use' });
@@ -867,19 +916,22 @@ export async function runSupervisor(o: CliOptions, argv: string[], log: Logger =
       if (o.takeover) throw new ConfigError('--takeover: the host-gw backend has no device or socket to take over');
       return 'single';
     }
-    dev = deviceNameFor(cfg.netConf.backend.type, cfg.netConf.backend.vni);
-    ctrlPath = o.controlSocket ?? defaultControlSocket(dev);
+    const names = devicesOf(cfg).map((d) => d.name);
+    dev = names.join('+');
+    ctrlPath = o.controlSocket ?? defaultControlSocket(names[0]!);
     // a device in the way (not ours, or ours held by a running overlayd): refused here, nothing touched
     adopt = (await preflight(cfg, o.takeover === true))?.adopted !== undefined || o.takeover === true;
     if (o.takeover) {
-      takeover = await requestTakeover(ctrlPath, cfg, dev);
+      takeover = await requestTakeover(ctrlPath, cfg, names);
       held = takeover.held;
     } else {
-      held = await openHeld(cfg, dev);
-      try {
-        await Rtnl.shared().setLink(dev, { txqlen: DEVICE_TXQUEUELEN });
-      } catch (e) {
-        log.error(`${dev}: txqueuelen ${DEVICE_TXQUEUELEN}: ${osMessage(e)} (the kernel's default stays)`);
+      held = await openHeld(cfg);
+      for (const name of names) {
+        try {
+          await Rtnl.shared().setLink(name, { txqlen: DEVICE_TXQUEUELEN });
+        } catch (e) {
+          log.error(`${name}: txqueuelen ${DEVICE_TXQUEUELEN}: ${osMessage(e)} (the kernel's default stays)`);
+        }
       }
     }
   } catch (e) {

@@ -1,6 +1,7 @@
 /**
  * Underlay events (issue #14): overlayd watches its underlay interface's link state and IPv4
- * addresses over rtnetlink (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR) and
+ * (or, for the IPv6 underlay of dual stack, `family` 6: IPv6) addresses over rtnetlink
+ * (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR / RTNLGRP_IPV6_IFADDR) and
  *   - logs link down / up (with how long it was down);
  *   - when the address the socket is bound to goes away: binds the socket again to the
  *     interface's other (or new) IPv4 address and, unless --public-ip pinned it, advertises
@@ -13,6 +14,11 @@
  */
 import { NlMonitor, Rtnl, type NlEvent } from '../tun/rtnl.js';
 import { OsError } from '../tun/errors.js';
+
+/** An IPv6 link-local address (fe80::/10): never an underlay address. */
+function isLinkLocal6(a: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(a);
+}
 
 /** IFF_LOWER_UP: the link has carrier. */
 const IFF_LOWER_UP = 0x10000;
@@ -38,6 +44,8 @@ export interface UnderlayOptions {
   publicIp: string;
   /** --public-ip was given: the advertised address is the operator's, never changed here. */
   pinned: boolean;
+  /** The underlay family watched (default 4; 6: global IPv6 addresses, link-local ones ignored). */
+  family?: 4 | 6;
   log: { info(m: string): void; error(m: string): void };
   /** Bind the dataplane's socket again to `localIp` and advertise `publicIp`. */
   rebind(localIp: string, publicIp: string): Promise<void>;
@@ -61,6 +69,10 @@ export class UnderlayWatch {
   private readonly events: Record<string, number> = {};
   private readonly rt: Rtnl;
 
+  private get family(): 4 | 6 {
+    return this.o.family ?? 4;
+  }
+
   constructor(private readonly o: UnderlayOptions) {
     this.localIp = o.localIp;
     this.publicIp = o.publicIp;
@@ -69,7 +81,7 @@ export class UnderlayWatch {
 
   /** Subscribe, then read the interface's state once. */
   async start(): Promise<void> {
-    this.monitor = NlMonitor.open({ link: true, ipv4Addr: true }, (ev) => this.enqueue(ev));
+    this.monitor = NlMonitor.open(this.family === 4 ? { link: true, ipv4Addr: true } : { link: true, ipv6Addr: true }, (ev) => this.enqueue(ev));
     const l = await this.rt.getLink(this.o.iface);
     this.ifindex = l.index;
     this.linkUp = l.up && (l.flags & IFF_LOWER_UP) !== 0;
@@ -140,7 +152,7 @@ export class UnderlayWatch {
       return;
     }
     const a = ev.addr;
-    if (a.family !== 4 || a.index !== this.ifindex) return;
+    if (a.family !== this.family || a.index !== this.ifindex || isLinkLocal6(a.address)) return;
     if (ev.op === 'del' && a.address === this.localIp) {
       this.present = false;
       this.count('address_lost');
@@ -168,7 +180,7 @@ export class UnderlayWatch {
   private async evaluate(why: string): Promise<void> {
     let addrs: string[];
     try {
-      addrs = (await this.rt.listAddresses(this.ifindex, 4)).map((x) => x.address);
+      addrs = (await this.rt.listAddresses(this.ifindex, this.family)).map((x) => x.address).filter((x) => !isLinkLocal6(x));
     } catch (e) {
       if (!(e instanceof OsError && e.code === 'ENODEV')) throw e;
       addrs = [];
@@ -190,7 +202,7 @@ export class UnderlayWatch {
     const next = addrs[0];
     if (next === undefined) {
       this.present = false;
-      this.o.log.error(`underlay ${this.o.iface}: no IPv4 address left (${why}); not ready until one is added`);
+      this.o.log.error(`underlay ${this.o.iface}: no IPv${this.family} address left (${why}); not ready until one is added`);
       return;
     }
     await this.switchTo(next, this.o.pinned ? this.publicIp : next, why);

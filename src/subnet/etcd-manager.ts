@@ -685,20 +685,24 @@ export class EtcdSubnetManager {
   }
 
   /**
-   * Our public IP changed (the underlay address moved, issue #14): write our lease again with
-   * the new PublicIP, under the etcd lease it has, as flanneld would write it on a restart. A
+   * Our public IP changed (the underlay address moved, issue #14; `ipv6`: our PublicIPv6, the
+   * IPv6 underlay of dual stack): write our lease again with the new PublicIP, under the etcd lease it has, as flanneld would write it on a restart. A
    * failed write is logged; the next renewal writes the new value anyway.
    */
-  async updatePublicIp(publicIp: string): Promise<void> {
-    this.opts.publicIp = publicIp;
+  async updatePublicIp(publicIp: string, ipv6 = false): Promise<void> {
     const h = this.held;
+    // an IPv6-only lease's PublicIP is its IPv6 address (both fields)
+    const only6 = h !== undefined && h.lease.subnet.includes(':');
+    if (!ipv6 || only6) this.opts.publicIp = publicIp;
+    if (ipv6) this.opts.publicIpv6 = publicIp;
     if (h === undefined || this.closed) return;
-    h.lease = { ...h.lease, publicIp };
+    h.lease = { ...h.lease, ...(!ipv6 || only6 ? { publicIp } : {}), ...(ipv6 && h.lease.publicIpv6 !== undefined ? { publicIpv6: publicIp } : {}) };
+    const what = ipv6 ? 'PublicIPv6' : 'PublicIP';
     try {
       await this.client.put(this.keyOf(h.lease), leaseValue(h.lease), h.etcdLease);
-      this.log.info(`etcd: lease ${h.subnet} now has PublicIP ${publicIp}`);
+      this.log.info(`etcd: lease ${h.subnet} now has ${what} ${publicIp}`);
     } catch (e) {
-      this.log.error(`etcd: writing PublicIP ${publicIp} into our lease failed (${(e as Error).message}); the next renewal writes it`);
+      this.log.error(`etcd: writing ${what} ${publicIp} into our lease failed (${(e as Error).message}); the next renewal writes it`);
     }
   }
 

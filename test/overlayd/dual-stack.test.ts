@@ -16,7 +16,7 @@ import {
   parseCli, parseEnvFile, parseLeaseAttrs, parseLeaseKey, parseNetConf, parsePeers, previousSubnet, renderSubnetEnv, resolveConfig, stableVtepMac, subnetFits,
   validateSubnet, type BackendFactory, type Lease,
 } from '../../src/index.js';
-import { NODE_ARGS, ROOT, configErrorOf } from './helpers.js';
+import { FAKE, NODE_ARGS, ROOT, configErrorOf } from './helpers.js';
 
 const err = configErrorOf;
 
@@ -304,13 +304,14 @@ describe('the daemon with EnableIPv6', () => {
     expect(macs.size).toBe(512);
   });
 
-  it('an IPv4-only dataplane refuses EnableIPv6 in one line naming what is missing; a factory that runs IPv6 is let through', () => {
+  it('the built-in dataplane runs IPv6; a --backend-module factory without `ipv6: true` is refused in one line naming what is missing', () => {
     const dual = parseNetConf(JSON.stringify(DUAL));
-    expect(ipv6Refusal(dual, defaultBackendFactory, 'net-conf.json')).toBe("net-conf.json: EnableIPv6 is true (dual stack, IPv6Network 2001:2:8000::/48), but overlayd's vxlan dataplane forwards IPv4 only: the flannel-v6.1 device, IPv6 routes and the IPv6 underlay are not supported yet; set EnableIPv6 false (and EnableIPv4 true), or run flanneld on this host");
-    expect(ipv6Refusal(parseNetConf('{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "2001:2::/48"}'), defaultBackendFactory, 'n')).toMatch(/^n: EnableIPv4 is false \(IPv6 only, IPv6Network 2001:2::\/48\), but overlayd's udp dataplane/);
-    expect(ipv6Refusal(parseNetConf('{"Network": "198.19.0.0/16"}'), defaultBackendFactory, 'n')).toBeUndefined();
-    const v6: BackendFactory = Object.assign(() => { throw new Error('not called'); }, { ipv6: true });
-    expect(ipv6Refusal(dual, v6, 'n')).toBeUndefined();
+    expect(defaultBackendFactory.ipv6).toBe(true);
+    expect(ipv6Refusal(dual, defaultBackendFactory, 'net-conf.json')).toBeUndefined();
+    const v4only: BackendFactory = () => { throw new Error('not called'); };
+    expect(ipv6Refusal(dual, v4only, 'net-conf.json')).toBe("net-conf.json: EnableIPv6 is true (dual stack, IPv6Network 2001:2:8000::/48), but the --backend-module's vxlan factory does not run IPv6 (it has no `ipv6: true`): the flannel-v6.1 device, IPv6 routes and the IPv6 underlay need it; set EnableIPv6 false (and EnableIPv4 true), or use the built-in dataplane");
+    expect(ipv6Refusal(parseNetConf('{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "2001:2::/48"}'), v4only, 'n')).toMatch(/^n: EnableIPv4 is false \(IPv6 only, IPv6Network 2001:2::\/48\), but the --backend-module's udp factory/);
+    expect(ipv6Refusal(parseNetConf('{"Network": "198.19.0.0/16"}'), v4only, 'n')).toBeUndefined();
   });
 
   it('static mode: --ipv6-subnet and --public-ipv6 with EnableIPv6, checked against net-conf', () => {
@@ -347,17 +348,17 @@ describe('the daemon with EnableIPv6', () => {
   });
 });
 
-describe('overlayd with EnableIPv6 (static mode), the built-in dataplane', () => {
-  it.each([[[]], [['--no-supervisor']]])('%j: exits 2 with one line saying what is not supported yet; no subnet.env, no device', (extra) => {
+describe('overlayd with EnableIPv6 (static mode), a --backend-module without IPv6', () => {
+  it.each([[[]], [['--no-supervisor']]])('%j: exits 2 with one line saying what is missing; no subnet.env', (extra) => {
     const d = mkdtempSync(join(tmpdir(), 'od-v6cli-'));
     try {
       const nc = join(d, 'net-conf.json');
       writeFileSync(nc, JSON.stringify(DUAL));
       const r = spawnSync(process.execPath, [...NODE_ARGS, '--net-conf', nc, '--subnet', '198.19.1.0/24', '--ipv6-subnet', '2001:2:8000:1::/64', '--public-ipv6', '2001:2::1',
-        '--subnet-file', join(d, 'subnet.env'), ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+        '--subnet-file', join(d, 'subnet.env'), '--backend-module', FAKE, ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
       expect(r.status).toBe(2);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/^overlayd: error: \S*net-conf(\.json)?: EnableIPv6 is true \(dual stack, IPv6Network 2001:2:8000::\/48\), but overlayd's vxlan dataplane forwards IPv4 only/);
+      expect(r.stderr).toMatch(/^overlayd: error: \S*net-conf(\.json)?: EnableIPv6 is true \(dual stack, IPv6Network 2001:2:8000::\/48\), but the --backend-module's vxlan factory does not run IPv6/);
       expect(existsSync(join(d, 'subnet.env'))).toBe(false);
     } finally {
       rmSync(d, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EtcdClient, Overlayd, parseCli, parseEnvFile, resolveEtcdConfig, stableVtepMac, type BackendParams } from '../../src/index.js';
 import { FakeBackend } from '../overlayd/fixtures/fake-backend.js';
-import { NODE_ARGS, ROOT } from '../overlayd/helpers.js';
+import { FAKE, NODE_ARGS, ROOT } from '../overlayd/helpers.js';
 import { etcdAvailable, etcdctl, flannelValue, freePort, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const ifaces = [{ name: 'lo', addrs: ['127.0.0.1'], internal: true }, { name: 'u0', addrs: ['198.18.0.1'], internal: false }];
@@ -178,15 +178,17 @@ describe.runIf(etcdAvailable())('overlayd in etcd mode (fake backend, real etcd)
     await again.o.stop();
   });
 
-  it('EnableIPv6 with the built-in (IPv4-only) dataplane: refused in one line before any lease is taken; overlayd exits 2 and creates nothing', async () => {
+  it('EnableIPv6 with a --backend-module factory that does not run IPv6: refused in one line before any lease is taken; overlayd exits 2 and creates nothing', async () => {
     const prefix = '/v6no/network';
     etcdctl(etcd.url, 'put', `${prefix}/config`, '{"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2:8000::/48","Backend":{"Type":"vxlan"}}');
     const d = join(dir, 'v6no');
     mkdirSync(d);
     const cmd = parseCli(['--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--iface', 'u0', '--public-ipv6', '2001:2::1', '--subnet-file', join(d, 'subnet.env')]);
     if (cmd.kind !== 'run') throw new Error('not run');
-    await expect(resolveEtcdConfig(cmd.options, { ifaces, routeTable: noRoute })).rejects.toThrow(/EnableIPv6 is true .*forwards IPv4 only: the flannel-v6\.1 device, IPv6 routes and the IPv6 underlay are not supported yet/);
-    const r = spawnSync(process.execPath, [...NODE_ARGS, '--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--public-ipv6', '2001:2::1', '--subnet-file', join(d, 'subnet.env')], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    const v4only = Object.assign(() => { throw new Error('not called'); }, {});
+    await expect(resolveEtcdConfig(cmd.options, { ifaces, routeTable: noRoute, factory: v4only })).rejects.toThrow(/EnableIPv6 is true .*factory does not run IPv6 .*: the flannel-v6\.1 device, IPv6 routes and the IPv6 underlay need it/);
+    const r = spawnSync(process.execPath, [...NODE_ARGS, '--etcd-endpoints', etcd.url, '--etcd-prefix', prefix, '--public-ipv6', '2001:2::1', '--subnet-file', join(d, 'subnet.env'), '--backend-module', FAKE],
+      { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^overlayd: error: etcd \/v6no\/network\/config: EnableIPv6 is true/);

@@ -1,6 +1,6 @@
 /**
  * rtnetlink notifications: a NETLINK_ROUTE socket subscribed to multicast groups (links,
- * IPv4 addresses) whose messages are parsed and handed to a callback as typed events. Watched
+ * IPv4 and IPv6 addresses) whose messages are parsed and handed to a callback as typed events. Watched
  * with uv_poll like the request socket (nothing blocks the event loop). When the kernel drops
  * notifications (the receive queue overflowed: ENOBUFS), an `overrun` event tells the owner to
  * read the current state again with a dump.
@@ -11,7 +11,7 @@ import { RTM_DELLINK, RTM_NEWLINK, parseLink, type LinkInfo } from './link.js';
 import { RTM_DELADDR, RTM_NEWADDR, parseAddress, type AddressInfo } from './addr.js';
 
 /** Multicast groups (RTMGRP_* of linux/rtnetlink.h). */
-export const RTMGRP_LINK = 0x1, RTMGRP_IPV4_IFADDR = 0x10;
+export const RTMGRP_LINK = 0x1, RTMGRP_IPV4_IFADDR = 0x10, RTMGRP_IPV6_IFADDR = 0x100;
 
 /** One notification. */
 export type NlEvent =
@@ -26,6 +26,8 @@ export interface MonitorGroups {
   link?: boolean;
   /** IPv4 address changes (RTNLGRP_IPV4_IFADDR). */
   ipv4Addr?: boolean;
+  /** IPv6 address changes (RTNLGRP_IPV6_IFADDR). */
+  ipv6Addr?: boolean;
 }
 
 /** A subscription to rtnetlink notifications. */
@@ -42,7 +44,7 @@ export class NlMonitor {
 
   /** Subscribe to `groups` in this process's network namespace. */
   static open(groups: MonitorGroups, onEvent: (ev: NlEvent) => void): NlMonitor {
-    const mask = (groups.link ? RTMGRP_LINK : 0) | (groups.ipv4Addr ? RTMGRP_IPV4_IFADDR : 0);
+    const mask = (groups.link ? RTMGRP_LINK : 0) | (groups.ipv4Addr ? RTMGRP_IPV4_IFADDR : 0) | (groups.ipv6Addr ? RTMGRP_IPV6_IFADDR : 0);
     return new NlMonitor(NativeNlTransport.open(0, mask), onEvent);
   }
 
