@@ -210,7 +210,7 @@ export const defaultBackendFactory: BackendFactory = Object.assign(async (p: Bac
   }
   if (only6) return createOne(v6Half(p, v6));
   if (p.type === 'udp') return createOne(p, { ipv6Subnet: v6.subnet, ipv6Network: v6.network });
-  return createOne(p, { ipv6Subnet: v6.subnet, ipv6Network: v6.network, publicIpv6: v6.publicIp } as Partial<BackendConfig>); // XXX dslib
+  return createOne(p, { ipv6Subnet: v6.subnet, ipv6Network: v6.network, publicIpv6: v6.publicIp });
 }, { ipv6: true });
 
 /** Load a factory from an ES module whose default export (or `createBackend` export) is a BackendFactory. */
