@@ -706,11 +706,12 @@ export class Overlayd {
   private localLease(be: Backend): Lease {
     const l = be.localLease();
     const v6 = this.cfg.ipv6;
-    if (v6 === undefined || l.ipv6Subnet !== undefined || isIpv6OnlyLease(l)) return l;
-    const out: Lease = { ...l, ipv6Subnet: v6.subnet, publicIpv6: v6.publicIp };
+    if (v6 === undefined || isIpv6OnlyLease(l)) return l;
+    // the UDP backend carrying inner IPv6 knows its IPv6 subnet but has no IPv6 underlay address
+    const out: Lease = { ...l, ipv6Subnet: l.ipv6Subnet ?? v6.subnet, publicIpv6: l.publicIpv6 ?? v6.publicIp };
     if (l.backendType === 'vxlan') {
-      out.v6Vni = this.cfg.netConf.backend.vni;
-      out.v6VtepMac = v6.vtepMac ?? stableVtepMac(v6.subnet);
+      out.v6Vni = l.v6Vni ?? this.cfg.netConf.backend.vni;
+      out.v6VtepMac = l.v6VtepMac ?? v6.vtepMac ?? stableVtepMac(v6.subnet);
     }
     return out;
   }

@@ -920,7 +920,7 @@ export async function runSupervisor(o: CliOptions, argv: string[], log: Logger =
     dev = names.join('+');
     ctrlPath = o.controlSocket ?? defaultControlSocket(names[0]!);
     // a device in the way (not ours, or ours held by a running overlayd): refused here, nothing touched
-    adopt = (await preflight(cfg, o.takeover === true))?.adopted !== undefined || o.takeover === true;
+    adopt = (await preflight(cfg, o.takeover === true))?.adopted === true || o.takeover === true;
     if (o.takeover) {
       takeover = await requestTakeover(ctrlPath, cfg, names);
       held = takeover.held;
