@@ -202,3 +202,89 @@ export function viaPublicIp(to: SegHost): RegExp {
   const esc = (s: string): string => s.replace(/[./]/g, (c) => `\\${c}`);
   return new RegExp(`^${esc(to.subnet)} via ${esc(to.ip)} dev eth0( |$)`);
 }
+
+// ---- dual-stack beds (issue #15): hosts N on one LAN, underlay 198.18.0.N/24 + 2001:2:0:1::N/64,
+// overlay 198.19.N.0/24 + 2001:2:0:800N::/64
+
+/** IPv6Network of these tests (inside 2001:2::/48), its /64 subnets 2001:2:0:800N::/64. */
+export const NET6 = '2001:2:0:8000::/49';
+export const sub4 = (n: number): string => `198.19.${n}.0/24`;
+export const sub6 = (n: number): string => `2001:2:0:800${n}::/64`;
+export const gw4 = (n: number): string => `198.19.${n}.1`;
+export const gw6 = (n: number): string => `2001:2:0:800${n}::1`;
+export const pub4 = (n: number): string => `198.18.0.${n}`;
+export const pub6 = (n: number): string => `2001:2:0:1::${n}`;
+/** A kernel host's VTEP MACs (IPv4 and IPv6 devices). */
+export const kmac = (n: number, v6: boolean): string => `02:00:00:00:0${v6 ? 6 : 4}:0${n}`;
+
+/** Host N: its namespace with eth0 on the LAN (both families), a cni0 bridge holding the gateways of `families`. */
+export interface DualHost { n: number; ns: NsHost; d?: Daemon }
+
+/** A flannel lease value (peers file / etcd) of host n: dual stack, or IPv6 only (`only6`). */
+export function leaseEntry(type: 'vxlan' | 'udp', n: number, kernel: boolean, only6 = false): [string, Record<string, unknown>] {
+  const mac4 = kernel ? kmac(n, false) : stableVtepMac(sub4(n));
+  const mac6 = kernel ? kmac(n, true) : stableVtepMac(sub6(n));
+  if (only6) return [`0.0.0.0-0&${sub6(n).replace('/', '-')}`, { PublicIP: '0.0.0.0', PublicIPv6: pub6(n), BackendType: type, ...(type === 'vxlan' ? { BackendV6Data: { VNI: 1, VtepMAC: mac6 } } : {}) }];
+  const v: Record<string, unknown> = { PublicIP: pub4(n), PublicIPv6: pub6(n), BackendType: type };
+  if (type === 'vxlan') Object.assign(v, { BackendData: { VNI: 1, VtepMAC: mac4 }, BackendV6Data: { VNI: 1, VtepMAC: mac6 } });
+  return [`${sub4(n).replace('/', '-')}&${sub6(n).replace('/', '-')}`, v];
+}
+
+/** n hosts on one LAN (IPv4 and IPv6 underlay, no DAD), each with a cni0 bridge holding its gateways. */
+export function dualHosts(tb: Testbed, ns: number[], v4 = true): DualHost[] {
+  const hs = ns.map((n) => ({ n, ns: tb.host(`h${n}`) }));
+  tb.lan(hs.map((h) => ({ host: h.ns, dev: 'eth0', cidr: `${pub4(h.n)}/24` })));
+  for (const h of hs) {
+    h.ns.ip('addr', 'add', `${pub6(h.n)}/64`, 'dev', 'eth0', 'nodad');
+    h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
+    if (v4) h.ns.ip('addr', 'add', `${gw4(h.n)}/24`, 'dev', 'cni0');
+    h.ns.ip('addr', 'add', `${gw6(h.n)}/64`, 'dev', 'cni0', 'nodad');
+    h.ns.ip('link', 'set', 'cni0', 'up');
+  }
+  return hs;
+}
+
+/**
+ * The kernel host as flanneld sets up dual stack (pkg/backend/vxlan): flannel.1 over the IPv4
+ * underlay with <subnet>/32, flannel-v6.1 over the IPv6 underlay with <IPv6 subnet>/128 (MTU
+ * underlay - 70), and for each peer: route <subnet> via <subnet addr> onlink, a permanent
+ * neighbour, an FDB entry to its public address, per family.
+ */
+export function kernelDual(h: DualHost, peers: number[], v4 = true): void {
+  const k = h.ns;
+  const dev = (v6: boolean): string => (v6 ? 'flannel-v6.1' : 'flannel.1');
+  for (const v6 of v4 ? [false, true] : [true]) {
+    k.ip('link', 'add', dev(v6), 'type', 'vxlan', 'id', '1', 'local', v6 ? pub6(h.n) : pub4(h.n), 'dev', 'eth0', 'dstport', '8472', 'nolearning');
+    k.ip('link', 'set', dev(v6), 'mtu', v6 ? '1430' : '1450', 'address', kmac(h.n, v6));
+    k.ip('addr', 'add', v6 ? `${sub6(h.n).split('/')[0]}/128` : `${sub4(h.n).split('/')[0]}/32`, 'dev', dev(v6), ...(v6 ? ['nodad'] : []));
+    k.ip('link', 'set', dev(v6), 'up');
+    for (const p of peers) {
+      const subnet = v6 ? sub6(p) : sub4(p);
+      const addr = subnet.split('/')[0]!;
+      const mac = stableVtepMac(subnet);
+      k.ip('route', 'replace', subnet, 'via', addr, 'dev', dev(v6), 'onlink');
+      k.ip('neigh', 'replace', addr, 'lladdr', mac, 'dev', dev(v6), 'nud', 'permanent');
+      k.exec('bridge', ['fdb', 'replace', mac, 'dev', dev(v6), 'dst', v6 ? pub6(p) : pub4(p)]);
+    }
+  }
+}
+
+/** Ping from `from`'s gateway `src` to `dst` with `size` payload bytes, DF set; true when all answered. */
+export function pingDf(from: DualHost, src: string, dst: string, size: number, count = 2): boolean {
+  try {
+    const out = from.ns.exec('ping', ['-n', '-c', String(count), '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(size), '-I', src, dst], { timeout: 15_000 });
+    return new RegExp(`${count} received`).test(out);
+  } catch {
+    return false;
+  }
+}
+
+/** Wait until a ping `src` -> `dst` gets through (peers applied, neighbours resolved); 15 s at most. */
+export async function untilPath(from: DualHost, src: string, dst: string): Promise<void> {
+  for (let i = 0; i < 60; i++) {
+    if (pingDf(from, src, dst, 56, 1)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`no path ${src} -> ${dst}`);
+}
+

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
 import { kernelAddPeer, kernelVxlan, tcpTransfer } from '../vtep/harness.js';
-import { runOverlayd, sleep, startOverlayd, type Daemon } from './helpers.js';
+import { NET6, gw4, gw6, kernelDual, leaseEntry, pub6, runOverlayd, sleep, startOverlayd, sub4, sub6, untilPath, dualHosts, type Daemon, type DualHost } from './helpers.js';
 import { stableVtepMac } from '../../src/overlayd/index.js';
 
 /** 50 MB at 100 Mbit/s: about 4 s. */
@@ -236,5 +236,103 @@ describe.runIf(requireNetns()).each(['vxlan', 'udp'] as const)('overlayd supervi
     const r = await throughFault(1500, () => undefined); // flanneld's death changes nothing here: the kernel forwards
     expect(r.ping.received).toBe(r.ping.sent);
     console.log(JSON.stringify({ odsup: type, fault: 'none (kernel VXLAN both ends)', lostPings: r.ping.sent - r.ping.received, pings: r.ping.sent, maxRttMs: r.ping.maxMs, transferMs: r.ms, tcpRetransmits: r.retrans }));
+  });
+});
+
+/**
+ * Dual-stack VXLAN under the supervisor: it holds two devices (flannel.1, flannel-v6.1) and two
+ * sockets (IPv4, IPv6) and hands all four to each packet process; host b is a kernel dual-stack
+ * host. Through a SIGKILL of the packet process and an `overlayd --takeover`, 10 ms pings of both
+ * families and a paced 50 MB IPv6 transfer run: none lost, intact, neither device ever gone.
+ */
+describe.runIf(requireNetns())('overlayd supervisor, dual-stack VXLAN (two devices, two sockets)', () => {
+  const tb = new Testbed('odsupd');
+  const dir = mkdtempSync(join(tmpdir(), 'od-sup-ds-'));
+  const conf = join(dir, 'net-conf.json');
+  const ctl = join(dir, 'ctl.sock');
+  let hs: DualHost[];
+  let d: Daemon | undefined;
+  const args = (extra: string[] = []): string[] => ['--net-conf', conf, '--subnet', sub4(1), '--ipv6-subnet', sub6(1), '--public-ipv6', pub6(1), '--iface', 'eth0',
+    '--peers', join(dir, 'peers.json'), '--subnet-file', join(dir, 'a.env'), '--control-socket', ctl, ...extra];
+  const start = (extra: string[] = []): Daemon => {
+    const x = startOverlayd(hs[0]!.ns, args(extra));
+    tb.track(x.child);
+    return x;
+  };
+
+  beforeAll(async () => {
+    hs = dualHosts(tb, [1, 2]);
+    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }));
+    writeFileSync(join(dir, 'peers.json'), JSON.stringify(Object.fromEntries([leaseEntry('vxlan', 2, true)])));
+    kernelDual(hs[1]!, [1]);
+    d = start();
+    await d.waitFor(/running \(supervisor; packet process forwarding on flannel\.1\+flannel-v6\.1/);
+    await d.waitFor(/standby packet process \d+ loaded/);
+    await untilPath(hs[0]!, gw4(1), gw4(2));
+    await untilPath(hs[0]!, gw6(1), gw6(2));
+  }, 60_000);
+  afterAll(() => {
+    tb.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Pings of both families and the paced IPv6 transfer from a to b, with `fault` run `at` ms in. */
+  const throughFault = async (at: number, fault: () => Promise<void> | void): Promise<{ v4: PingResult; v6: PingResult; ms: number }> => {
+    const [a, b] = hs as [DualHost, DualHost];
+    const p4 = startPing(a.ns, gw4(1), gw4(2), PINGS);
+    const p6 = startPing(a.ns, gw6(1), gw6(2), PINGS);
+    const transfer = tcpTransfer(tb, b.ns, gw6(2), a.ns, BYTES, 5331, 60_000, RATE);
+    await sleep(at);
+    await fault();
+    const [t, v4, v6] = await Promise.all([transfer, p4.done, p6.done]);
+    expect(t.server.bytes).toBe(BYTES);
+    expect(t.server.sha256).toBe(t.client.sha256);
+    return { v4, v6, ms: t.ms };
+  };
+
+  it('SIGKILL of the packet process: no ping of either family lost at 10 ms, the IPv6 transfer intact, both devices never gone', async () => {
+    const a = hs[0]!.ns;
+    const ix = [ifindex(a, 'flannel.1'), ifindex(a, 'flannel-v6.1')];
+    expect(ix.every((x) => x !== undefined && x > 0)).toBe(true);
+    const victim = packetPid(d!);
+    const before = d!.err().length;
+    const r = await throughFault(1500, () => { process.kill(victim, 'SIGKILL'); });
+    const log = d!.err().slice(before);
+    expect(log).toMatch(new RegExp(`packet process ${victim} killed by SIGKILL; restarting it now`));
+    const gap = /forwarding on flannel\.1\+flannel-v6\.1 (\d+) ms after the last one died/.exec(log);
+    expect(gap, log).not.toBeNull();
+    expect(r.v4.received, JSON.stringify(r)).toBe(r.v4.sent);
+    expect(r.v6.received, JSON.stringify(r)).toBe(r.v6.sent);
+    expect([r.v4.sent, r.v6.sent]).toEqual([PINGS, PINGS]);
+    expect([ifindex(a, 'flannel.1'), ifindex(a, 'flannel-v6.1')]).toEqual(ix);
+    expect(a.ip('-6', 'route', 'show', sub6(2))).toMatch(/dev flannel-v6\.1/);
+    console.log(JSON.stringify({ odsup: 'vxlan dual stack', fault: 'SIGKILL packet process', lostPings: { v4: r.v4.sent - r.v4.received, v6: r.v6.sent - r.v6.received }, maxRttMs: { v4: r.v4.maxMs, v6: r.v6.maxMs }, restartMs: Number(gap![1]), transferMs: r.ms }));
+  });
+
+  it('upgrade: overlayd --takeover receives all four descriptors; no ping of either family lost', async () => {
+    const a = hs[0]!.ns;
+    const ix = [ifindex(a, 'flannel.1'), ifindex(a, 'flannel-v6.1')];
+    const old = d!;
+    let neu: Daemon | undefined;
+    const r = await throughFault(1500, () => { neu = start(['--takeover']); });
+    expect(await old.exited).toBe(0);
+    expect(old.err()).toMatch(/handed flannel\.1\+flannel-v6\.1 over; exiting/);
+    expect(neu!.err()).toMatch(/took flannel\.1\+flannel-v6\.1 over from overlayd [\d.]+ \(pid \d+\)/);
+    expect(r.v4.received, JSON.stringify(r)).toBe(r.v4.sent);
+    expect(r.v6.received, JSON.stringify(r)).toBe(r.v6.sent);
+    expect([ifindex(a, 'flannel.1'), ifindex(a, 'flannel-v6.1')]).toEqual(ix);
+    d = neu;
+    console.log(JSON.stringify({ odsup: 'vxlan dual stack', fault: 'takeover', lostPings: { v4: r.v4.sent - r.v4.received, v6: r.v6.sent - r.v6.received }, maxRttMs: { v4: r.v4.maxMs, v6: r.v6.maxMs }, transferMs: r.ms }));
+  });
+
+  it('SIGTERM: both devices removed and closed; exit 0', async () => {
+    d!.child.kill('SIGTERM');
+    expect(await d!.exited).toBe(0);
+    const e = d!.err();
+    expect(e).toMatch(/removed device flannel-v6\.1 with its address 2001:2:0:8001::\/128/);
+    expect(e.search(/closed flannel-v6\.1: the device is gone/)).toBeGreaterThan(e.search(/stopped; removed what we created/));
+    expect(e).toMatch(/closed flannel\.1: the device is gone/);
+    expect(ifindex(hs[0]!.ns, 'flannel.1')).toBeUndefined();
+    expect(ifindex(hs[0]!.ns, 'flannel-v6.1')).toBeUndefined();
   });
 });
