@@ -5,7 +5,9 @@
  * server prints the source it sees: outside sees h1's underlay address (masqueraded), the in-cluster
  * peer sees the pod's own address. The table is the ruleset masqRuleset() writes, applied in one
  * transaction, put back when someone deletes it, and gone after SIGTERM; subnet.env says
- * FLANNEL_IPMASQ=true.
+ * FLANNEL_IPMASQ=true. The network is dual stack (IPv6Network 2001:2:0:8000::/49, the underlay
+ * 2001:2:0:1::N/64 beside 198.18.0.N): the same rules for IPv6 in a table ip6 overlayd, checked
+ * the same way (the pod's IPv6 traffic to outside leaves as h1's IPv6 underlay address).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Testbed, requireNetns, type NsHost } from '../helpers/netns.js';
-import { sleep, startOverlayd, type Daemon } from './helpers.js';
+import { NET6, sleep, startOverlayd, type Daemon } from './helpers.js';
 import { masqRuleset } from '../../src/overlayd/index.js';
 
 /** Connect from `from` (source address `src`) to a TCP server on `to` at `dst`; the peer address the server saw. */
@@ -57,22 +59,29 @@ describe.runIf(requireNetns() && nftAvailable())('--ip-masq (nftables, namespace
     outside = tb.host('out');
     pod = tb.host('pod');
     tb.lan([{ host: h1, dev: 'eth0', cidr: '198.18.0.1/24' }, { host: h2, dev: 'eth0', cidr: '198.18.0.2/24' }, { host: outside, dev: 'eth0', cidr: '198.18.0.100/24' }]);
+    for (const [h, n] of [[h1, 1], [h2, 2], [outside, 100]] as const) h.ip('addr', 'add', `2001:2:0:1::${n}/64`, 'dev', 'eth0', 'nodad');
     tb.link(h1, 'vpod', '198.19.1.1/24', pod, 'eth0', '198.19.1.2/24');
+    h1.ip('addr', 'add', '2001:2:0:8001::1/64', 'dev', 'vpod', 'nodad');
+    pod.ip('addr', 'add', '2001:2:0:8001::2/64', 'dev', 'eth0', 'nodad');
     pod.ip('route', 'add', 'default', 'via', '198.19.1.1');
+    pod.ip('-6', 'route', 'add', 'default', 'via', '2001:2:0:8001::1');
     h1.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    h1.exec('sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
     h2.ip('link', 'add', 'cni0', 'type', 'bridge');
     h2.ip('addr', 'add', '198.19.2.1/24', 'dev', 'cni0');
+    h2.ip('addr', 'add', '2001:2:0:8002::1/64', 'dev', 'cni0', 'nodad');
     h2.ip('link', 'set', 'cni0', 'up');
     const conf = join(dir, 'net-conf.json');
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', Backend: { Type: 'host-gw' } }));
+    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'host-gw' } }));
     const peers = join(dir, 'peers.json');
     writeFileSync(peers, JSON.stringify({
-      '198.19.1.0-24': { PublicIP: '198.18.0.1', BackendType: 'host-gw' },
-      '198.19.2.0-24': { PublicIP: '198.18.0.2', BackendType: 'host-gw' },
+      '198.19.1.0-24&2001:2:0:8001::-64': { PublicIP: '198.18.0.1', PublicIPv6: '2001:2:0:1::1', BackendType: 'host-gw' },
+      '198.19.2.0-24&2001:2:0:8002::-64': { PublicIP: '198.18.0.2', PublicIPv6: '2001:2:0:1::2', BackendType: 'host-gw' },
     }));
     for (const [h, n, extra] of [[h1, 1, ['--ip-masq', '--iptables-resync', '1']], [h2, 2, []]] as const) {
       mkdirSync(join(dir, `h${n}`));
-      const d = startOverlayd(h, ['--net-conf', conf, '--subnet', `198.19.${n}.0/24`, '--iface', 'eth0', '--peers', peers, '--subnet-file', join(dir, `h${n}`, 'subnet.env'), ...extra]);
+      const d = startOverlayd(h, ['--net-conf', conf, '--subnet', `198.19.${n}.0/24`, '--ipv6-subnet', `2001:2:0:800${n}::/64`, '--public-ipv6', `2001:2:0:1::${n}`,
+        '--iface', 'eth0', '--peers', peers, '--subnet-file', join(dir, `h${n}`, 'subnet.env'), ...extra]);
       tb.track(d.child);
       ds.push(d);
     }
@@ -83,12 +92,16 @@ describe.runIf(requireNetns() && nftAvailable())('--ip-masq (nftables, namespace
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('applies flannel\'s rules as one table; subnet.env says FLANNEL_IPMASQ=true', () => {
-    const listed = h1.exec('nft', ['list', 'table', 'ip', 'overlayd']);
-    const want = masqRuleset({ network: '198.19.0.0/16', subnet: '198.19.1.0/24', fullyRandom: true }).split('\n').filter((l) => /^ {4}\S/.test(l)).map((l) => l.trim().replace(/0x4000/g, '0x00004000'));
-    const got = listed.split('\n').map((l) => l.trim()).filter((l) => l && !/^(table|chain|\}|type )/.test(l));
-    expect(got).toEqual(want.filter((l) => !l.startsWith('type ')));
-    expect(listed).toMatch(/type nat hook postrouting priority srcnat; policy accept;/);
+  it('applies flannel\'s rules as one table per family (ip, ip6); subnet.env says FLANNEL_IPMASQ=true', () => {
+    // each table as masqRuleset writes it for that family alone (an IPv6-only network: the ip6 table)
+    for (const [fam, network, subnet] of [['ip', '198.19.0.0/16', '198.19.1.0/24'], ['ip6', NET6, '2001:2:0:8001::/64']] as const) {
+      const listed = h1.exec('nft', ['list', 'table', fam, 'overlayd']);
+      const want = masqRuleset({ network, subnet, fullyRandom: true }).split('\n').filter((l) => /^ {4}\S/.test(l)).map((l) => l.trim().replace(/0x4000/g, '0x00004000'));
+      const got = listed.split('\n').map((l) => l.trim()).filter((l) => l && !/^(table|chain|\}|type )/.test(l));
+      expect(got, fam).toEqual(want.filter((l) => !l.startsWith('type ')));
+      expect(listed).toMatch(/type nat hook postrouting priority srcnat; policy accept;/);
+    }
+    expect(ds[0]!.err()).toMatch(/ip-masq: nftables tables ip overlayd and ip6 overlayd applied/);
     expect(readFileSync(join(dir, 'h1', 'subnet.env'), 'utf8')).toMatch(/^FLANNEL_IPMASQ=true$/m);
     expect(readFileSync(join(dir, 'h2', 'subnet.env'), 'utf8')).toMatch(/^FLANNEL_IPMASQ=false$/m);
     expect(h2.exec('nft', ['list', 'tables'])).not.toMatch(/overlayd/); // only where asked
@@ -104,19 +117,33 @@ describe.runIf(requireNetns() && nftAvailable())('--ip-masq (nftables, namespace
     expect(await seenSource(outside, '198.18.0.100', pod, '198.19.1.2', 5404)).toBe('198.18.0.100');
   });
 
+  it('IPv6: pod -> outside masqueraded to h1\'s IPv6 underlay address; pod -> in-cluster peer (host-gw route via its PublicIPv6): the pod\'s own', async () => {
+    expect(await seenSource(pod, '2001:2:0:8001::2', outside, '2001:2:0:1::100', 5411)).toBe('2001:2:0:1::1');
+    expect(await seenSource(pod, '2001:2:0:8001::2', h2, '2001:2:0:8002::1', 5412)).toBe('2001:2:0:8001::2');
+    outside.ip('-6', 'route', 'add', '2001:2:0:8001::/64', 'via', '2001:2:0:1::1');
+    expect(await seenSource(outside, '2001:2:0:1::100', pod, '2001:2:0:8001::2', 5413)).toBe('2001:2:0:1::100');
+  });
+
   it('a table deleted by someone else is re-applied (--iptables-resync 1)', async () => {
     h1.exec('nft', ['delete', 'table', 'ip', 'overlayd']);
-    expect(table()).not.toMatch(/overlayd/);
+    expect(table()).not.toMatch(/table ip overlayd/);
     await ds[0]!.waitFor(/table ip overlayd was removed by someone else; re-applied/, 5000);
     expect(table()).toMatch(/table ip overlayd/);
     expect(await seenSource(pod, '198.19.1.2', outside, '198.18.0.100', 5405)).toBe('198.18.0.1');
   });
 
-  it('SIGTERM removes the table; traffic from the pod is no longer translated', async () => {
+  it('an ip6 table deleted by someone else is re-applied too', async () => {
+    h1.exec('nft', ['delete', 'table', 'ip6', 'overlayd']);
+    await ds[0]!.waitFor(/table ip6 overlayd was removed by someone else; re-applied/, 5000);
+    expect(table()).toMatch(/table ip6 overlayd/);
+  });
+
+  it('SIGTERM removes both tables; traffic from the pod is no longer translated', async () => {
     ds[0]!.child.kill('SIGTERM');
     expect(await ds[0]!.exited).toBe(0);
     expect(table()).not.toMatch(/overlayd/);
     outside.ip('route', 'replace', '198.19.1.0/24', 'via', '198.18.0.1');
     expect(await seenSource(pod, '198.19.1.2', outside, '198.18.0.100', 5406)).toBe('198.19.1.2');
+    expect(await seenSource(pod, '2001:2:0:8001::2', outside, '2001:2:0:1::100', 5414)).toBe('2001:2:0:8001::2');
   });
 });
