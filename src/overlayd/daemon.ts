@@ -706,7 +706,17 @@ export class Overlayd {
   private localLease(be: Backend): Lease {
     const l = be.localLease();
     const v6 = this.cfg.ipv6;
-    if (v6 === undefined || isIpv6OnlyLease(l)) return l;
+    if (v6 === undefined) return l;
+    if (isIpv6OnlyLease(l)) {
+      // the IPv6 backend's own lease: its fields are the IPv6 values, which flannel's lease also
+      // carries as the IPv6 half (PublicIPv6, BackendV6Data)
+      const out: Lease = { ...l, ipv6Subnet: l.subnet, publicIpv6: l.publicIp };
+      if (l.backendType === 'vxlan') {
+        if (l.vni !== undefined) out.v6Vni = l.vni;
+        if (l.vtepMac !== undefined) out.v6VtepMac = l.vtepMac;
+      }
+      return out;
+    }
     // the UDP backend carrying inner IPv6 knows its IPv6 subnet but has no IPv6 underlay address
     const out: Lease = { ...l, ipv6Subnet: l.ipv6Subnet ?? v6.subnet, publicIpv6: l.publicIpv6 ?? v6.publicIp };
     if (l.backendType === 'vxlan') {
