@@ -22,8 +22,16 @@
  * overlayd's /metrics), and removes everything (namespaces, etcd and its data, files) in
  * `finally`, also on Ctrl-C.
  *
- * Flags: --backend udp|vxlan (udp), --transport dgram|mmsg (mmsg), --seconds N (3),
- * --static (no etcd: --subnet and a peers file), --verbose (print overlayd logs).
+ * With `-- --dual-stack` (issue #15), the network is flannel's dual stack: EnableIPv6 with
+ * IPv6Network 2001:2:0:8000::/49, every host gets an IPv6 underlay address (2001:2:0:1::N) and
+ * leases an IPv6 subnet beside its IPv4 one; the backend defaults to vxlan there, so hosts 1 and 2
+ * run overlayd with flannel.1 + flannel-v6.1 and host 3 is the kernel configured as flanneld
+ * configures dual stack (kernel flannel.1 over IPv4 and flannel-v6.1 over IPv6, per family:
+ * route, neighbour, FDB). Every pair pings and transfers over both families.
+ *
+ * Flags: --backend udp|vxlan (udp; vxlan with --dual-stack), --transport dgram|mmsg (mmsg),
+ * --seconds N (3), --static (no etcd: --subnet and a peers file), --dual-stack (IPv4 and IPv6),
+ * --verbose (print overlayd logs).
  */
 import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
@@ -43,6 +51,9 @@ const ETCD_IP = '198.18.0.254';
 const PREFIX = '/coreos.com/network';
 /** flanneld's etcd lease for a subnet: 24 h. */
 const LEASE_TTL_S = 86400;
+/** --dual-stack: the IPv6 overlay (inside 2001:2::/48, flannel's default /64 subnets) and host N's IPv6 underlay address. */
+const NET6 = '2001:2:0:8000::/49';
+const underlay6 = (n: number): string => `2001:2:0:1::${n}`;
 
 interface Host {
   n: number;
@@ -52,6 +63,9 @@ interface Host {
   subnet?: string;
   /** FLANNEL_SUBNET's address from subnet.env (198.19.7.1): the cni0 gateway pinged. */
   gw?: string;
+  /** --dual-stack: the IPv6 subnet (given or leased) and FLANNEL_IPV6_SUBNET's address (the IPv6 gateway). */
+  subnet6?: string;
+  gw6?: string;
   kind: 'overlayd' | 'kernel';
   dir: string;
   child?: ChildProcess;
@@ -63,16 +77,18 @@ interface Host {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function usage(): never {
-  process.stdout.write('usage: npm run demo -- [--backend udp|vxlan] [--transport dgram|mmsg] [--seconds N] [--static] [--verbose]\n'
+  process.stdout.write('usage: npm run demo -- [--backend udp|vxlan] [--transport dgram|mmsg] [--seconds N] [--static] [--dual-stack] [--verbose]\n'
     + '  default: etcd in a hub namespace, each overlayd leases its subnet with --etcd-endpoints;\n'
-    + '  --static: no etcd, fixed subnets (--subnet) and a peers file\n');
+    + '  --static: no etcd, fixed subnets (--subnet) and a peers file;\n'
+    + '  --dual-stack: IPv4 and IPv6 (EnableIPv6), vxlan unless --backend says otherwise\n');
   process.exit(0);
 }
 
-function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; seconds: number; static: boolean; verbose: boolean } {
+function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; seconds: number; static: boolean; dualStack: boolean; verbose: boolean } {
   const { values } = parseArgs({
     options: {
-      backend: { type: 'string', default: 'udp' },
+      backend: { type: 'string' },
+      'dual-stack': { type: 'boolean', default: false },
       transport: { type: 'string', default: 'mmsg' },
       seconds: { type: 'string', default: '3' },
       static: { type: 'boolean', default: false },
@@ -81,13 +97,14 @@ function parse(): { backend: 'udp' | 'vxlan'; transport: 'dgram' | 'mmsg'; secon
     },
   });
   if (values.help) usage();
-  const backend = values.backend;
+  const dualStack = values['dual-stack'] ?? false;
+  const backend = values.backend ?? (dualStack ? 'vxlan' : 'udp');
   const transport = values.transport;
   if (backend !== 'udp' && backend !== 'vxlan') throw new Error(`--backend must be udp or vxlan, got ${backend}`);
   if (transport !== 'dgram' && transport !== 'mmsg') throw new Error(`--transport must be dgram or mmsg, got ${transport}`);
   const seconds = Number(values.seconds);
   if (!(seconds > 0 && seconds <= 60)) throw new Error('--seconds must be in 1..60');
-  return { backend, transport, seconds, static: values.static ?? false, verbose: values.verbose ?? false };
+  return { backend, transport, seconds, static: values.static ?? false, dualStack, verbose: values.verbose ?? false };
 }
 
 /** overlayd entry: built dist when present and newer, else the TypeScript source through tsx. */
@@ -117,37 +134,40 @@ function tail(file: string, n = 8): string {
   try { return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join('\n'); } catch { return ''; }
 }
 
-interface PingResult { from: number; to: number; sent: number; received: number; avg?: number; max?: number }
+interface PingResult { from: number; to: number; sent: number; received: number; avg?: number; max?: number; v6?: boolean }
 
-function ping(from: Host, to: Host, count: number): PingResult {
+/** The gateway of `h` pinged and transferred to: IPv4's, or (`v6`) IPv6's. */
+const gwOf = (h: Host, v6: boolean): string => (v6 ? h.gw6! : h.gw!);
+
+function ping(from: Host, to: Host, count: number, v6 = false): PingResult {
   let out = '';
   try {
-    out = from.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', from.gw!, to.gw!], { timeout: 30_000 });
+    out = from.ns.exec('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', '1', '-I', gwOf(from, v6), gwOf(to, v6)], { timeout: 30_000 });
   } catch (e) {
     out = String((e as { stdout?: string }).stdout ?? '');
   }
   const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
   const r = /= [\d.]+\/([\d.]+)\/([\d.]+)\//.exec(out);
-  const res: PingResult = { from: from.n, to: to.n, sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0 };
+  const res: PingResult = { from: from.n, to: to.n, sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0, v6 };
   if (r) { res.avg = Number(r[1]); res.max = Number(r[2]); }
   return res;
 }
 
-interface TcpResult { from: number; to: number; mbps?: number; bytes?: number; retrans?: number; error?: string }
+interface TcpResult { from: number; to: number; mbps?: number; bytes?: number; retrans?: number; error?: string; v6?: boolean }
 
-async function tcp(client: Host, server: Host, seconds: number): Promise<TcpResult> {
-  const srv = server.ns.spawn('iperf3', ['-s', '-1', '-B', server.gw!, '-p', '5201'], { stdio: 'ignore' });
+async function tcp(client: Host, server: Host, seconds: number, v6 = false): Promise<TcpResult> {
+  const srv = server.ns.spawn('iperf3', ['-s', '-1', '-B', gwOf(server, v6), '-p', '5201'], { stdio: 'ignore' });
   try {
     await sleep(300);
-    const out = client.ns.exec('iperf3', ['-c', server.gw!, '-B', client.gw!, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000'], { timeout: (seconds + 15) * 1000 });
+    const out = client.ns.exec('iperf3', ['-c', gwOf(server, v6), '-B', gwOf(client, v6), '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000'], { timeout: (seconds + 15) * 1000 });
     const j = JSON.parse(out) as { end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } }; error?: string };
-    if (j.error) return { from: client.n, to: server.n, error: j.error };
-    return { from: client.n, to: server.n, mbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e6, bytes: j.end?.sum_received?.bytes ?? 0, retrans: j.end?.sum_sent?.retransmits ?? 0 };
+    if (j.error) return { from: client.n, to: server.n, error: j.error, v6 };
+    return { from: client.n, to: server.n, mbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e6, bytes: j.end?.sum_received?.bytes ?? 0, retrans: j.end?.sum_sent?.retransmits ?? 0, v6 };
   } catch (e) {
     const s = String((e as { stdout?: string }).stdout ?? '');
     let msg = (e as Error).message.split('\n')[0]!;
     try { msg = (JSON.parse(s) as { error?: string }).error ?? msg; } catch { /* not JSON */ }
-    return { from: client.n, to: server.n, error: msg };
+    return { from: client.n, to: server.n, error: msg, v6 };
   } finally {
     try { srv.kill('SIGKILL'); } catch { /* gone */ }
   }
@@ -166,9 +186,9 @@ function metrics(h: Host): Map<string, number> {
   return out;
 }
 
-/** Kernel counters of flannel.1 for the kernel host. */
-function kernelCounters(h: Host): { tx: number; rx: number; drops: number } {
-  const j = JSON.parse(h.ns.ip('-j', '-s', 'link', 'show', 'flannel.1')) as { stats64: { tx: { packets: number; dropped: number }; rx: { packets: number; dropped: number } } }[];
+/** Kernel counters of `dev` (flannel.1, flannel-v6.1) for the kernel host. */
+function kernelCounters(h: Host, dev = 'flannel.1'): { tx: number; rx: number; drops: number } {
+  const j = JSON.parse(h.ns.ip('-j', '-s', 'link', 'show', dev)) as { stats64: { tx: { packets: number; dropped: number }; rx: { packets: number; dropped: number } } }[];
   const s = j[0]!.stats64;
   return { tx: s.tx.packets, rx: s.rx.packets, drops: s.tx.dropped + s.rx.dropped };
 }
@@ -183,7 +203,7 @@ function table(rows: string[][]): string {
 /** A lease as etcd holds it: key, value, and the etcd lease it is bound to. */
 interface EtcdLease {
   key: string;
-  value: { PublicIP?: string; BackendType?: string; BackendData?: { VtepMAC?: string } | null };
+  value: { PublicIP?: string; PublicIPv6?: string | null; BackendType?: string; BackendData?: { VtepMAC?: string } | null; BackendV6Data?: { VtepMAC?: string } | null };
   /** etcd lease ID in hex ('' for a key without one), its TTL and the seconds left. */
   leaseId: string;
   ttl?: number;
@@ -264,7 +284,7 @@ async function main(): Promise<number> {
 
   try {
     const mode = opts.static ? 'static (--subnet and a peers file)' : 'etcd (subnets leased from etcd)';
-    console.log(`demo: ${mode}, backend ${opts.backend}, transport ${opts.transport}, namespaces ${tb.prefix}-*`);
+    console.log(`demo: ${mode}, backend ${opts.backend}, transport ${opts.transport}${opts.dualStack ? `, dual stack (IPv6Network ${NET6})` : ''}, namespaces ${tb.prefix}-*`);
     mkdirSync(work, { recursive: true });
     for (let n = 1; n <= 3; n++) {
       const kind = opts.backend === 'vxlan' && n === 3 ? 'kernel' : 'overlayd';
@@ -272,10 +292,16 @@ async function main(): Promise<number> {
       mkdirSync(dir);
       const h: Host = { n, ns: tb.host(`h${n}`), underlay: `198.18.0.${n}`, kind, dir, log: join(dir, 'overlayd.log') };
       if (opts.static) h.subnet = `198.19.${n}.0/24`;
+      if (opts.static && opts.dualStack) h.subnet6 = `2001:2:0:800${n}::/64`;
       hosts.push(h);
     }
     const hub = tb.lan(hosts.map((h) => ({ host: h.ns, dev: 'eth0', cidr: `${h.underlay}/24` })));
-    const netConf = JSON.stringify({ Network: '198.19.0.0/16', SubnetLen: 24, Backend: opts.backend === 'vxlan' ? { Type: 'vxlan', VNI: 1, Port: 8472 } : { Type: 'udp', Port: 8285 } });
+    // dual stack: an IPv6 underlay address beside the IPv4 one (no DAD: usable at once)
+    if (opts.dualStack) for (const h of hosts) h.ns.ip('addr', 'add', `${underlay6(h.n)}/64`, 'dev', 'eth0', 'nodad');
+    const netConf = JSON.stringify({
+      Network: '198.19.0.0/16', SubnetLen: 24, ...(opts.dualStack ? { EnableIPv6: true, IPv6Network: NET6 } : {}),
+      Backend: opts.backend === 'vxlan' ? { Type: 'vxlan', VNI: 1, Port: 8472 } : { Type: 'udp', Port: 8285 },
+    });
 
     // etcd in the hub, on the underlay bridge: the cluster's network config goes in first.
     if (!opts.static) {
@@ -297,8 +323,19 @@ async function main(): Promise<number> {
       const mac = (JSON.parse(k.ip('-j', 'link', 'show', 'flannel.1')) as { address: string }[])[0]!.address;
       kernel.subnet ??= `198.19.${1 + Math.floor(Math.random() * 255)}.0/24`;
       const net = kernel.subnet.split('/')[0]!;
-      const key = kernel.subnet.replace('/', '-');
-      const value = { PublicIP: kernel.underlay, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } };
+      let key = kernel.subnet.replace('/', '-');
+      const value: Record<string, unknown> = { PublicIP: kernel.underlay, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } };
+      if (opts.dualStack) {
+        // flannel-v6.1 over the IPv6 underlay (MTU underlay - 70), its IPv6 subnet's address /128
+        k.ip('link', 'add', 'flannel-v6.1', 'type', 'vxlan', 'id', '1', 'local', underlay6(kernel.n), 'dev', 'eth0', 'dstport', '8472', 'nolearning');
+        k.ip('link', 'set', 'flannel-v6.1', 'mtu', '1430');
+        const mac6 = (JSON.parse(k.ip('-j', 'link', 'show', 'flannel-v6.1')) as { address: string }[])[0]!.address;
+        kernel.subnet6 ??= `2001:2:0:${(0x8010 + Math.floor(Math.random() * 0x7fe0)).toString(16)}::/64`;
+        key += `&${kernel.subnet6.replace('/', '-')}`;
+        Object.assign(value, { PublicIPv6: underlay6(kernel.n), BackendV6Data: { VNI: 1, VtepMAC: mac6 } });
+        k.ip('addr', 'add', `${kernel.subnet6.split('/')[0]}/128`, 'dev', 'flannel-v6.1', 'nodad');
+        k.ip('link', 'set', 'flannel-v6.1', 'up');
+      }
       kernel.lease = { [key]: value };
       if (etcd) {
         const id = /^lease ([0-9a-f]+) granted/.exec(etcd.ctl('lease', 'grant', String(LEASE_TTL_S)))?.[1];
@@ -307,7 +344,8 @@ async function main(): Promise<number> {
       }
       k.ip('addr', 'add', `${net}/32`, 'dev', 'flannel.1');
       k.ip('link', 'set', 'flannel.1', 'up');
-      writeFileSync(join(kernel.dir, 'subnet.env'), `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=${net.replace(/\.0$/, '.1')}/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
+      const env6 = kernel.subnet6 !== undefined ? `FLANNEL_IPV6_NETWORK=${NET6}\nFLANNEL_IPV6_SUBNET=${kernel.subnet6.replace('::/', '::1/')}\n` : '';
+      writeFileSync(join(kernel.dir, 'subnet.env'), `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=${net.replace(/\.0$/, '.1')}/24\n${env6}FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
     }
 
     // Start overlayd on its hosts: static, each with its --subnet and an empty peers file;
@@ -318,12 +356,13 @@ async function main(): Promise<number> {
         '--iface-regex', 'eth0', '--subnet-file', join(h.dir, 'subnet.env'), '--lease-out', join(h.dir, 'lease.json'),
         '--transport', opts.transport, '--healthz-port', String(HEALTHZ_PORT), '--stats-interval', '5',
       ];
+      if (opts.dualStack) args.push('--public-ipv6', underlay6(h.n));
       if (etcd) {
         args.unshift('--etcd-endpoints', etcd.url);
       } else {
         writeFileSync(join(h.dir, 'net-conf.json'), netConf);
         writeFileSync(join(h.dir, 'peers.json'), '{}\n');
-        args.unshift('--net-conf', join(h.dir, 'net-conf.json'), '--subnet', h.subnet!, '--peers', join(h.dir, 'peers.json'));
+        args.unshift('--net-conf', join(h.dir, 'net-conf.json'), '--subnet', h.subnet!, '--peers', join(h.dir, 'peers.json'), ...(h.subnet6 ? ['--ipv6-subnet', h.subnet6] : []));
       }
       const fd = openSync(h.log, 'a');
       const [cmd, ...rest] = overlaydCommand();
@@ -334,12 +373,16 @@ async function main(): Promise<number> {
         try { return readFileSync(join(h.dir, 'lease.json'), 'utf8'); } catch { return undefined; }
       }, () => (h.child!.exitCode !== null ? `overlayd on h${h.n} exited with ${h.child!.exitCode}:\n${tail(h.log)}` : undefined));
       h.lease = JSON.parse(text) as Record<string, unknown>;
-      h.subnet ??= Object.keys(h.lease)[0]!.replace('-', '/');
+      // the lease key: "198.19.7.0-24", dual stack "198.19.7.0-24&2001:2:0:8007::-64"
+      const [k4, k6] = Object.keys(h.lease)[0]!.split('&');
+      h.subnet ??= k4!.replace('-', '/');
+      if (k6 !== undefined) h.subnet6 ??= k6.replace(/-(\d+)$/, '/$1');
     }
 
     // Every host's lease: in etcd mode as etcd holds it (each must be there, bound to an etcd
     // lease, with the host's PublicIP and the subnet its overlayd wrote to subnet.env).
-    const envSubnet = (h: Host): string => /^FLANNEL_SUBNET=(.*)$/m.exec(readFileSync(join(h.dir, 'subnet.env'), 'utf8'))?.[1] ?? '?';
+    const envSubnet = (h: Host, key = 'FLANNEL_SUBNET'): string => new RegExp(`^${key}=(.*)$`, 'm').exec(readFileSync(join(h.dir, 'subnet.env'), 'utf8'))?.[1] ?? '?';
+    const keyOf = (h: Host): string => `${h.subnet!.replace('/', '-')}${h.subnet6 !== undefined ? `&${h.subnet6.replace(/\/(\d+)$/, '-$1')}` : ''}`;
     let all: Record<string, unknown>;
     if (etcd) {
       const leases = etcdLeases(etcd);
@@ -350,11 +393,12 @@ async function main(): Promise<number> {
         if (mine.length !== 1) throw new Error(`etcd holds ${mine.length} leases with PublicIP ${h.underlay} (h${h.n}), expected 1: ${leases.map((l) => l.key).join(', ')}`);
         const l = mine[0]!;
         const env = envSubnet(h);
-        if (l.key !== h.subnet!.replace('/', '-') || !env.startsWith(h.subnet!.replace(/\.0\/\d+$/, '.'))) {
+        if (l.key !== keyOf(h) || !env.startsWith(h.subnet!.replace(/\.0\/\d+$/, '.'))) {
           throw new Error(`h${h.n}: lease in etcd ${l.key}, overlayd's own lease ${h.subnet}, subnet.env ${env}: they disagree`);
         }
         if (!l.leaseId || !(l.left! > 0)) throw new Error(`h${h.n}: lease ${l.key} is not bound to a live etcd lease`);
         rows.push([`h${h.n} ${h.kind === 'kernel' ? 'kernel' : 'overlayd'}`, h.underlay, l.key, `${l.left} s of ${l.ttl} s`, l.value.BackendData?.VtepMAC ?? '-', env]);
+        if (opts.dualStack) rows.push(['', l.value.PublicIPv6 ?? '-', '(IPv6 half)', '', l.value.BackendV6Data?.VtepMAC ?? '-', envSubnet(h, 'FLANNEL_IPV6_SUBNET')]);
       }
       console.log(`demo: every host joined by lease (etcdctl get --prefix ${PREFIX}/subnets/; subnet.env as each host wrote it)\n${table(rows)}`);
     } else {
@@ -365,12 +409,19 @@ async function main(): Promise<number> {
     // The kernel host's routes, neighbours and FDB entries for the others' leases (flanneld's work).
     if (kernel) {
       const k = kernel.ns;
-      for (const [key, v] of Object.entries(all) as [string, { PublicIP: string; BackendData: { VtepMAC: string } }][]) {
+      for (const [key, v] of Object.entries(all) as [string, { PublicIP: string; PublicIPv6?: string; BackendData: { VtepMAC: string }; BackendV6Data?: { VtepMAC: string } }][]) {
         if (v.PublicIP === kernel.underlay) continue;
-        const net = key.split('-')[0]!;
-        k.ip('route', 'replace', key.replace('-', '/'), 'via', net, 'dev', 'flannel.1', 'onlink');
+        const [k4, k6] = key.split('&');
+        const net = k4!.split('-')[0]!;
+        k.ip('route', 'replace', k4!.replace('-', '/'), 'via', net, 'dev', 'flannel.1', 'onlink');
         k.ip('neigh', 'replace', net, 'lladdr', v.BackendData.VtepMAC, 'dev', 'flannel.1', 'nud', 'permanent');
         sh('bridge', ['-n', k.name, 'fdb', 'append', v.BackendData.VtepMAC, 'dev', 'flannel.1', 'dst', v.PublicIP]);
+        // dual stack: the same on flannel-v6.1 for the IPv6 half, to its PublicIPv6
+        if (kernel.subnet6 === undefined || k6 === undefined || v.PublicIPv6 === undefined || v.BackendV6Data === undefined) continue;
+        const net6 = k6.replace(/-\d+$/, '');
+        k.ip('route', 'replace', k6.replace(/-(\d+)$/, '/$1'), 'via', net6, 'dev', 'flannel-v6.1', 'onlink');
+        k.ip('neigh', 'replace', net6, 'lladdr', v.BackendV6Data.VtepMAC, 'dev', 'flannel-v6.1', 'nud', 'permanent');
+        sh('bridge', ['-n', k.name, 'fdb', 'append', v.BackendV6Data.VtepMAC, 'dev', 'flannel-v6.1', 'dst', v.PublicIPv6]);
       }
     }
 
@@ -380,6 +431,11 @@ async function main(): Promise<number> {
       h.gw = sub.split('/')[0]!;
       h.ns.ip('link', 'add', 'cni0', 'type', 'bridge');
       h.ns.ip('addr', 'add', sub, 'dev', 'cni0');
+      if (opts.dualStack) {
+        const sub6 = envSubnet(h, 'FLANNEL_IPV6_SUBNET');
+        h.gw6 = sub6.split('/')[0]!;
+        h.ns.ip('addr', 'add', sub6, 'dev', 'cni0', 'nodad');
+      }
       h.ns.ip('link', 'set', 'cni0', 'up');
     }
 
@@ -387,24 +443,27 @@ async function main(): Promise<number> {
     if (!etcd) for (const h of hosts.filter((x) => x.kind === 'overlayd')) writeAtomic(join(h.dir, 'peers.json'), JSON.stringify(all, null, 2) + '\n');
 
     // Wait for the tunnel (peers from the watch or the peers file; first pings may race them).
-    for (const a of hosts) {
-      for (const b of hosts) {
-        if (a === b) continue;
-        await waitFor(`overlay path h${a.n} -> h${b.n}`, 15_000, () => (ping(a, b, 1).received === 1 ? true : undefined));
+    const families = opts.dualStack ? [false, true] : [false];
+    for (const v6 of families) {
+      for (const a of hosts) {
+        for (const b of hosts) {
+          if (a === b) continue;
+          await waitFor(`overlay path h${a.n} -> h${b.n}${v6 ? ' (IPv6)' : ''}`, 15_000, () => (ping(a, b, 1, v6).received === 1 ? true : undefined));
+        }
       }
     }
 
     const pings: PingResult[] = [];
-    for (const a of hosts) for (const b of hosts) if (a !== b) pings.push(ping(a, b, 10));
+    for (const v6 of families) for (const a of hosts) for (const b of hosts) if (a !== b) pings.push(ping(a, b, 10, v6));
     const tcps: TcpResult[] = [];
     const pairs: [number, number][] = [[1, 2], [2, 3], [3, 1]];
-    for (const [c, s] of pairs) tcps.push(await tcp(hosts[c - 1]!, hosts[s - 1]!, opts.seconds));
+    for (const v6 of families) for (const [c, s] of pairs) tcps.push(await tcp(hosts[c - 1]!, hosts[s - 1]!, opts.seconds, v6));
 
     const rows: string[][] = [['path', 'ping loss', 'RTT avg/max ms', 'TCP Mbit/s', 'TCP retrans']];
     for (const p of pings) {
-      const t = tcps.find((x) => x.from === p.from && x.to === p.to);
+      const t = tcps.find((x) => x.from === p.from && x.to === p.to && x.v6 === p.v6);
       rows.push([
-        `h${p.from} -> h${p.to} (${hosts[p.from - 1]!.gw} -> ${hosts[p.to - 1]!.gw})`,
+        `h${p.from} -> h${p.to} (${gwOf(hosts[p.from - 1]!, p.v6 === true)} -> ${gwOf(hosts[p.to - 1]!, p.v6 === true)})`,
         `${p.sent - p.received}/${p.sent}`,
         p.avg !== undefined ? `${p.avg.toFixed(3)} / ${p.max!.toFixed(3)}` : '-',
         t ? (t.error ? `error: ${t.error}` : t.mbps!.toFixed(1)) : '',
@@ -414,8 +473,10 @@ async function main(): Promise<number> {
     const crow: string[][] = [['host', 'dataplane', 'tx pkts', 'tx bytes', 'rx pkts', 'rx bytes', 'drops (reason=count)']];
     for (const h of hosts) {
       if (h.kind === 'kernel') {
-        const k = kernelCounters(h);
-        crow.push([`h${h.n} ${h.underlay}`, 'kernel flannel.1', String(k.tx), '-', String(k.rx), '-', String(k.drops)]);
+        for (const dev of opts.dualStack ? ['flannel.1', 'flannel-v6.1'] : ['flannel.1']) {
+          const k = kernelCounters(h, dev);
+          crow.push([`h${h.n} ${h.underlay}`, `kernel ${dev}`, String(k.tx), '-', String(k.rx), '-', String(k.drops)]);
+        }
         continue;
       }
       const m = metrics(h);
@@ -423,7 +484,7 @@ async function main(): Promise<number> {
       crow.push([`h${h.n} ${h.underlay}`, `overlayd ${opts.backend}/${opts.transport}`, String(m.get('overlayd_tx_packets_total') ?? '?'), String(m.get('overlayd_tx_bytes_total') ?? '?'),
         String(m.get('overlayd_rx_packets_total') ?? '?'), String(m.get('overlayd_rx_bytes_total') ?? '?'), drops]);
     }
-    console.log(`\nSummary (${opts.backend}, ${etcd ? 'subnets leased from etcd' : 'static subnets'}, ${opts.seconds} s iperf3 per TCP pair, 10 pings per pair)\n`);
+    console.log(`\nSummary (${opts.backend}${opts.dualStack ? ', dual stack: IPv4 and IPv6' : ''}, ${etcd ? 'subnets leased from etcd' : 'static subnets'}, ${opts.seconds} s iperf3 per TCP pair, 10 pings per pair)\n`);
     console.log(table(rows));
     console.log('');
     console.log(table(crow));

@@ -3,7 +3,8 @@
  * `npm run demo` (its default: etcd in a hub namespace, every overlayd leasing its subnet with
  * --etcd-endpoints only), `npm run demo -- --backend vxlan` (the same with a kernel flannel.1
  * host whose lease the demo writes to etcd, as flanneld would) and `--static --backend vxlan`
- * (no etcd: --subnet and a peers file). The demo makes its own namespaces (unique prefix,
+ * (no etcd: --subnet and a peers file), and `--dual-stack` (EnableIPv6: two overlayd with
+ * flannel.1 + flannel-v6.1 and a kernel dual-stack host). The demo makes its own namespaces (unique prefix,
  * removed in its `finally`); afterAll removes any left under the prefix it printed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -52,6 +53,25 @@ describe.runIf(requireNetns() && etcdAvailable())('npm run demo', () => {
     expect(stdout).toMatch(new RegExp(`\\| h1 -> h2 \\(198\\.19\\.${subnets[0]}\\.1 -> 198\\.19\\.${subnets[1]}\\.1\\) +\\| 0/10 `));
     expect(stdout).toMatch(backend === 'vxlan' ? /kernel flannel\.1/ : /overlayd udp\/mmsg/);
     expect(stdout).toMatch(/overlayd exit codes after SIGTERM: h1=0 h2=0( h3=0)?; namespaces left: 0; work dir removed: true; etcd stopped, data removed: true/);
+  });
+
+  it('--dual-stack (etcd): two overlayd with flannel.1 + flannel-v6.1 and a kernel dual-stack host; every lease has both halves; both families ping and flow', () => {
+    const { stdout } = run(['--dual-stack']);
+    expect(stdout).toMatch(/^demo: etcd \(subnets leased from etcd\), backend vxlan, transport mmsg, dual stack \(IPv6Network 2001:2:0:8000::\/49\)/m);
+    // each lease's key names both subnets; the IPv6 half's row: PublicIPv6, the flannel-v6 VTEP MAC, FLANNEL_IPV6_SUBNET
+    const leases = [...stdout.matchAll(/^\| (h\d) (overlayd|kernel) +\| 198\.18\.0\.\d +\| 198\.19\.(\d+)\.0-24&(2001:2:0:[0-9a-f]+)::-64 +\|/gm)];
+    expect(leases.map((m) => `${m[1]} ${m[2]}`)).toEqual(['h1 overlayd', 'h2 overlayd', 'h3 kernel']);
+    const halves = [...stdout.matchAll(/^\| +\| (2001:2:0:1::\d) +\| \(IPv6 half\) +\| +\| ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) +\| (2001:2:0:[0-9a-f]+)::1\/64 +\|$/gm)];
+    expect(halves.map((m) => m[1])).toEqual(['2001:2:0:1::1', '2001:2:0:1::2', '2001:2:0:1::3']);
+    expect(halves.map((m) => m[3])).toEqual(leases.map((m) => m[4]));
+    // every ordered pair of each family: 0 of 10 pings lost; a TCP rate for the transfers of each family
+    for (const [a, b] of [[1, 2], [1, 3], [2, 1], [2, 3], [3, 1], [3, 2]]) {
+      expect(stdout).toMatch(new RegExp(`\\| h${a} -> h${b} \\(198\\.19\\.\\d+\\.1 -> 198\\.19\\.\\d+\\.1\\) +\\| 0/10 `));
+      expect(stdout).toMatch(new RegExp(`\\| h${a} -> h${b} \\(2001:2:0:[0-9a-f]+::1 -> 2001:2:0:[0-9a-f]+::1\\) +\\| 0/10 `));
+    }
+    expect(stdout).toMatch(/\| h3 -> h1 \(2001:2:0:[0-9a-f]+::1 -> 2001:2:0:[0-9a-f]+::1\) +\| 0\/10 .*\| \d+\.\d +\|/);
+    expect(stdout).toMatch(/kernel flannel-v6\.1/);
+    expect(stdout).toMatch(/overlayd exit codes after SIGTERM: h1=0 h2=0; namespaces left: 0; work dir removed: true; etcd stopped, data removed: true/);
   });
 
   it('--static --backend vxlan: fixed subnets and a peers file, no etcd', () => {
