@@ -26,6 +26,24 @@ function args(dir: string, h: H, extra: string[]): string[] {
   return ['--iface', 'eth0', '--public-ipv6', pub6(h.n), '--subnet-file', join(dir, `h${h.n}`, 'subnet.env'), '--lease-out', join(dir, `h${h.n}`, 'lease.json'), ...extra];
 }
 
+/** Write net-conf.json (`netConf`) and a peers file of `leases` into `dir`; their paths. */
+function confFiles(dir: string, netConf: object, leases: [string, Record<string, unknown>][]): { conf: string; peers: string } {
+  const conf = join(dir, 'net-conf.json');
+  const peers = join(dir, 'peers.json');
+  writeFileSync(conf, JSON.stringify(netConf));
+  writeFileSync(peers, JSON.stringify(Object.fromEntries(leases)));
+  return { conf, peers };
+}
+
+/** Start overlayd on each of `hs` (its flags: `extra(h)`) and wait until each forwards under its supervisor. */
+async function startAll(tb: Testbed, dir: string, hs: H[], extra: (h: H) => string[]): Promise<void> {
+  for (const h of hs) {
+    h.d = startOverlayd(h.ns, args(dir, h, [...extra(h), '--control-socket', join(dir, `h${h.n}.sock`)]));
+    tb.track(h.d.child);
+  }
+  await Promise.all(hs.map((h) => h.d!.waitFor(/running \(supervisor/, 30_000)));
+}
+
 /** Transfer size of each TCP transfer. */
 const BYTES = 20_000_000;
 
@@ -33,19 +51,12 @@ describe.runIf(requireNetns())('overlayd dual stack, VXLAN, static peers file: t
   const tb = new Testbed('odds');
   const dir = mkdtempSync(join(tmpdir(), 'od-ds-'));
   let hs: H[];
-  const conf = join(dir, 'net-conf.json');
-  const peers = join(dir, 'peers.json');
 
   beforeAll(async () => {
     hs = hosts(tb, [1, 2, 3]);
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }));
-    writeFileSync(peers, JSON.stringify(Object.fromEntries([leaseEntry('vxlan', 1, false), leaseEntry('vxlan', 2, false), leaseEntry('vxlan', 3, true)])));
+    const { conf, peers } = confFiles(dir, { Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }, [leaseEntry('vxlan', 1, false), leaseEntry('vxlan', 2, false), leaseEntry('vxlan', 3, true)]);
     kernelDual(hs[2]!, [1, 2]);
-    for (const h of hs.slice(0, 2)) {
-      h.d = startOverlayd(h.ns, args(dir, h, ['--net-conf', conf, '--subnet', sub4(h.n), '--ipv6-subnet', sub6(h.n), '--peers', peers, '--control-socket', join(dir, `h${h.n}.sock`)]));
-      tb.track(h.d.child);
-    }
-    await Promise.all(hs.slice(0, 2).map((h) => h.d!.waitFor(/running \(supervisor/)));
+    await startAll(tb, dir, hs.slice(0, 2), (h) => ['--net-conf', conf, '--subnet', sub4(h.n), '--ipv6-subnet', sub6(h.n), '--peers', peers]);
   }, 60_000);
   afterAll(() => {
     tb.destroy();
@@ -118,15 +129,9 @@ describe.runIf(requireNetns())('overlayd IPv6 only, VXLAN: flannel-v6.1 alone, a
 
   beforeAll(async () => {
     hs = hosts(tb, [1, 3], false);
-    const conf = join(dir, 'net-conf.json');
-    const peers = join(dir, 'peers.json');
-    writeFileSync(conf, JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }));
-    writeFileSync(peers, JSON.stringify(Object.fromEntries([leaseEntry('vxlan', 1, false, true), leaseEntry('vxlan', 3, true, true)])));
+    const { conf, peers } = confFiles(dir, { EnableIPv4: false, EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }, [leaseEntry('vxlan', 1, false, true), leaseEntry('vxlan', 3, true, true)]);
     kernelDual(hs[1]!, [1], false);
-    const h = hs[0]!;
-    h.d = startOverlayd(h.ns, args(dir, h, ['--net-conf', conf, '--ipv6-subnet', sub6(1), '--peers', peers, '--control-socket', join(dir, 'h1.sock')]));
-    tb.track(h.d.child);
-    await h.d.waitFor(/running \(supervisor/);
+    await startAll(tb, dir, hs.slice(0, 1), () => ['--net-conf', conf, '--ipv6-subnet', sub6(1), '--peers', peers]);
   }, 60_000);
   afterAll(() => {
     tb.destroy();
@@ -161,15 +166,8 @@ describe.runIf(requireNetns())('overlayd dual stack, UDP: flannel0 carries both 
 
   beforeAll(async () => {
     hs = hosts(tb, [1, 2]);
-    const conf = join(dir, 'net-conf.json');
-    const peers = join(dir, 'peers.json');
-    writeFileSync(conf, JSON.stringify({ Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'udp' } }));
-    writeFileSync(peers, JSON.stringify(Object.fromEntries([leaseEntry('udp', 1, false), leaseEntry('udp', 2, false)])));
-    for (const h of hs) {
-      h.d = startOverlayd(h.ns, args(dir, h, ['--net-conf', conf, '--subnet', sub4(h.n), '--ipv6-subnet', sub6(h.n), '--peers', peers, '--control-socket', join(dir, `h${h.n}.sock`)]));
-      tb.track(h.d.child);
-    }
-    await Promise.all(hs.map((h) => h.d!.waitFor(/running \(supervisor/)));
+    const { conf, peers } = confFiles(dir, { Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'udp' } }, [leaseEntry('udp', 1, false), leaseEntry('udp', 2, false)]);
+    await startAll(tb, dir, hs, (h) => ['--net-conf', conf, '--subnet', sub4(h.n), '--ipv6-subnet', sub6(h.n), '--peers', peers]);
   }, 60_000);
   afterAll(() => {
     tb.destroy();
@@ -210,11 +208,8 @@ describe.runIf(requireNetns() && etcdAvailable())('overlayd dual stack, VXLAN, e
     hub.ip('addr', 'add', '198.18.0.254/24', 'dev', 'br0');
     etcd = await startEtcd({ ns: hub, host: '198.18.0.254', parentDir: dir });
     etcd.ctl('put', `${PREFIX}/config`, JSON.stringify({ Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }));
-    for (const h of hs) {
-      h.d = startOverlayd(h.ns, args(dir, h, ['--etcd-endpoints', etcd.url, '--control-socket', join(dir, `h${h.n}.sock`)]));
-      tb.track(h.d.child);
-    }
-    await Promise.all(hs.map((h) => h.d!.waitFor(/running \(supervisor/, 30_000)));
+    const url = etcd.url;
+    await startAll(tb, dir, hs, () => ['--etcd-endpoints', url]);
   }, 60_000);
   afterAll(async () => {
     for (const h of hs ?? []) h.d?.child.kill('SIGTERM');
