@@ -46,9 +46,9 @@ export { PcapWriter, type PacketTap, type TapDirection, type PcapWriterOptions }
 export { createMetrics, startHttp, formatStatsLine, UNDERLAY_EVENTS, type InfoLabels } from './metrics.js';
 export { defaultBackendFactory, toBackendOptions, stableVtepMac, ipv6Refusal, type BackendFactory, type BackendParams } from './backend-factory.js';
 export { HELP, parseCli, envName, ENV_FLAGS, type CliOptions, type CliCommand, type EtcdCliOptions } from './cli.js';
-export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin, type DaemonConfig, type EtcdResolveOptions, type Logger, type OverlaydOptions } from './daemon.js';
-export { DeviceOwnership, ownerMark, deviceNameFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled } from './ownership.js';
+export { Overlayd, resolveConfig, resolveEtcdConfig, previousSubnet, hasNetAdmin, devicesOf, underlaySockets, type DaemonConfig, type EtcdResolveOptions, type Logger, type OverlaydOptions } from './daemon.js';
+export { DeviceOwnership, ownerMark, deviceNameFor, devicesFor, inspectDevice, describeDevice, describeLink, reconcileAdopted, OWNER_PREFIX, type DeviceVerdict, type DeviceState, type Reconciled, type OwnedDevice, type OwnNetworks } from './ownership.js';
 export { UnderlayWatch, type UnderlayOptions, type UnderlayStatus } from './underlay.js';
 export { sdNotify } from './sdnotify.js';
-export { IpMasq, masqRuleset, IPMASQ_TABLE, type IpMasqOptions, type IpMasqRules } from './ipmasq.js';
+export { IpMasq, masqRuleset, masqTables, IPMASQ_TABLE, type IpMasqOptions, type IpMasqRules } from './ipmasq.js';
 export { runSupervisor, supervised, packetProcess, InheritedIo, defaultControlSocket, PACKET_ENV, MAX_DEATHS, DEATH_WINDOW_MS, MAX_BACKOFF_MS, DEVICE_TXQUEUELEN, type PacketProcess } from './supervisor.js';

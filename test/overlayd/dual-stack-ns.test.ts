@@ -21,9 +21,10 @@ import { tcpTransfer } from '../vtep/harness.js';
 import { NET6, gw4, gw6, kernelDual, leaseEntry, pingDf, pub4, pub6, startOverlayd, sub4, sub6, untilPath, dualHosts as hosts, type DualHost as H } from './helpers.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
-function args(dir: string, h: H, extra: string[]): string[] {
+/** overlayd's flags for host h (--public-ipv6 unless `found`: then the interface's address is used, and followed). */
+function args(dir: string, h: H, extra: string[], found = false): string[] {
   mkdirSync(join(dir, `h${h.n}`), { recursive: true });
-  return ['--iface', 'eth0', '--public-ipv6', pub6(h.n), '--subnet-file', join(dir, `h${h.n}`, 'subnet.env'), '--lease-out', join(dir, `h${h.n}`, 'lease.json'), ...extra];
+  return ['--iface', 'eth0', ...(found ? [] : ['--public-ipv6', pub6(h.n)]), '--subnet-file', join(dir, `h${h.n}`, 'subnet.env'), '--lease-out', join(dir, `h${h.n}`, 'lease.json'), ...extra];
 }
 
 /** Write net-conf.json (`netConf`) and a peers file of `leases` into `dir`; their paths. */
@@ -245,5 +246,42 @@ describe.runIf(requireNetns() && etcdAvailable())('overlayd dual stack, VXLAN, e
     expect(pingDf(a, src6, dst6, 1382)).toBe(true);
     expect(pingDf(b, dst6, src6, 1382)).toBe(true);
     expect(pingDf(b, dst4, src4, 1422)).toBe(true);
+  });
+});
+
+describe.runIf(requireNetns())('overlayd dual stack, VXLAN: the IPv6 underlay address changes', () => {
+  const tb = new Testbed('oddv');
+  const dir = mkdtempSync(join(tmpdir(), 'od-dv-'));
+  let hs: H[];
+
+  beforeAll(async () => {
+    hs = hosts(tb, [1, 3]);
+    const { conf, peers } = confFiles(dir, { Network: '198.19.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'vxlan' } }, [leaseEntry('vxlan', 1, false), leaseEntry('vxlan', 3, true)]);
+    kernelDual(hs[1]!, [1]);
+    const h = hs[0]!;
+    // no --public-ipv6: PublicIPv6 is eth0's global IPv6 address, and follows it
+    h.d = startOverlayd(h.ns, args(dir, h, ['--net-conf', conf, '--subnet', sub4(1), '--ipv6-subnet', sub6(1), '--peers', peers, '--control-socket', join(dir, 'h1.sock')], true));
+    tb.track(h.d.child);
+    await h.d.waitFor(/running \(supervisor/);
+  }, 60_000);
+  afterAll(() => {
+    tb.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('2001:2:0:1::1 -> 2001:2:0:1::11: flannel-v6.1\'s socket is bound again (rebind6), the lease says the new PublicIPv6, IPv6 traffic resumes; IPv4 untouched', async () => {
+    const [a, k] = hs as [H, H];
+    await untilPath(a, gw6(1), gw6(3));
+    a.ns.ip('addr', 'add', '2001:2:0:1::11/64', 'dev', 'eth0', 'nodad');
+    a.ns.ip('addr', 'del', `${pub6(1)}/64`, 'dev', 'eth0');
+    await a.d!.waitFor(/underlay eth0: address changed 2001:2:0:1::1 -> 2001:2:0:1::11 \(address 2001:2:0:1::1 removed\); socket bound to 2001:2:0:1::11; public IP is now 2001:2:0:1::11/);
+    await a.d!.waitFor(/our lease is now .*"PublicIPv6":"2001:2:0:1::11"/);
+    const lease = JSON.parse(readFileSync(join(dir, 'h1', 'lease.json'), 'utf8')) as Record<string, { PublicIP: string; PublicIPv6: string }>;
+    expect(Object.values(lease)[0]).toMatchObject({ PublicIP: pub4(1), PublicIPv6: '2001:2:0:1::11' });
+    // the kernel host learns it as flanneld would from the lease: its FDB entry to the new address
+    k.ns.exec('bridge', ['fdb', 'replace', stableVtepMac(sub6(1)), 'dev', 'flannel-v6.1', 'dst', '2001:2:0:1::11']);
+    await untilPath(a, gw6(1), gw6(3));
+    expect(pingDf(k, gw6(3), gw6(1), 1382)).toBe(true);
+    expect(pingDf(a, gw4(1), gw4(3), 1422)).toBe(true);
   });
 });
