@@ -352,7 +352,7 @@ async function openHeld(cfg: DaemonConfig): Promise<Held> {
   for (const s of underlaySockets(cfg)) {
     let fd = -1;
     try {
-      fd = n.udpOpen(s.family, s.address, s.port, false);
+      fd = n.udpOpen(s.family, s.address, s.port, false, s.family === 6); // IPv6-only, as the backend's own (beside the IPv4 socket on the same port)
       n.setSockBuf(fd, DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_BUFFER);
       held.socks.push(fd);
     } catch (e) {
