@@ -8,8 +8,8 @@ import type { NsHost, Testbed } from './netns.js';
 
 /** A running capture (see {@link startCapture}). */
 export interface Capture {
-  /** Drain, stop tcpdump, and give the pcap file's path. */
-  stop(): Promise<string>;
+  /** Drain (first, up to 10 s, until `done(file)` says the file has what is expected), stop tcpdump, and give the pcap file's path. */
+  stop(done?: (file: string) => boolean): Promise<string>;
 }
 
 /** Capture on `dev` of `host` into `file` (classic pcap) packets matching `filter`; `snap` bytes each (0: whole). */
@@ -21,7 +21,17 @@ export async function startCapture(tb: Testbed, host: NsHost, dev: string, file:
     dump.on('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
   });
   return {
-    async stop(): Promise<string> {
+    async stop(done?: (file: string) => boolean): Promise<string> {
+      // `done`: wait (up to 10 s) until the file has what the caller expects; tcpdump starved of
+      // CPU writes late, and a file merely unchanged for 200 ms missed the last packets under load
+      if (done !== undefined) {
+        for (let i = 0; i < 50; i++) {
+          let ok = false;
+          try { ok = done(file); } catch { /* a record still being written */ }
+          if (ok) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       for (let last = -1, i = 0; i < 50; i++) {
         await new Promise((r) => setTimeout(r, 200));
         const size = statSync(file).size;

@@ -39,20 +39,37 @@ for i in range(${FLOWS}):
  * its header and the inner Ethernet header; the UDP backend: 0).
  */
 async function capture(tb: Testbed, h: NsHost, dir: string, f: () => void, port = 8472, innerOff = 8 + 14): Promise<Map<number, Set<number>>> {
-  const cap = await startCapture(tb, h, 'u0', join(dir, `sp-${Date.now()}.pcap`), `udp dst port ${port}`, 256);
+  const cap = await startCapture(tb, h, 'u0', join(dir, `sp-${Date.now()}.pcap`), `udp dst port ${port}`);
   f();
-  const file = await cap.stop();
+  // every flow's datagrams were sent when f returned: wait until tcpdump has written them all
+  return flowsIn(await cap.stop((file) => flowsIn(file, innerOff).size >= FLOWS), innerOff);
+}
+
+/**
+ * The flows in a capture: inner UDP source port -> outer source ports seen. A UDP GSO send
+ * crosses the veth as one packet (tcpdump sees it before segmentation): its datagrams lie back to
+ * back in the UDP payload, each `innerOff` bytes of headers and an inner IPv4 packet of the length
+ * its header gives, so every one of them is read (reading only the first hid a flow whose
+ * datagrams all rode behind another's in GSO runs, as on a loaded machine).
+ */
+function flowsIn(file: string, innerOff: number): Map<number, Set<number>> {
   const flows = new Map<number, Set<number>>();
   for (const { data: fr } of readPcap(readFileSync(file)).records) {
     const udp = 14 + (fr[14]! & 15) * 4;
-    const iip = udp + 8 + innerOff;
-    if (fr.length < iip + 28 || fr[iip]! >>> 4 !== 4 || fr[iip + 9] !== 17) continue;
-    const il4 = iip + (fr[iip]! & 15) * 4;
-    if (fr.readUInt16BE(il4 + 2) !== DST_PORT) continue;
-    const inner = fr.readUInt16BE(il4);
-    let s = flows.get(inner);
-    if (s === undefined) flows.set(inner, (s = new Set()));
-    s.add(fr.readUInt16BE(udp));
+    const sport = fr.readUInt16BE(udp);
+    for (let d = udp + 8; d + innerOff + 28 <= fr.length;) {
+      const iip = d + innerOff;
+      const tot = fr.readUInt16BE(iip + 2);
+      if (fr[iip]! >>> 4 !== 4 || tot < 28) break;
+      d = iip + tot;
+      if (fr[iip + 9] !== 17) continue;
+      const il4 = iip + (fr[iip]! & 15) * 4;
+      if (fr.readUInt16BE(il4 + 2) !== DST_PORT) continue;
+      const inner = fr.readUInt16BE(il4);
+      let s = flows.get(inner);
+      if (s === undefined) flows.set(inner, (s = new Set()));
+      s.add(sport);
+    }
   }
   return flows;
 }
