@@ -10,8 +10,9 @@ import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { Backend } from '../vtep/backend.js';
 import { DualStackBackend } from '../vtep/dual.js';
-import { defaultIo, lookupBackend, type BackendConfig, type DataplaneIo } from '../vtep/index.js';
+import { defaultIo, isIpv6Cidr, lookupBackend, type BackendConfig, type DataplaneIo } from '../vtep/index.js';
 import { addrToBig, ConfigError, parseNetworkPrefix, type BackendType, type NetConf } from './config.js';
+import { deviceNameFor } from './ownership.js';
 import { tapIo } from './tap-io.js';
 import type { PacketTap } from './pcap.js';
 
@@ -94,7 +95,7 @@ export type BackendFactory = ((p: BackendParams) => Backend | Promise<Backend>) 
 export function ipv6Refusal(conf: NetConf, factory: BackendFactory, source: string): string | undefined {
   if (conf.ipv6 === undefined || factory.ipv6 === true) return undefined;
   const what = conf.enableIPv4 ? `EnableIPv6 is true (dual stack, IPv6Network ${conf.ipv6.network})` : `EnableIPv4 is false (IPv6 only, IPv6Network ${conf.ipv6.network})`;
-  const dev = conf.backend.type === 'vxlan' ? `the flannel-v6.${conf.backend.vni} device, ` : '';
+  const dev = conf.backend.type === 'vxlan' ? `the ${deviceNameFor('vxlan', conf.backend.vni, true)} device, ` : '';
   return `${source}: ${what}, but the --backend-module's ${conf.backend.type} factory does not run IPv6 (it has no \`ipv6: true\`): ${dev}IPv6 routes and the IPv6 underlay need it; set EnableIPv6 false (and EnableIPv4 true), or use the built-in dataplane`;
 }
 
@@ -141,7 +142,7 @@ export function toBackendOptions(p: BackendParams): BackendConfig {
  */
 export function stableVtepMac(subnet: string): string {
   let n: bigint;
-  if (subnet.includes(':')) {
+  if (isIpv6Cidr(subnet)) {
     const p = parseNetworkPrefix(subnet, 'subnet', 6);
     n = (addrToBig(p.addr) >> BigInt(128 - Math.max(p.len, 32))) & 0xffffffffn;
   } else {
@@ -149,11 +150,6 @@ export function stableVtepMac(subnet: string): string {
   }
   const b = [24n, 16n, 8n, 0n].map((sh) => ((n >> sh) & 0xffn).toString(16).padStart(2, '0'));
   return ['0a', '58', ...b].join(':');
-}
-
-/** The IPv6 VXLAN device's name, flannel-v6.<VNI>, as flanneld names it. */
-function v6DeviceName(vni: number): string {
-  return `flannel-v6.${vni}`;
 }
 
 /**
@@ -169,7 +165,7 @@ function v6Half(p: BackendParams, v6: NonNullable<BackendParams['ipv6']>): Backe
   delete q.ipv6;
   if (p.type === 'vxlan') {
     q.vtepMac = v6.vtepMac ?? stableVtepMac(v6.subnet);
-    q.deviceName = v6.deviceName ?? v6DeviceName(p.vni);
+    q.deviceName = v6.deviceName ?? deviceNameFor('vxlan', p.vni, true);
     if (v6.deviceAlias !== undefined) q.deviceAlias = v6.deviceAlias;
     else delete q.deviceAlias;
   }
@@ -203,7 +199,7 @@ function createOne(p: BackendParams, extra: Partial<BackendConfig> = {}): Backen
 export const defaultBackendFactory: BackendFactory = Object.assign(async (p: BackendParams): Promise<Backend> => {
   const v6 = p.ipv6;
   if (v6 === undefined) return createOne(p);
-  const only6 = p.subnet.includes(':');
+  const only6 = isIpv6Cidr(p.subnet);
   if (p.type === 'vxlan') {
     const b6 = createOne(v6Half(p, v6));
     return only6 ? b6 : new DualStackBackend(createOne(p), b6);

@@ -8,6 +8,7 @@
 import type { BackendTypeName, Lease } from '../vtep/backend.js';
 import { AddrError, IpAddr, IpPrefix, ipAddr, ipPrefix, parseIp, parsePrefix } from '../codec/addr.js';
 import { backendTypes, lookupBackend } from '../vtep/registry.js';
+import { isIpv6Cidr } from '../vtep/core.js';
 import '../vtep/index.js'; // registers the built-in backends
 
 /** A configuration problem. `message` is one line and names the problem. */
@@ -406,7 +407,7 @@ export function subnetToKey(cidr: string): string {
 
 /** True when a lease is IPv6-only: its subnet (the one it is known by) is IPv6. */
 export function isIpv6OnlyLease(lease: Lease): boolean {
-  return lease.subnet.includes(':');
+  return isIpv6Cidr(lease.subnet);
 }
 
 /**
