@@ -203,7 +203,9 @@ export class VxlanBackend extends TunnelCore implements Backend {
       this.route6Of.set(p.lease.subnet, p.subnet6!.toString());
       return this.kernel.replaceRoute(p.subnet6!.toString(), p.subnet6!.addr.toString(), dev, { onlink: true });
     });
-    await Promise.all([...v6, ...[...this.bySubnet.values()].filter(() => this.ipv4).map((p) => {
+    // IPv4 routes only on a device that carries IPv4 (an IPv6-only one's peers are all in v6)
+    const v4 = this.ipv4 ? [...this.bySubnet.values()] : [];
+    await Promise.all([...v6, ...v4.map((p) => {
       const r = this.wantedRoute(p, dev);
       this.routeOf.set(p.lease.subnet, r);
       return this.kernel.replaceRoute(p.lease.subnet, r.via, r.dev, { onlink: r.onlink });
